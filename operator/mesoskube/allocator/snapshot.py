@@ -1,0 +1,85 @@
+"""The allocator's input and output: immutable values, no Kubernetes types.
+
+The master builds a Snapshot from its indexes each allocation cycle; the allocator returns
+OfferDecisions; the master turns those into Offer objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from types import MappingProxyType
+
+from mesoskube.resources import Resources
+
+DEFAULT_ROLE = "*"
+
+
+class SorterKind(str, Enum):
+    DRF = "drf"
+    RANDOM = "random"
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    """A node offered as a Mesos agent."""
+
+    name: str
+    total: Resources
+    # Allocatable minus requests of every non-terminal pod on the node, minus outstanding offers.
+    available: Resources
+    attributes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True)
+class FrameworkView:
+    """A subscribed framework as the allocator sees it. `key` is "namespace/name"."""
+
+    key: str
+    roles: tuple[str, ...] = (DEFAULT_ROLE,)
+    suppressed_roles: frozenset[str] = frozenset()
+    # Resources held per role: non-terminal tasks plus outstanding offers (Mesos counts both).
+    allocated: Mapping[str, Resources] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True)
+class RolePolicy:
+    name: str
+    weight: float = 1.0
+    # Upper bound on what the role may hold (scalars only); None = no limit.
+    quota_limit: Resources | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """A decline filter: `agent` is not offered to `framework` until `expires_at` (clock seconds)."""
+
+    framework: str
+    agent: str
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AllocatorConfig:
+    # Mesos --min_allocatable_resources "cpus:0.01|mem:32": a leftover is offerable if it holds
+    # at least one of these quantities.
+    min_allocatable: tuple[Resources, ...] = (Resources(cpus=0.01), Resources(mem=32))
+    sorter: SorterKind = SorterKind.DRF
+    seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    agents: tuple[Agent, ...]
+    frameworks: tuple[FrameworkView, ...]
+    roles: Mapping[str, RolePolicy] = field(default_factory=lambda: MappingProxyType({}))
+    filters: tuple[Filter, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class OfferDecision:
+    framework: str
+    role: str
+    agent: str
+    resources: Resources

@@ -1,0 +1,431 @@
+"""The custom resources' schemas, written once as pydantic models.
+
+`make crds` renders these into crds/*.yaml (mesoskube.api.crdgen); a test fails when the committed
+YAML drifts. Field defaults live here and nowhere else. Rules that span fields are CEL
+(`x-kubernetes-validations`) so the API server rejects bad objects before the master sees them.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mesoskube.resources import Resources
+
+# Mesos defaults (reference/mesos-semantics.md).
+DEFAULT_REFUSE_SECONDS = 5.0
+DEFAULT_FAILOVER_TIMEOUT_SECONDS = 0.0
+DEFAULT_ROLE = "*"
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+ROLE_NAME = r"^(\*|[a-zA-Z0-9_][a-zA-Z0-9_.\-]*)$"
+PORT_RANGES = r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$"
+
+
+def cel(rule: str, message: str, reason: str | None = None) -> dict[str, str]:
+    out = {"rule": rule, "message": message}
+    if reason:
+        out["reason"] = reason
+    return out
+
+
+class Model(BaseModel):
+    # camelCase on the wire is the Kubernetes convention; models use the same names so that a
+    # field named in an error message is the one a person types in YAML.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ResourceQuantities(Model):
+    """Mesos resources. mem and disk in MB; gpus whole; ports as Mesos ranges '31000-31005,31010'."""
+
+    cpus: Annotated[float, Field(ge=0, le=100000, description="CPU cores (3 decimals kept).")] = 0
+    mem: Annotated[float, Field(ge=0, description="Memory in MB.")] = 0
+    disk: Annotated[float, Field(ge=0, description="Ephemeral storage in MB.")] = 0
+    gpus: Annotated[int, Field(ge=0, le=1024, description="Whole GPUs (nvidia.com/gpu).")] = 0
+    ports: Annotated[
+        str | None,
+        Field(pattern=PORT_RANGES, max_length=1024, description="Host port ranges, e.g. '31000-31002,31010'."),
+    ] = None
+
+    def to_resources(self) -> Resources:
+        return Resources.from_mapping(self.model_dump(exclude_none=True))
+
+
+class QuotaLimits(Model):
+    cpus: Annotated[float | None, Field(ge=0)] = None
+    mem: Annotated[float | None, Field(ge=0, description="MB")] = None
+    disk: Annotated[float | None, Field(ge=0, description="MB")] = None
+    gpus: Annotated[int | None, Field(ge=0)] = None
+
+
+class EnvVar(Model):
+    name: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")]
+    value: str = ""
+
+
+class ContainerInfo(Model):
+    """What the task's pod runs. On kwok fake nodes nothing runs; the image is recorded only."""
+
+    image: Annotated[str, Field(min_length=1, max_length=512)] = "registry.k8s.io/pause:3.10"
+    command: list[str] = Field(default_factory=list, max_length=64)
+    args: list[str] = Field(default_factory=list, max_length=256)
+    env: list[EnvVar] = Field(default_factory=list, max_length=128)
+
+
+class TaskInfo(Model):
+    """A task a framework launches from an accepted offer (Mesos TaskInfo)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("self.resources.cpus > 0.0 || self.resources.mem > 0.0",
+                    "a task needs resources.cpus or resources.mem above 0"),
+            ]
+        }
+    )
+
+    name: Annotated[
+        str,
+        Field(min_length=1, max_length=63, pattern=DNS_LABEL,
+              description="Task id, unique within the framework; becomes the Task and Pod name."),
+    ]
+    resources: ResourceQuantities
+    container: ContainerInfo = Field(default_factory=ContainerInfo)
+    labels: dict[str, str] = Field(default_factory=dict, description="Copied onto the Pod.")
+    runSeconds: Annotated[
+        float | None,
+        Field(ge=0, le=86400 * 7,
+              description="Emulation only: on kwok fake nodes the pod completes after this many seconds."),
+    ] = None
+    executor: Annotated[
+        str | None,
+        Field(max_length=63, pattern=DNS_LABEL, description="Executor id this task belongs to, if any."),
+    ] = None
+
+
+class Filters(Model):
+    refuseSeconds: Annotated[
+        float, Field(ge=0, le=31536000, description="Do not re-offer this agent to this framework for this long.")
+    ] = DEFAULT_REFUSE_SECONDS
+
+
+class AnswerType(str, Enum):
+    ACCEPT = "Accept"
+    DECLINE = "Decline"
+
+
+class OfferAnswer(Model):
+    """The framework's one answer to an offer."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("self.type == 'Accept' || !has(self.tasks) || size(self.tasks) == 0",
+                    "answer.tasks is only allowed with type Accept"),
+            ]
+        }
+    )
+
+    type: AnswerType
+    tasks: list[TaskInfo] = Field(default_factory=list, max_length=256)
+    filters: Filters | None = Field(
+        default=None, description="Filters for the leftover (accept) or the whole offer (decline)."
+    )
+
+
+# ---------------------------------------------------------------- Framework
+
+
+class Capability(str, Enum):
+    GPU_RESOURCES = "GPU_RESOURCES"
+    PARTITION_AWARE = "PARTITION_AWARE"
+    MULTI_ROLE = "MULTI_ROLE"
+    TASK_KILLING_STATE = "TASK_KILLING_STATE"
+
+
+class ReconcileRequest(Model):
+    id: Annotated[int, Field(ge=0, description="Bump to ask again; the master answers once per id.")]
+    taskIds: list[Annotated[str, Field(max_length=63)]] = Field(
+        default_factory=list, max_length=1000, description="Empty: implicit reconciliation (all tasks)."
+    )
+
+
+class FrameworkSpec(Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("!has(oldSelf.roles) || self.roles == oldSelf.roles || "
+                    "(has(self.capabilities) && 'MULTI_ROLE' in self.capabilities)",
+                    "roles can only change for frameworks with the MULTI_ROLE capability"),
+            ]
+        }
+    )
+
+    roles: list[Annotated[str, Field(pattern=ROLE_NAME, max_length=128)]] = Field(
+        default_factory=lambda: [DEFAULT_ROLE], min_length=1, max_length=16
+    )
+    failoverTimeoutSeconds: Annotated[
+        float,
+        Field(ge=0, le=31536000,
+              description="After the heartbeat Lease lapses, tasks are killed once this much time passes."),
+    ] = DEFAULT_FAILOVER_TIMEOUT_SECONDS
+    capabilities: list[Capability] = Field(default_factory=list, max_length=8)
+    defaultFilters: Filters = Field(default_factory=Filters)
+    suppress: bool = Field(default=False, description="SUPPRESS: no offers until set back to false.")
+    revive: Annotated[
+        int, Field(ge=0, description="REVIVE: bump to clear this framework's filters at once.")
+    ] = 0
+    reconcile: ReconcileRequest | None = None
+    user: Annotated[str | None, Field(max_length=128)] = None
+
+
+class FrameworkPhase(str, Enum):
+    SUBSCRIBED = "Subscribed"
+    DISCONNECTED = "Disconnected"
+    TORN_DOWN = "TornDown"
+
+
+class ReconciledTask(Model):
+    taskId: str
+    state: str
+    reason: str | None = None
+
+
+class Condition(Model):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = ""
+    message: str = ""
+    lastTransitionTime: str | None = None
+
+
+class FrameworkStatus(Model):
+    model_config = ConfigDict(extra="allow")
+
+    frameworkId: str | None = None
+    phase: FrameworkPhase | None = None
+    subscribedAt: str | None = None
+    disconnectedAt: str | None = None
+    offers: int = 0
+    tasks: int = 0
+    allocated: ResourceQuantities | None = None
+    dominantShare: float | None = None
+    observedRevive: int = 0
+    reconciled: list[ReconciledTask] | None = None
+    observedReconcile: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------- Offer
+
+
+class OfferPhase(str, Enum):
+    OUTSTANDING = "Outstanding"
+    ACCEPTED = "Accepted"
+    DECLINED = "Declined"
+    RESCINDED = "Rescinded"
+    EXPIRED = "Expired"
+    INVALID = "Invalid"
+
+
+class OfferSpec(Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("!has(oldSelf.answer) || (has(self.answer) && self.answer == oldSelf.answer)",
+                    "an offer is answered once: spec.answer cannot change after it is set"),
+                cel("self.framework == oldSelf.framework && self.agent == oldSelf.agent "
+                    "&& self.resources == oldSelf.resources",
+                    "spec.framework, spec.agent and spec.resources are set by the master and immutable"),
+            ]
+        }
+    )
+
+    framework: Annotated[str, Field(min_length=1, max_length=253)]
+    role: Annotated[str, Field(pattern=ROLE_NAME, max_length=128)] = DEFAULT_ROLE
+    agent: Annotated[str, Field(min_length=1, max_length=253, description="Node name.")]
+    resources: ResourceQuantities
+    attributes: dict[str, str] = Field(default_factory=dict, description="Agent attributes (node labels).")
+    expiresAt: str | None = Field(default=None, description="RFC 3339; unset = never (no offerTimeout).")
+    answer: OfferAnswer | None = None
+
+
+class OfferStatus(Model):
+    model_config = ConfigDict(extra="allow")
+
+    phase: OfferPhase | None = None
+    reason: str | None = None
+    message: str | None = None
+    launched: list[str] | None = None
+
+
+# ---------------------------------------------------------------- Task
+
+
+class TaskState(str, Enum):
+    STAGING = "TASK_STAGING"
+    STARTING = "TASK_STARTING"
+    RUNNING = "TASK_RUNNING"
+    KILLING = "TASK_KILLING"
+    FINISHED = "TASK_FINISHED"
+    FAILED = "TASK_FAILED"
+    KILLED = "TASK_KILLED"
+    ERROR = "TASK_ERROR"
+    LOST = "TASK_LOST"
+    DROPPED = "TASK_DROPPED"
+    GONE = "TASK_GONE"
+
+
+TERMINAL_TASK_STATES = frozenset(
+    {TaskState.FINISHED, TaskState.FAILED, TaskState.KILLED, TaskState.ERROR, TaskState.LOST,
+     TaskState.DROPPED, TaskState.GONE}
+)
+
+
+class TaskSpec(Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("self.framework == oldSelf.framework && self.agent == oldSelf.agent "
+                    "&& self.resources == oldSelf.resources",
+                    "a launched task's framework, agent and resources are immutable"),
+                cel("!oldSelf.kill || self.kill", "spec.kill cannot be unset once set"),
+            ]
+        }
+    )
+
+    framework: Annotated[str, Field(min_length=1, max_length=253)]
+    role: Annotated[str, Field(pattern=ROLE_NAME, max_length=128)] = DEFAULT_ROLE
+    agent: Annotated[str, Field(min_length=1, max_length=253)]
+    offer: Annotated[str | None, Field(max_length=253)] = None
+    resources: ResourceQuantities
+    container: ContainerInfo = Field(default_factory=ContainerInfo)
+    labels: dict[str, str] = Field(default_factory=dict)
+    runSeconds: Annotated[float | None, Field(ge=0)] = None
+    executor: Annotated[str | None, Field(max_length=63)] = None
+    kill: bool = Field(default=False, description="KILL: set true to kill the task.")
+
+
+class TaskStatus(Model):
+    model_config = ConfigDict(extra="allow")
+
+    state: TaskState | None = None
+    reason: str | None = None
+    message: str | None = None
+    podName: str | None = None
+    launchedAt: str | None = None
+    runningAt: str | None = None
+    finishedAt: str | None = None
+
+
+# ---------------------------------------------------------------- MesosRole (weights and quota)
+
+
+class MesosRoleSpec(Model):
+    weight: Annotated[float, Field(gt=0, le=1000000, description="DRF weight: shares are divided by it.")] = 1.0
+    quota: QuotaLimits | None = Field(default=None, description="Limits on what the role may hold.")
+
+
+class MesosRoleStatus(Model):
+    model_config = ConfigDict(extra="allow")
+
+    allocated: ResourceQuantities | None = None
+    dominantShare: float | None = None
+    frameworks: int = 0
+
+
+# ---------------------------------------------------------------- CRD descriptions
+
+
+class PrinterColumn(BaseModel):
+    name: str
+    type: Literal["string", "integer", "number", "boolean", "date"]
+    jsonPath: str
+    priority: int = 0
+    description: str = ""
+
+
+class CustomResource(BaseModel):
+    """What crdgen needs to render one CRD."""
+
+    kind: str
+    plural: str
+    singular: str
+    short_names: list[str]
+    scope: Literal["Namespaced", "Cluster"]
+    spec: type[Model]
+    status: type[Model]
+    columns: list[PrinterColumn]
+    spec_required: bool = True
+    categories: ClassVar[list[str]] = ["mesos", "mesoskube"]
+
+
+def _col(name: str, type_: str, path: str, priority: int = 0, description: str = "") -> PrinterColumn:
+    return PrinterColumn(name=name, type=type_, jsonPath=path, priority=priority, description=description)
+
+
+AGE = _col("Age", "date", ".metadata.creationTimestamp")
+
+RESOURCES: list[CustomResource] = [
+    CustomResource(
+        kind="Framework", plural="frameworks", singular="framework", short_names=["fw"], scope="Namespaced",
+        spec=FrameworkSpec, status=FrameworkStatus, spec_required=False,
+        columns=[
+            _col("Roles", "string", ".spec.roles"),
+            _col("State", "string", ".status.phase"),
+            _col("Offers", "integer", ".status.offers"),
+            _col("Tasks", "integer", ".status.tasks"),
+            _col("CPUs", "number", ".status.allocated.cpus"),
+            _col("Mem", "number", ".status.allocated.mem"),
+            _col("Share", "number", ".status.dominantShare", description="Dominant share (weighted)."),
+            AGE,
+        ],
+    ),
+    CustomResource(
+        kind="Offer", plural="offers", singular="offer", short_names=["of"], scope="Namespaced",
+        spec=OfferSpec, status=OfferStatus,
+        columns=[
+            _col("Framework", "string", ".spec.framework"),
+            _col("Agent", "string", ".spec.agent"),
+            _col("CPUs", "number", ".spec.resources.cpus"),
+            _col("Mem", "number", ".spec.resources.mem"),
+            _col("GPUs", "integer", ".spec.resources.gpus"),
+            _col("Ports", "string", ".spec.resources.ports"),
+            _col("Phase", "string", ".status.phase"),
+            AGE,
+            _col("Expires", "string", ".spec.expiresAt"),
+        ],
+    ),
+    CustomResource(
+        kind="Task", plural="tasks", singular="task", short_names=["tk", "mtask"], scope="Namespaced",
+        spec=TaskSpec, status=TaskStatus,
+        columns=[
+            _col("Framework", "string", ".spec.framework"),
+            _col("Agent", "string", ".spec.agent"),
+            _col("State", "string", ".status.state"),
+            _col("CPUs", "number", ".spec.resources.cpus"),
+            _col("Mem", "number", ".spec.resources.mem"),
+            _col("Reason", "string", ".status.reason", priority=1),
+            AGE,
+        ],
+    ),
+    CustomResource(
+        kind="MesosRole", plural="mesosroles", singular="mesosrole", short_names=["mrole"], scope="Cluster",
+        spec=MesosRoleSpec, status=MesosRoleStatus, spec_required=False,
+        columns=[
+            _col("Weight", "number", ".spec.weight"),
+            _col("Quota-CPUs", "number", ".spec.quota.cpus"),
+            _col("Quota-Mem", "number", ".spec.quota.mem"),
+            _col("Frameworks", "integer", ".status.frameworks"),
+            _col("Share", "number", ".status.dominantShare"),
+            AGE,
+        ],
+    ),
+]
+
+
+def parse_spec(model: type[Model], body: dict[str, Any]) -> Any:
+    """Validate an object's spec as the master reads it (the API server has already checked it)."""
+    return model.model_validate(body.get("spec") or {})

@@ -1,0 +1,58 @@
+"""Add, remove and wait for fake (kwok) nodes on any API server."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from kubernetes.client.exceptions import ApiException
+
+from mesoskube.cluster.nodeshapes import NodeShape, assign_shapes, node_manifest, node_names
+from mesoskube.kube import Kube
+
+
+def add_nodes(kube: Kube, count: int, shapes: list[NodeShape], start: int = 0, prefix: str = "kwok-node",
+              workers: int = 16) -> list[str]:
+    names = node_names(count, start, prefix)
+
+    def create(pair: tuple[str, NodeShape]) -> None:
+        name, shape = pair
+        try:
+            kube.core.create_node(node_manifest(name, shape))
+        except ApiException as e:
+            if e.status != 409:
+                raise
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(create, zip(names, assign_shapes(count, shapes), strict=True)))
+    return names
+
+
+def remove_nodes(kube: Kube, names: list[str]) -> None:
+    for name in names:
+        try:
+            kube.core.delete_node(name)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+
+def ready_fake_nodes(kube: Kube) -> tuple[int, int]:
+    """(ready, total) among fake nodes."""
+    nodes = kube.core.list_node(label_selector="type=kwok").items
+    ready = sum(
+        1 for n in nodes
+        if any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or []))
+    )
+    return ready, len(nodes)
+
+
+def wait_nodes_ready(kube: Kube, expected: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        ready, total = ready_fake_nodes(kube)
+        if ready >= expected:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{ready}/{expected} fake nodes Ready after {timeout:.0f}s (kwok running?)")
+        time.sleep(0.2)

@@ -1,0 +1,115 @@
+"""The master's settings: written once here, read from CLI flags, MESOSKUBE_* environment and Helm values.
+
+Each field becomes a flag (`allocationInterval` -> `--allocation-interval`) and an environment
+variable (`MESOSKUBE_ALLOCATION_INTERVAL`); the chart's values.yaml mirrors these names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from mesoskube.allocator.snapshot import SorterKind
+from mesoskube.resources import Resources, parse_ranges
+
+ENV_PREFIX = "MESOSKUBE_"
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    allocationInterval: Annotated[
+        float, Field(gt=0, le=600, description="Seconds between batch allocation cycles (Mesos --allocation_interval).")
+    ] = 1.0
+    offerTimeout: Annotated[
+        float | None,
+        Field(gt=0, description="Seconds before an unanswered offer is rescinded; unset = never (Mesos default)."),
+    ] = None
+    defaultRefuseSeconds: Annotated[
+        float, Field(ge=0, description="Filter length for a decline without filters (Mesos: 5 s).")
+    ] = 5.0
+    agentSelector: Annotated[
+        str, Field(description="Label selector choosing which nodes are agents; empty = every node.")
+    ] = ""
+    portRange: Annotated[
+        str, Field(pattern=r"^[0-9]+-[0-9]+(,[0-9]+-[0-9]+)*$", description="Host ports offered on each agent.")
+    ] = "31000-32000"
+    minAllocatable: Annotated[
+        str, Field(description="Mesos --min_allocatable_resources: 'cpus:0.01|mem:32' (any one set suffices).")
+    ] = "cpus:0.01|mem:32"
+    sorter: Annotated[SorterKind, Field(description="Role and framework ordering: drf or random.")] = SorterKind.DRF
+    seed: Annotated[int, Field(description="Seed of the agent shuffle and the random sorter.")] = 0
+    metricsPort: Annotated[int, Field(ge=0, le=65535, description="Prometheus metrics port; 0 = off.")] = 8080
+    healthPort: Annotated[int, Field(ge=0, le=65535, description="kopf liveness endpoint port; 0 = off.")] = 8081
+    offerRetention: Annotated[
+        float, Field(ge=0, description="Seconds a rescinded or expired Offer stays visible before deletion.")
+    ] = 30.0
+    namespace: Annotated[
+        str, Field(description="Namespace to watch for Frameworks, Offers and Tasks; empty = all namespaces.")
+    ] = ""
+
+    @field_validator("minAllocatable")
+    @classmethod
+    def _check_min_allocatable(cls, v: str) -> str:
+        parse_min_allocatable(v)
+        return v
+
+    def port_ranges(self) -> tuple[tuple[int, int], ...]:
+        return parse_ranges(self.portRange)
+
+    def min_allocatable_resources(self) -> tuple[Resources, ...]:
+        return parse_min_allocatable(self.minAllocatable)
+
+
+def parse_min_allocatable(text: str) -> tuple[Resources, ...]:
+    """'cpus:0.01|mem:32' -> (Resources(cpus=0.01), Resources(mem=32)); 'cpus:1;mem:64' is one set."""
+    sets: list[Resources] = []
+    for group in filter(None, text.split("|")):
+        values: dict[str, float] = {}
+        for item in filter(None, group.split(";")):
+            name, sep, qty = item.partition(":")
+            if not sep or name not in ("cpus", "mem", "disk", "gpus"):
+                raise ValueError(
+                    f"minAllocatable: {item!r} is not NAME:QUANTITY with NAME one of cpus, mem, disk, gpus "
+                    "(example: 'cpus:0.01|mem:32')"
+                )
+            values[name] = float(qty)
+        sets.append(Resources(**values))
+    if not sets:
+        raise ValueError("minAllocatable: give at least one set, e.g. 'cpus:0.01|mem:32'")
+    return tuple(sets)
+
+
+def _flag(name: str) -> str:
+    return "--" + re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
+
+
+def _env(name: str) -> str:
+    return ENV_PREFIX + re.sub(r"(?<!^)(?=[A-Z])", "_", name).upper()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    for name, info in Settings.model_fields.items():
+        parser.add_argument(
+            _flag(name), dest=name, default=None,
+            help=f"{info.description} [env {_env(name)}; default {info.default!r}]",
+        )
+
+
+def load(args: argparse.Namespace | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Flags win over environment, environment over defaults. Errors name the flag and the variable."""
+    environ = dict(os.environ if environ is None else environ)
+    given: dict[str, Any] = {}
+    for name in Settings.model_fields:
+        value = getattr(args, name, None) if args is not None else None
+        if value is None:
+            value = environ.get(_env(name))
+        if value is not None and value != "":
+            given[name] = value
+        elif value == "" and name in ("offerTimeout",):
+            given[name] = None
+    return Settings.model_validate(given)

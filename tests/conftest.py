@@ -1,0 +1,136 @@
+"""Test layer: a real API server for cluster tests, a fresh namespace per test, fake-node helpers.
+
+By default the session starts the local control plane (cluster name `pytest`) once. With
+--existing-cluster the suite uses $KUBECONFIG instead (kind in CI) and runs kwok against it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from mesoskube.cluster.binaries import binary_path
+from mesoskube.cluster.local import STAGES_FILE, LocalCluster, free_port
+from mesoskube.cluster.nodes import add_nodes, remove_nodes, wait_nodes_ready
+from mesoskube.cluster.nodeshapes import NodeShape, parse_shape
+from mesoskube.kube import Kube
+
+TEST_CLUSTER = "pytest"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--existing-cluster", action="store_true",
+                     help="use the cluster in $KUBECONFIG instead of starting the local control plane")
+    parser.addoption("--keep-cluster", action="store_true", help="leave the local control plane running")
+    parser.addoption("--installed-master", action="store_true",
+                     help="a master is already running in the cluster (Helm); do not start one per test")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/cluster" in str(item.fspath).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.cluster)
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if request.config.getoption("--existing-cluster"):
+        path = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+        kwok = _run_kwok(path, tmp_path_factory.mktemp("kwok"))
+        try:
+            yield path
+        finally:
+            kwok.terminate()
+            kwok.wait(10)
+        return
+    cluster = LocalCluster(TEST_CLUSTER)
+    cluster.up()
+    try:
+        yield str(cluster.kubeconfig)
+    finally:
+        if not request.config.getoption("--keep-cluster"):
+            cluster.down()
+
+
+def _run_kwok(kubeconfig: str, workdir: Path) -> subprocess.Popen:
+    log = open(workdir / "kwok.log", "ab")  # noqa: SIM115
+    return subprocess.Popen(
+        [str(binary_path("kwok")), "--kubeconfig", kubeconfig, "--manage-all-nodes=false",
+         "--manage-nodes-with-annotation-selector", "kwok.x-k8s.io/node=fake",
+         "--cidr", "10.16.0.1/12", "--node-ip", "10.15.0.1", "--node-lease-duration-seconds", "40",
+         "--server-address", f"127.0.0.1:{free_port()}", "-c", str(STAGES_FILE)],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+
+
+@pytest.fixture(scope="session")
+def kube(kubeconfig: str) -> Kube:
+    return Kube.connect(kubeconfig)
+
+
+@pytest.fixture
+def test_id(request: pytest.FixtureRequest) -> str:
+    """Short unique id for this test: names its namespace, nodes and master's agent selector."""
+    return f"{request.node.name[:20].lower().replace('_', '-').strip('-')}-{uuid.uuid4().hex[:5]}"
+
+
+@pytest.fixture
+def namespace(kube: Kube, test_id: str) -> Iterator[str]:
+    name = f"t-{test_id}"
+    kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    try:
+        yield name
+    finally:
+        try:
+            kube.core.delete_namespace(name)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+
+FakeNodes = Callable[..., list[str]]
+
+
+@pytest.fixture
+def fake_nodes(kube: Kube, test_id: str) -> Iterator[FakeNodes]:
+    """fake_nodes(count, *shapes) -> node names; nodes carry label mesoskube.io/test=<test id>."""
+    created: list[str] = []
+
+    def make(count: int, *shapes: str | NodeShape, wait: bool = True) -> list[str]:
+        parsed = [s if isinstance(s, NodeShape) else parse_shape(s) for s in shapes] or [parse_shape("")]
+        parsed = [NodeShape(capacity=s.capacity, labels={**s.labels, "mesoskube.io/test": test_id})
+                  for s in parsed]
+        names = add_nodes(kube, count, parsed, start=len(created), prefix=f"n-{test_id}")
+        created.extend(names)
+        if wait:
+            _wait_ready(kube, names)
+        return names
+
+    yield make
+    remove_nodes(kube, created)
+
+
+def _wait_ready(kube: Kube, names: list[str], timeout: float = 60) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    pending = set(names)
+    while pending:
+        for name in list(pending):
+            node = kube.core.read_node(name)
+            if any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or [])):
+                pending.discard(name)
+        if pending and time.monotonic() > deadline:
+            raise TimeoutError(f"fake nodes not Ready after {timeout}s: {sorted(pending)}")
+        if pending:
+            time.sleep(0.1)
+
+
+__all__ = ["FakeNodes", "wait_nodes_ready"]
