@@ -6,16 +6,74 @@ Handlers and tools get typed API objects from here; nothing else reads kubeconfi
 from __future__ import annotations
 
 import os
+import threading
+import time
 from dataclasses import dataclass
 from functools import cached_property
+from urllib.parse import urlsplit
 
 from kubernetes import client, config
 
-from mesoskube import API_GROUP, API_VERSION
+from mesoskube import API_GROUP, API_VERSION, metrics
 
 
-def api_client(kubeconfig: str | None = None, pool: int = 32) -> client.ApiClient:
-    """An ApiClient from a kubeconfig path, $KUBECONFIG, or the in-cluster service account."""
+class RateLimiter:
+    """Token bucket like client-go's (qps, burst), so mesoskube and kube-scheduler compare at equal QPS."""
+
+    def __init__(self, qps: float, burst: int) -> None:
+        self.qps, self.burst = qps, max(1, burst)
+        self.tokens = float(self.burst)
+        self.stamp = time.monotonic()
+        self.lock = threading.Lock()
+
+    def wait(self) -> None:
+        if self.qps <= 0:
+            return
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.qps)
+            self.stamp = now
+            self.tokens -= 1
+            delay = -self.tokens / self.qps if self.tokens < 0 else 0.0
+        if delay:
+            time.sleep(delay)
+
+
+def _verb(method: str, path: str) -> str:
+    m = method.upper()
+    if m == "GET":
+        return "get" if _resource_of(path) != path.rstrip("/").rsplit("/", 1)[-1] else "list"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(m, m.lower())
+
+
+def _resource_of(path: str) -> str:
+    # /api/v1/namespaces/{ns}/pods/{name} or /apis/{g}/{v}/namespaces/{ns}/offers/{name}/status
+    parts = [p for p in path.split("/") if p and not p.startswith("{")]
+    known = ("pods", "nodes", "frameworks", "offers", "tasks", "mesosroles", "leases", "events", "namespaces")
+    found = [p for p in parts if p in known]
+    return found[-1] if found else "other"
+
+
+class CountingApiClient(client.ApiClient):
+    """Counts every request by verb and resource, and paces them through a RateLimiter."""
+
+    limiter: RateLimiter | None = None
+
+    def call_api(self, method, url, *args, **kwargs):  # type: ignore[override]
+        if self.limiter is not None:
+            self.limiter.wait()
+        path = urlsplit(url).path
+        metrics.api_requests.labels(verb=_verb(method, path), resource=_resource_of(path)).inc()
+        return super().call_api(method, url, *args, **kwargs)
+
+
+def api_client(
+    kubeconfig: str | None = None, pool: int = 32, qps: float = 0, burst: int = 0
+) -> client.ApiClient:
+    """An ApiClient from a kubeconfig path, $KUBECONFIG, or the in-cluster service account.
+
+    qps > 0 paces requests (token bucket with `burst`); 0 leaves them unpaced.
+    """
     cfg = client.Configuration()
     path = kubeconfig or os.environ.get("KUBECONFIG")
     if path or not os.environ.get("KUBERNETES_SERVICE_HOST"):
@@ -24,7 +82,10 @@ def api_client(kubeconfig: str | None = None, pool: int = 32) -> client.ApiClien
         config.load_incluster_config(client_configuration=cfg)
     # The default pool of 4 connections serialises a busy master; one per worker thread instead.
     cfg.connection_pool_maxsize = pool
-    return client.ApiClient(cfg)
+    api = CountingApiClient(cfg)
+    if qps > 0:
+        api.limiter = RateLimiter(qps, burst or int(qps * 2))
+    return api
 
 
 @dataclass
@@ -34,8 +95,8 @@ class Kube:
     api: client.ApiClient
 
     @classmethod
-    def connect(cls, kubeconfig: str | None = None) -> Kube:
-        return cls(api_client(kubeconfig))
+    def connect(cls, kubeconfig: str | None = None, qps: float = 0, burst: int = 0) -> Kube:
+        return cls(api_client(kubeconfig, qps=qps, burst=burst))
 
     @cached_property
     def core(self) -> client.CoreV1Api:
@@ -72,7 +133,9 @@ class Kube:
         return res["items"]
 
     def patch(self, plural: str, namespace: str, name: str, body: dict) -> dict:
-        return self.custom.patch_namespaced_custom_object(API_GROUP, API_VERSION, namespace, plural, name, body)
+        return self.custom.patch_namespaced_custom_object(
+            API_GROUP, API_VERSION, namespace, plural, name, body
+        )
 
     def patch_status(self, plural: str, namespace: str, name: str, body: dict) -> dict:
         return self.custom.patch_namespaced_custom_object_status(

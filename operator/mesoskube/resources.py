@@ -100,9 +100,8 @@ class Resources:
         )
 
     def contains(self, other: Resources) -> bool:
-        return (
-            all(getattr(self, n) >= getattr(other, n) for n in SCALARS)
-            and ranges_contain(self.ports, other.ports)
+        return all(getattr(self, n) >= getattr(other, n) for n in SCALARS) and ranges_contain(
+            self.ports, other.ports
         )
 
     def shortfall(self, wanted: Resources) -> dict[str, str]:
@@ -111,10 +110,12 @@ class Resources:
         for n in SCALARS:
             have, want = getattr(self, n), getattr(wanted, n)
             if want > have:
-                short[n] = f"asked {want:g}, offered {have:g}"
+                short[n] = f"asked {want:.10g}, offered {have:.10g}"
         missing = subtract_ranges(wanted.ports, self.ports)
         if missing:
-            short["ports"] = f"asked {format_ranges(missing)} not in offered {format_ranges(self.ports) or 'none'}"
+            short["ports"] = (
+                f"asked {format_ranges(missing)} not in offered {format_ranges(self.ports) or 'none'}"
+            )
         return short
 
     def min_with(self, cap: Resources) -> Resources:
@@ -148,8 +149,10 @@ class Resources:
         if isinstance(ports, str):
             parsed = parse_ranges(ports)
         else:
-            parsed = tuple((int(p["begin"]), int(p["end"])) if isinstance(p, Mapping) else (int(p), int(p))
-                           for p in ports)  # type: ignore[union-attr]
+            parsed = tuple(
+                (int(p["begin"]), int(p["end"])) if isinstance(p, Mapping) else (int(p), int(p))
+                for p in ports
+            )  # type: ignore[union-attr]
         return cls(
             cpus=float(m.get("cpus") or 0),  # type: ignore[arg-type]
             mem=float(m.get("mem") or 0),  # type: ignore[arg-type]
@@ -166,7 +169,7 @@ class Resources:
         return out
 
     def __str__(self) -> str:
-        parts = [f"{n}:{v:g}" for n, v in self.scalars().items() if v]
+        parts = [f"{n}:{v:.10g}" for n, v in self.scalars().items() if v]
         if self.ports:
             parts.append(f"ports:[{format_ranges(self.ports)}]")
         return ";".join(parts) or "(none)"

@@ -23,11 +23,17 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     allocationInterval: Annotated[
-        float, Field(gt=0, le=600, description="Seconds between batch allocation cycles (Mesos --allocation_interval).")
+        float,
+        Field(
+            gt=0, le=600, description="Seconds between batch allocation cycles (Mesos --allocation_interval)."
+        ),
     ] = 1.0
     offerTimeout: Annotated[
         float | None,
-        Field(gt=0, description="Seconds before an unanswered offer is rescinded; unset = never (Mesos default)."),
+        Field(
+            gt=0,
+            description="Seconds before an unanswered offer is rescinded; unset = never (Mesos default).",
+        ),
     ] = None
     defaultRefuseSeconds: Annotated[
         float, Field(ge=0, description="Filter length for a decline without filters (Mesos: 5 s).")
@@ -36,15 +42,21 @@ class Settings(BaseModel):
         str, Field(description="Label selector choosing which nodes are agents; empty = every node.")
     ] = ""
     portRange: Annotated[
-        str, Field(pattern=r"^[0-9]+-[0-9]+(,[0-9]+-[0-9]+)*$", description="Host ports offered on each agent.")
+        str,
+        Field(pattern=r"^[0-9]+-[0-9]+(,[0-9]+-[0-9]+)*$", description="Host ports offered on each agent."),
     ] = "31000-32000"
     minAllocatable: Annotated[
-        str, Field(description="Mesos --min_allocatable_resources: 'cpus:0.01|mem:32' (any one set suffices).")
+        str,
+        Field(description="Mesos --min_allocatable_resources: 'cpus:0.01|mem:32' (any one set suffices)."),
     ] = "cpus:0.01|mem:32"
-    sorter: Annotated[SorterKind, Field(description="Role and framework ordering: drf or random.")] = SorterKind.DRF
+    sorter: Annotated[SorterKind, Field(description="Role and framework ordering: drf or random.")] = (
+        SorterKind.DRF
+    )
     seed: Annotated[int, Field(description="Seed of the agent shuffle and the random sorter.")] = 0
     metricsPort: Annotated[int, Field(ge=0, le=65535, description="Prometheus metrics port; 0 = off.")] = 8080
-    healthPort: Annotated[int, Field(ge=0, le=65535, description="kopf liveness endpoint port; 0 = off.")] = 8081
+    healthPort: Annotated[int, Field(ge=0, le=65535, description="kopf liveness endpoint port; 0 = off.")] = (
+        8081
+    )
     offerRetention: Annotated[
         float, Field(ge=0, description="Seconds a rescinded or expired Offer stays visible before deletion.")
     ] = 30.0
@@ -95,7 +107,9 @@ def _env(name: str) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, info in Settings.model_fields.items():
         parser.add_argument(
-            _flag(name), dest=name, default=None,
+            _flag(name),
+            dest=name,
+            default=None,
             help=f"{info.description} [env {_env(name)}; default {info.default!r}]",
         )
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from types import MappingProxyType
 
 from mesoskube.resources import Resources
@@ -16,7 +16,7 @@ from mesoskube.resources import Resources
 DEFAULT_ROLE = "*"
 
 
-class SorterKind(str, Enum):
+class SorterKind(StrEnum):
     DRF = "drf"
     RANDOM = "random"
 

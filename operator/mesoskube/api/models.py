@@ -7,7 +7,7 @@ YAML drifts. Field defaults live here and nowhere else. Rules that span fields a
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -46,7 +46,9 @@ class ResourceQuantities(Model):
     gpus: Annotated[int, Field(ge=0, le=1024, description="Whole GPUs (nvidia.com/gpu).")] = 0
     ports: Annotated[
         str | None,
-        Field(pattern=PORT_RANGES, max_length=1024, description="Host port ranges, e.g. '31000-31002,31010'."),
+        Field(
+            pattern=PORT_RANGES, max_length=1024, description="Host port ranges, e.g. '31000-31002,31010'."
+        ),
     ] = None
 
     def to_resources(self) -> Resources:
@@ -80,24 +82,33 @@ class TaskInfo(Model):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                cel("self.resources.cpus > 0.0 || self.resources.mem > 0.0",
-                    "a task needs resources.cpus or resources.mem above 0"),
+                cel(
+                    "self.resources.cpus > 0.0 || self.resources.mem > 0.0",
+                    "a task needs resources.cpus or resources.mem above 0",
+                ),
             ]
         }
     )
 
     name: Annotated[
         str,
-        Field(min_length=1, max_length=63, pattern=DNS_LABEL,
-              description="Task id, unique within the framework; becomes the Task and Pod name."),
+        Field(
+            min_length=1,
+            max_length=63,
+            pattern=DNS_LABEL,
+            description="Task id, unique within the framework; becomes the Task and Pod name.",
+        ),
     ]
     resources: ResourceQuantities
     container: ContainerInfo = Field(default_factory=ContainerInfo)
     labels: dict[str, str] = Field(default_factory=dict, description="Copied onto the Pod.")
     runSeconds: Annotated[
         float | None,
-        Field(ge=0, le=86400 * 7,
-              description="Emulation only: on kwok fake nodes the pod completes after this many seconds."),
+        Field(
+            ge=0,
+            le=86400 * 7,
+            description="Emulation only: on kwok fake nodes the pod completes after this many seconds.",
+        ),
     ] = None
     executor: Annotated[
         str | None,
@@ -107,11 +118,12 @@ class TaskInfo(Model):
 
 class Filters(Model):
     refuseSeconds: Annotated[
-        float, Field(ge=0, le=31536000, description="Do not re-offer this agent to this framework for this long.")
+        float,
+        Field(ge=0, le=31536000, description="Do not re-offer this agent to this framework for this long."),
     ] = DEFAULT_REFUSE_SECONDS
 
 
-class AnswerType(str, Enum):
+class AnswerType(StrEnum):
     ACCEPT = "Accept"
     DECLINE = "Decline"
 
@@ -122,8 +134,10 @@ class OfferAnswer(Model):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                cel("self.type == 'Accept' || !has(self.tasks) || size(self.tasks) == 0",
-                    "answer.tasks is only allowed with type Accept"),
+                cel(
+                    "self.type == 'Accept' || !has(self.tasks) || size(self.tasks) == 0",
+                    "answer.tasks is only allowed with type Accept",
+                ),
             ]
         }
     )
@@ -138,7 +152,7 @@ class OfferAnswer(Model):
 # ---------------------------------------------------------------- Framework
 
 
-class Capability(str, Enum):
+class Capability(StrEnum):
     GPU_RESOURCES = "GPU_RESOURCES"
     PARTITION_AWARE = "PARTITION_AWARE"
     MULTI_ROLE = "MULTI_ROLE"
@@ -156,9 +170,11 @@ class FrameworkSpec(Model):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                cel("!has(oldSelf.roles) || self.roles == oldSelf.roles || "
+                cel(
+                    "!has(oldSelf.roles) || self.roles == oldSelf.roles || "
                     "(has(self.capabilities) && 'MULTI_ROLE' in self.capabilities)",
-                    "roles can only change for frameworks with the MULTI_ROLE capability"),
+                    "roles can only change for frameworks with the MULTI_ROLE capability",
+                ),
             ]
         }
     )
@@ -168,8 +184,11 @@ class FrameworkSpec(Model):
     )
     failoverTimeoutSeconds: Annotated[
         float,
-        Field(ge=0, le=31536000,
-              description="After the heartbeat Lease lapses, tasks are killed once this much time passes."),
+        Field(
+            ge=0,
+            le=31536000,
+            description="After the heartbeat Lease lapses, tasks are killed once this much time passes.",
+        ),
     ] = DEFAULT_FAILOVER_TIMEOUT_SECONDS
     capabilities: list[Capability] = Field(default_factory=list, max_length=8)
     defaultFilters: Filters = Field(default_factory=Filters)
@@ -181,7 +200,7 @@ class FrameworkSpec(Model):
     user: Annotated[str | None, Field(max_length=128)] = None
 
 
-class FrameworkPhase(str, Enum):
+class FrameworkPhase(StrEnum):
     SUBSCRIBED = "Subscribed"
     DISCONNECTED = "Disconnected"
     TORN_DOWN = "TornDown"
@@ -221,7 +240,7 @@ class FrameworkStatus(Model):
 # ---------------------------------------------------------------- Offer
 
 
-class OfferPhase(str, Enum):
+class OfferPhase(StrEnum):
     OUTSTANDING = "Outstanding"
     ACCEPTED = "Accepted"
     DECLINED = "Declined"
@@ -234,11 +253,15 @@ class OfferSpec(Model):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                cel("!has(oldSelf.answer) || (has(self.answer) && self.answer == oldSelf.answer)",
-                    "an offer is answered once: spec.answer cannot change after it is set"),
-                cel("self.framework == oldSelf.framework && self.agent == oldSelf.agent "
+                cel(
+                    "!has(oldSelf.answer) || (has(self.answer) && self.answer == oldSelf.answer)",
+                    "an offer is answered once: spec.answer cannot change after it is set",
+                ),
+                cel(
+                    "self.framework == oldSelf.framework && self.agent == oldSelf.agent "
                     "&& self.resources == oldSelf.resources",
-                    "spec.framework, spec.agent and spec.resources are set by the master and immutable"),
+                    "spec.framework, spec.agent and spec.resources are set by the master and immutable",
+                ),
             ]
         }
     )
@@ -264,7 +287,7 @@ class OfferStatus(Model):
 # ---------------------------------------------------------------- Task
 
 
-class TaskState(str, Enum):
+class TaskState(StrEnum):
     STAGING = "TASK_STAGING"
     STARTING = "TASK_STARTING"
     RUNNING = "TASK_RUNNING"
@@ -279,8 +302,15 @@ class TaskState(str, Enum):
 
 
 TERMINAL_TASK_STATES = frozenset(
-    {TaskState.FINISHED, TaskState.FAILED, TaskState.KILLED, TaskState.ERROR, TaskState.LOST,
-     TaskState.DROPPED, TaskState.GONE}
+    {
+        TaskState.FINISHED,
+        TaskState.FAILED,
+        TaskState.KILLED,
+        TaskState.ERROR,
+        TaskState.LOST,
+        TaskState.DROPPED,
+        TaskState.GONE,
+    }
 )
 
 
@@ -288,9 +318,11 @@ class TaskSpec(Model):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                cel("self.framework == oldSelf.framework && self.agent == oldSelf.agent "
+                cel(
+                    "self.framework == oldSelf.framework && self.agent == oldSelf.agent "
                     "&& self.resources == oldSelf.resources",
-                    "a launched task's framework, agent and resources are immutable"),
+                    "a launched task's framework, agent and resources are immutable",
+                ),
                 cel("!oldSelf.kill || self.kill", "spec.kill cannot be unset once set"),
             ]
         }
@@ -324,7 +356,9 @@ class TaskStatus(Model):
 
 
 class MesosRoleSpec(Model):
-    weight: Annotated[float, Field(gt=0, le=1000000, description="DRF weight: shares are divided by it.")] = 1.0
+    weight: Annotated[float, Field(gt=0, le=1000000, description="DRF weight: shares are divided by it.")] = (
+        1.0
+    )
     quota: QuotaLimits | None = Field(default=None, description="Limits on what the role may hold.")
 
 
@@ -370,8 +404,14 @@ AGE = _col("Age", "date", ".metadata.creationTimestamp")
 
 RESOURCES: list[CustomResource] = [
     CustomResource(
-        kind="Framework", plural="frameworks", singular="framework", short_names=["fw"], scope="Namespaced",
-        spec=FrameworkSpec, status=FrameworkStatus, spec_required=False,
+        kind="Framework",
+        plural="frameworks",
+        singular="framework",
+        short_names=["fw"],
+        scope="Namespaced",
+        spec=FrameworkSpec,
+        status=FrameworkStatus,
+        spec_required=False,
         columns=[
             _col("Roles", "string", ".spec.roles"),
             _col("State", "string", ".status.phase"),
@@ -384,8 +424,13 @@ RESOURCES: list[CustomResource] = [
         ],
     ),
     CustomResource(
-        kind="Offer", plural="offers", singular="offer", short_names=["of"], scope="Namespaced",
-        spec=OfferSpec, status=OfferStatus,
+        kind="Offer",
+        plural="offers",
+        singular="offer",
+        short_names=["of"],
+        scope="Namespaced",
+        spec=OfferSpec,
+        status=OfferStatus,
         columns=[
             _col("Framework", "string", ".spec.framework"),
             _col("Agent", "string", ".spec.agent"),
@@ -399,8 +444,13 @@ RESOURCES: list[CustomResource] = [
         ],
     ),
     CustomResource(
-        kind="Task", plural="tasks", singular="task", short_names=["tk", "mtask"], scope="Namespaced",
-        spec=TaskSpec, status=TaskStatus,
+        kind="Task",
+        plural="tasks",
+        singular="task",
+        short_names=["tk", "mtask"],
+        scope="Namespaced",
+        spec=TaskSpec,
+        status=TaskStatus,
         columns=[
             _col("Framework", "string", ".spec.framework"),
             _col("Agent", "string", ".spec.agent"),
@@ -412,8 +462,14 @@ RESOURCES: list[CustomResource] = [
         ],
     ),
     CustomResource(
-        kind="MesosRole", plural="mesosroles", singular="mesosrole", short_names=["mrole"], scope="Cluster",
-        spec=MesosRoleSpec, status=MesosRoleStatus, spec_required=False,
+        kind="MesosRole",
+        plural="mesosroles",
+        singular="mesosrole",
+        short_names=["mrole"],
+        scope="Cluster",
+        spec=MesosRoleSpec,
+        status=MesosRoleStatus,
+        spec_required=False,
         columns=[
             _col("Weight", "number", ".spec.weight"),
             _col("Quota-CPUs", "number", ".spec.quota.cpus"),

@@ -58,5 +58,7 @@ def binary_path(name: str) -> Path:
 def kubectl_path() -> str:
     found = shutil.which("kubectl")
     if not found:
-        raise MissingBinary("kubectl is not on PATH; install it (Debian package kubernetes-client) or use the image's.")
+        raise MissingBinary(
+            "kubectl is not on PATH; install it (Debian package kubernetes-client) or use the image's."
+        )
     return found

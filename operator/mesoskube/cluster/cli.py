@@ -14,19 +14,32 @@ from mesoskube.kube import Kube
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("cluster", help="a real local control plane (etcd, kube-apiserver, controller-manager, kwok)")
-    p.add_argument("--name", default="default", help="cluster name (state under ~/.cache/mesoskube/clusters/NAME)")
+    p = sub.add_parser(
+        "cluster", help="a real local control plane (etcd, kube-apiserver, controller-manager, kwok)"
+    )
+    p.add_argument(
+        "--name", default="default", help="cluster name (state under ~/.cache/mesoskube/clusters/NAME)"
+    )
     csub = p.add_subparsers(dest="cluster_cmd", required=True)
     up = csub.add_parser("up", help="start it in the background and create fake nodes")
     up.add_argument("--nodes", type=int, default=3, help="number of fake (kwok) nodes (default 3)")
-    up.add_argument("--node-shape", action="append", default=[], metavar="SHAPE",
-                    help="'cpu=8,memory=32Gi,ephemeral-storage=100Gi,gpu=0,label:zone=a'; repeat to mix "
-                         "shapes (dealt round-robin)")
-    up.add_argument("--scheduler", action="store_true", help="also run kube-scheduler (the one-level baseline)")
+    up.add_argument(
+        "--node-shape",
+        action="append",
+        default=[],
+        metavar="SHAPE",
+        help="'cpu=8,memory=32Gi,ephemeral-storage=100Gi,gpu=0,label:zone=a'; repeat to mix "
+        "shapes (dealt round-robin)",
+    )
+    up.add_argument(
+        "--scheduler", action="store_true", help="also run kube-scheduler (the one-level baseline)"
+    )
     up.set_defaults(func=cmd_up)
     csub.add_parser("down", help="stop everything and delete its data").set_defaults(func=cmd_down)
     csub.add_parser("status", help="components, nodes, crashes").set_defaults(func=cmd_status)
-    csub.add_parser("kubeconfig", help="print the kubeconfig path (last line)").set_defaults(func=cmd_kubeconfig)
+    csub.add_parser("kubeconfig", help="print the kubeconfig path (last line)").set_defaults(
+        func=cmd_kubeconfig
+    )
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -46,7 +59,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         wait_nodes_ready(kube, args.nodes)
     except TimeoutError as e:
-        print(f"error: {e}\n" + "\n".join(f"{c}: {log}" for c, log in cluster.crashed().items()), file=sys.stderr)
+        print(
+            f"error: {e}\n" + "\n".join(f"{c}: {log}" for c, log in cluster.crashed().items()),
+            file=sys.stderr,
+        )
         return 1
     print(f"cluster {args.name!r} up with {args.nodes} Ready fake nodes in {time.monotonic() - started:.1f}s")
     print(f"kubeconfig: {cluster.kubeconfig}")

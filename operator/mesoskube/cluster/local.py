@@ -92,7 +92,9 @@ class LocalCluster:
     def component_status(self) -> dict[str, str]:
         """component -> 'running' | 'exited' | 'off'."""
         pids = self.state().get("pids", {})
-        return {c: ("running" if _alive(pid) else "exited") if (pid := pids.get(c)) else "off" for c in COMPONENTS}
+        return {
+            c: ("running" if _alive(pid) else "exited") if (pid := pids.get(c)) else "off" for c in COMPONENTS
+        }
 
     def crashed(self) -> dict[str, str]:
         """Components that were started and are gone, with the tail of each log."""
@@ -126,62 +128,119 @@ class LocalCluster:
         state: dict = {"ports": ports, "pids": {}, "versions": versions(), "token": token}
         self._save(state)
         self._write_pki(token)
-        self._start(state, "etcd", [
-            str(binary_path("etcd")),
-            "--name", "mesoskube", "--data-dir", str(d / "etcd"),
-            "--listen-client-urls", f"http://127.0.0.1:{ports['etcd']}",
-            "--advertise-client-urls", f"http://127.0.0.1:{ports['etcd']}",
-            "--listen-peer-urls", f"http://127.0.0.1:{ports['etcd-peer']}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{ports['etcd-peer']}",
-            "--initial-cluster", f"mesoskube=http://127.0.0.1:{ports['etcd-peer']}",
-            "--unsafe-no-fsync", "--quota-backend-bytes", str(8 * 2**30),
-            "--log-level", "warn",
-        ])
+        self._start(
+            state,
+            "etcd",
+            [
+                str(binary_path("etcd")),
+                "--name",
+                "mesoskube",
+                "--data-dir",
+                str(d / "etcd"),
+                "--listen-client-urls",
+                f"http://127.0.0.1:{ports['etcd']}",
+                "--advertise-client-urls",
+                f"http://127.0.0.1:{ports['etcd']}",
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{ports['etcd-peer']}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{ports['etcd-peer']}",
+                "--initial-cluster",
+                f"mesoskube=http://127.0.0.1:{ports['etcd-peer']}",
+                "--unsafe-no-fsync",
+                "--quota-backend-bytes",
+                str(8 * 2**30),
+                "--log-level",
+                "warn",
+            ],
+        )
         self._wait(lambda: _http_ok(f"http://127.0.0.1:{ports['etcd']}/health"), "etcd", 30)
         pki = d / "pki"
-        self._start(state, "kube-apiserver", [
-            str(binary_path("kube-apiserver")),
-            "--etcd-servers", f"http://127.0.0.1:{ports['etcd']}",
-            "--cert-dir", str(pki),
-            "--secure-port", str(ports["apiserver"]),
-            "--bind-address", "127.0.0.1",
-            "--advertise-address", "127.0.0.1",
-            "--service-cluster-ip-range", "10.0.0.0/24",
-            "--allow-privileged=true",
-            "--disable-admission-plugins", "ServiceAccount",
-            "--authorization-mode", "RBAC",
-            "--token-auth-file", str(pki / "tokens.csv"),
-            "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
-            "--service-account-key-file", str(pki / "sa.pub"),
-            "--service-account-signing-key-file", str(pki / "sa.key"),
-            "--event-ttl", "1h",
-            "--profiling=false",
-            "--v", "1",
-        ])
+        self._start(
+            state,
+            "kube-apiserver",
+            [
+                str(binary_path("kube-apiserver")),
+                "--etcd-servers",
+                f"http://127.0.0.1:{ports['etcd']}",
+                "--cert-dir",
+                str(pki),
+                "--secure-port",
+                str(ports["apiserver"]),
+                "--bind-address",
+                "127.0.0.1",
+                "--advertise-address",
+                "127.0.0.1",
+                "--service-cluster-ip-range",
+                "10.0.0.0/24",
+                "--allow-privileged=true",
+                "--disable-admission-plugins",
+                "ServiceAccount",
+                "--authorization-mode",
+                "RBAC",
+                "--token-auth-file",
+                str(pki / "tokens.csv"),
+                "--service-account-issuer",
+                "https://kubernetes.default.svc.cluster.local",
+                "--service-account-key-file",
+                str(pki / "sa.pub"),
+                "--service-account-signing-key-file",
+                str(pki / "sa.key"),
+                "--event-ttl",
+                "1h",
+                "--profiling=false",
+                "--v",
+                "1",
+            ],
+        )
         self._wait(self._apiserver_ready, "kube-apiserver", 60)
         self._write_kubeconfig(token, ports["apiserver"])
-        self._start(state, "kube-controller-manager", [
-            str(binary_path("kube-controller-manager")),
-            "--kubeconfig", str(self.kubeconfig),
-            "--authentication-kubeconfig", str(self.kubeconfig),
-            "--authorization-kubeconfig", str(self.kubeconfig),
-            "--controllers", "garbagecollector,namespace,serviceaccount,deployment,replicaset",
-            "--leader-elect=false",
-            "--secure-port", "0",
-            "--kube-api-qps", "200", "--kube-api-burst", "400",
-            "--v", "1",
-        ])
-        self._start(state, "kwok", [
-            str(binary_path("kwok")),
-            "--kubeconfig", str(self.kubeconfig),
-            "--manage-all-nodes=false",
-            "--manage-nodes-with-annotation-selector", "kwok.x-k8s.io/node=fake",
-            "--cidr", "10.16.0.1/12",
-            "--node-ip", "10.15.0.1",
-            "--node-lease-duration-seconds", "40",
-            "--server-address", f"127.0.0.1:{ports['kwok']}",
-            "-c", str(STAGES_FILE),
-        ])
+        self._start(
+            state,
+            "kube-controller-manager",
+            [
+                str(binary_path("kube-controller-manager")),
+                "--kubeconfig",
+                str(self.kubeconfig),
+                "--authentication-kubeconfig",
+                str(self.kubeconfig),
+                "--authorization-kubeconfig",
+                str(self.kubeconfig),
+                "--controllers",
+                "garbagecollector,namespace,serviceaccount,deployment,replicaset",
+                "--leader-elect=false",
+                "--secure-port",
+                "0",
+                "--kube-api-qps",
+                "200",
+                "--kube-api-burst",
+                "400",
+                "--v",
+                "1",
+            ],
+        )
+        self._start(
+            state,
+            "kwok",
+            [
+                str(binary_path("kwok")),
+                "--kubeconfig",
+                str(self.kubeconfig),
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector",
+                "kwok.x-k8s.io/node=fake",
+                "--cidr",
+                "10.16.0.1/12",
+                "--node-ip",
+                "10.15.0.1",
+                "--node-lease-duration-seconds",
+                "40",
+                "--server-address",
+                f"127.0.0.1:{ports['kwok']}",
+                "-c",
+                str(STAGES_FILE),
+            ],
+        )
         if with_scheduler:
             self._start_scheduler(state, scheduler_qps)
         time.sleep(0.3)
@@ -191,20 +250,39 @@ class LocalCluster:
 
     def _start_scheduler(self, state: dict, qps: float) -> None:
         cfg = self.dir / "scheduler-config.yaml"
-        cfg.write_text(yaml.safe_dump({
-            "apiVersion": "kubescheduler.config.k8s.io/v1",
-            "kind": "KubeSchedulerConfiguration",
-            "clientConnection": {"kubeconfig": str(self.kubeconfig), "qps": qps, "burst": int(qps * 2)},
-            "leaderElection": {"leaderElect": False},
-        }))
-        self._start(state, "kube-scheduler", [
-            str(binary_path("kube-scheduler")), "--config", str(cfg), "--secure-port", "0", "--v", "1",
-        ])
+        cfg.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "kubescheduler.config.k8s.io/v1",
+                    "kind": "KubeSchedulerConfiguration",
+                    "clientConnection": {
+                        "kubeconfig": str(self.kubeconfig),
+                        "qps": qps,
+                        "burst": int(qps * 2),
+                    },
+                    "leaderElection": {"leaderElect": False},
+                }
+            )
+        )
+        self._start(
+            state,
+            "kube-scheduler",
+            [
+                str(binary_path("kube-scheduler")),
+                "--config",
+                str(cfg),
+                "--secure-port",
+                "0",
+                "--v",
+                "1",
+            ],
+        )
 
     def _start(self, state: dict, name: str, argv: list[str]) -> None:
         log = open(self.dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
         log.close()
         state["pids"][name] = proc.pid
         self._save(state)
@@ -217,8 +295,9 @@ class LocalCluster:
             if name in self.crashed():
                 raise ClusterError(_crash_report({name: tail(self.dir / "logs" / f"{name}.log")}))
             time.sleep(0.1)
-        raise ClusterError(f"{name} not ready after {timeout:.0f}s; log tail:\n"
-                           + tail(self.dir / "logs" / f"{name}.log"))
+        raise ClusterError(
+            f"{name} not ready after {timeout:.0f}s; log tail:\n" + tail(self.dir / "logs" / f"{name}.log")
+        )
 
     def _ssl(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=str(self.dir / "pki" / "apiserver.crt"))
@@ -230,8 +309,9 @@ class LocalCluster:
         crt = self.dir / "pki" / "apiserver.crt"
         if not crt.exists():
             return False
-        req = urllib.request.Request(f"https://127.0.0.1:{port}/readyz",
-                                     headers={"Authorization": f"Bearer {st['token']}"})
+        req = urllib.request.Request(
+            f"https://127.0.0.1:{port}/readyz", headers={"Authorization": f"Bearer {st['token']}"}
+        )
         try:
             with urllib.request.urlopen(req, context=self._ssl(), timeout=2) as r:
                 return r.status == 200
@@ -241,19 +321,29 @@ class LocalCluster:
     def _write_pki(self, token: str) -> None:
         pki = self.dir / "pki"
         (pki / "tokens.csv").write_text(f'{token},{ADMIN_TOKEN_USER},{ADMIN_TOKEN_USER},"system:masters"\n')
-        subprocess.run(["openssl", "genrsa", "-out", str(pki / "sa.key"), "2048"], check=True,
-                       capture_output=True)
-        subprocess.run(["openssl", "rsa", "-in", str(pki / "sa.key"), "-pubout", "-out", str(pki / "sa.pub")],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["openssl", "genrsa", "-out", str(pki / "sa.key"), "2048"], check=True, capture_output=True
+        )
+        subprocess.run(
+            ["openssl", "rsa", "-in", str(pki / "sa.key"), "-pubout", "-out", str(pki / "sa.pub")],
+            check=True,
+            capture_output=True,
+        )
 
     def _write_kubeconfig(self, token: str, port: int) -> None:
         cfg = {
-            "apiVersion": "v1", "kind": "Config",
-            "clusters": [{"name": self.name, "cluster": {
-                "server": f"https://127.0.0.1:{port}",
-                # kube-apiserver's self-signed serving certificate, generated in --cert-dir.
-                "certificate-authority": str(self.dir / "pki" / "apiserver.crt"),
-            }}],
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": self.name,
+                    "cluster": {
+                        "server": f"https://127.0.0.1:{port}",
+                        # kube-apiserver's self-signed serving certificate, generated in --cert-dir.
+                        "certificate-authority": str(self.dir / "pki" / "apiserver.crt"),
+                    },
+                }
+            ],
             "users": [{"name": ADMIN_TOKEN_USER, "user": {"token": token}}],
             "contexts": [{"name": self.name, "context": {"cluster": self.name, "user": ADMIN_TOKEN_USER}}],
             "current-context": self.name,

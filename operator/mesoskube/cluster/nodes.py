@@ -11,8 +11,14 @@ from mesoskube.cluster.nodeshapes import NodeShape, assign_shapes, node_manifest
 from mesoskube.kube import Kube
 
 
-def add_nodes(kube: Kube, count: int, shapes: list[NodeShape], start: int = 0, prefix: str = "kwok-node",
-              workers: int = 16) -> list[str]:
+def add_nodes(
+    kube: Kube,
+    count: int,
+    shapes: list[NodeShape],
+    start: int = 0,
+    prefix: str = "kwok-node",
+    workers: int = 16,
+) -> list[str]:
     names = node_names(count, start, prefix)
 
     def create(pair: tuple[str, NodeShape]) -> None:
@@ -41,8 +47,7 @@ def ready_fake_nodes(kube: Kube) -> tuple[int, int]:
     """(ready, total) among fake nodes."""
     nodes = kube.core.list_node(label_selector="type=kwok").items
     ready = sum(
-        1 for n in nodes
-        if any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or []))
+        1 for n in nodes if any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or []))
     )
     return ready, len(nodes)
 
@@ -50,7 +55,7 @@ def ready_fake_nodes(kube: Kube) -> tuple[int, int]:
 def wait_nodes_ready(kube: Kube, expected: int, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while True:
-        ready, total = ready_fake_nodes(kube)
+        ready, _ = ready_fake_nodes(kube)
         if ready >= expected:
             return
         if time.monotonic() > deadline:

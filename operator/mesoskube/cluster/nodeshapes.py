@@ -10,8 +10,14 @@ FAKE_NODE_TAINT = {"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSc
 AGENT_LABEL = "mesoskube.io/agent"
 
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?([KMGTPE]i?|m)?$")
-_RESOURCE_KEYS = {"cpu": "cpu", "memory": "memory", "ephemeral-storage": "ephemeral-storage",
-                  "gpu": "nvidia.com/gpu", "nvidia.com/gpu": "nvidia.com/gpu", "pods": "pods"}
+_RESOURCE_KEYS = {
+    "cpu": "cpu",
+    "memory": "memory",
+    "ephemeral-storage": "ephemeral-storage",
+    "gpu": "nvidia.com/gpu",
+    "nvidia.com/gpu": "nvidia.com/gpu",
+    "pods": "pods",
+}
 
 
 class ShapeError(ValueError):
@@ -20,8 +26,9 @@ class ShapeError(ValueError):
 
 @dataclass(frozen=True)
 class NodeShape:
-    capacity: dict[str, str] = field(default_factory=lambda: {
-        "cpu": "8", "memory": "32Gi", "ephemeral-storage": "100Gi", "pods": "110"})
+    capacity: dict[str, str] = field(
+        default_factory=lambda: {"cpu": "8", "memory": "32Gi", "ephemeral-storage": "100Gi", "pods": "110"}
+    )
     labels: dict[str, str] = field(default_factory=dict)
 
 
@@ -64,7 +71,10 @@ def node_manifest(name: str, shape: NodeShape) -> dict:
         "metadata": {
             "name": name,
             "labels": labels,
-            "annotations": {FAKE_NODE_ANNOTATION[0]: FAKE_NODE_ANNOTATION[1], "node.alpha.kubernetes.io/ttl": "0"},
+            "annotations": {
+                FAKE_NODE_ANNOTATION[0]: FAKE_NODE_ANNOTATION[1],
+                "node.alpha.kubernetes.io/ttl": "0",
+            },
         },
         "spec": {"taints": [dict(FAKE_NODE_TAINT)]},
         "status": {"capacity": dict(shape.capacity), "allocatable": dict(shape.capacity)},

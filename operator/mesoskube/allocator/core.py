@@ -1,0 +1,197 @@
+"""One allocation cycle: snapshot in, offer decisions out (Mesos's hierarchical allocator, simplified).
+
+Pure: no I/O and no clock of its own (`now` is passed in), and the same snapshot, `now` and
+config.seed always give the same decisions, so the master's behaviour can be replayed in tests.
+
+Departures from Mesos's hierarchical.cpp: roles are flat (no "a/b" hierarchy), there is no
+reservation or quota-guarantee stage (quota is a limit only), and frameworks inside a role all
+have weight 1.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from mesoskube.allocator.snapshot import (
+    Agent,
+    AllocatorConfig,
+    FrameworkView,
+    OfferDecision,
+    RolePolicy,
+    Snapshot,
+    SorterKind,
+)
+from mesoskube.allocator.sorter import DRFSorter, RandomSorter, Sorter, scalars_only
+from mesoskube.resources import SCALARS, Resources
+
+_NO_RESOURCES = Resources()
+_NONE_REFUSED: frozenset[str] = frozenset()
+DEFAULT_CONFIG = AllocatorConfig()
+
+
+def allocate(snapshot: Snapshot, now: float, config: AllocatorConfig = DEFAULT_CONFIG) -> list[OfferDecision]:
+    """Offer every agent's available resources to frameworks by hierarchical DRF (or random order).
+
+    Each agent's leftover goes whole to the first eligible (role, framework) in sorter order,
+    capped by that role's quota headroom; whatever the cap leaves is offered on to the next role.
+    Decisions are returned in the order they were made.
+    """
+    rng = random.Random(config.seed)
+    cycle = _Cycle.build(snapshot, now, config, rng)
+    decisions: list[OfferDecision] = []
+    for agent in _shuffled(snapshot.agents, rng):
+        decisions.extend(cycle.allocate_agent(agent))
+    return decisions
+
+
+def _shuffled(agents: tuple[Agent, ...], rng: random.Random) -> list[Agent]:
+    # Mesos shuffles agents so no node is always offered first; sorting first makes the shuffle
+    # depend on the seed alone, not on the order the master's indexes happened to list agents.
+    order = sorted(agents, key=lambda agent: agent.name)
+    rng.shuffle(order)
+    return order
+
+
+def _cluster_total(agents: tuple[Agent, ...]) -> Resources:
+    # Scalars only: shares ignore ports, and summing thousands of port ranges is wasted work.
+    return Resources(**{name: sum(getattr(agent.total, name) for agent in agents) for name in SCALARS})
+
+
+def _active_filters(snapshot: Snapshot, now: float) -> dict[str, frozenset[str]]:
+    """Agent -> frameworks that declined it with a filter still in force."""
+    refused: dict[str, set[str]] = {}
+    for f in snapshot.filters:
+        if f.expires_at > now:
+            refused.setdefault(f.agent, set()).add(f.framework)
+    return {agent: frozenset(frameworks) for agent, frameworks in refused.items()}
+
+
+def _role_allocations(frameworks: tuple[FrameworkView, ...]) -> dict[str, Resources]:
+    # A role holds what all its frameworks hold, including frameworks that are suppressed or no
+    # longer subscribed to it: those resources still count against its share and its quota.
+    held: dict[str, Resources] = {}
+    for framework in frameworks:
+        for role, resources in framework.allocated.items():
+            held[role] = held.get(role, _NO_RESOURCES) + resources
+    return held
+
+
+def _offerable_roles(frameworks: tuple[FrameworkView, ...]) -> dict[str, list[FrameworkView]]:
+    """Role -> frameworks that may be offered resources in it (subscribed and not suppressed)."""
+    by_role: dict[str, list[FrameworkView]] = {}
+    for framework in sorted(frameworks, key=lambda fw: fw.key):
+        for role in dict.fromkeys(framework.roles):
+            if role not in framework.suppressed_roles:
+                by_role.setdefault(role, []).append(framework)
+    return by_role
+
+
+def _is_allocatable(resources: Resources, minimums: tuple[Resources, ...]) -> bool:
+    """Mesos --min_allocatable_resources: holds at least one of the minimum quantities."""
+    if resources.is_empty():
+        return False
+    if not minimums:
+        return True
+    return any(_contains_scalars(resources, minimum) for minimum in minimums)
+
+
+def _contains_scalars(resources: Resources, minimum: Resources) -> bool:
+    # Resources.contains also compares port ranges, which minimums rarely have; this runs once or
+    # twice per agent per cycle, so skip the range arithmetic when it cannot matter.
+    if minimum.ports:
+        return resources.contains(minimum)
+    return (
+        resources.cpus >= minimum.cpus
+        and resources.mem >= minimum.mem
+        and resources.disk >= minimum.disk
+        and resources.gpus >= minimum.gpus
+    )
+
+
+def _quota_headroom(policy: RolePolicy | None, held: Resources) -> Resources | None:
+    """What the role may still be given, or None when it has no quota limit."""
+    if policy is None or policy.quota_limit is None:
+        return None
+    return policy.quota_limit - held
+
+
+@dataclass
+class _Cycle:
+    """The state one allocate() call threads through its agents."""
+
+    roles: Sorter
+    frameworks: dict[str, Sorter]  # role -> sorter over its offerable frameworks
+    policies: dict[str, RolePolicy]
+    filtered: dict[str, frozenset[str]]  # agent -> frameworks refusing it
+    min_allocatable: tuple[Resources, ...]
+
+    @classmethod
+    def build(cls, snapshot: Snapshot, now: float, config: AllocatorConfig, rng: random.Random) -> _Cycle:
+        total = _cluster_total(snapshot.agents)
+
+        def new_sorter() -> Sorter:
+            if config.sorter == SorterKind.RANDOM:
+                return RandomSorter(total, rng)
+            return DRFSorter(total)
+
+        held = _role_allocations(snapshot.frameworks)
+        roles = new_sorter()
+        frameworks: dict[str, Sorter] = {}
+        for role, members in sorted(_offerable_roles(snapshot.frameworks).items()):
+            policy = snapshot.roles.get(role)
+            roles.add(role, weight=policy.weight if policy else 1.0, allocation=held.get(role, _NO_RESOURCES))
+            frameworks[role] = sorter = new_sorter()
+            for framework in members:
+                sorter.add(framework.key, allocation=framework.allocated.get(role, _NO_RESOURCES))
+        return cls(
+            roles=roles,
+            frameworks=frameworks,
+            policies=dict(snapshot.roles),
+            filtered=_active_filters(snapshot, now),
+            min_allocatable=config.min_allocatable,
+        )
+
+    def allocate_agent(self, agent: Agent) -> list[OfferDecision]:
+        remaining = agent.available
+        offered: set[str] = set()  # Mesos makes at most one offer per framework per agent
+        decisions: list[OfferDecision] = []
+        while _is_allocatable(remaining, self.min_allocatable):
+            decision = self._next_offer(agent.name, remaining, offered)
+            if decision is None:
+                break
+            decisions.append(decision)
+            offered.add(decision.framework)
+            self._record(decision)
+            if decision.resources is remaining:
+                break  # the whole agent went; the common case, so skip the subtraction
+            # Ports leave with this offer; only a quota-capped scalar leftover can remain.
+            remaining = remaining - decision.resources
+        return decisions
+
+    def _record(self, decision: OfferDecision) -> None:
+        # Later agents in this cycle must see the new shares, or DRF would not interleave.
+        scalars = scalars_only(decision.resources)
+        self.roles.allocated(decision.role, scalars)
+        self.frameworks[decision.role].allocated(decision.framework, scalars)
+
+    def _next_offer(self, agent: str, remaining: Resources, offered: set[str]) -> OfferDecision | None:
+        refused = self.filtered.get(agent, _NONE_REFUSED)
+        for role in self.roles.sort():
+            framework = self._first_eligible(role, refused, offered)
+            if framework is None:
+                continue
+            resources = self._capped_by_quota(role, remaining)
+            if resources is remaining or _is_allocatable(resources, self.min_allocatable):
+                return OfferDecision(framework=framework, role=role, agent=agent, resources=resources)
+        return None
+
+    def _capped_by_quota(self, role: str, remaining: Resources) -> Resources:
+        headroom = _quota_headroom(self.policies.get(role), self.roles.allocation(role))
+        return remaining if headroom is None else remaining.min_with(headroom)
+
+    def _first_eligible(self, role: str, refused: frozenset[str], offered: set[str]) -> str | None:
+        for framework in self.frameworks[role].sort():
+            if framework not in offered and framework not in refused:
+                return framework
+        return None

@@ -1,0 +1,186 @@
+"""The master's in-memory view of the cluster, fed by watch events, read by the engine.
+
+Handlers only upsert/delete raw objects here (no I/O); per-node pod usage is kept incrementally so a
+snapshot of 5,000 agents does not re-walk every pod.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from kubernetes.utils import parse_quantity
+
+from mesoskube.resources import Resources, normalize_ranges
+
+MB = 2**20
+
+
+def key_of(body: dict) -> str:
+    meta = body["metadata"]
+    return f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else meta["name"]
+
+
+def _qty(value: object) -> float:
+    return float(parse_quantity(str(value)))
+
+
+def quantities_to_resources(q: dict | None) -> Resources:
+    q = q or {}
+    return Resources(
+        cpus=_qty(q.get("cpu", 0)),
+        mem=_qty(q.get("memory", 0)) / MB,
+        disk=_qty(q.get("ephemeral-storage", 0)) / MB,
+        gpus=_qty(q.get("nvidia.com/gpu", 0)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    name: str
+    allocatable: Resources
+    labels: dict[str, str]
+    ready: bool
+    unschedulable: bool
+    deleting: bool
+
+    @property
+    def offerable(self) -> bool:
+        return self.ready and not self.unschedulable and not self.deleting
+
+
+def node_info(body: dict) -> NodeInfo:
+    status = body.get("status") or {}
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
+    )
+    return NodeInfo(
+        name=body["metadata"]["name"],
+        allocatable=quantities_to_resources(status.get("allocatable")),
+        labels=dict(body["metadata"].get("labels") or {}),
+        ready=ready,
+        unschedulable=bool((body.get("spec") or {}).get("unschedulable")),
+        deleting=bool(body["metadata"].get("deletionTimestamp")),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PodUsage:
+    node: str
+    requests: Resources
+
+
+def pod_usage(body: dict) -> PodUsage | None:
+    """What a pod holds on its node; None when it holds nothing (unbound or terminal)."""
+    spec = body.get("spec") or {}
+    node = spec.get("nodeName")
+    phase = (body.get("status") or {}).get("phase")
+    if not node or phase in ("Succeeded", "Failed"):
+        return None
+    total = Resources()
+    ports: list[tuple[int, int]] = []
+    for c in spec.get("containers") or []:
+        total = total + quantities_to_resources((c.get("resources") or {}).get("requests"))
+        ports.extend((p["hostPort"], p["hostPort"]) for p in c.get("ports") or [] if p.get("hostPort"))
+    for c in spec.get("initContainers") or []:
+        init = quantities_to_resources((c.get("resources") or {}).get("requests"))
+        total = Resources(
+            cpus=max(total.cpus, init.cpus),
+            mem=max(total.mem, init.mem),
+            disk=max(total.disk, init.disk),
+            gpus=max(total.gpus, init.gpus),
+            ports=total.ports,
+        )
+    if spec.get("overhead"):
+        total = total + quantities_to_resources(spec["overhead"])
+    return PodUsage(
+        node=node, requests=Resources(total.cpus, total.mem, total.disk, total.gpus, normalize_ranges(ports))
+    )
+
+
+def parse_time(text: str | None) -> float | None:
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def format_time(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class Cache:
+    """Everything the master knows, guarded by one lock (handlers and the engine run on different threads)."""
+
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    nodes: dict[str, NodeInfo] = field(default_factory=dict)
+    pods: dict[str, PodUsage] = field(default_factory=dict)
+    pod_bodies: dict[str, dict] = field(default_factory=dict)  # only our task pods
+    node_usage: dict[str, Resources] = field(default_factory=lambda: defaultdict(Resources))
+    frameworks: dict[str, dict] = field(default_factory=dict)
+    offers: dict[str, dict] = field(default_factory=dict)
+    tasks: dict[str, dict] = field(default_factory=dict)
+    roles: dict[str, dict] = field(default_factory=dict)
+    leases: dict[str, dict] = field(default_factory=dict)
+    _versions: dict[str, int] = field(default_factory=dict)
+
+    def _fresh(self, kind: str, body: dict) -> bool:
+        """Drop events older than what we hold (the seed LIST and kopf's watch may interleave)."""
+        meta = body.get("metadata") or {}
+        try:
+            rv = int(meta.get("resourceVersion") or 0)
+        except ValueError:
+            return True
+        k = f"{kind}:{meta.get('uid')}"
+        if rv and self._versions.get(k, 0) > rv:
+            return False
+        self._versions[k] = rv
+        return True
+
+    # ---- nodes and pods
+    def upsert_node(self, body: dict) -> None:
+        with self.lock:
+            if self._fresh("node", body):
+                self.nodes[body["metadata"]["name"]] = node_info(body)
+
+    def delete_node(self, name: str) -> None:
+        with self.lock:
+            self.nodes.pop(name, None)
+
+    def upsert_pod(self, body: dict, ours: bool) -> None:
+        key = key_of(body)
+        with self.lock:
+            if not self._fresh("pod", body):
+                return
+            self._drop_pod_usage(key)
+            usage = pod_usage(body)
+            if usage is not None:
+                self.pods[key] = usage
+                self.node_usage[usage.node] = self.node_usage[usage.node] + usage.requests
+            if ours:
+                self.pod_bodies[key] = body
+
+    def delete_pod(self, key: str) -> None:
+        with self.lock:
+            self._drop_pod_usage(key)
+            self.pod_bodies.pop(key, None)
+
+    def _drop_pod_usage(self, key: str) -> None:
+        old = self.pods.pop(key, None)
+        if old is not None:
+            left = self.node_usage[old.node] - old.requests
+            self.node_usage[old.node] = left
+            if left.is_empty():
+                del self.node_usage[old.node]
+
+    # ---- our custom resources and leases
+    def upsert(self, store: str, body: dict) -> None:
+        with self.lock:
+            if self._fresh(store, body):
+                getattr(self, store)[key_of(body)] = body
+
+    def delete(self, store: str, key: str) -> None:
+        with self.lock:
+            getattr(self, store).pop(key, None)

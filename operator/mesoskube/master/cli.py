@@ -1,0 +1,48 @@
+"""`mesoskube master run`: the Mesos master as a kopf operator."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from pydantic import ValidationError
+
+from mesoskube import settings as settings_mod
+from mesoskube.kube import Kube
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("master", help="the Mesos master (kopf operator)")
+    msub = p.add_subparsers(dest="master_cmd", required=True)
+    run = msub.add_parser("run", help="run the master in the foreground")
+    run.add_argument("--kubeconfig", default=None, help="kubeconfig path (default $KUBECONFIG or in-cluster)")
+    run.add_argument(
+        "--kube-api-qps", type=float, default=100.0, help="client QPS to the API server (0 = no limit)"
+    )
+    run.add_argument("--kube-api-burst", type=int, default=200, help="client burst")
+    run.add_argument("--log-level", default="INFO")
+    settings_mod.add_arguments(run)
+    run.set_defaults(func=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # kopf logs every handler call at INFO; at thousands of watch events a second that is noise.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    try:
+        settings = settings_mod.load(args)
+    except ValidationError as e:
+        for err in e.errors():
+            name = str(err["loc"][0]) if err["loc"] else "?"
+            print(
+                f"error: setting {name} ({settings_mod._flag(name)}, {settings_mod._env(name)}): {err['msg']}",
+                file=sys.stderr,
+            )
+        return 2
+    from mesoskube.master.runner import Master
+
+    Master(Kube.connect(args.kubeconfig, qps=args.kube_api_qps, burst=args.kube_api_burst), settings).run()
+    return 0

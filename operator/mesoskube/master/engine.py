@@ -1,0 +1,959 @@
+"""The master's engine: one thread that turns the cache into API writes.
+
+Each step: framework lifecycle (subscribe, revive, reconcile, failover, teardown), answered offers
+(accept -> Tasks and Pods, decline -> filters), task status from pods, offer rescinds and expiry,
+then an allocation when one is due (interval or coalesced trigger). Every write fans out to a small
+thread pool; the allocator itself is pure and runs on a snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from kubernetes.client.exceptions import ApiException
+
+from mesoskube import metrics
+from mesoskube.allocator import allocate, dominant_share
+from mesoskube.allocator.snapshot import (
+    Agent,
+    AllocatorConfig,
+    Filter,
+    FrameworkView,
+    OfferDecision,
+    RolePolicy,
+    Snapshot,
+)
+from mesoskube.api.models import (
+    DEFAULT_ROLE,
+    TERMINAL_TASK_STATES,
+    AnswerType,
+    FrameworkPhase,
+    OfferAnswer,
+    OfferPhase,
+    TaskState,
+)
+from mesoskube.kube import Kube
+from mesoskube.master import FINALIZER, LABEL_FRAMEWORK
+from mesoskube.master.builders import offer_manifest, pod_manifest, task_manifest
+from mesoskube.master.cache import Cache, format_time, key_of, parse_time
+from mesoskube.master.events import EventRecorder
+from mesoskube.master.selector import parse_selector
+from mesoskube.master.taskstate import TaskUpdate, for_missing_pod, from_pod
+from mesoskube.master.validation import check_accept
+from mesoskube.resources import SCALARS, Resources
+from mesoskube.settings import Settings
+
+log = logging.getLogger("mesoskube.master")
+STATUS_INTERVAL = 2.0
+LEASE_POLL_INTERVAL = 1.0
+MIN_ALLOCATION_GAP = 0.05
+
+
+def _ns_name(key: str) -> tuple[str, str]:
+    ns, _, name = key.partition("/")
+    return ns, name
+
+
+def _fw_key(ns: str, name: str) -> str:
+    return f"{ns}/{name}"
+
+
+def task_state(task: dict) -> TaskState | None:
+    raw = (task.get("status") or {}).get("state")
+    return TaskState(raw) if raw else None
+
+
+def is_terminal(task: dict) -> bool:
+    return task_state(task) in TERMINAL_TASK_STATES
+
+
+def offer_phase(offer: dict) -> str:
+    return (offer.get("status") or {}).get("phase") or OfferPhase.OUTSTANDING.value
+
+
+@dataclass
+class Engine:
+    kube: Kube
+    settings: Settings
+    cache: Cache
+    clock: Callable[[], float] = time.time
+    workers: int = 16
+
+    wake: threading.Event = field(default_factory=threading.Event)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    filters: dict[tuple[str, str], float] = field(default_factory=dict)
+    dirty_tasks: set[str] = field(default_factory=set)
+    dirty_frameworks: set[str] = field(default_factory=set)
+    answered: set[str] = field(default_factory=set)
+    accepted_at: dict[str, float] = field(default_factory=dict)
+    killing: set[str] = field(default_factory=set)
+    allocation_requested: bool = True
+    last_allocation: float = 0.0
+    last_status: float = 0.0
+    last_lease_poll: float = 0.0
+    published: dict[str, dict] = field(default_factory=dict)
+    ready: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="mesoskube-write")
+        self.events = EventRecorder(self.kube, self.pool)
+        self.agent_matches = parse_selector(self.settings.agentSelector)
+        self.allocator_config = AllocatorConfig(
+            min_allocatable=self.settings.min_allocatable_resources(),
+            sorter=self.settings.sorter,
+            seed=self.settings.seed,
+        )
+        self.port_ranges = self.settings.port_ranges()
+        self.dirty_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ signals from handlers
+
+    def mark_task(self, key: str) -> None:
+        with self.dirty_lock:
+            self.dirty_tasks.add(key)
+        self.wake.set()
+
+    def mark_framework(self, key: str) -> None:
+        with self.dirty_lock:
+            self.dirty_frameworks.add(key)
+        self.wake.set()
+
+    def mark_answered(self, key: str) -> None:
+        with self.dirty_lock:
+            self.answered.add(key)
+        self.wake.set()
+
+    def request_allocation(self) -> None:
+        self.allocation_requested = True
+        self.wake.set()
+
+    # ------------------------------------------------------------------ loop
+
+    def seed(self) -> None:
+        """LIST everything once before the first allocation, so a restarted master never offers
+        resources that are already offered or launched."""
+        ns = self.settings.namespace or None
+        for node in self.kube.api.sanitize_for_serialization(self.kube.core.list_node())["items"]:
+            self.cache.upsert_node(node)
+        pods = self.kube.api.sanitize_for_serialization(self.kube.core.list_pod_for_all_namespaces())
+        for pod in pods["items"]:
+            self.cache.upsert_pod(pod, ours=LABEL_FRAMEWORK in (pod["metadata"].get("labels") or {}))
+        for store in ("frameworks", "offers", "tasks"):
+            for obj in self.kube.list(store, ns):
+                self.cache.upsert(store, obj)
+        for obj in self.kube.custom.list_cluster_custom_object("mesoskube.io", "v1alpha1", "mesosroles")[
+            "items"
+        ]:
+            self.cache.upsert("roles", obj)
+        with self.cache.lock:
+            self.dirty_tasks.update(self.cache.tasks)
+            self.dirty_frameworks.update(self.cache.frameworks)
+            self.answered.update(k for k, o in self.cache.offers.items() if o["spec"].get("answer"))
+        self.poll_leases(force=True)
+        self.ready.set()
+
+    def run(self) -> None:
+        self.seed()
+        while not self.stopping.is_set():
+            now = self.clock()
+            next_allocation = self.last_allocation + self.settings.allocationInterval - now
+            self.wake.wait(timeout=max(0.0, min(next_allocation, STATUS_INTERVAL)))
+            self.wake.clear()
+            if self.stopping.is_set():
+                break
+            try:
+                self.step()
+            except Exception:  # a bad object or a failed write must not stop the master
+                log.exception("engine step failed; retrying next step")
+                time.sleep(0.2)
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+
+    def step(self) -> None:
+        now = self.clock()
+        self.poll_leases()
+        self.reconcile_frameworks(now)
+        self.process_answers(now)
+        self.sync_tasks(now)
+        self.housekeep_offers(now)
+        due = now - self.last_allocation >= self.settings.allocationInterval
+        if due or (self.allocation_requested and now - self.last_allocation >= MIN_ALLOCATION_GAP):
+            self.allocate(now)
+        if now - self.last_status >= STATUS_INTERVAL:
+            self.publish_status(now)
+
+    def _run_all(self, fn: Callable, items: Iterable) -> list:
+        return list(self.pool.map(fn, items))
+
+    # ------------------------------------------------------------------ frameworks
+
+    def poll_leases(self, force: bool = False) -> None:
+        """Framework heartbeats. Polled with a server-side label filter: watching every Lease would
+        also stream each node's heartbeat."""
+        now = time.monotonic()
+        if not force and now - self.last_lease_poll < LEASE_POLL_INTERVAL:
+            return
+        self.last_lease_poll = now
+        sel = LABEL_FRAMEWORK
+        if self.settings.namespace:
+            leases = self.kube.coordination.list_namespaced_lease(self.settings.namespace, label_selector=sel)
+        else:
+            leases = self.kube.coordination.list_lease_for_all_namespaces(label_selector=sel)
+        seen = {}
+        for lease in leases.items:
+            renew = lease.spec.renew_time
+            seen[f"{lease.metadata.namespace}/{lease.metadata.name}"] = {
+                "renew": renew.timestamp() if renew else 0.0,
+                "duration": float(lease.spec.lease_duration_seconds or 15),
+            }
+        with self.cache.lock:
+            self.cache.leases = seen
+            self.dirty_frameworks.update(k for k in self.cache.frameworks if k in seen or k in self.published)
+
+    def reconcile_frameworks(self, now: float) -> None:
+        with self.dirty_lock:
+            keys, self.dirty_frameworks = self.dirty_frameworks, set()
+        # Failover clocks run whether or not anything changed.
+        with self.cache.lock:
+            keys |= {
+                k
+                for k, fw in self.cache.frameworks.items()
+                if (fw.get("status") or {}).get("phase") == FrameworkPhase.DISCONNECTED.value
+            }
+            items = [(k, self.cache.frameworks.get(k)) for k in keys]
+        for key, fw in items:
+            if fw is not None:
+                try:
+                    self.reconcile_framework(key, fw, now)
+                except ApiException as e:
+                    if e.status not in (404, 409):
+                        raise
+
+    def reconcile_framework(self, key: str, fw: dict, now: float) -> None:
+        ns, name = _ns_name(key)
+        meta, spec, status = fw["metadata"], fw.get("spec") or {}, fw.get("status") or {}
+        phase = status.get("phase")
+        if meta.get("deletionTimestamp"):
+            self.teardown(key, fw, "framework deleted (TEARDOWN)")
+            if FINALIZER in (meta.get("finalizers") or []):
+                self.kube.patch(
+                    "frameworks",
+                    ns,
+                    name,
+                    {
+                        "metadata": {
+                            "finalizers": [f for f in meta["finalizers"] if f != FINALIZER],
+                            "resourceVersion": meta["resourceVersion"],
+                        }
+                    },
+                )
+            return
+        if phase is None:
+            if FINALIZER not in (meta.get("finalizers") or []):
+                self.kube.patch(
+                    "frameworks",
+                    ns,
+                    name,
+                    {"metadata": {"finalizers": [*(meta.get("finalizers") or []), FINALIZER]}},
+                )
+            self._patch_fw_status(
+                key,
+                {
+                    "phase": FrameworkPhase.SUBSCRIBED.value,
+                    "frameworkId": meta["uid"],
+                    "subscribedAt": format_time(now),
+                    "observedRevive": spec.get("revive", 0),
+                },
+            )
+            self.events.normal(
+                fw,
+                "Subscribed",
+                f"framework {name} subscribed with roles {', '.join(spec.get('roles') or [DEFAULT_ROLE])}",
+            )
+            self.request_allocation()
+            return
+        if phase == FrameworkPhase.TORN_DOWN.value:
+            return
+        lease = self.cache.leases.get(key)
+        lapsed = lease is not None and lease["renew"] + lease["duration"] < now
+        if phase == FrameworkPhase.SUBSCRIBED.value and lapsed:
+            self._patch_fw_status(
+                key, {"phase": FrameworkPhase.DISCONNECTED.value, "disconnectedAt": format_time(now)}
+            )
+            self.rescind_offers(
+                lambda o: o["spec"]["framework"] == name and o["metadata"]["namespace"] == ns,
+                "REASON_FRAMEWORK_DISCONNECTED",
+                "the framework's heartbeat Lease lapsed",
+            )
+            self.events.warning(
+                fw,
+                "Disconnected",
+                f"heartbeat Lease lapsed; failover timeout {spec.get('failoverTimeoutSeconds', 0)}s started",
+            )
+            return
+        if phase == FrameworkPhase.DISCONNECTED.value:
+            if not lapsed:
+                self._patch_fw_status(key, {"phase": FrameworkPhase.SUBSCRIBED.value, "disconnectedAt": None})
+                self.events.normal(fw, "Reregistered", "heartbeat resumed within the failover timeout")
+                self.request_allocation()
+                return
+            since = parse_time(status.get("disconnectedAt")) or now
+            if now - since >= float(spec.get("failoverTimeoutSeconds") or 0):
+                self.teardown(key, fw, "failover timeout expired")
+                self._patch_fw_status(key, {"phase": FrameworkPhase.TORN_DOWN.value})
+                self.events.warning(
+                    fw, "TornDown", "failover timeout expired: tasks killed, offers rescinded"
+                )
+            return
+        revive = int(spec.get("revive") or 0)
+        if revive != int(status.get("observedRevive") or 0):
+            for k in [k for k in self.filters if k[0] == key]:
+                del self.filters[k]
+            self._patch_fw_status(key, {"observedRevive": revive})
+            self.request_allocation()
+        reconcile = spec.get("reconcile")
+        if reconcile and reconcile.get("id") != status.get("observedReconcile"):
+            self._patch_fw_status(
+                key,
+                {
+                    "reconciled": self.reconcile_answer(ns, name, reconcile.get("taskIds")),
+                    "observedReconcile": reconcile.get("id"),
+                },
+            )
+        if not spec.get("suppress"):
+            self.request_allocation()
+
+    def reconcile_answer(self, ns: str, framework: str, task_ids: list[str] | None) -> list[dict]:
+        with self.cache.lock:
+            mine = {
+                k.split("/", 1)[1]: t
+                for k, t in self.cache.tasks.items()
+                if k.startswith(ns + "/") and t["spec"]["framework"] == framework
+            }
+        if not task_ids:  # implicit: every non-terminal task
+            return [
+                {"taskId": n, "state": (t.get("status") or {}).get("state") or TaskState.STAGING.value}
+                for n, t in sorted(mine.items())
+                if not is_terminal(t)
+            ]
+        out = []
+        for tid in task_ids:
+            t = mine.get(tid)
+            if t is None:
+                out.append({"taskId": tid, "state": TaskState.LOST.value, "reason": "REASON_RECONCILIATION"})
+            else:
+                out.append({"taskId": tid, "state": (t.get("status") or {}).get("state") or "TASK_STAGING"})
+        return out
+
+    def teardown(self, key: str, fw: dict, why: str) -> None:
+        ns, name = _ns_name(key)
+        self.rescind_offers(
+            lambda o: o["spec"]["framework"] == name and o["metadata"]["namespace"] == ns,
+            "REASON_FRAMEWORK_REMOVED",
+            why,
+        )
+        with self.cache.lock:
+            tasks = [
+                t
+                for k, t in self.cache.tasks.items()
+                if k.startswith(ns + "/") and t["spec"]["framework"] == name and not is_terminal(t)
+            ]
+        self._run_all(lambda t: self._kill(t), tasks)
+        for k in [k for k in self.filters if k[0] == key]:
+            del self.filters[k]
+
+    def _patch_fw_status(self, key: str, patch: dict) -> None:
+        ns, name = _ns_name(key)
+        body = self.kube.patch_status("frameworks", ns, name, {"status": patch})
+        self.cache.upsert("frameworks", body)
+
+    # ------------------------------------------------------------------ answers
+
+    def process_answers(self, now: float) -> None:
+        with self.dirty_lock:
+            keys, self.answered = self.answered, set()
+        with self.cache.lock:
+            offers = [(k, self.cache.offers[k]) for k in keys if k in self.cache.offers]
+        self._run_all(lambda kv: self._answer(kv[0], kv[1], now), offers)
+
+    def _answer(self, key: str, offer: dict, now: float) -> None:
+        try:
+            self.handle_answer(key, offer, now)
+        except ApiException as e:
+            if e.status not in (404, 409):
+                log.warning("answer to offer %s failed: %s", key, e.reason)
+                self.mark_answered(key)
+
+    def handle_answer(self, key: str, offer: dict, now: float) -> None:
+        ns, name = _ns_name(key)
+        spec, status = offer["spec"], offer.get("status") or {}
+        answer = OfferAnswer.model_validate(spec["answer"])
+        phase = offer_phase(offer)
+        if phase != OfferPhase.OUTSTANDING.value:
+            if not status.get("answerRefused"):
+                msg = (
+                    f"answer refused: the offer was {phase.lower()} before it was answered "
+                    f"({status.get('reason') or 'no reason'}); wait for a new offer"
+                )
+                self.kube.patch_status(
+                    "offers", ns, name, {"status": {"answerRefused": True, "message": msg}}
+                )
+                self.events.warning(offer, "AnswerRefused", msg)
+            return
+        fw_key = _fw_key(ns, spec["framework"])
+        created = parse_time(offer["metadata"].get("creationTimestamp"))
+        if created:
+            metrics.offer_decision.observe(max(0.0, now - created))
+        with self.cache.lock:
+            fw = self.cache.frameworks.get(fw_key)
+        default_refuse = float(
+            ((fw or {}).get("spec") or {})
+            .get("defaultFilters", {})
+            .get("refuseSeconds", self.settings.defaultRefuseSeconds)
+        )
+        refuse = answer.filters.refuseSeconds if answer.filters else default_refuse
+        if answer.type == AnswerType.DECLINE:
+            metrics.offers.labels(event="declined").inc()
+            self._filter(fw_key, spec["agent"], now + refuse)
+        else:
+            metrics.offers.labels(event="accepted").inc()
+            used = self.launch(offer, answer, fw, now)
+            leftover = Resources.from_mapping(spec["resources"]) - used
+            if any(leftover.contains(m) for m in self.allocator_config.min_allocatable):
+                self._filter(fw_key, spec["agent"], now + refuse)
+        self._delete_quietly("offers", ns, name)
+        with self.cache.lock:
+            self.cache.offers.pop(key, None)
+        self.request_allocation()
+
+    def _filter(self, fw_key: str, agent: str, until: float) -> None:
+        self.filters[(fw_key, agent)] = max(until, self.filters.get((fw_key, agent), 0.0))
+
+    def launch(self, offer: dict, answer: OfferAnswer, fw: dict | None, now: float) -> Resources:
+        """Create the accept's Tasks (then their Pods via sync_tasks); all or nothing."""
+        ns, spec = offer["metadata"]["namespace"], offer["spec"]
+        offer_name = offer["metadata"]["name"]
+        if fw is None:
+            return Resources()
+        with self.cache.lock:
+            existing = {k.split("/", 1)[1]: t for k, t in self.cache.tasks.items() if k.startswith(ns + "/")}
+        # A restarted master may see an accept it half-processed: its own tasks are not conflicts.
+        already = {n for n, t in existing.items() if t["spec"].get("offer") == offer_name}
+        todo = [t for t in answer.tasks if t.name not in already]
+        verdict = check_accept(
+            Resources.from_mapping(spec["resources"]), answer.tasks, set(existing) - already
+        )
+        fw_uid = fw["metadata"]["uid"]
+        if not verdict.ok:
+            self.events.warning(fw, "TaskError", f"accept of offer {offer_name} refused: {verdict.message}")
+            self._run_all(lambda t: self._error_task(ns, t, spec, fw_uid, offer_name, verdict.message), todo)
+            return Resources()
+
+        def create(task) -> None:
+            body = self.kube.create(
+                "tasks",
+                ns,
+                task_manifest(
+                    task,
+                    spec["framework"],
+                    fw_uid,
+                    spec.get("role") or DEFAULT_ROLE,
+                    spec["agent"],
+                    offer_name,
+                ),
+            )
+            k = key_of(body)
+            self.accepted_at[k] = now
+            self.cache.upsert("tasks", body)
+            self.mark_task(k)
+
+        self._run_all(create, todo)
+        return verdict.used
+
+    def _error_task(self, ns: str, task, spec: dict, fw_uid: str, offer_name: str, message: str) -> None:
+        try:
+            body = self.kube.create(
+                "tasks",
+                ns,
+                task_manifest(
+                    task,
+                    spec["framework"],
+                    fw_uid,
+                    spec.get("role") or DEFAULT_ROLE,
+                    spec["agent"],
+                    offer_name,
+                ),
+            )
+        except ApiException as e:
+            if e.status != 409:
+                raise
+            return
+        body = self.kube.patch_status(
+            "tasks",
+            ns,
+            task.name,
+            {
+                "status": {
+                    "state": TaskState.ERROR.value,
+                    "reason": "REASON_TASK_INVALID",
+                    "message": message,
+                    "finishedAt": format_time(self.clock()),
+                }
+            },
+        )
+        self.cache.upsert("tasks", body)
+
+    # ------------------------------------------------------------------ tasks
+
+    def sync_tasks(self, now: float) -> None:
+        with self.dirty_lock:
+            keys, self.dirty_tasks = self.dirty_tasks, set()
+        with self.cache.lock:
+            work = [(k, self.cache.tasks.get(k), self.cache.pod_bodies.get(k)) for k in keys]
+        self._run_all(lambda w: self._sync_task(*w, now), [w for w in work if w[1] is not None])
+
+    def _sync_task(self, key: str, task: dict, pod: dict | None, now: float) -> None:
+        try:
+            self.sync_task(key, task, pod, now)
+        except ApiException as e:
+            if e.status == 404:
+                return
+            if e.status == 409:
+                self.mark_task(key)
+                return
+            log.warning("task %s: %s", key, e.reason)
+            self.mark_task(key)
+
+    def sync_task(self, key: str, task: dict, pod: dict | None, now: float) -> None:
+        ns, name = _ns_name(key)
+        spec, status = task["spec"], task.get("status") or {}
+        state = task_state(task)
+        if state in TERMINAL_TASK_STATES:
+            self.accepted_at.pop(key, None)
+            return
+        if pod is not None and pod.get("metadata", {}).get("deletionTimestamp") is None:
+            if spec.get("kill") and key not in self.killing:
+                self.killing.add(key)
+                self._delete_quietly_pod(ns, name)
+                return
+            update = from_pod(pod)
+            if update.state in TERMINAL_TASK_STATES and spec.get("kill"):
+                update = TaskUpdate(TaskState.KILLED, "REASON_TASK_KILLED", "killed on request (spec.kill)")
+            self._set_state(key, task, update, now)
+            return
+        if pod is not None:  # being deleted
+            if pod["status"].get("phase") in ("Succeeded", "Failed"):
+                self._set_state(key, task, from_pod(pod), now)
+            return
+        agent_present = spec["agent"] in self.cache.nodes
+        if status.get("podName"):
+            self._set_state(key, task, for_missing_pod(bool(spec.get("kill")), agent_present), now)
+            return
+        if spec.get("kill"):
+            self._set_state(
+                key,
+                task,
+                TaskUpdate(
+                    TaskState.KILLED, "REASON_TASK_KILLED_DURING_LAUNCH", "killed before its pod was created"
+                ),
+                now,
+            )
+            return
+        if not agent_present:
+            self._set_state(
+                key,
+                task,
+                TaskUpdate(
+                    TaskState.LOST, "REASON_AGENT_REMOVED", "the agent's node was removed before launch"
+                ),
+                now,
+            )
+            return
+        try:
+            self.kube.core.create_namespaced_pod(ns, pod_manifest(task))
+        except ApiException as e:
+            if e.status != 409:
+                self._set_state(
+                    key,
+                    task,
+                    TaskUpdate(
+                        TaskState.ERROR, "REASON_POD_REJECTED", f"the API server refused the pod: {e.reason}"
+                    ),
+                    now,
+                )
+                return
+        self._set_state(
+            key,
+            task,
+            TaskUpdate(TaskState.STAGING, "REASON_POD_CREATED", "pod bound to the agent"),
+            now,
+            extra={"podName": name, "launchedAt": format_time(now)},
+        )
+
+    def _set_state(
+        self, key: str, task: dict, update: TaskUpdate, now: float, extra: dict | None = None
+    ) -> None:
+        status = task.get("status") or {}
+        if status.get("state") == update.state.value and not extra:
+            return
+        ns, name = _ns_name(key)
+        patch = {
+            "state": update.state.value,
+            "reason": update.reason,
+            "message": update.message,
+            **(extra or {}),
+        }
+        if update.state == TaskState.RUNNING and not status.get("runningAt"):
+            patch["runningAt"] = format_time(now)
+            if (accepted := self.accepted_at.pop(key, None)) is not None:
+                metrics.task_launch.observe(max(0.0, now - accepted))
+        if update.state in TERMINAL_TASK_STATES:
+            patch["finishedAt"] = format_time(now)
+            self.killing.discard(key)
+            self.request_allocation()
+            if update.state not in (TaskState.FINISHED, TaskState.KILLED):
+                self.events.warning(task, update.state.value, f"{update.reason}: {update.message}")
+        body = self.kube.patch_status("tasks", ns, name, {"status": patch})
+        self.cache.upsert("tasks", body)
+
+    def _kill(self, task: dict) -> None:
+        ns, name = task["metadata"]["namespace"], task["metadata"]["name"]
+        try:
+            self.kube.patch("tasks", ns, name, {"spec": {"kill": True}})
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+    # ------------------------------------------------------------------ offers
+
+    def rescind_offers(
+        self,
+        which: Callable[[dict], bool],
+        reason: str,
+        message: str,
+        phase: OfferPhase = OfferPhase.RESCINDED,
+    ) -> int:
+        with self.cache.lock:
+            victims = [
+                o
+                for o in self.cache.offers.values()
+                if offer_phase(o) == OfferPhase.OUTSTANDING.value and not o["spec"].get("answer") and which(o)
+            ]
+        now = format_time(self.clock())
+
+        def rescind(o: dict) -> None:
+            ns, name = o["metadata"]["namespace"], o["metadata"]["name"]
+            try:
+                body = self.kube.patch_status(
+                    "offers",
+                    ns,
+                    name,
+                    {"status": {"phase": phase.value, "reason": reason, "message": message, "closedAt": now}},
+                )
+            except ApiException as e:
+                if e.status == 404:
+                    return
+                raise
+            self.cache.upsert("offers", body)
+            metrics.offers.labels(event="expired" if phase == OfferPhase.EXPIRED else "rescinded").inc()
+
+        self._run_all(rescind, victims)
+        if victims:
+            self.request_allocation()
+        return len(victims)
+
+    def housekeep_offers(self, now: float) -> None:
+        with self.cache.lock:
+            nodes = dict(self.cache.nodes)
+            frameworks = dict(self.cache.frameworks)
+
+        def agent_gone(o: dict) -> bool:
+            node = nodes.get(o["spec"]["agent"])
+            return node is None or not node.offerable or not self.agent_matches(node.labels)
+
+        def framework_gone(o: dict) -> bool:
+            fw = frameworks.get(_fw_key(o["metadata"]["namespace"], o["spec"]["framework"]))
+            return fw is None or (fw.get("status") or {}).get("phase") != FrameworkPhase.SUBSCRIBED.value
+
+        def expired(o: dict) -> bool:
+            t = parse_time(o["spec"].get("expiresAt"))
+            return t is not None and t <= now
+
+        self.rescind_offers(agent_gone, "REASON_AGENT_REMOVED", "the agent is gone, not Ready or cordoned")
+        self.rescind_offers(
+            framework_gone, "REASON_FRAMEWORK_REMOVED", "the framework is no longer subscribed"
+        )
+        self.rescind_offers(
+            expired, "REASON_OFFER_TIMEOUT", "offerTimeout passed without an answer", OfferPhase.EXPIRED
+        )
+        self.rescind_overcommitted(nodes)
+        # Closed offers stay visible for offerRetention, then go.
+        with self.cache.lock:
+            old = [
+                o
+                for o in self.cache.offers.values()
+                if offer_phase(o) != OfferPhase.OUTSTANDING.value
+                and (parse_time((o.get("status") or {}).get("closedAt")) or now)
+                + self.settings.offerRetention
+                <= now
+            ]
+        for o in old:
+            self._delete_quietly("offers", o["metadata"]["namespace"], o["metadata"]["name"])
+            with self.cache.lock:
+                self.cache.offers.pop(key_of(o), None)
+
+    def rescind_overcommitted(self, nodes: dict) -> None:
+        """Offers whose agent was taken by others (pods the master did not launch) are rescinded."""
+        by_agent: dict[str, list[dict]] = defaultdict(list)
+        with self.cache.lock:
+            for o in self.cache.offers.values():
+                if offer_phase(o) == OfferPhase.OUTSTANDING.value and not o["spec"].get("answer"):
+                    by_agent[o["spec"]["agent"]].append(o)
+            usage = {a: self.cache.node_usage.get(a, Resources()) + self._pending_on(a) for a in by_agent}
+        victims: set[str] = set()
+        for agent, offers in by_agent.items():
+            node = nodes.get(agent)
+            if node is None:
+                continue
+            free = node.allocatable - usage[agent]
+            offered = Resources.total(Resources.from_mapping(o["spec"]["resources"]) for o in offers)
+            for o in sorted(offers, key=lambda o: o["metadata"].get("creationTimestamp") or "", reverse=True):
+                if all(getattr(free, n) + 1e-9 >= getattr(offered, n) for n in SCALARS):
+                    break
+                victims.add(key_of(o))
+                offered = offered - Resources.from_mapping(o["spec"]["resources"])
+        if victims:
+            self.rescind_offers(
+                lambda o: key_of(o) in victims,
+                "REASON_RESOURCES_TAKEN",
+                "another pod took this agent's resources",
+            )
+
+    def _pending_on(self, agent: str) -> Resources:
+        """Non-terminal tasks on `agent` whose pod the cache has not seen yet (must hold the lock)."""
+        return Resources.total(
+            Resources.from_mapping(t["spec"]["resources"])
+            for k, t in self.cache.tasks.items()
+            if t["spec"]["agent"] == agent and k not in self.cache.pods and not is_terminal(t)
+        )
+
+    # ------------------------------------------------------------------ allocation
+
+    def snapshot(self, now: float) -> Snapshot:
+        with self.cache.lock:
+            nodes = [n for n in self.cache.nodes.values() if n.offerable and self.agent_matches(n.labels)]
+            held: dict[str, Resources] = defaultdict(Resources)
+            held_ports: dict[str, list] = defaultdict(list)
+            alloc: dict[str, dict[str, Resources]] = defaultdict(lambda: defaultdict(Resources))
+            for k, t in self.cache.tasks.items():
+                if is_terminal(t):
+                    continue
+                r = Resources.from_mapping(t["spec"]["resources"])
+                fw = _fw_key(t["metadata"]["namespace"], t["spec"]["framework"])
+                alloc[fw][t["spec"].get("role") or DEFAULT_ROLE] += r
+                if k not in self.cache.pods:
+                    held[t["spec"]["agent"]] += r
+            for o in self.cache.offers.values():
+                if offer_phase(o) != OfferPhase.OUTSTANDING.value:
+                    continue
+                r = Resources.from_mapping(o["spec"]["resources"])
+                held[o["spec"]["agent"]] += Resources(r.cpus, r.mem, r.disk, r.gpus)
+                held_ports[o["spec"]["agent"]].extend(r.ports)
+                fw = _fw_key(o["metadata"]["namespace"], o["spec"]["framework"])
+                alloc[fw][o["spec"].get("role") or DEFAULT_ROLE] += Resources(r.cpus, r.mem, r.disk, r.gpus)
+            agents = []
+            for n in nodes:
+                used = self.cache.node_usage.get(n.name, Resources())
+                total = Resources(
+                    n.allocatable.cpus,
+                    n.allocatable.mem,
+                    n.allocatable.disk,
+                    n.allocatable.gpus,
+                    self.port_ranges,
+                )
+                available = total - used - held[n.name] - Resources(ports=tuple(held_ports[n.name]))
+                agents.append(Agent(n.name, total, available, MappingProxyType(n.labels)))
+            frameworks = []
+            for k, fw in self.cache.frameworks.items():
+                st, sp = fw.get("status") or {}, fw.get("spec") or {}
+                if st.get("phase") != FrameworkPhase.SUBSCRIBED.value or fw["metadata"].get(
+                    "deletionTimestamp"
+                ):
+                    continue
+                roles = tuple(sp.get("roles") or [DEFAULT_ROLE])
+                frameworks.append(
+                    FrameworkView(
+                        key=k,
+                        roles=roles,
+                        suppressed_roles=frozenset(roles) if sp.get("suppress") else frozenset(),
+                        allocated=MappingProxyType(dict(alloc.get(k, {}))),
+                    )
+                )
+            roles = {name: _role_policy(name, body) for name, body in self.cache.roles.items()}
+        filters = tuple(
+            Filter(fw, agent, until) for (fw, agent), until in self.filters.items() if until > now
+        )
+        return Snapshot(
+            agents=tuple(agents), frameworks=tuple(frameworks), roles=MappingProxyType(roles), filters=filters
+        )
+
+    def allocate(self, now: float) -> None:
+        started = time.perf_counter()
+        self.allocation_requested = False
+        self.last_allocation = now
+        self.filters = {k: v for k, v in self.filters.items() if v > now}
+        snap = self.snapshot(now)
+        t0 = time.perf_counter()
+        decisions = allocate(snap, now, self.allocator_config)
+        metrics.allocator_duration.observe(time.perf_counter() - t0)
+        if decisions:
+            with self.cache.lock:
+                fws = {k: self.cache.frameworks.get(k) for k in {d.framework for d in decisions}}
+                labels = {a.name: dict(a.attributes) for a in snap.agents}
+            expires = format_time(now + self.settings.offerTimeout) if self.settings.offerTimeout else None
+            self._run_all(
+                lambda d: self._send_offer(d, fws.get(d.framework), labels.get(d.agent, {}), expires),
+                decisions,
+            )
+        metrics.allocation_runs.inc()
+        metrics.allocation_duration.observe(time.perf_counter() - started)
+        metrics.agents.set(len(snap.agents))
+
+    def _send_offer(self, d: OfferDecision, fw: dict | None, attributes: dict, expires: str | None) -> None:
+        if fw is None:
+            return
+        ns, name = _ns_name(d.framework)
+        body = offer_manifest(name, fw["metadata"]["uid"], d.role, d.agent, d.resources, attributes, expires)
+        body["metadata"]["namespace"] = ns
+        try:
+            created = self.kube.create("offers", ns, body)
+        except ApiException as e:
+            log.warning("offer for %s on %s not created: %s", d.framework, d.agent, e.reason)
+            return
+        created.setdefault("status", {})
+        self.cache.upsert("offers", created)
+        metrics.offers.labels(event="sent").inc()
+
+    # ------------------------------------------------------------------ status
+
+    def publish_status(self, now: float) -> None:
+        self.last_status = now
+        with self.cache.lock:
+            frameworks = dict(self.cache.frameworks)
+            tasks = list(self.cache.tasks.values())
+            offers = list(self.cache.offers.values())
+            roles = dict(self.cache.roles)
+            nodes = [n for n in self.cache.nodes.values() if n.offerable and self.agent_matches(n.labels)]
+        total = Resources.total(n.allocatable for n in nodes)
+        per_fw: dict[str, Resources] = defaultdict(Resources)
+        per_role: dict[str, Resources] = defaultdict(Resources)
+        fw_roles: dict[str, set[str]] = defaultdict(set)
+        counts: dict[str, dict[str, int]] = defaultdict(lambda: {"offers": 0, "tasks": 0})
+        states: dict[str, int] = defaultdict(int)
+        for t in tasks:
+            states[(t.get("status") or {}).get("state") or TaskState.STAGING.value] += 1
+            if is_terminal(t):
+                continue
+            k = _fw_key(t["metadata"]["namespace"], t["spec"]["framework"])
+            r = Resources.from_mapping(t["spec"]["resources"])
+            per_fw[k] += r
+            per_role[t["spec"].get("role") or DEFAULT_ROLE] += r
+            counts[k]["tasks"] += 1
+        for o in offers:
+            if offer_phase(o) != OfferPhase.OUTSTANDING.value:
+                continue
+            k = _fw_key(o["metadata"]["namespace"], o["spec"]["framework"])
+            r = Resources.from_mapping(o["spec"]["resources"])
+            r = Resources(r.cpus, r.mem, r.disk, r.gpus)
+            per_fw[k] += r
+            per_role[o["spec"].get("role") or DEFAULT_ROLE] += r
+            counts[k]["offers"] += 1
+        for state in TaskState:
+            metrics.tasks.labels(state=state.value).set(states.get(state.value, 0))
+        writes = []
+        for k, fw in frameworks.items():
+            for role in (fw.get("spec") or {}).get("roles") or [DEFAULT_ROLE]:
+                fw_roles[role].add(k)
+            if (fw.get("status") or {}).get("phase") is None or fw["metadata"].get("deletionTimestamp"):
+                continue
+            r = per_fw.get(k, Resources())
+            share = round(dominant_share(r, total), 4)
+            metrics.framework_share.labels(framework=k).set(share)
+            for res in SCALARS:
+                metrics.framework_allocated.labels(framework=k, resource=res).set(getattr(r, res))
+            want = {
+                "offers": counts[k]["offers"],
+                "tasks": counts[k]["tasks"],
+                "allocated": {n: v for n, v in r.scalars().items()},
+                "dominantShare": share,
+            }
+            have = {x: (fw.get("status") or {}).get(x) for x in want}
+            if have != want:
+                writes.append(("frameworks", k, want))
+        for name, body in roles.items():
+            r = per_role.get(name, Resources())
+            weight = float((body.get("spec") or {}).get("weight") or 1.0)
+            share = round(dominant_share(r, total) / weight, 4)
+            metrics.role_share.labels(role=name).set(share)
+            for res in SCALARS:
+                metrics.role_allocated.labels(role=name, resource=res).set(getattr(r, res))
+            want = {
+                "allocated": r.scalars(),
+                "dominantShare": share,
+                "frameworks": len(fw_roles.get(name, ())),
+            }
+            have = {x: (body.get("status") or {}).get(x) for x in want}
+            if have != want:
+                writes.append(("roles", name, want))
+        self._run_all(self._write_status, writes)
+
+    def _write_status(self, item: tuple[str, str, dict]) -> None:
+        store, key, status = item
+        try:
+            if store == "roles":
+                body = self.kube.custom.patch_cluster_custom_object_status(
+                    "mesoskube.io", "v1alpha1", "mesosroles", key, {"status": status}
+                )
+            else:
+                ns, name = _ns_name(key)
+                body = self.kube.patch_status("frameworks", ns, name, {"status": status})
+            self.cache.upsert(store, body)
+        except ApiException as e:
+            if e.status != 404:
+                log.warning("status of %s %s not written: %s", store, key, e.reason)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _delete_quietly(self, plural: str, ns: str, name: str) -> None:
+        try:
+            self.kube.delete(plural, ns, name)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+    def _delete_quietly_pod(self, ns: str, name: str) -> None:
+        try:
+            self.kube.core.delete_namespaced_pod(name, ns, grace_period_seconds=0)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+
+def _role_policy(name: str, body: dict) -> RolePolicy:
+    spec = body.get("spec") or {}
+    quota = spec.get("quota")
+    limit = None
+    if quota:
+        limit = Resources(**{n: float(quota[n]) if quota.get(n) is not None else math.inf for n in SCALARS})
+    return RolePolicy(name=name, weight=float(spec.get("weight") or 1.0), quota_limit=limit)

@@ -1,0 +1,87 @@
+"""kopf handlers: translate watch events into cache updates and engine signals; no API calls here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from mesoskube import API_GROUP
+from mesoskube.master import LABEL_FRAMEWORK, LABEL_TASK
+from mesoskube.master.cache import Cache, key_of
+from mesoskube.master.engine import Engine
+
+
+def register(
+    registry: kopf.OperatorRegistry, cache: Cache, engine: Engine, connection: kopf.ConnectionInfo
+) -> None:
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return connection
+
+    @kopf.on.event("nodes", registry=registry)
+    async def node_event(event: dict, **_: Any) -> None:
+        body = event["object"]
+        if event.get("type") == "DELETED":
+            cache.delete_node(body["metadata"]["name"])
+        else:
+            cache.upsert_node(body)
+        engine.request_allocation()
+
+    @kopf.on.event("pods", registry=registry)
+    async def pod_event(event: dict, **_: Any) -> None:
+        body = event["object"]
+        key = key_of(body)
+        ours = LABEL_TASK in (body["metadata"].get("labels") or {})
+        if event.get("type") == "DELETED":
+            cache.delete_pod(key)
+        else:
+            cache.upsert_pod(body, ours=ours)
+        if ours:
+            engine.mark_task(key)
+
+    @kopf.on.event(API_GROUP, "frameworks", registry=registry)
+    async def framework_event(event: dict, **_: Any) -> None:
+        body = event["object"]
+        key = key_of(body)
+        if event.get("type") == "DELETED":
+            cache.delete("frameworks", key)
+            engine.request_allocation()
+        else:
+            cache.upsert("frameworks", body)
+            engine.mark_framework(key)
+
+    @kopf.on.event(API_GROUP, "offers", registry=registry)
+    async def offer_event(event: dict, **_: Any) -> None:
+        body = event["object"]
+        key = key_of(body)
+        if event.get("type") == "DELETED":
+            cache.delete("offers", key)
+            engine.request_allocation()
+            return
+        cache.upsert("offers", body)
+        if body["spec"].get("answer"):
+            engine.mark_answered(key)
+
+    @kopf.on.event(API_GROUP, "tasks", registry=registry)
+    async def task_event(event: dict, **_: Any) -> None:
+        body = event["object"]
+        key = key_of(body)
+        if event.get("type") == "DELETED":
+            cache.delete("tasks", key)
+            engine.request_allocation()
+        else:
+            cache.upsert("tasks", body)
+            engine.mark_task(key)
+
+    @kopf.on.event(API_GROUP, "mesosroles", registry=registry)
+    async def role_event(event: dict, **_: Any) -> None:
+        body = event["object"]
+        if event.get("type") == "DELETED":
+            cache.delete("roles", body["metadata"]["name"])
+        else:
+            cache.upsert("roles", body)
+        engine.request_allocation()
+
+
+__all__ = ["LABEL_FRAMEWORK", "register"]

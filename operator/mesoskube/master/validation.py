@@ -1,0 +1,36 @@
+"""Checking a framework's accept against its offer (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mesoskube.api.models import TaskInfo
+from mesoskube.resources import Resources
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptVerdict:
+    ok: bool
+    message: str = ""
+    used: Resources = Resources()
+
+
+def check_accept(offered: Resources, tasks: list[TaskInfo], existing_task_names: set[str]) -> AcceptVerdict:
+    """All tasks launch, or none: Mesos fails every task of an ACCEPT whose operations exceed the offer."""
+    names = [t.name for t in tasks]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        return AcceptVerdict(False, f"task names repeat within the accept: {', '.join(dupes)}")
+    taken = sorted(set(names) & existing_task_names)
+    if taken:
+        return AcceptVerdict(False, f"task names already used in this framework: {', '.join(taken)}")
+    used = Resources.total(t.resources.to_resources() for t in tasks)
+    short = offered.shortfall(used)
+    if short:
+        what = "; ".join(f"{name}: {detail}" for name, detail in short.items())
+        return AcceptVerdict(
+            False,
+            f"tasks ask for more than the offer holds ({what}); accept fewer or smaller tasks",
+            used,
+        )
+    return AcceptVerdict(True, used=used)

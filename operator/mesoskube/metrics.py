@@ -1,0 +1,39 @@
+"""Prometheus metrics of the master: one `mesoskube_` prefix, base units, `_total` counters."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+allocation_runs = Counter("mesoskube_allocation_runs_total", "Allocation cycles run.")
+allocation_duration = Histogram(
+    "mesoskube_allocation_duration_seconds",
+    "Time of one allocation cycle (snapshot, allocator, offer writes).",
+    buckets=_LATENCY,
+)
+allocator_duration = Histogram(
+    "mesoskube_allocator_duration_seconds", "Time inside the pure allocator alone.", buckets=_LATENCY
+)
+offers = Counter("mesoskube_offers_total", "Offers by what became of them.", ["event"])
+offer_decision = Histogram(
+    "mesoskube_offer_decision_seconds",
+    "From offer creation to the framework's answer being seen.",
+    buckets=_LATENCY,
+)
+tasks = Gauge("mesoskube_tasks", "Tasks known to the master by Mesos state.", ["state"])
+task_launch = Histogram(
+    "mesoskube_task_launch_seconds", "From an accept being seen to its task's pod Running.", buckets=_LATENCY
+)
+role_allocated = Gauge(
+    "mesoskube_role_allocated", "Resources held by a role (tasks + offers).", ["role", "resource"]
+)
+role_share = Gauge("mesoskube_role_dominant_share", "A role's weighted dominant share.", ["role"])
+framework_allocated = Gauge(
+    "mesoskube_framework_allocated", "Resources held by a framework.", ["framework", "resource"]
+)
+framework_share = Gauge("mesoskube_framework_dominant_share", "A framework's dominant share.", ["framework"])
+agents = Gauge("mesoskube_agents", "Nodes currently offered as agents.")
+api_requests = Counter(
+    "mesoskube_api_requests_total", "Requests the master sent to the Kubernetes API.", ["verb", "resource"]
+)
