@@ -26,11 +26,17 @@ TEST_CLUSTER = "pytest"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--existing-cluster", action="store_true",
-                     help="use the cluster in $KUBECONFIG instead of starting the local control plane")
+    parser.addoption(
+        "--existing-cluster",
+        action="store_true",
+        help="use the cluster in $KUBECONFIG instead of starting the local control plane",
+    )
     parser.addoption("--keep-cluster", action="store_true", help="leave the local control plane running")
-    parser.addoption("--installed-master", action="store_true",
-                     help="a master is already running in the cluster (Helm); do not start one per test")
+    parser.addoption(
+        "--installed-master",
+        action="store_true",
+        help="a master is already running in the cluster (Helm); do not start one per test",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -62,11 +68,26 @@ def kubeconfig(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 def _run_kwok(kubeconfig: str, workdir: Path) -> subprocess.Popen:
     log = open(workdir / "kwok.log", "ab")  # noqa: SIM115
     return subprocess.Popen(
-        [str(binary_path("kwok")), "--kubeconfig", kubeconfig, "--manage-all-nodes=false",
-         "--manage-nodes-with-annotation-selector", "kwok.x-k8s.io/node=fake",
-         "--cidr", "10.16.0.1/12", "--node-ip", "10.15.0.1", "--node-lease-duration-seconds", "40",
-         "--server-address", f"127.0.0.1:{free_port()}", "-c", str(STAGES_FILE)],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            str(binary_path("kwok")),
+            "--kubeconfig",
+            kubeconfig,
+            "--manage-all-nodes=false",
+            "--manage-nodes-with-annotation-selector",
+            "kwok.x-k8s.io/node=fake",
+            "--cidr",
+            "10.16.0.1/12",
+            "--node-ip",
+            "10.15.0.1",
+            "--node-lease-duration-seconds",
+            "40",
+            "--server-address",
+            f"127.0.0.1:{free_port()}",
+            "-c",
+            str(STAGES_FILE),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -105,8 +126,9 @@ def fake_nodes(kube: Kube, test_id: str) -> Iterator[FakeNodes]:
 
     def make(count: int, *shapes: str | NodeShape, wait: bool = True) -> list[str]:
         parsed = [s if isinstance(s, NodeShape) else parse_shape(s) for s in shapes] or [parse_shape("")]
-        parsed = [NodeShape(capacity=s.capacity, labels={**s.labels, "mesoskube.io/test": test_id})
-                  for s in parsed]
+        parsed = [
+            NodeShape(capacity=s.capacity, labels={**s.labels, "mesoskube.io/test": test_id}) for s in parsed
+        ]
         names = add_nodes(kube, count, parsed, start=len(created), prefix=f"n-{test_id}")
         created.extend(names)
         if wait:

@@ -18,5 +18,7 @@ def eventually(probe: Callable[[], T], timeout: float = 30, interval: float = 0.
         if last:
             return last
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or probe}; last value: {last!r}")
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {what or probe}; last value: {last!r}"
+            )
         time.sleep(interval)

@@ -39,8 +39,9 @@ def test_pod_with_exit_code_annotation_fails(kube, namespace, fake_nodes):
         metadata=client.V1ObjectMeta(
             name="crasher", annotations={"mesoskube.io/run-duration": "0s", "mesoskube.io/exit-code": "1"}
         ),
-        spec=client.V1PodSpec(node_name=node, tolerations=TOLERATE_FAKE,
-                              containers=[client.V1Container(name="main", image="x")]),
+        spec=client.V1PodSpec(
+            node_name=node, tolerations=TOLERATE_FAKE, containers=[client.V1Container(name="main", image="x")]
+        ),
     )
     kube.core.create_namespaced_pod(namespace, pod)
     eventually(lambda: pod_phase(kube, namespace, "crasher") == "Failed", timeout=15, what="pod Failed")

@@ -11,7 +11,9 @@ def test_shape_overrides_defaults_and_reads_labels():
     assert s.labels == {"zone": "b"}
 
 
-@pytest.mark.parametrize("bad,needle", [("cpu", "KEY=VALUE"), ("cpus=4", "unknown"), ("memory=lots", "quantity")])
+@pytest.mark.parametrize(
+    "bad,needle", [("cpu", "KEY=VALUE"), ("cpus=4", "unknown"), ("memory=lots", "quantity")]
+)
 def test_bad_shape_names_the_problem(bad, needle):
     with pytest.raises(ShapeError, match=needle):
         parse_shape(bad)

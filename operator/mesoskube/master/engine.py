@@ -131,6 +131,16 @@ class Engine:
             self.answered.add(key)
         self.wake.set()
 
+    def agent_removed(self, agent: str) -> None:
+        """Tasks on a removed node are LOST; their pods are deleted (no kubelet will ever report them)."""
+        with self.cache.lock:
+            keys = [
+                k for k, t in self.cache.tasks.items() if t["spec"]["agent"] == agent and not is_terminal(t)
+            ]
+        with self.dirty_lock:
+            self.dirty_tasks.update(keys)
+        self.request_allocation()
+
     def request_allocation(self) -> None:
         self.allocation_requested = True
         self.wake.set()
@@ -542,6 +552,11 @@ class Engine:
         if state in TERMINAL_TASK_STATES:
             self.accepted_at.pop(key, None)
             return
+        agent_present = spec["agent"] in self.cache.nodes
+        if pod is not None and not agent_present:
+            self._delete_quietly_pod(ns, name)
+            self._set_state(key, task, for_missing_pod(False, agent_present=False), now)
+            return
         if pod is not None and pod.get("metadata", {}).get("deletionTimestamp") is None:
             if spec.get("kill") and key not in self.killing:
                 self.killing.add(key)
@@ -556,7 +571,6 @@ class Engine:
             if pod["status"].get("phase") in ("Succeeded", "Failed"):
                 self._set_state(key, task, from_pod(pod), now)
             return
-        agent_present = spec["agent"] in self.cache.nodes
         if status.get("podName"):
             self._set_state(key, task, for_missing_pod(bool(spec.get("kill")), agent_present), now)
             return

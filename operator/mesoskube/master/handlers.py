@@ -24,6 +24,7 @@ def register(
         body = event["object"]
         if event.get("type") == "DELETED":
             cache.delete_node(body["metadata"]["name"])
+            engine.agent_removed(body["metadata"]["name"])
         else:
             cache.upsert_node(body)
         engine.request_allocation()

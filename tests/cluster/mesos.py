@@ -1,0 +1,103 @@
+"""A bare test framework speaking the master's CRD protocol directly (no SDK), to test the master."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from kubernetes.client.exceptions import ApiException
+
+from mesoskube.kube import Kube
+from mesoskube.master import LABEL_FRAMEWORK
+from tests.helpers import eventually
+
+
+@dataclass
+class RawFramework:
+    kube: Kube
+    namespace: str
+    name: str
+
+    @classmethod
+    def subscribe(cls, kube: Kube, namespace: str, name: str, roles=("*",), **spec) -> RawFramework:
+        kube.create(
+            "frameworks",
+            namespace,
+            {
+                "apiVersion": "mesoskube.io/v1alpha1",
+                "kind": "Framework",
+                "metadata": {"name": name},
+                "spec": {"roles": list(roles), **spec},
+            },
+        )
+        fw = cls(kube, namespace, name)
+        eventually(lambda: fw.status().get("phase") == "Subscribed", timeout=15, what=f"{name} subscribed")
+        return fw
+
+    def status(self) -> dict:
+        return self.kube.get("frameworks", self.namespace, self.name).get("status") or {}
+
+    def offers(self, phase: str | None = "Outstanding") -> list[dict]:
+        items = self.kube.list("offers", self.namespace, label_selector=f"{LABEL_FRAMEWORK}={self.name}")
+        items = [o for o in items if not o["spec"].get("answer")]
+        if phase:
+            items = [o for o in items if ((o.get("status") or {}).get("phase") or "Outstanding") == phase]
+        return items
+
+    def wait_offers(self, count: int = 1, timeout: float = 15, agent: str | None = None) -> list[dict]:
+        def probe():
+            got = [o for o in self.offers() if agent is None or o["spec"]["agent"] == agent]
+            return got if len(got) >= count else None
+
+        return eventually(probe, timeout=timeout, what=f"{count} offer(s) to {self.name}")
+
+    def answer(self, offer: dict, answer: dict) -> None:
+        self.kube.patch("offers", self.namespace, offer["metadata"]["name"], {"spec": {"answer": answer}})
+
+    def accept(self, offer: dict, tasks: list[dict], refuse_seconds: float | None = None) -> None:
+        ans: dict = {"type": "Accept", "tasks": tasks}
+        if refuse_seconds is not None:
+            ans["filters"] = {"refuseSeconds": refuse_seconds}
+        self.answer(offer, ans)
+
+    def decline(self, offer: dict, refuse_seconds: float | None = None) -> None:
+        ans: dict = {"type": "Decline"}
+        if refuse_seconds is not None:
+            ans["filters"] = {"refuseSeconds": refuse_seconds}
+        self.answer(offer, ans)
+
+    def tasks(self) -> list[dict]:
+        return self.kube.list("tasks", self.namespace, label_selector=f"{LABEL_FRAMEWORK}={self.name}")
+
+    def task(self, name: str) -> dict:
+        return self.kube.get("tasks", self.namespace, name)
+
+    def task_state(self, name: str) -> str | None:
+        try:
+            return (self.task(name).get("status") or {}).get("state")
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def wait_task_state(self, name: str, state: str, timeout: float = 20) -> dict:
+        eventually(lambda: self.task_state(name) == state, timeout=timeout, what=f"task {name} {state}")
+        return self.task(name)
+
+    def patch_spec(self, spec: dict) -> None:
+        self.kube.patch("frameworks", self.namespace, self.name, {"spec": spec})
+
+    def revive(self) -> None:
+        current = (self.kube.get("frameworks", self.namespace, self.name).get("spec") or {}).get("revive", 0)
+        self.patch_spec({"revive": current + 1, "suppress": False})
+
+
+def task(name: str, cpus: float, mem: float, run_seconds: float | None = None, **extra) -> dict:
+    t = {"name": name, "resources": {"cpus": cpus, "mem": mem}, **extra}
+    if run_seconds is not None:
+        t["runSeconds"] = run_seconds
+    return t
+
+
+def wait(seconds: float) -> None:
+    time.sleep(seconds)

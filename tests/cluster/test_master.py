@@ -1,0 +1,279 @@
+"""The master against a real API server with kwok fake nodes (results depend on kwok driving pods)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from tests.cluster.mesos import RawFramework, task
+from tests.helpers import eventually
+
+
+def test_framework_gets_an_offer_per_agent_with_its_resources(kube, namespace, fake_nodes, master):
+    nodes = fake_nodes(2, "cpu=4,memory=8Gi,gpu=1,label:zone=a")
+    master()
+    fw = RawFramework.subscribe(kube, namespace, "fw")
+    offers = fw.wait_offers(2)
+    assert sorted(o["spec"]["agent"] for o in offers) == sorted(nodes)
+    res = offers[0]["spec"]["resources"]
+    assert res["cpus"] == 4 and res["mem"] == 8192 and res["gpus"] == 1 and res["ports"] == "31000-32000"
+    assert offers[0]["spec"]["attributes"]["zone"] == "a"
+    assert fw.status()["frameworkId"]
+
+
+def test_accept_launches_a_task_whose_pod_completes_and_resources_return(kube, namespace, fake_nodes, master):
+    (node,) = fake_nodes(1, "cpu=4,memory=8Gi")
+    master()
+    fw = RawFramework.subscribe(kube, namespace, "fw")
+    (offer,) = fw.wait_offers(1)
+    fw.accept(offer, [task("t1", 4, 8192, run_seconds=1.5)])
+    t = fw.wait_task_state("t1", "TASK_RUNNING", timeout=15)
+    assert t["spec"]["agent"] == node
+    pod = kube.core.read_namespaced_pod("t1", namespace)
+    assert pod.spec.node_name == node
+    assert pod.spec.containers[0].resources.requests == {"cpu": "4", "memory": "8Gi"} or pod.spec.containers[
+        0
+    ].resources.requests == {"cpu": "4000m", "memory": "8192Mi"}
+    # While it runs the agent has nothing left to offer.
+    assert fw.offers() == []
+    done = fw.wait_task_state("t1", "TASK_FINISHED", timeout=15)
+    assert done["status"]["reason"] == "REASON_COMMAND_EXECUTOR_COMPLETED"
+    (again,) = fw.wait_offers(1, timeout=10)
+    assert again["spec"]["resources"]["cpus"] == 4 and again["spec"]["resources"]["mem"] == 8192
+
+
+def test_accept_beyond_the_offer_is_task_error_and_launches_nothing(kube, namespace, fake_nodes, master):
+    fake_nodes(1, "cpu=2,memory=4Gi")
+    master()
+    fw = RawFramework.subscribe(kube, namespace, "fw")
+    (offer,) = fw.wait_offers(1)
+    fw.accept(offer, [task("small", 1, 512), task("huge", 2, 512)])
+    for name in ("small", "huge"):
+        t = fw.wait_task_state(name, "TASK_ERROR", timeout=10)
+        assert "cpus: asked 3, offered 2" in t["status"]["message"]
+    assert kube.core.list_namespaced_pod(namespace).items == []
+
+
+def test_decline_filter_keeps_the_agent_away_for_refuse_seconds(kube, namespace, fake_nodes, master):
+    fake_nodes(1)
+    master()
+    fw = RawFramework.subscribe(kube, namespace, "fw")
+    (offer,) = fw.wait_offers(1)
+    declined = time.monotonic()
+    fw.decline(offer, refuse_seconds=4)
+    fw.wait_offers(1, timeout=15)
+    waited = time.monotonic() - declined
+    assert 3.5 <= waited <= 7, f"re-offered after {waited:.1f}s; the filter was 4s"
+
+
+def test_suppress_stops_offers_and_revive_brings_them_back_at_once(kube, namespace, fake_nodes, master):
+    fake_nodes(1)
+    master()
+    fw = RawFramework.subscribe(kube, namespace, "fw")
+    (offer,) = fw.wait_offers(1)
+    fw.patch_spec({"suppress": True})
+    fw.decline(offer, refuse_seconds=0)
+    time.sleep(3)
+    assert fw.offers() == [], "a suppressed framework got an offer"
+    fw.decline  # noqa: B018 - nothing outstanding to answer
+    revived = time.monotonic()
+    fw.revive()
+    fw.wait_offers(1, timeout=5)
+    assert time.monotonic() - revived < 2.5
+
+
+def test_revive_clears_decline_filters(kube, namespace, fake_nodes, master):
+    fake_nodes(1)
+    master()
+    fw = RawFramework.subscribe(kube, namespace, "fw")
+    (offer,) = fw.wait_offers(1)
+    fw.decline(offer, refuse_seconds=600)
+    time.sleep(2)
+    assert fw.offers() == []
+    revived = time.monotonic()
+    fw.revive()
+    fw.wait_offers(1, timeout=5)
+    assert time.monotonic() - revived < 2.5
+
+
+def test_node_deleted_under_running_task_gives_task_lost_and_rescinds_offers(
+    kube, namespace, fake_nodes, master
+):
+    (node,) = fake_nodes(1, "cpu=4,memory=8Gi")
+    master()
+    fw = RawFramework.subscribe(kube, namespace, "fw")
+    (offer,) = fw.wait_offers(1)
+    fw.accept(offer, [task("t1", 1, 1024)], refuse_seconds=0)
+    fw.wait_task_state("t1", "TASK_RUNNING")
+    (leftover,) = fw.wait_offers(1)
+    assert leftover["spec"]["resources"]["cpus"] == 3
+    kube.core.delete_node(node)
+    lost = fw.wait_task_state("t1", "TASK_LOST", timeout=15)
+    assert lost["status"]["reason"] == "REASON_AGENT_REMOVED"
+
+    def rescinded():
+        o = kube.get("offers", namespace, leftover["metadata"]["name"])
+        return (o.get("status") or {}).get("phase") == "Rescinded" and o
+
+    o = eventually(rescinded, timeout=10, what="offer rescinded")
+    assert o["status"]["reason"] == "REASON_AGENT_REMOVED"
+    # An answer to a rescinded offer is refused with the reason on its status.
+    fw.accept(o, [task("late", 1, 64)])
+    refused = eventually(
+        lambda: (kube.get("offers", namespace, o["metadata"]["name"]).get("status") or {}).get(
+            "answerRefused"
+        ),
+        timeout=10,
+        what="answer refused",
+    )
+    assert refused
+    assert fw.task_state("late") is None
+
+
+def test_kill_gives_task_killed(kube, namespace, fake_nodes, master):
+    fake_nodes(1)
+    master()
+    fw = RawFramework.subscribe(kube, namespace, "fw")
+    (offer,) = fw.wait_offers(1)
+    fw.accept(offer, [task("victim", 1, 256)])
+    fw.wait_task_state("victim", "TASK_RUNNING")
+    kube.patch("tasks", namespace, "victim", {"spec": {"kill": True}})
+    fw.wait_task_state("victim", "TASK_KILLED", timeout=15)
+
+
+def test_weighted_roles_converge_to_dominant_shares_one_to_two(kube, namespace, fake_nodes, master):
+    fake_nodes(12, "cpu=4,memory=16Gi")
+    for name, weight in (("light", 1), ("heavy", 2)):
+        role = {
+            "apiVersion": "mesoskube.io/v1alpha1",
+            "kind": "MesosRole",
+            "metadata": {"name": f"{namespace}-{name}"},
+            "spec": {"weight": weight},
+        }
+        kube.custom.create_cluster_custom_object("mesoskube.io", "v1alpha1", "mesosroles", role)
+    try:
+        master()
+        fws = {
+            name: RawFramework.subscribe(kube, namespace, name, roles=[f"{namespace}-{name}"])
+            for name in ("light", "heavy")
+        }
+        stop = threading.Event()
+        counters = {name: 0 for name in fws}
+
+        def greedy(name: str, fw: RawFramework) -> None:
+            # More demand than the cluster holds: fill every offer with 1-cpu tasks that run 2 s.
+            while not stop.is_set():
+                for offer in fw.offers():
+                    res = offer["spec"]["resources"]
+                    n = int(min(res.get("cpus", 0), res.get("mem", 0) // 1024))
+                    tasks = []
+                    for _ in range(n):
+                        counters[name] += 1
+                        tasks.append(task(f"{name}-{counters[name]}", 1, 1024, run_seconds=2))
+                    try:
+                        fw.accept(offer, tasks, refuse_seconds=0.5) if tasks else fw.decline(offer, 0.5)
+                    except ApiException:
+                        pass
+                time.sleep(0.05)
+
+        threads = [threading.Thread(target=greedy, args=item, daemon=True) for item in fws.items()]
+        for t in threads:
+            t.start()
+        time.sleep(8)
+        samples = []
+        for _ in range(10):
+            held = {
+                name: sum(
+                    t["spec"]["resources"]["cpus"]
+                    for t in fw.tasks()
+                    if (t.get("status") or {}).get("state") in ("TASK_STAGING", "TASK_RUNNING")
+                )
+                for name, fw in fws.items()
+            }
+            samples.append(held)
+            time.sleep(0.5)
+        stop.set()
+        for t in threads:
+            t.join(5)
+        light = sum(s["light"] for s in samples) / len(samples)
+        heavy = sum(s["heavy"] for s in samples) / len(samples)
+        ratio = heavy / light
+        assert 1.8 <= ratio <= 2.2, (
+            f"dominant shares heavy:light = {ratio:.2f} (cpus {heavy:.1f}:{light:.1f})"
+        )
+    finally:
+        for name in ("light", "heavy"):
+            try:
+                kube.custom.delete_cluster_custom_object(
+                    "mesoskube.io", "v1alpha1", "mesosroles", f"{namespace}-{name}"
+                )
+            except ApiException:
+                pass
+
+
+@pytest.mark.parametrize(
+    "body,needle",
+    [
+        (
+            {"spec": {"roles": ["*"], "defaultFilters": {"refuseSeconds": -1}}},
+            "spec.defaultFilters.refuseSeconds",
+        ),
+        ({"spec": {"capabilities": ["TELEPORT"]}}, "spec.capabilities[0]"),
+        ({"spec": {"roles": []}}, "spec.roles"),
+        ({"spec": {"failoverTimeoutSeconds": "soon"}}, "spec.failoverTimeoutSeconds"),
+    ],
+)
+def test_invalid_frameworks_are_rejected_naming_the_field(kube, namespace, crds, body, needle):
+    obj = {"apiVersion": "mesoskube.io/v1alpha1", "kind": "Framework", "metadata": {"name": "bad"}, **body}
+    with pytest.raises(ApiException) as err:
+        kube.create("frameworks", namespace, obj)
+    assert err.value.status == 422
+    assert needle in err.value.body
+
+
+@pytest.mark.parametrize(
+    "answer,needle",
+    [
+        ({"type": "Maybe"}, "spec.answer.type"),
+        (
+            {"type": "Accept", "tasks": [{"name": "t", "resources": {"cpus": -1}}]},
+            "spec.answer.tasks[0].resources.cpus",
+        ),
+        ({"type": "Accept", "tasks": [{"resources": {"cpus": 1}}]}, "spec.answer.tasks[0].name"),
+        (
+            {"type": "Decline", "tasks": [{"name": "t", "resources": {"cpus": 1}}]},
+            "only allowed with type Accept",
+        ),
+    ],
+)
+def test_invalid_answers_are_rejected_naming_the_field(kube, namespace, crds, answer, needle):
+    offer = {
+        "apiVersion": "mesoskube.io/v1alpha1",
+        "kind": "Offer",
+        "metadata": {"name": "o1"},
+        "spec": {"framework": "fw", "agent": "n1", "resources": {"cpus": 1, "mem": 128}},
+    }
+    kube.create("offers", namespace, offer)
+    with pytest.raises(ApiException) as err:
+        kube.patch("offers", namespace, "o1", {"spec": {"answer": answer}})
+    assert err.value.status == 422
+    assert needle in err.value.body
+
+
+def test_offer_without_required_fields_is_rejected(kube, namespace, crds):
+    with pytest.raises(ApiException) as err:
+        kube.create(
+            "offers",
+            namespace,
+            {
+                "apiVersion": "mesoskube.io/v1alpha1",
+                "kind": "Offer",
+                "metadata": {"name": "o2"},
+                "spec": {"framework": "fw"},
+            },
+        )
+    assert err.value.status == 422
+    assert "spec.agent" in err.value.body and "spec.resources" in err.value.body

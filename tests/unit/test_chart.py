@@ -1,0 +1,486 @@
+"""The Helm chart (charts/mesoskube): lint, render, security settings, RBAC, and values.yaml's
+`operator:` block against mesoskube.settings (the settings' defaults are written once, in settings.py).
+
+Runs the pinned helm binary (versions.env); skips only when it has not been built (`make binaries`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import tomllib
+from collections.abc import Iterable
+from enum import Enum
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mesoskube import settings
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "mesoskube"
+RELEASE, NAMESPACE = "ms", "mesoskube-system"
+FULLNAME = "ms-mesoskube"
+
+# Everything optional switched on.
+ALL_FEATURES = tuple(
+    arg
+    for value in (
+        "serviceMonitor.enabled=true",
+        "grafanaDashboard.enabled=true",
+        "frameworkRbac.namespaces={spark,batch}",
+    )
+    for arg in ("--set", value)
+)
+
+
+def _helm_binary() -> Path | None:
+    try:
+        from mesoskube.cluster.binaries import MissingBinary, binary_path
+    except ImportError:
+        pass
+    else:
+        try:
+            return binary_path("helm")
+        except MissingBinary:
+            return None
+    cache_dir = Path(os.environ.get("MESOSKUBE_CACHE") or Path.home() / ".cache" / "mesoskube")
+    found = sorted((cache_dir / "bin").glob("helm-*"))
+    return found[-1] if found else None
+
+
+def _kube_version() -> str:
+    # A helm built with `go install` defaults to Kubernetes v1.20 for `template`, below the chart's
+    # kubeVersion; render for the version the project pins.
+    for line in (ROOT / "operator" / "mesoskube" / "cluster" / "versions.env").read_text().splitlines():
+        if line.startswith("KUBERNETES_VERSION="):
+            return line.partition("=")[2].strip()
+    raise AssertionError("KUBERNETES_VERSION missing from versions.env")
+
+
+@cache
+def helm() -> Path:
+    path = _helm_binary()
+    if path is None:
+        pytest.skip("helm is not built yet (run `make binaries`); looked in ~/.cache/mesoskube/bin")
+    return path
+
+
+def run_helm(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(helm()), *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+def helm_template(*args: str) -> subprocess.CompletedProcess[str]:
+    return run_helm(
+        "template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--kube-version", _kube_version(), *args
+    )
+
+
+@cache
+def render(*args: str) -> tuple[dict[str, Any], ...]:
+    """`helm template` of the chart with extra args -> the rendered objects."""
+    out = helm_template(*args)
+    assert out.returncode == 0, out.stderr
+    return tuple(doc for doc in yaml.safe_load_all(out.stdout) if doc)
+
+
+def objects(docs: Iterable[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def one(docs: Iterable[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = objects(docs, kind)
+    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
+    return found[0]
+
+
+def master_container(docs: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    (container,) = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def values() -> dict[str, Any]:
+    return yaml.safe_load((CHART / "values.yaml").read_text())
+
+
+def schema() -> dict[str, Any]:
+    return json.loads((CHART / "values.schema.json").read_text())
+
+
+def grants(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    return {
+        (g, r, v)
+        for rule in rules
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
+
+
+def expand(table: dict[tuple[str, str], str]) -> set[tuple[str, str, str]]:
+    return {
+        (g, r, v) for (g, resources), verbs in table.items() for r in resources.split() for v in verbs.split()
+    }
+
+
+# --- lint and render -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("extra", [(), ALL_FEATURES], ids=["defaults", "all-features"])
+def test_helm_lint_strict(extra: tuple[str, ...]) -> None:
+    out = run_helm("lint", "--strict", "--kube-version", _kube_version(), str(CHART), *extra)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("extra", [(), ALL_FEATURES], ids=["defaults", "all-features"])
+def test_every_rendered_object_parses(extra: tuple[str, ...]) -> None:
+    docs = render(*extra)
+    for doc in docs:
+        assert doc["apiVersion"] and doc["kind"] and doc["metadata"]["name"], doc
+        labels = doc["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "mesoskube"
+        assert labels["app.kubernetes.io/instance"] == RELEASE
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+    kinds = sorted(d["kind"] for d in docs)
+    expected = ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"]
+    if extra:
+        expected += ["ConfigMap", "ServiceMonitor"] + ["Role", "RoleBinding", "ServiceAccount"] * 2
+    assert kinds == sorted(expected)
+
+
+def test_chart_metadata() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert chart["apiVersion"] == "v2"
+    assert chart["version"] == "0.1.0"
+    assert chart["appVersion"] == project["version"]
+    assert chart["kubeVersion"] == ">=1.29.0-0"
+
+
+def test_crds_in_chart_are_the_mesoskube_ones() -> None:
+    files = sorted((CHART / "crds").glob("*.yaml"))
+    if not files:
+        pytest.skip("charts/mesoskube/crds/ is not generated yet (make crds)")
+    crds = [d for f in files for d in yaml.safe_load_all(f.read_text()) if d]
+    assert {c["kind"] for c in crds} == {"CustomResourceDefinition"}
+    assert {c["spec"]["group"] for c in crds} == {"mesoskube.io"}
+    assert {c["spec"]["names"]["plural"]: c["spec"]["scope"] for c in crds} == {
+        "frameworks": "Namespaced",
+        "offers": "Namespaced",
+        "tasks": "Namespaced",
+        "mesosroles": "Cluster",
+    }
+
+
+# --- the master's Deployment -------------------------------------------------------------------------
+
+
+def test_deployment_is_one_recreated_hardened_master() -> None:
+    docs = render()
+    deployment = one(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == one(docs, "ServiceAccount")["metadata"]["name"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    container = master_container(docs)
+    sc = container["securityContext"]
+    assert sc["runAsNonRoot"] is True
+    assert sc["runAsUser"] == 65532
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    # A writable /tmp on the read-only root filesystem.
+    tmp = next(m for m in container["volumeMounts"] if m["mountPath"] == "/tmp")
+    assert "emptyDir" in next(v for v in pod["volumes"] if v["name"] == tmp["name"])
+
+
+def test_ports_and_probes_follow_the_settings() -> None:
+    defaults = settings.Settings()
+    container = master_container(render())
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"metrics": defaults.metricsPort, "health": defaults.healthPort}
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    service = one(render(), "Service")
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["metrics"]
+    pod_labels = one(render(), "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+
+
+def test_ports_zero_turn_endpoints_off() -> None:
+    docs = render("--set", "operator.metricsPort=0", "--set", "operator.healthPort=0")
+    container = master_container(docs)
+    assert "ports" not in container and "livenessProbe" not in container and "readinessProbe" not in container
+    assert not objects(docs, "Service")
+
+
+def test_same_metrics_and_health_port_is_refused() -> None:
+    out = helm_template("--set", "operator.healthPort=8080")
+    assert out.returncode != 0
+    assert "metricsPort" in out.stderr and "healthPort" in out.stderr
+
+
+def env_of(docs: Iterable[dict[str, Any]]) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in master_container(docs)["env"]}
+
+
+def test_env_is_one_variable_per_setting_and_loads_the_defaults() -> None:
+    env = env_of(render())
+    assert set(env) == {settings._env(name) for name in settings.Settings.model_fields}
+    assert settings.load(environ=env) == settings.Settings()
+
+
+def test_env_carries_overrides_the_master_can_read() -> None:
+    env = env_of(
+        render(
+            "--set-json",
+            "operator.allocationInterval=0.25",
+            "--set",
+            "operator.offerTimeout=30",
+            "--set",
+            "operator.seed=1000000",
+            "--set",
+            "operator.sorter=random",
+            "--set-string",
+            "operator.agentSelector=mesoskube.io/agent=true",
+        )
+    )
+    loaded = settings.load(environ=env)
+    assert loaded.allocationInterval == 0.25
+    assert loaded.offerTimeout == 30
+    assert loaded.seed == 1_000_000  # not "1e+06"
+    assert loaded.sorter.value == "random"
+    assert loaded.agentSelector == "mesoskube.io/agent=true"
+
+
+# --- values.yaml and values.schema.json against settings.py -----------------------------------------------
+
+
+def _default(value: Any) -> Any:
+    return value.value if isinstance(value, Enum) else value
+
+
+def test_values_operator_block_is_settings_fields_and_defaults() -> None:
+    """The defaults are written once, in settings.py: values.yaml must repeat them exactly."""
+    operator = values()["operator"]
+    fields = settings.Settings.model_fields
+    assert list(operator) == list(fields), "same keys, in the same order as settings.Settings"
+    assert operator == {name: _default(info.default) for name, info in fields.items()}
+    for name, info in fields.items():
+        if info.annotation is float:
+            assert isinstance(operator[name], float), f"{name}: write {operator[name]} as a float"
+
+
+def _constraints(prop: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """A property's validation keywords, with $ref resolved and Optional (anyOf null) folded into type."""
+    if "$ref" in prop:
+        prop = {**defs[prop["$ref"].rsplit("/", 1)[1]], **prop}
+    types: list[str] = []
+    out: dict[str, Any] = {}
+    for branch in [prop, *prop.get("anyOf", [])]:
+        branch_type = branch.get("type")
+        if branch_type:
+            types += branch_type if isinstance(branch_type, list) else [branch_type]
+        for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "pattern", "enum"):
+            if key in branch:
+                out[key] = branch[key]
+    out["type"] = sorted(set(types))
+    return out
+
+
+def test_schema_mirrors_settings_constraints() -> None:
+    ours = schema()["properties"]["operator"]
+    theirs = settings.Settings.model_json_schema()
+    assert ours["additionalProperties"] is False
+    assert set(ours["properties"]) == set(theirs["properties"])
+    for name, prop in theirs["properties"].items():
+        want = _constraints(prop, theirs.get("$defs", {}))
+        got = _constraints(ours["properties"][name], {})
+        # The chart may be stricter (e.g. a pattern on minAllocatable or namespace), never looser.
+        for key, value in want.items():
+            assert got.get(key) == value, (
+                f"operator.{name}: {key} is {got.get(key)!r}, settings.py has {value!r}"
+            )
+
+
+def _documented(text: str) -> set[str]:
+    """Dotted paths of values.yaml keys with a comment on the line(s) right above them."""
+    documented: set[str] = set()
+    stack: list[tuple[int, str]] = []
+    previous_is_comment = False
+    for line in text.splitlines():
+        stripped = line.strip()
+        match = re.match(r"^( *)([A-Za-z_][\w.-]*):", line)
+        if match and not stripped.startswith("#"):
+            indent, key = len(match.group(1)), match.group(2)
+            while stack and stack[-1][0] >= indent:
+                stack.pop()
+            path = ".".join([k for _, k in stack] + [key])
+            if previous_is_comment:
+                documented.add(path)
+            stack.append((indent, key))
+        previous_is_comment = stripped.startswith("#")
+    return documented
+
+
+def _leaves(tree: dict[str, Any], prefix: str = "") -> Iterable[str]:
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value and key not in ("resources", "labels"):
+            yield from _leaves(value, f"{path}.")
+        else:
+            yield path
+
+
+def test_every_value_is_documented_and_in_the_schema() -> None:
+    documented = _documented((CHART / "values.yaml").read_text())
+    for path in _leaves(values()):
+        assert path in documented, f"{path}: add a comment above it in values.yaml"
+        node = schema()
+        for part in path.split("."):
+            assert part in node.get("properties", {}), f"{path}: missing from values.schema.json"
+            node = node["properties"][part]
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (("--set", "operator.allocationInterval=-1"), "allocationInterval"),
+        (("--set", "operator.allocationInterval=601"), "allocationInterval"),
+        (("--set", "operator.offerTimeout=0"), "offerTimeout"),
+        (("--set", "operator.defaultRefuseSeconds=-1"), "defaultRefuseSeconds"),
+        (("--set", "operator.portRange=31000"), "portRange"),
+        (("--set", "operator.minAllocatable=cpu:1"), "minAllocatable"),
+        (("--set", "operator.sorter=fifo"), "sorter"),
+        (("--set-json", "operator.seed=0.5"), "seed"),
+        (("--set", "operator.metricsPort=70000"), "metricsPort"),
+        (("--set", "operator.healthPort=-1"), "healthPort"),
+        (("--set", "operator.offerRetention=-1"), "offerRetention"),
+        (("--set", "operator.namespace=Not_A_Namespace"), "namespace"),
+        (("--set", "operator.allocationIntervall=2"), "allocationIntervall"),
+        (("--set", "image.pullPolicy=Sometimes"), "pullPolicy"),
+        (("--set", "serviceMonitor.enabled=yes"), "enabled"),
+        (("--set", "frameworkRbac.namespaces={Bad_Namespace}"), "namespaces"),
+    ],
+)
+def test_schema_rejects_bad_values_naming_the_field(args: tuple[str, ...], field: str) -> None:
+    out = helm_template(*args)
+    assert out.returncode != 0, f"{args} was accepted"
+    assert "schema" in out.stderr and field in out.stderr, out.stderr
+
+
+# --- RBAC ---------------------------------------------------------------------------------------------------
+
+MASTER_GRANTS = expand(
+    {
+        ("", "nodes"): "get list watch",
+        ("", "pods"): "get list watch create delete patch",
+        ("mesoskube.io", "frameworks offers tasks"): "get list watch create update patch delete",
+        ("mesoskube.io", "frameworks/status offers/status tasks/status"): "get update patch",
+        ("mesoskube.io", "frameworks/finalizers tasks/finalizers"): "update",
+        ("mesoskube.io", "mesosroles"): "get list watch",
+        ("mesoskube.io", "mesosroles/status"): "get update patch",
+        ("coordination.k8s.io", "leases"): "get list watch",
+        ("", "events"): "create patch",
+        ("events.k8s.io", "events"): "create patch",
+        ("", "namespaces"): "list watch",
+        ("apiextensions.k8s.io", "customresourcedefinitions"): "list watch",
+    }
+)
+
+FRAMEWORK_GRANTS = expand(
+    {
+        ("mesoskube.io", "frameworks"): "get list watch create update patch delete",
+        ("mesoskube.io", "frameworks/status"): "get",
+        ("mesoskube.io", "offers"): "get list watch update patch",
+        ("mesoskube.io", "tasks"): "get list watch update patch delete",
+        ("coordination.k8s.io", "leases"): "get create update patch",
+        ("", "events"): "get list watch",
+    }
+)
+
+
+def test_clusterrole_is_least_privilege_and_has_no_secrets() -> None:
+    rules = one(render(), "ClusterRole")["rules"]
+    granted = grants(rules)
+    assert not {r for _, r, _ in granted} & {"secrets", "configmaps", "*"}
+    assert "*" not in {v for _, _, v in granted} and "*" not in {g for g, _, _ in granted}
+    assert granted == MASTER_GRANTS
+
+
+def test_clusterrolebinding_binds_exactly_the_master_serviceaccount() -> None:
+    docs = render()
+    account = one(docs, "ServiceAccount")["metadata"]
+    binding = one(docs, "ClusterRoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": one(docs, "ClusterRole")["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account["name"], "namespace": NAMESPACE}
+    ]
+    assert account["namespace"] == NAMESPACE
+
+
+def test_framework_rbac_per_namespace() -> None:
+    assert not objects(render(), "Role")
+    docs = render(*ALL_FEATURES)
+    roles, bindings = objects(docs, "Role"), objects(docs, "RoleBinding")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["batch", "spark"]
+    for role in roles:
+        assert grants(role["rules"]) == FRAMEWORK_GRANTS
+    for binding in bindings:
+        ns = binding["metadata"]["namespace"]
+        assert binding["roleRef"]["name"] == f"{FULLNAME}-framework"
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "mesoskube-framework", "namespace": ns}
+        ]
+
+
+# --- monitoring --------------------------------------------------------------------------------------------
+
+EXPORTED_METRICS = {
+    "mesoskube_allocation_runs_total",
+    "mesoskube_allocation_duration_seconds",
+    "mesoskube_offers_total",
+    "mesoskube_offer_decision_seconds",
+    "mesoskube_tasks",
+    "mesoskube_task_launch_seconds",
+    "mesoskube_role_allocated",
+    "mesoskube_role_dominant_share",
+    "mesoskube_framework_allocated",
+    "mesoskube_framework_dominant_share",
+    "mesoskube_agents",
+    "mesoskube_api_requests_total",
+}
+
+
+def test_dashboard_uses_the_exported_metrics() -> None:
+    dashboard = json.loads((CHART / "dashboards" / "mesoskube.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    used = {re.sub(r"_(bucket|sum|count)$", "", m) for e in exprs for m in re.findall(r"mesoskube_\w+", e)}
+    assert used == EXPORTED_METRICS
+
+
+def test_dashboard_configmap_and_servicemonitor() -> None:
+    docs = render(*ALL_FEATURES)
+    configmap = one(docs, "ConfigMap")
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(configmap["data"]["mesoskube.json"]) == json.loads(
+        (CHART / "dashboards" / "mesoskube.json").read_text()
+    )
+    monitor = one(docs, "ServiceMonitor")
+    service = one(docs, "Service")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == [p["name"] for p in service["spec"]["ports"]]
