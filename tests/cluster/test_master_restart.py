@@ -20,10 +20,30 @@ TOTAL_TASKS = 60
 
 def start_master(kubeconfig: str, namespace: str, test_id: str, log) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "mesoskube.cli", "master", "run", "--kubeconfig", kubeconfig,
-         "--namespace", namespace, "--agent-selector", f"mesoskube.io/test={test_id}",
-         "--metrics-port", "0", "--health-port", "0", "--allocation-interval", "0.5", "--log-level", "WARNING"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "mesoskube.cli",
+            "master",
+            "run",
+            "--kubeconfig",
+            kubeconfig,
+            "--namespace",
+            namespace,
+            "--agent-selector",
+            f"mesoskube.io/test={test_id}",
+            "--metrics-port",
+            "0",
+            "--health-port",
+            "0",
+            "--allocation-interval",
+            "0.5",
+            "--log-level",
+            "WARNING",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
 
 
@@ -47,10 +67,14 @@ def test_master_killed_mid_workload_launches_nothing_twice_and_loses_nothing(
                 for offer in fw.offers():
                     res = offer["spec"]["resources"]
                     room = int(min(res.get("cpus", 0), res.get("mem", 0) // 512))
-                    names = [f"t{len(accepted) + i:03d}" for i in range(min(room, TOTAL_TASKS - len(accepted)))]
+                    names = [
+                        f"t{len(accepted) + i:03d}" for i in range(min(room, TOTAL_TASKS - len(accepted)))
+                    ]
                     try:
                         if names:
-                            fw.accept(offer, [task(n, 1, 512, run_seconds=1.5) for n in names], refuse_seconds=0)
+                            fw.accept(
+                                offer, [task(n, 1, 512, run_seconds=1.5) for n in names], refuse_seconds=0
+                            )
                             accepted.extend(names)
                         else:
                             fw.decline(offer, refuse_seconds=0.5)

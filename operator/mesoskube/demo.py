@@ -1,0 +1,194 @@
+"""`make demo`: a local control plane with a few dozen fake nodes in three zones, the master, and two
+Spark applications (coarse- and fine-grained, EMULATED workloads on kwok nodes) sharing it by
+weighted DRF, with a live picture of frameworks, roles and tasks, then both applications' summaries.
+
+The cluster stays up afterwards for `kubectl get mesos -A`; `make demo-down` removes it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import yaml
+from kubernetes.client import V1Namespace, V1ObjectMeta
+from kubernetes.client.exceptions import ApiException
+
+from mesoskube.api.install import install_crds
+from mesoskube.cluster.local import LocalCluster, free_port
+from mesoskube.cluster.nodes import add_nodes, wait_nodes_ready
+from mesoskube.cluster.nodeshapes import parse_shape
+from mesoskube.kube import Kube
+from mesoskube.master.runner import Master
+from mesoskube.settings import Settings
+
+CLUSTER = "demo"
+NAMESPACE = "spark"
+NODES = 36
+SHAPES = [
+    "cpu=8,memory=32Gi,label:zone=a",
+    "cpu=16,memory=64Gi,label:zone=b",
+    "cpu=4,memory=16Gi,gpu=1,label:zone=c",
+]
+ROLES = {"analytics": 1.0, "etl": 2.0}
+WORKLOAD = {
+    "stages": [{"tasks": 120, "seconds": 2.0}, {"tasks": 60, "seconds": 3.0}, {"tasks": 20, "seconds": 1.0}],
+    "jitter": 0.2,
+    "seed": 7,
+}
+APPS = [
+    (
+        "coarse-analytics",
+        [
+            "spark.mesos.coarse=true",
+            "spark.cores.max=64",
+            "spark.executor.cores=4",
+            "spark.executor.memory=4g",
+            "spark.mesos.role=analytics",
+        ],
+    ),
+    (
+        "fine-etl",
+        [
+            "spark.mesos.coarse=false",
+            "spark.executor.memory=2g",
+            "spark.task.cpus=1",
+            "spark.cores.max=96",
+            "spark.mesos.role=etl",
+        ],
+    ),
+]
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def picture(kube: Kube) -> str:
+    fws = kube.list("frameworks", NAMESPACE)
+    tasks = kube.list("tasks", NAMESPACE)
+    offers = kube.list("offers", NAMESPACE)
+    lines = [
+        f"{'framework':<22}{'role':<11}{'state':<12}{'offers':>7}{'tasks':>7}{'cpus':>8}{'mem MB':>10}"
+        f"{'share':>7}"
+    ]
+    for fw in fws:
+        st = fw.get("status") or {}
+        alloc = st.get("allocated") or {}
+        lines.append(
+            f"{fw['metadata']['name']:<22}{','.join(fw['spec'].get('roles', [])):<11}"
+            f"{st.get('phase') or '-':<12}{st.get('offers', 0):>7}{st.get('tasks', 0):>7}"
+            f"{alloc.get('cpus', 0):>8g}{alloc.get('mem', 0):>10g}{st.get('dominantShare') or 0:>7.3f}"
+        )
+    states = Counter((t.get("status") or {}).get("state", "TASK_STAGING") for t in tasks)
+    lines.append(
+        "tasks: "
+        + ", ".join(f"{s.removeprefix('TASK_').lower()} {n}" for s, n in sorted(states.items()))
+        + f"   outstanding offers: {len(offers)}"
+    )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    started = time.monotonic()
+    cluster = LocalCluster(CLUSTER)
+    fresh = cluster.up()
+    kube = Kube.connect(str(cluster.kubeconfig))
+    if fresh:
+        add_nodes(kube, NODES, [parse_shape(s) for s in SHAPES])
+    wait_nodes_ready(kube, NODES)
+    say(
+        f"control plane up with {NODES} fake (kwok) nodes in zones a/b/c in {time.monotonic() - started:.1f}s"
+    )
+    say(f"kubeconfig: {cluster.kubeconfig}")
+    install_crds(kube)
+    for role, weight in ROLES.items():
+        body = {
+            "apiVersion": "mesoskube.io/v1alpha1",
+            "kind": "MesosRole",
+            "metadata": {"name": role},
+            "spec": {"weight": weight},
+        }
+        try:
+            kube.custom.create_cluster_custom_object("mesoskube.io", "v1alpha1", "mesosroles", body)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+    try:
+        kube.core.create_namespace(V1Namespace(metadata=V1ObjectMeta(name=NAMESPACE)))
+    except ApiException as e:
+        if e.status != 409:
+            raise
+    for name, _ in APPS:  # a re-run starts from clean frameworks
+        try:
+            kube.delete("frameworks", NAMESPACE, name)
+        except ApiException:
+            pass
+    metrics_port = free_port()
+    master = Master(
+        Kube.connect(str(cluster.kubeconfig), qps=100, burst=200),
+        Settings(metricsPort=metrics_port, healthPort=0),
+    )
+    from prometheus_client import start_http_server
+
+    start_http_server(metrics_port)
+    master.start_in_thread()
+    say(f"master running; metrics at http://127.0.0.1:{metrics_port}/metrics")
+    say(f"watch it live:  kubectl --kubeconfig {cluster.kubeconfig} get mesos -A -w\n")
+
+    workdir = Path(tempfile.mkdtemp(prefix="mesoskube-demo-"))
+    (workdir / "workload.yaml").write_text(yaml.safe_dump(WORKLOAD))
+    procs = []
+    for name, conf in APPS:
+        argv = [
+            sys.executable,
+            "-m",
+            "mesoskube.cli",
+            "spark",
+            "submit",
+            "--name",
+            name,
+            "--namespace",
+            NAMESPACE,
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "--workload",
+            str(workdir / "workload.yaml"),
+            "--json-summary",
+            str(workdir / f"{name}.json"),
+        ]
+        for c in conf:
+            argv += ["--conf", c]
+        out = open(workdir / f"{name}.log", "w")  # noqa: SIM115
+        procs.append((name, subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT), out))
+    say("two Spark applications submitted (EMULATED workload: stages of tasks with run times):")
+    for name, conf in APPS:
+        say(f"  {name}: {' '.join(conf)}")
+    try:
+        while any(p.poll() is None for _, p, _ in procs):
+            say(f"\n--- t={time.monotonic() - started:5.1f}s ---\n{picture(kube)}")
+            time.sleep(3)
+    finally:
+        for _, p, out in procs:
+            if p.poll() is None:
+                p.terminate()
+            out.close()
+    say(f"\n--- final ---\n{picture(kube)}\n")
+    failed = 0
+    for name, p, _ in procs:
+        say(f"==== {name} (exit {p.returncode}) ====")
+        say((workdir / f"{name}.log").read_text()[-3000:])
+        failed += p.returncode != 0
+    master.stop()
+    say(
+        f"\nthe cluster is still up: kubectl --kubeconfig {cluster.kubeconfig} get mesos -A ; make demo-down removes it"
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""The master under exactly the chart's RBAC: a real ServiceAccount token (TokenRequest) from the
+chart's ServiceAccount, ClusterRole and binding, rendered by `helm template` and applied to the real
+API server. The master's cluster tests are re-run as that identity; denied what it does not need."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client, utils
+from kubernetes.client.exceptions import ApiException
+
+from mesoskube.cluster.binaries import binary_path
+from mesoskube.kube import Kube
+from mesoskube.master.runner import Master
+from mesoskube.settings import Settings
+from tests.cluster.test_master import (  # noqa: F401 - re-collected here, run as the chart's identity
+    test_accept_beyond_the_offer_is_task_error_and_launches_nothing,
+    test_accept_launches_a_task_whose_pod_completes_and_resources_return,
+    test_decline_filter_keeps_the_agent_away_for_refuse_seconds,
+    test_kill_gives_task_killed,
+    test_node_deleted_under_running_task_gives_task_lost_and_rescinds_offers,
+)
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "mesoskube"
+RELEASE_NS = "mesoskube-rbac-test"
+RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+
+
+@pytest.fixture(scope="module")
+def chart_identity(kube: Kube, kubeconfig: str, crds, tmp_path_factory) -> Iterator[str]:
+    """A kubeconfig holding a token of the chart's ServiceAccount."""
+    rendered = subprocess.run(
+        [
+            str(binary_path("helm")),
+            "template",
+            "rbac",
+            str(CHART),
+            "--namespace",
+            RELEASE_NS,
+            "--kube-version",
+            "1.34.0",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    objects = [o for o in yaml.safe_load_all(rendered) if o and o.get("kind") in RBAC_KINDS]
+    assert {o["kind"] for o in objects} == RBAC_KINDS
+    try:
+        kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=RELEASE_NS)))
+    except ApiException as e:
+        if e.status != 409:
+            raise
+    for obj in objects:
+        try:
+            utils.create_from_dict(kube.api, obj, namespace=RELEASE_NS)
+        except utils.FailToCreateError as e:
+            if any(getattr(x, "status", None) != 409 for x in e.api_exceptions):
+                raise
+    sa = next(o for o in objects if o["kind"] == "ServiceAccount")["metadata"]["name"]
+    token = kube.core.create_namespaced_service_account_token(
+        sa,
+        RELEASE_NS,
+        client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
+        ),
+    ).status.token
+    base = yaml.safe_load(Path(kubeconfig).read_text())
+    base["users"] = [{"name": "chart-sa", "user": {"token": token}}]
+    for ctx in base["contexts"]:
+        ctx["context"]["user"] = "chart-sa"
+    path = tmp_path_factory.mktemp("chart-sa") / "kubeconfig"
+    path.write_text(yaml.safe_dump(base))
+    yield str(path)
+    for obj in objects:
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        try:
+            if kind == "ClusterRole":
+                kube.rbac.delete_cluster_role(name)
+            elif kind == "ClusterRoleBinding":
+                kube.rbac.delete_cluster_role_binding(name)
+        except ApiException:
+            pass
+    kube.core.delete_namespace(RELEASE_NS)
+
+
+@pytest.fixture
+def master(chart_identity: str, namespace: str, test_id: str, request) -> Iterator:
+    """Overrides the default master fixture: same master, the chart's identity."""
+    if request.config.getoption("--installed-master"):
+        pytest.skip("the installed master already runs as the chart's ServiceAccount")
+    started: list[Master] = []
+
+    def start(**overrides) -> Master:
+        base = {
+            "namespace": namespace,
+            "agentSelector": f"mesoskube.io/test={test_id}",
+            "metricsPort": 0,
+            "healthPort": 0,
+            "allocationInterval": 0.5,
+        }
+        m = Master(Kube.connect(chart_identity), Settings(**{**base, **overrides}))
+        m.start_in_thread()
+        started.append(m)
+        return m
+
+    yield start
+    for m in started:
+        m.stop()
+
+
+@pytest.mark.parametrize(
+    "verb,call",
+    [
+        ("list secrets", lambda k: k.core.list_secret_for_all_namespaces()),
+        ("list configmaps", lambda k: k.core.list_config_map_for_all_namespaces()),
+        (
+            "create namespaces",
+            lambda k: k.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="nope"))),
+        ),
+        ("delete nodes", lambda k: k.core.delete_node("whatever")),
+    ],
+)
+def test_chart_identity_is_denied_what_the_master_does_not_need(chart_identity, verb, call):
+    with pytest.raises(ApiException) as err:
+        call(Kube.connect(chart_identity))
+    assert err.value.status == 403, f"{verb} was not forbidden"
+
+
+def test_chart_identity_can_do_what_the_master_needs(chart_identity):
+    k = Kube.connect(chart_identity)
+    k.core.list_node()
+    k.core.list_pod_for_all_namespaces(limit=1)
+    k.list("frameworks")
+    k.coordination.list_lease_for_all_namespaces(limit=1)
