@@ -7,6 +7,7 @@ The cluster stays up afterwards for `kubectl get mesos -A`; `make demo-down` rem
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import tempfile
@@ -124,10 +125,8 @@ def main() -> int:
         if e.status != 409:
             raise
     for name, _ in APPS:  # a re-run starts from clean frameworks
-        try:
+        with contextlib.suppress(ApiException):
             kube.delete("frameworks", NAMESPACE, name)
-        except ApiException:
-            pass
     metrics_port = free_port()
     master = Master(
         Kube.connect(str(cluster.kubeconfig), qps=100, burst=200),
@@ -185,7 +184,8 @@ def main() -> int:
         failed += p.returncode != 0
     master.stop()
     say(
-        f"\nthe cluster is still up: kubectl --kubeconfig {cluster.kubeconfig} get mesos -A ; make demo-down removes it"
+        f"\nthe cluster is still up: kubectl --kubeconfig {cluster.kubeconfig} get mesos -A\n"
+        "make demo-down removes it"
     )
     return 1 if failed else 0
 

@@ -96,21 +96,21 @@ def parse_min_allocatable(text: str) -> tuple[Resources, ...]:
     return tuple(sets)
 
 
-def _flag(name: str) -> str:
+def flag_name(name: str) -> str:
     return "--" + re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
 
 
-def _env(name: str) -> str:
+def env_name(name: str) -> str:
     return ENV_PREFIX + re.sub(r"(?<!^)(?=[A-Z])", "_", name).upper()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, info in Settings.model_fields.items():
         parser.add_argument(
-            _flag(name),
+            flag_name(name),
             dest=name,
             default=None,
-            help=f"{info.description} [env {_env(name)}; default {info.default!r}]",
+            help=f"{info.description} [env {env_name(name)}; default {info.default!r}]",
         )
 
 
@@ -121,7 +121,7 @@ def load(args: argparse.Namespace | None = None, environ: dict[str, str] | None 
     for name in Settings.model_fields:
         value = getattr(args, name, None) if args is not None else None
         if value is None:
-            value = environ.get(_env(name))
+            value = environ.get(env_name(name))
         if value is not None and value != "":
             given[name] = value
         elif value == "" and name in ("offerTimeout",):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -173,10 +174,8 @@ def test_weighted_roles_converge_to_dominant_shares_one_to_two(kube, namespace, 
                     for _ in range(n):
                         counters[name] += 1
                         tasks.append(task(f"{name}-{counters[name]}", 1, 1024, run_seconds=2))
-                    try:
+                    with contextlib.suppress(ApiException):
                         fw.accept(offer, tasks, refuse_seconds=0.5) if tasks else fw.decline(offer, 0.5)
-                    except ApiException:
-                        pass
                 time.sleep(0.05)
 
         threads = [threading.Thread(target=greedy, args=item, daemon=True) for item in fws.items()]
@@ -206,12 +205,10 @@ def test_weighted_roles_converge_to_dominant_shares_one_to_two(kube, namespace, 
         )
     finally:
         for name in ("light", "heavy"):
-            try:
+            with contextlib.suppress(ApiException):
                 kube.custom.delete_cluster_custom_object(
                     "mesoskube.io", "v1alpha1", "mesosroles", f"{namespace}-{name}"
                 )
-            except ApiException:
-                pass
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 import pytest
+
 from mesoskube.allocator import (
     Agent,
     AllocatorConfig,

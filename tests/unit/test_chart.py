@@ -236,7 +236,7 @@ def env_of(docs: Iterable[dict[str, Any]]) -> dict[str, str]:
 
 def test_env_is_one_variable_per_setting_and_loads_the_defaults() -> None:
     env = env_of(render())
-    assert set(env) == {settings._env(name) for name in settings.Settings.model_fields}
+    assert set(env) == {settings.env_name(name) for name in settings.Settings.model_fields}
     assert settings.load(environ=env) == settings.Settings()
 
 

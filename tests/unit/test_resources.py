@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from mesoskube.resources import (
     Resources,
     count_ports,

@@ -48,7 +48,8 @@ def parse_shape(text: str) -> NodeShape:
             continue
         if key not in _RESOURCE_KEYS:
             raise ShapeError(
-                f"node shape key {key!r} is unknown: use cpu, memory, ephemeral-storage, gpu, pods or label:NAME"
+                f"node shape key {key!r} is unknown: "
+                "use cpu, memory, ephemeral-storage, gpu, pods or label:NAME"
             )
         if not _QUANTITY.match(value):
             raise ShapeError(f"node shape {key}={value!r}: not a Kubernetes quantity (e.g. 8, 500m, 32Gi)")

@@ -38,7 +38,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         for err in e.errors():
             name = str(err["loc"][0]) if err["loc"] else "?"
             print(
-                f"error: setting {name} ({settings_mod._flag(name)}, {settings_mod._env(name)}): {err['msg']}",
+                f"error: setting {name} ({settings_mod.flag_name(name)}, {settings_mod.env_name(name)}): "
+                f"{err['msg']}",
                 file=sys.stderr,
             )
         return 2

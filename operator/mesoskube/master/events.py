@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from concurrent.futures import Executor
 from datetime import UTC, datetime
@@ -53,7 +54,5 @@ class EventRecorder:
             except ApiException as e:
                 log.debug("event %s on %s not recorded: %s", reason, meta["name"], e.reason)
 
-        try:
+        with contextlib.suppress(RuntimeError):  # the pool is shut down while the master stops
             self.pool.submit(post)
-        except RuntimeError:  # pool shut down while stopping
-            pass

@@ -12,12 +12,28 @@ def parse_selector(text: str) -> Matcher:
     for raw in filter(None, (t.strip() for t in text.split(","))):
         if "!=" in raw:
             k, v = (s.strip() for s in raw.split("!=", 1))
-            terms.append(lambda labels, k=k, v=v: labels.get(k) != v)
+            terms.append(_not_equal(k, v))
         elif "=" in raw:
             k, v = (s.strip() for s in raw.replace("==", "=").split("=", 1))
-            terms.append(lambda labels, k=k, v=v: labels.get(k) == v)
+            terms.append(_equal(k, v))
         elif raw.startswith("!"):
-            terms.append(lambda labels, k=raw[1:].strip(): k not in labels)
+            terms.append(_absent(raw[1:].strip()))
         else:
-            terms.append(lambda labels, k=raw: k in labels)
+            terms.append(_present(raw))
     return lambda labels: all(t(labels) for t in terms)
+
+
+def _equal(k: str, v: str) -> Matcher:
+    return lambda labels: labels.get(k) == v
+
+
+def _not_equal(k: str, v: str) -> Matcher:
+    return lambda labels: labels.get(k) != v
+
+
+def _present(k: str) -> Matcher:
+    return lambda labels: k in labels
+
+
+def _absent(k: str) -> Matcher:
+    return lambda labels: k not in labels

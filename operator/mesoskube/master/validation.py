@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mesoskube.api.models import TaskInfo
 from mesoskube.resources import Resources
@@ -12,7 +12,7 @@ from mesoskube.resources import Resources
 class AcceptVerdict:
     ok: bool
     message: str = ""
-    used: Resources = Resources()
+    used: Resources = field(default_factory=Resources)
 
 
 def check_accept(offered: Resources, tasks: list[TaskInfo], existing_task_names: set[str]) -> AcceptVerdict:
