@@ -385,3 +385,27 @@ def test_random_sorter_favours_weight() -> None:
 
     # Weight 3 against 1 leads three times in four.
     assert 0.72 < firsts["heavy"] / 4000 < 0.78
+
+
+def test_filter_holds_while_the_agent_offers_no_more_than_was_refused() -> None:
+    refused = Resources(cpus=0, mem=6144, disk=10000, ports=PORTS)
+    leftover = agent("node-0", available=Resources(mem=6144, disk=10000, ports=PORTS))
+    snapshot = Snapshot(
+        agents=(leftover,),
+        frameworks=(framework("ns/a"),),
+        filters=(Filter("ns/a", "node-0", expires_at=10.0, resources=refused),),
+    )
+    assert allocate(snapshot, now=1.0) == []
+
+
+def test_filter_passes_once_the_agent_holds_more_than_was_refused() -> None:
+    # Mesos's RefusedOfferFilter: cpus freed since the refusal make a new offer worth sending.
+    refused = Resources(cpus=0, mem=6144, disk=10000, ports=PORTS)
+    grown = agent("node-0", available=Resources(cpus=2, mem=6144, disk=10000, ports=PORTS))
+    snapshot = Snapshot(
+        agents=(grown,),
+        frameworks=(framework("ns/a"),),
+        filters=(Filter("ns/a", "node-0", expires_at=10.0, resources=refused),),
+    )
+    (offer,) = allocate(snapshot, now=1.0)
+    assert offer.framework == "ns/a" and offer.resources.cpus == 2

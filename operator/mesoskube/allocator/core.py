@@ -26,7 +26,7 @@ from mesoskube.allocator.sorter import DRFSorter, RandomSorter, Sorter, scalars_
 from mesoskube.resources import SCALARS, Resources
 
 _NO_RESOURCES = Resources()
-_NONE_REFUSED: frozenset[str] = frozenset()
+_NONE_REFUSED: dict[str, list[Resources | None]] = {}
 DEFAULT_CONFIG = AllocatorConfig()
 
 
@@ -58,13 +58,18 @@ def _cluster_total(agents: tuple[Agent, ...]) -> Resources:
     return Resources(**{name: sum(getattr(agent.total, name) for agent in agents) for name in SCALARS})
 
 
-def _active_filters(snapshot: Snapshot, now: float) -> dict[str, frozenset[str]]:
-    """Agent -> frameworks that declined it with a filter still in force."""
-    refused: dict[str, set[str]] = {}
+def _active_filters(snapshot: Snapshot, now: float) -> dict[str, dict[str, list[Resources | None]]]:
+    """Agent -> framework -> the resources it refused there, for filters still in force."""
+    refused: dict[str, dict[str, list[Resources | None]]] = {}
     for f in snapshot.filters:
         if f.expires_at > now:
-            refused.setdefault(f.agent, set()).add(f.framework)
-    return {agent: frozenset(frameworks) for agent, frameworks in refused.items()}
+            refused.setdefault(f.agent, {}).setdefault(f.framework, []).append(f.resources)
+    return refused
+
+
+def _is_refused(filters: list[Resources | None] | None, candidate: Resources) -> bool:
+    # More than was refused (say, cpus freed since the decline) passes the filter.
+    return bool(filters) and any(r is None or r.contains(candidate) for r in filters)
 
 
 def _role_allocations(frameworks: tuple[FrameworkView, ...]) -> dict[str, Resources]:
@@ -123,7 +128,7 @@ class _Cycle:
     roles: Sorter
     frameworks: dict[str, Sorter]  # role -> sorter over its offerable frameworks
     policies: dict[str, RolePolicy]
-    filtered: dict[str, frozenset[str]]  # agent -> frameworks refusing it
+    filtered: dict[str, dict[str, list[Resources | None]]]  # agent -> framework -> refused resources
     min_allocatable: tuple[Resources, ...]
 
     @classmethod
@@ -178,10 +183,10 @@ class _Cycle:
     def _next_offer(self, agent: str, remaining: Resources, offered: set[str]) -> OfferDecision | None:
         refused = self.filtered.get(agent, _NONE_REFUSED)
         for role in self.roles.sort():
-            framework = self._first_eligible(role, refused, offered)
+            resources = self._capped_by_quota(role, remaining)
+            framework = self._first_eligible(role, refused, offered, resources)
             if framework is None:
                 continue
-            resources = self._capped_by_quota(role, remaining)
             if resources is remaining or _is_allocatable(resources, self.min_allocatable):
                 return OfferDecision(framework=framework, role=role, agent=agent, resources=resources)
         return None
@@ -190,8 +195,10 @@ class _Cycle:
         headroom = _quota_headroom(self.policies.get(role), self.roles.allocation(role))
         return remaining if headroom is None else remaining.min_with(headroom)
 
-    def _first_eligible(self, role: str, refused: frozenset[str], offered: set[str]) -> str | None:
+    def _first_eligible(
+        self, role: str, refused: dict[str, list[Resources | None]], offered: set[str], candidate: Resources
+    ) -> str | None:
         for framework in self.frameworks[role].sort():
-            if framework not in offered and framework not in refused:
+            if framework not in offered and not _is_refused(refused.get(framework), candidate):
                 return framework
         return None

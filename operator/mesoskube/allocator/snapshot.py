@@ -53,11 +53,14 @@ class RolePolicy:
 
 @dataclass(frozen=True, slots=True)
 class Filter:
-    """A decline filter: `agent` is not offered to `framework` until `expires_at` (clock seconds)."""
+    """A refusal filter: until `expires_at` (clock seconds), `agent` is not offered to `framework`
+    while what it would offer fits inside `resources` (what was declined or left unused), as in
+    Mesos's RefusedOfferFilter. `resources=None` filters the agent whatever it holds."""
 
     framework: str
     agent: str
     expires_at: float
+    resources: Resources | None = None
 
 
 @dataclass(frozen=True, slots=True)

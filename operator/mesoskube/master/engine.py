@@ -89,7 +89,8 @@ class Engine:
 
     wake: threading.Event = field(default_factory=threading.Event)
     stopping: threading.Event = field(default_factory=threading.Event)
-    filters: dict[tuple[str, str], float] = field(default_factory=dict)
+    # (framework, agent) -> (until, refused resources); in memory only, as in Mesos (lost on failover)
+    filters: dict[tuple[str, str], tuple[float, Resources | None]] = field(default_factory=dict)
     dirty_tasks: set[str] = field(default_factory=set)
     dirty_frameworks: set[str] = field(default_factory=set)
     answered: set[str] = field(default_factory=set)
@@ -435,20 +436,21 @@ class Engine:
         refuse = answer.filters.refuseSeconds if answer.filters else default_refuse
         if answer.type == AnswerType.DECLINE:
             metrics.offers.labels(event="declined").inc()
-            self._filter(fw_key, spec["agent"], now + refuse)
+            self._filter(fw_key, spec["agent"], now + refuse, Resources.from_mapping(spec["resources"]))
         else:
             metrics.offers.labels(event="accepted").inc()
             used = self.launch(offer, answer, fw, now)
             leftover = Resources.from_mapping(spec["resources"]) - used
             if any(leftover.contains(m) for m in self.allocator_config.min_allocatable):
-                self._filter(fw_key, spec["agent"], now + refuse)
+                self._filter(fw_key, spec["agent"], now + refuse, leftover)
         self._delete_quietly("offers", ns, name)
         with self.cache.lock:
             self.cache.offers.pop(key, None)
         self.request_allocation()
 
-    def _filter(self, fw_key: str, agent: str, until: float) -> None:
-        self.filters[(fw_key, agent)] = max(until, self.filters.get((fw_key, agent), 0.0))
+    def _filter(self, fw_key: str, agent: str, until: float, refused: Resources) -> None:
+        if until > self.clock():
+            self.filters[(fw_key, agent)] = (until, refused)
 
     def launch(self, offer: dict, answer: OfferAnswer, fw: dict | None, now: float) -> Resources:
         """Create the accept's Tasks (then their Pods via sync_tasks); all or nothing."""
@@ -816,7 +818,9 @@ class Engine:
                 )
             roles = {name: _role_policy(name, body) for name, body in self.cache.roles.items()}
         filters = tuple(
-            Filter(fw, agent, until) for (fw, agent), until in self.filters.items() if until > now
+            Filter(fw, agent, until, refused)
+            for (fw, agent), (until, refused) in self.filters.items()
+            if until > now
         )
         return Snapshot(
             agents=tuple(agents), frameworks=tuple(frameworks), roles=MappingProxyType(roles), filters=filters
@@ -826,7 +830,7 @@ class Engine:
         started = time.perf_counter()
         self.allocation_requested = False
         self.last_allocation = now
-        self.filters = {k: v for k, v in self.filters.items() if v > now}
+        self.filters = {k: v for k, v in self.filters.items() if v[0] > now}
         snap = self.snapshot(now)
         t0 = time.perf_counter()
         decisions = allocate(snap, now, self.allocator_config)

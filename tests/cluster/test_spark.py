@@ -1,0 +1,172 @@
+"""Spark (emulated workload) against the real master: coarse and fine placement, constraints, and
+weighted DRF between two applications. kwok fake nodes run nothing; run times are emulated."""
+
+from __future__ import annotations
+
+import contextlib
+
+from kubernetes.client.exceptions import ApiException
+
+from mesoskube.frameworks.spark import EmulatedWorkload, SparkApplication, SparkConf
+from mesoskube.kube import Kube
+from tests.helpers import eventually
+
+
+def spark_app(conf: dict[str, str], stages: list[dict], name: str, **wl) -> SparkApplication:
+    workload = EmulatedWorkload.model_validate({"stages": stages, **wl})
+    return SparkApplication(SparkConf.parse(conf), workload, framework_name=name)
+
+
+def tasks_of(kube: Kube, namespace: str, framework: str, role: str) -> list[dict]:
+    items = kube.list("tasks", namespace, label_selector=f"mesoskube.io/framework={framework}")
+    return [t for t in items if t["spec"]["labels"].get("spark-role") == role]
+
+
+def states_before_end(app: SparkApplication, task_id: str) -> list[str]:
+    assert app.ended_at is not None
+    return [state for t, tid, state in app.history if tid == task_id and t < app.ended_at]
+
+
+def test_coarse_app_gets_exactly_three_executors_and_keeps_them_until_it_ends(
+    kube, namespace, fake_nodes, master
+):
+    fake_nodes(4, "cpu=8,memory=32Gi")
+    master()
+    app = spark_app(
+        {"spark.cores.max": "12", "spark.executor.cores": "4"},
+        [{"tasks": 12, "seconds": 1.0}, {"tasks": 24, "seconds": 0.5}],
+        "coarse3",
+    )
+    app.start(kube, namespace)
+    assert app.wait(60), app.failure
+    s = app.summary()
+    assert s.ok, s.error
+    executors = tasks_of(kube, namespace, "coarse3", "executor")
+    assert len(executors) == 3 and s.executors_launched == 3 and s.peak_executors == 3
+    assert all(t["spec"]["resources"]["cpus"] == 4 for t in executors)
+    assert all(t["spec"]["resources"]["mem"] == 1408 for t in executors)  # 1g + 384 MiB overhead
+    for t in executors:
+        states = states_before_end(app, t["metadata"]["name"])
+        assert "TASK_RUNNING" in states, states
+        assert not set(states) & {"TASK_FINISHED", "TASK_FAILED", "TASK_KILLED", "TASK_LOST", "TASK_ERROR"}
+    # cores.max reached: the other offers were declined for rejectOfferDurationForReachedMaxCores.
+    assert s.declines.get("reached spark.cores.max", 0) >= 1
+    assert s.peak_cores_held == 12 and s.tasks_done == 36
+    # The end is a TEARDOWN: the Framework goes away and the master kills the executors.
+    eventually(
+        lambda: not kube.list("frameworks", namespace), timeout=20, what="framework torn down after the app"
+    )
+
+
+def test_constraints_place_executors_only_on_matching_agents_and_decline_the_rest(
+    kube, namespace, fake_nodes, master
+):
+    zone_a = fake_nodes(2, "cpu=4,memory=16Gi,label:zone=a")
+    zone_b = fake_nodes(2, "cpu=4,memory=16Gi,label:zone=b")
+    master()
+    app = spark_app(
+        {"spark.executor.cores": "2", "spark.mesos.constraints": "zone:a"},
+        [{"tasks": 16, "seconds": 1.0}, {"tasks": 8, "seconds": 1.0}],
+        "zoned",
+    )
+    app.start(kube, namespace)
+    assert app.wait(60), app.failure
+    s = app.summary()
+    assert s.ok, s.error
+    executors = tasks_of(kube, namespace, "zoned", "executor")
+    assert len(executors) == 4
+    assert {t["spec"]["agent"] for t in executors} == set(zone_a)
+    # Each zone=b agent was offered once, declined for rejectOfferDuration (120 s), not again.
+    assert s.declines.get("unmet constraints") == 2
+    assert all(app.offers_by_agent[n] == 1 for n in zone_b), dict(app.offers_by_agent)
+
+
+def test_fine_app_executor_holds_its_agent_while_task_tasks_come_and_go(kube, namespace, fake_nodes, master):
+    nodes = fake_nodes(2, "cpu=4,memory=16Gi")
+    master()
+    app = spark_app(
+        {"spark.mesos.coarse": "false", "spark.executor.memory": "2g"},
+        [{"tasks": 6, "seconds": 1.5}, {"tasks": 6, "seconds": 1.0}],
+        "finegrained",
+    )
+    app.start(kube, namespace)
+    assert app.wait(90), app.failure
+    s = app.summary()
+    assert s.ok, s.error
+    executors = tasks_of(kube, namespace, "finegrained", "executor")
+    tasks = tasks_of(kube, namespace, "finegrained", "task")
+    # One executor per agent, holding mesosExecutor.cores and executor memory + overhead.
+    assert sorted(t["spec"]["agent"] for t in executors) == sorted(nodes)
+    for t in executors:
+        res = t["spec"]["resources"]
+        assert (res["cpus"], res["mem"]) == (1, 2048 + 384)
+        assert "runSeconds" not in t["spec"]
+    by_agent = {t["spec"]["agent"]: t["metadata"]["name"] for t in executors}
+    # One Task per emulated Spark task, on its agent's executor, with spark.task.cpus and no memory.
+    assert len(tasks) == 12
+    for t in tasks:
+        assert t["spec"]["executor"] == by_agent[t["spec"]["agent"]]
+        assert (t["spec"]["resources"]["cpus"], t["spec"]["resources"].get("mem", 0)) == (1, 0)
+        assert t["status"]["state"] == "TASK_FINISHED"
+    # The executors stayed up while the task Tasks finished around them.
+    for name in by_agent.values():
+        states = states_before_end(app, name)
+        assert "TASK_RUNNING" in states and not any(st in states for st in ("TASK_KILLED", "TASK_FAILED"))
+        running_at = next(t for t, tid, st in app.history if tid == name and st == "TASK_RUNNING")
+        finished_after = [
+            t
+            for t, tid, st in app.history
+            if st == "TASK_FINISHED" and tid != name and running_at < t < app.ended_at
+        ]
+        assert len(finished_after) >= 2
+    assert s.mean_idle_cores_held > 0  # the executors' cores are held even between tasks
+
+
+def test_two_apps_in_weighted_roles_share_by_drf(kube, namespace, fake_nodes, master):
+    fake_nodes(6, "cpu=4,memory=16Gi")
+    roles = {"light": 1, "heavy": 2}
+    for name, weight in roles.items():
+        kube.custom.create_cluster_custom_object(
+            "mesoskube.io",
+            "v1alpha1",
+            "mesosroles",
+            {
+                "apiVersion": "mesoskube.io/v1alpha1",
+                "kind": "MesosRole",
+                "metadata": {"name": f"{namespace}-{name}"},
+                "spec": {"weight": weight},
+            },
+        )
+    try:
+        master()
+        stages = [{"tasks": 200, "seconds": 1.0}]  # far more demand than the 24 cores
+        apps = {
+            name: spark_app(
+                {"spark.mesos.coarse": "false", "spark.mesos.role": f"{namespace}-{name}"},
+                stages,
+                name,
+                jitter=0.3,
+                seed=i,
+            )
+            for i, name in enumerate(roles)
+        }
+        for app in apps.values():
+            app.start(kube, namespace)
+        # Let the shares settle, then compare cores held over a window while both are busy.
+        eventually(
+            lambda: all(a.run_state.done_tasks >= 20 for a in apps.values()), timeout=60, what="both apps busy"
+        )
+        t0 = max(a.clock() for a in apps.values())
+        eventually(lambda: apps["heavy"].clock() - t0 >= 8, timeout=20, interval=0.5)
+        t1 = apps["heavy"].clock()
+        held = {n: a.timeline.integrate(t0, t1)[0] / (t1 - t0) for n, a in apps.items()}
+        ratio = held["heavy"] / held["light"]
+        assert 1.4 <= ratio <= 2.6, f"cores held heavy:light = {ratio:.2f} ({held})"
+        for app in apps.values():
+            app.driver.stop()
+    finally:
+        for name in roles:
+            with contextlib.suppress(ApiException):
+                kube.custom.delete_cluster_custom_object(
+                    "mesoskube.io", "v1alpha1", "mesosroles", f"{namespace}-{name}"
+                )
