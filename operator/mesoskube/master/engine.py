@@ -96,6 +96,7 @@ class Engine:
     answered: set[str] = field(default_factory=set)
     accepted_at: dict[str, float] = field(default_factory=dict)
     killing: set[str] = field(default_factory=set)
+    launched: set[str] = field(default_factory=set)  # tasks whose pod was created or seen
     allocation_requested: bool = True
     last_allocation: float = 0.0
     last_status: float = 0.0
@@ -553,12 +554,15 @@ class Engine:
         state = task_state(task)
         if state in TERMINAL_TASK_STATES:
             self.accepted_at.pop(key, None)
+            self.launched.discard(key)
             return
         agent_present = spec["agent"] in self.cache.nodes
         if pod is not None and not agent_present:
             self._delete_quietly_pod(ns, name)
             self._set_state(key, task, for_missing_pod(False, agent_present=False), now)
             return
+        if pod is not None:
+            self.launched.add(key)
         if pod is not None and pod.get("metadata", {}).get("deletionTimestamp") is None:
             if spec.get("kill") and key not in self.killing:
                 self.killing.add(key)
@@ -573,7 +577,7 @@ class Engine:
             if pod["status"].get("phase") in ("Succeeded", "Failed"):
                 self._set_state(key, task, from_pod(pod), now)
             return
-        if status.get("podName"):
+        if status.get("podName") or key in self.launched:
             self._set_state(key, task, for_missing_pod(bool(spec.get("kill")), agent_present), now)
             return
         if spec.get("kill"):
@@ -609,13 +613,8 @@ class Engine:
                     now,
                 )
                 return
-        self._set_state(
-            key,
-            task,
-            TaskUpdate(TaskState.STAGING, "REASON_POD_CREATED", "pod bound to the agent"),
-            now,
-            extra={"podName": name, "launchedAt": format_time(now)},
-        )
+        # No status write here: the first one comes with the pod's first real state (write budget).
+        self.launched.add(key)
 
     def _set_state(
         self, key: str, task: dict, update: TaskUpdate, now: float, extra: dict | None = None
@@ -623,7 +622,11 @@ class Engine:
         status = task.get("status") or {}
         if status.get("state") == update.state.value and not extra:
             return
+        if status.get("state") is None and update.reason == "REASON_POD_PENDING":
+            return  # a task without a state is TASK_STAGING already; saying so costs a write per task
         ns, name = _ns_name(key)
+        if key in self.launched and not status.get("podName"):
+            extra = {"podName": name, "launchedAt": format_time(now), **(extra or {})}
         patch = {
             "state": update.state.value,
             "reason": update.reason,
