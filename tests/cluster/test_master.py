@@ -186,8 +186,12 @@ def test_weighted_roles_converge_to_dominant_shares_one_to_two(kube, namespace, 
 
         def dominant_share(fw: RawFramework) -> float:
             # What the framework holds, as Mesos counts it: live tasks plus outstanding offers.
-            held = [t["spec"]["resources"] for t in fw.tasks() if (t.get("status") or {}).get("state")
-                    in (None, "TASK_STAGING", "TASK_STARTING", "TASK_RUNNING")]
+            held = [
+                t["spec"]["resources"]
+                for t in fw.tasks()
+                if (t.get("status") or {}).get("state")
+                in (None, "TASK_STAGING", "TASK_STARTING", "TASK_RUNNING")
+            ]
             held += [o["spec"]["resources"] for o in fw.offers()]
             cpus = sum(r.get("cpus", 0) for r in held)
             mem = sum(r.get("mem", 0) for r in held)
@@ -203,9 +207,7 @@ def test_weighted_roles_converge_to_dominant_shares_one_to_two(kube, namespace, 
         light = sum(s["light"] for s in samples) / len(samples)
         heavy = sum(s["heavy"] for s in samples) / len(samples)
         ratio = heavy / light
-        assert 1.8 <= ratio <= 2.2, (
-            f"dominant shares heavy:light = {ratio:.2f} ({heavy:.3f}:{light:.3f})"
-        )
+        assert 1.8 <= ratio <= 2.2, f"dominant shares heavy:light = {ratio:.2f} ({heavy:.3f}:{light:.3f})"
     finally:
         for name in ("light", "heavy"):
             with contextlib.suppress(ApiException):

@@ -22,6 +22,18 @@ def tasks_of(kube: Kube, namespace: str, framework: str, role: str) -> list[dict
     return [t for t in items if t["spec"]["labels"].get("spark-role") == role]
 
 
+def wait_torn_down(kube: Kube, namespace: str, timeout: float = 30) -> None:
+    """The master finished the TEARDOWN: no Framework left and no pod still holding resources.
+    (Tests wait for this so the master is not stopped with work pending.)"""
+
+    def done() -> bool:
+        pods = kube.core.list_namespaced_pod(namespace).items
+        live = [p.metadata.name for p in pods if p.status.phase not in ("Succeeded", "Failed")]
+        return not kube.list("frameworks", namespace) and not live
+
+    eventually(done, timeout=timeout, what="framework torn down and its pods gone")
+
+
 def states_before_end(app: SparkApplication, task_id: str) -> list[str]:
     assert app.ended_at is not None
     return [state for t, tid, state in app.history if tid == task_id and t < app.ended_at]
@@ -53,9 +65,7 @@ def test_coarse_app_gets_exactly_three_executors_and_keeps_them_until_it_ends(
     assert s.declines.get("reached spark.cores.max", 0) >= 1
     assert s.peak_cores_held == 12 and s.tasks_done == 36
     # The end is a TEARDOWN: the Framework goes away and the master kills the executors.
-    eventually(
-        lambda: not kube.list("frameworks", namespace), timeout=20, what="framework torn down after the app"
-    )
+    wait_torn_down(kube, namespace)
 
 
 def test_constraints_place_executors_only_on_matching_agents_and_decline_the_rest(
@@ -79,6 +89,7 @@ def test_constraints_place_executors_only_on_matching_agents_and_decline_the_res
     # Each zone=b agent was offered once, declined for rejectOfferDuration (120 s), not again.
     assert s.declines.get("unmet constraints") == 2
     assert all(app.offers_by_agent[n] == 1 for n in zone_b), dict(app.offers_by_agent)
+    wait_torn_down(kube, namespace)
 
 
 def test_fine_app_executor_holds_its_agent_while_task_tasks_come_and_go(kube, namespace, fake_nodes, master):
@@ -120,6 +131,7 @@ def test_fine_app_executor_holds_its_agent_while_task_tasks_come_and_go(kube, na
         ]
         assert len(finished_after) >= 2
     assert s.mean_idle_cores_held > 0  # the executors' cores are held even between tasks
+    wait_torn_down(kube, namespace)
 
 
 def test_two_apps_in_weighted_roles_share_by_drf(kube, namespace, fake_nodes, master):
@@ -154,7 +166,9 @@ def test_two_apps_in_weighted_roles_share_by_drf(kube, namespace, fake_nodes, ma
             app.start(kube, namespace)
         # Let the shares settle, then compare cores held over a window while both are busy.
         eventually(
-            lambda: all(a.run_state.done_tasks >= 20 for a in apps.values()), timeout=60, what="both apps busy"
+            lambda: all(a.run_state.done_tasks >= 20 for a in apps.values()),
+            timeout=60,
+            what="both apps busy",
         )
         t0 = max(a.clock() for a in apps.values())
         eventually(lambda: apps["heavy"].clock() - t0 >= 8, timeout=20, interval=0.5)
@@ -164,6 +178,7 @@ def test_two_apps_in_weighted_roles_share_by_drf(kube, namespace, fake_nodes, ma
         assert 1.4 <= ratio <= 2.6, f"cores held heavy:light = {ratio:.2f} ({held})"
         for app in apps.values():
             app.driver.stop()
+        wait_torn_down(kube, namespace)
     finally:
         for name in roles:
             with contextlib.suppress(ApiException):

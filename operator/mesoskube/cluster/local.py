@@ -174,8 +174,10 @@ class LocalCluster:
                 "--service-cluster-ip-range",
                 "10.0.0.0/24",
                 "--allow-privileged=true",
+                # TaintNodesByCondition would taint new nodes not-ready until a node-lifecycle
+                # controller (not run here) lifts it; kwok reports the real Ready condition.
                 "--disable-admission-plugins",
-                "ServiceAccount",
+                "ServiceAccount,TaintNodesByCondition",
                 "--authorization-mode",
                 "RBAC",
                 "--token-auth-file",

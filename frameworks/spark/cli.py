@@ -1,0 +1,149 @@
+"""`mesoskube spark submit|keys`: run an EMULATED Spark application as a mesoskube framework."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from mesoskube.frameworks.spark.app import AppSummary, Progress, SparkApplication
+from mesoskube.frameworks.spark.conf import SparkConf, SparkConfError, keys_table
+from mesoskube.frameworks.spark.workload import EmulatedWorkload
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("spark", help="Spark on mesoskube (coarse or fine mode, emulated workload)")
+    ssub = p.add_subparsers(dest="spark_cmd", required=True)
+    s = ssub.add_parser(
+        "submit",
+        help="run an emulated Spark application against the master",
+        description="Run an EMULATED Spark application (stages of timed tasks, no Spark code) as a "
+        "mesoskube framework, with Spark's Mesos backend placement, and report what it measured.",
+    )
+    s.add_argument(
+        "--conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a spark.* setting, e.g. spark.mesos.coarse=false or spark.cores.max=12 (repeat); "
+        "see `mesoskube spark keys`",
+    )
+    s.add_argument(
+        "--workload",
+        required=True,
+        metavar="FILE",
+        help="YAML/JSON: {stages: [{tasks: 40, seconds: 2.0}, ...], seed: 0, jitter: 0.0}",
+    )
+    s.add_argument("--name", help="Framework name (default: spark.app.name plus a random suffix)")
+    s.add_argument("--namespace", default="default", help="namespace of the Framework (default: default)")
+    s.add_argument("--kubeconfig", help="kubeconfig path (default $KUBECONFIG or in-cluster)")
+    s.add_argument("--json-summary", metavar="PATH", help="also write the summary as JSON here")
+    s.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
+    s.add_argument("--quiet", action="store_true", help="no live progress line")
+    s.set_defaults(func=cmd_submit)
+    k = ssub.add_parser("keys", help="the spark.* keys understood, with their defaults")
+    k.set_defaults(func=cmd_keys)
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    rows = keys_table()
+    w1 = max(len(r[0]) for r in rows)
+    w2 = max(len(r[1]) for r in rows)
+    for key, default, doc in rows:
+        print(f"{key:<{w1}}  {default:<{w2}}  {doc}")
+    return 0
+
+
+def progress_line(p: Progress) -> str:
+    m, s = divmod(p.elapsed, 60)
+    return (
+        f"[{p.mode}] {int(m):02d}:{s:04.1f}  stage {p.stage}/{p.stages}  "
+        f"tasks {p.tasks_done}/{p.tasks_total}  executors {p.executors}  "
+        f"cores held {p.cores_held:g} (busy {p.cores_busy:g})"
+    )
+
+
+def print_summary(summary: AppSummary, out=sys.stdout) -> None:
+    rows = summary.table()
+    width = max(len(k) for k, _ in rows)
+    print(file=out)
+    for k, v in rows:
+        print(f"  {k:<{width}}  {v}", file=out)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        workload = EmulatedWorkload.load(args.workload)
+    except (OSError, ValueError, ValidationError) as e:
+        print(f"error: --workload {args.workload}: {e}", file=sys.stderr)
+        return 2
+    pairs = list(args.conf)
+    if workload.name and not any(c.split("=", 1)[0].strip() == "spark.app.name" for c in pairs):
+        pairs.append(f"spark.app.name={workload.name}")
+    try:
+        conf = SparkConf.parse(pairs)
+        app = SparkApplication(conf, workload, framework_name=args.name)
+    except (SparkConfError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from mesoskube.kube import Kube
+
+    kube = Kube.connect(args.kubeconfig)
+    tty = sys.stdout.isatty()
+    print(
+        f"submitting {conf.app_name} as framework {app.framework_name} in {args.namespace} "
+        f"({conf.mode} mode, emulated workload: {workload.total_tasks} tasks "
+        f"in {len(workload.stages)} stages)"
+    )
+    app.start(kube, args.namespace)
+    stop_progress = threading.Event()
+
+    def show() -> None:
+        last = ""
+        every = 0.5 if tty else 5.0
+        while not stop_progress.wait(every):
+            line = progress_line(app.progress())
+            if tty:
+                sys.stdout.write("\r" + line.ljust(len(last)))
+                sys.stdout.flush()
+            elif line != last:
+                print(line, flush=True)
+            last = line
+
+    shower = threading.Thread(target=show, daemon=True)
+    if not args.quiet:
+        shower.start()
+    interrupted = False
+    try:
+        app.wait(args.timeout)
+    except KeyboardInterrupt:
+        interrupted = True
+        app.failure = "interrupted"
+    stop_progress.set()
+    if shower.is_alive():
+        shower.join()
+    if not args.quiet:
+        line = progress_line(app.progress())
+        print(("\r" + line) if tty else line)
+    if app.driver is not None and app.driver.status.value == "DRIVER_RUNNING":
+        if not app.done.is_set() and app.failure is None:
+            app.failure = f"timed out after {args.timeout}s"
+        app.driver.stop()
+    if app.driver is not None:
+        app.driver.join(30)  # the teardown request is out and the callbacks have returned
+    summary = app.summary()
+    print_summary(summary)
+    if args.json_summary:
+        path = Path(args.json_summary)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+        print(f"\nsummary written to {path}")
+    if interrupted:
+        return 130
+    return 0 if summary.ok else 1

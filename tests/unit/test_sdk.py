@@ -1,0 +1,497 @@
+"""The scheduler SDK without an API server: the driver's event thread fed by hand, a fake client
+recording every write. Checks callback order, offer batching, rescinds, one patch per answer, and
+the status updates the driver synthesises when the master cannot give them."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from mesoskube.api.models import OfferPhase, TaskState
+from mesoskube.frameworks.sdk import (
+    DriverStatus,
+    Offer,
+    Scheduler,
+    SchedulerDriver,
+    StatusSource,
+    TaskInfo,
+    TaskStatus,
+    micro_time,
+)
+
+# ---------------------------------------------------------------------------- fakes
+
+
+def api_error(status: int, message: str = "") -> ApiException:
+    e = ApiException(status=status, reason="fake")
+    e.body = json.dumps({"message": message})
+    return e
+
+
+class FakeCoordination:
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+        self.exists = False
+
+    def create_namespaced_lease(self, ns, body):
+        self.calls.append(("create", body))
+        if self.exists:
+            raise api_error(409)
+        self.exists = True
+
+    def read_namespaced_lease(self, name, ns):
+        self.calls.append(("read", name))
+        return SimpleNamespace(spec=SimpleNamespace(lease_transitions=2, holder_identity="old-process"))
+
+    def patch_namespaced_lease(self, name, ns, body, _content_type=None):
+        self.calls.append(("patch", body, _content_type))
+
+    def delete_namespaced_lease(self, name, ns):
+        self.calls.append(("delete", name))
+
+
+class FakeKube:
+    def __init__(self) -> None:
+        self.writes: list[tuple[str, str, str, Any]] = []
+        self.fail: dict[tuple[str, str], ApiException] = {}
+        self.objects: dict[tuple[str, str], dict] = {}
+        self.coordination = FakeCoordination()
+
+    def create(self, plural, ns, body):
+        self.writes.append(("create", plural, body["metadata"]["name"], body))
+        key = (plural, body["metadata"]["name"])
+        if key in self.objects:
+            raise api_error(409)
+        obj = {**body, "metadata": {**body["metadata"], "uid": "uid-1", "resourceVersion": "1"}}
+        self.objects[key] = obj
+        return obj
+
+    def get(self, plural, ns, name):
+        if (plural, name) not in self.objects:
+            raise api_error(404)
+        return self.objects[(plural, name)]
+
+    def patch(self, plural, ns, name, body):
+        self.writes.append(("patch", plural, name, body))
+        if (plural, name) in self.fail:
+            raise self.fail[(plural, name)]
+        return self.objects.get((plural, name), {"metadata": {"name": name}})
+
+    def delete(self, plural, ns, name):
+        self.writes.append(("delete", plural, name, None))
+        self.objects.pop((plural, name), None)
+
+    def patches(self, plural: str | None = None) -> list[tuple[str, dict]]:
+        return [(w[2], w[3]) for w in self.writes if w[0] == "patch" and (plural is None or w[1] == plural)]
+
+
+class Recorder(Scheduler):
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+        self.cond = threading.Condition()
+        self.on_offers = None
+
+    def _add(self, *e) -> None:
+        with self.cond:
+            self.events.append(e)
+            self.cond.notify_all()
+
+    def registered(self, driver, framework_id):
+        self._add("registered", framework_id)
+
+    def reregistered(self, driver):
+        self._add("reregistered")
+
+    def disconnected(self, driver):
+        self._add("disconnected")
+
+    def resource_offers(self, driver, offers):
+        self._add("offers", [o.id for o in offers])
+        if self.on_offers:
+            self.on_offers(driver, offers)
+
+    def offer_rescinded(self, driver, offer_id):
+        self._add("rescinded", offer_id)
+
+    def status_update(self, driver, status):
+        self._add("status", status.task_id, status.state.value, status.reason, status.source)
+
+    def error(self, driver, message):
+        self._add("error", message)
+
+    def wait(self, n: int, timeout: float = 3.0) -> list[tuple]:
+        with self.cond:
+            ok = self.cond.wait_for(lambda: len(self.events) >= n, timeout)
+        assert ok, f"expected {n} callbacks, got {self.events}"
+        return list(self.events)
+
+    def settle(self, seconds: float = 0.2) -> list[tuple]:
+        time.sleep(seconds)
+        return list(self.events)
+
+
+def framework(phase: str | None = "Subscribed", **status) -> dict:
+    st = {"phase": phase, "frameworkId": "fw-id-1", **status} if phase else {}
+    return {"metadata": {"name": "fw", "uid": "uid-1"}, "spec": {"roles": ["*"]}, "status": st}
+
+
+def offer(name: str, agent: str = "n1", cpus: float = 4, phase: str | None = None, **extra) -> dict:
+    status = {"phase": phase} if phase else {}
+    status.update(extra)
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "framework": "fw",
+            "agent": agent,
+            "resources": {"cpus": cpus, "mem": 4096},
+            "attributes": {},
+        },
+        "status": status,
+    }
+
+
+def task(name: str, state: str | None, agent: str = "n1") -> dict:
+    return {
+        "metadata": {"name": name},
+        "spec": {"framework": "fw", "agent": agent, "resources": {"cpus": 1}, "executor": "ex-1"},
+        "status": {"state": state, "reason": "R", "message": "m"} if state else {},
+    }
+
+
+@pytest.fixture
+def rig():
+    kube = FakeKube()
+    sched = Recorder()
+    d = SchedulerDriver(sched, "fw", "ns", kube=kube, offer_batch_window=0.05)  # type: ignore[arg-type]
+    d._status = DriverStatus.RUNNING
+    t = threading.Thread(target=d._event_loop, daemon=True)
+    t.start()
+    d._event_thread = t
+
+    def feed(kind: str, event_type: str, obj: Any) -> None:
+        d._events.put((kind, (event_type, obj)))
+
+    yield SimpleNamespace(driver=d, kube=kube, sched=sched, feed=feed)
+    d._stopped.set()
+    d._events.put(("stop", None))
+    t.join(2)
+
+
+def subscribe(rig) -> None:
+    rig.feed("framework", "MODIFIED", framework())
+    rig.sched.wait(1)
+
+
+# ---------------------------------------------------------------------------- callbacks
+
+
+def test_offers_wait_for_registration_then_arrive_in_one_batch(rig):
+    rig.feed("offer", "ADDED", offer("o1"))
+    rig.feed("offer", "ADDED", offer("o2", agent="n2"))
+    assert rig.sched.settle(0.15) == []
+    rig.feed("framework", "MODIFIED", framework())
+    assert rig.sched.wait(2) == [("registered", "fw-id-1"), ("offers", ["o1", "o2"])]
+    assert rig.driver.framework_id == "fw-id-1"
+    assert [o.id for o in rig.driver.outstanding_offers()] == ["o1", "o2"]
+
+
+def test_offers_within_the_window_batch_and_other_events_keep_their_order(rig):
+    subscribe(rig)
+    rig.feed("offer", "ADDED", offer("o1"))
+    rig.feed("task", "ADDED", task("t1", "TASK_RUNNING"))
+    rig.feed("offer", "ADDED", offer("o2"))
+    rig.feed("offer", "ADDED", offer("o3"))
+    events = rig.sched.wait(4)[1:]
+    assert events[0] == ("offers", ["o1"])  # flushed before the status update that followed it
+    assert events[1][:3] == ("status", "t1", "TASK_RUNNING")
+    assert events[2] == ("offers", ["o2", "o3"])
+
+
+def test_rescinds(rig):
+    subscribe(rig)
+    rig.feed("offer", "ADDED", offer("o1"))
+    rig.sched.wait(2)
+    rig.feed("offer", "MODIFIED", offer("o1", phase="Rescinded", reason="REASON_AGENT_REMOVED"))
+    rig.feed("offer", "DELETED", offer("o1", phase="Rescinded"))
+    # A deletion of an unanswered offer is a rescind as well.
+    rig.feed("offer", "ADDED", offer("o2"))
+    rig.sched.wait(4)
+    rig.feed("offer", "DELETED", offer("o2"))
+    # An offer rescinded while still in a pending batch is never delivered nor rescinded.
+    rig.feed("offer", "ADDED", offer("o3"))
+    rig.feed("offer", "MODIFIED", offer("o3", phase="Expired"))
+    events = rig.sched.settle(0.3)[1:]
+    assert events == [("offers", ["o1"]), ("rescinded", "o1"), ("offers", ["o2"]), ("rescinded", "o2")]
+    assert rig.driver.stats.offers_rescinded == 2
+
+
+def test_answered_offers_are_not_rescinded_and_answers_are_one_patch_each(rig):
+    subscribe(rig)
+    rig.feed("offer", "ADDED", offer("o1"))
+    rig.feed("offer", "ADDED", offer("o2"))
+    rig.sched.wait(2)
+    t = TaskInfo(name="t1", resources={"cpus": 1, "mem": 128}, runSeconds=2)
+    rig.driver.accept("o1", [t, {"name": "t2", "resources": {"cpus": 1}}], filters={"refuseSeconds": 1})
+    rig.driver.accept("o1", [t])  # a second answer is ignored
+    rig.driver.decline("o2", refuse_seconds=30)
+    patches = rig.kube.patches("offers")
+    assert len(patches) == 2
+    name, body = patches[0]
+    answer = body["spec"]["answer"]
+    assert name == "o1" and answer["type"] == "Accept" and answer["filters"] == {"refuseSeconds": 1}
+    assert [x["name"] for x in answer["tasks"]] == ["t1", "t2"]
+    assert answer["tasks"][0]["resources"]["cpus"] == 1 and answer["tasks"][0]["runSeconds"] == 2
+    assert patches[1] == ("o2", {"spec": {"answer": {"type": "Decline", "filters": {"refuseSeconds": 30.0}}}})
+    rig.driver.decline("o3")  # never offered to us, but the driver does not guess: it patches
+    assert rig.kube.patches("offers")[2] == ("o3", {"spec": {"answer": {"type": "Decline"}}})
+    rig.feed("offer", "DELETED", offer("o1"))
+    assert rig.sched.settle(0.2)[-1] == ("offers", ["o1", "o2"])
+    assert rig.driver.stats.accepts == 1 and rig.driver.stats.declines == 2
+
+
+def test_accepting_a_rescinded_offer_gives_task_lost_without_a_patch(rig):
+    subscribe(rig)
+    rig.feed("offer", "ADDED", offer("o1"))
+    rig.sched.wait(2)
+    rig.feed("offer", "MODIFIED", offer("o1", phase="Rescinded"))
+    rig.sched.wait(3)
+    rig.driver.accept("o1", [TaskInfo(name="t1", resources={"cpus": 1})])
+    ev = rig.sched.wait(4)[-1]
+    assert ev == ("status", "t1", "TASK_LOST", "REASON_INVALID_OFFERS", StatusSource.DRIVER)
+    assert rig.kube.patches("offers") == []
+
+
+def test_partition_aware_frameworks_get_task_dropped(rig):
+    rig.driver.capabilities = ["PARTITION_AWARE"]
+    subscribe(rig)
+    rig.kube.fail[("offers", "o9")] = api_error(404)
+    rig.driver.accept("o9", [TaskInfo(name="t1", resources={"cpus": 1})])
+    assert rig.sched.wait(2)[-1][:4] == ("status", "t1", "TASK_DROPPED", "REASON_INVALID_OFFERS")
+
+
+def test_an_accept_the_api_server_refuses_is_task_error_and_the_offer_is_declined(rig):
+    subscribe(rig)
+    rig.kube.fail[("offers", "o1")] = api_error(422, "spec.answer.tasks[0].name: Invalid value")
+    rig.driver.accept("o1", [TaskInfo(name="t1", resources={"cpus": 1})])
+    ev = rig.sched.wait(2)[-1]
+    assert ev[:4] == ("status", "t1", "TASK_ERROR", "REASON_TASK_INVALID")
+    assert [b["spec"]["answer"]["type"] for _, b in rig.kube.patches("offers")] == ["Accept", "Decline"]
+
+
+def test_an_answer_the_master_refused_after_a_rescind_race_gives_task_lost(rig):
+    subscribe(rig)
+    rig.feed("offer", "ADDED", offer("o1"))
+    rig.sched.wait(2)
+    rig.driver.accept("o1", [TaskInfo(name="t1", resources={"cpus": 1})])
+    refused = offer("o1", phase="Rescinded", answerRefused=True, message="answer refused: rescinded")
+    refused["spec"]["answer"] = {"type": "Accept"}
+    rig.feed("offer", "MODIFIED", refused)
+    rig.feed("offer", "MODIFIED", refused)  # only once
+    events = rig.sched.settle(0.3)
+    assert events[-1] == ("status", "t1", "TASK_LOST", "REASON_INVALID_OFFERS", StatusSource.DRIVER)
+    assert sum(1 for e in events if e[0] == "status") == 1
+
+
+def test_task_updates_only_on_change_and_a_vanished_task_is_lost(rig):
+    subscribe(rig)
+    rig.feed("task", "ADDED", task("t1", None))  # no state yet: the master's way of saying STAGING
+    rig.feed("task", "MODIFIED", task("t1", "TASK_STAGING"))
+    rig.feed("task", "MODIFIED", task("t1", "TASK_STAGING"))
+    rig.feed("task", "MODIFIED", task("t1", "TASK_RUNNING"))
+    rig.feed("task", "ADDED", task("t2", "TASK_RUNNING"))
+    rig.feed("task", "DELETED", task("t2", "TASK_RUNNING"))
+    rig.feed("task", "ADDED", task("t3", "TASK_FINISHED"))
+    rig.feed("task", "DELETED", task("t3", "TASK_FINISHED"))
+    events = [e[1:4] for e in rig.sched.settle(0.3) if e[0] == "status"]
+    assert events == [
+        ("t1", "TASK_STAGING", None),
+        ("t1", "TASK_RUNNING", "R"),
+        ("t2", "TASK_RUNNING", "R"),
+        ("t2", "TASK_LOST", "REASON_TASK_UNKNOWN"),
+        ("t3", "TASK_FINISHED", "R"),
+    ]
+
+
+def test_a_relist_diffs_against_what_was_known(rig):
+    subscribe(rig)
+    rig.feed("offer", "SYNC", [offer("o1"), offer("o2")])
+    rig.feed("task", "SYNC", [task("t1", "TASK_RUNNING"), task("t2", "TASK_RUNNING")])
+    rig.sched.wait(4)
+    # After a 410 the watch re-lists: o1 and t2 are gone, t1 moved on.
+    rig.feed("offer", "SYNC", [offer("o2")])
+    rig.feed("task", "SYNC", [task("t1", "TASK_FINISHED")])
+    events = rig.sched.settle(0.3)[4:]
+    assert ("rescinded", "o1") in events
+    assert [e[1:3] for e in events if e[0] == "status"] == [("t2", "TASK_LOST"), ("t1", "TASK_FINISHED")]
+
+
+def test_reconciliation_answers_arrive_once_as_status_updates(rig):
+    subscribe(rig)
+    rig.driver.reconcile_tasks(["t1", "ghost"])
+    rig.driver.reconcile_tasks()
+    assert [b["spec"]["reconcile"] for _, b in rig.kube.patches("frameworks")] == [
+        {"id": 1, "taskIds": ["t1", "ghost"]},
+        {"id": 2, "taskIds": []},
+    ]
+    answered = framework(
+        observedReconcile=1,
+        reconciled=[
+            {"taskId": "t1", "state": "TASK_RUNNING"},
+            {"taskId": "ghost", "state": "TASK_LOST", "reason": "REASON_RECONCILIATION"},
+        ],
+    )
+    rig.feed("framework", "MODIFIED", answered)
+    rig.feed("framework", "MODIFIED", answered)
+    events = [e[1:4] for e in rig.sched.settle(0.3) if e[0] == "status"]
+    assert events == [
+        ("t1", "TASK_RUNNING", "REASON_RECONCILIATION"),
+        ("ghost", "TASK_LOST", "REASON_RECONCILIATION"),
+    ]
+
+
+def test_revive_suppress_and_kill_are_single_patches(rig):
+    subscribe(rig)
+    rig.driver._revive = 3  # as read from the Framework at subscription
+    rig.driver.revive()
+    rig.driver.suppress()
+    rig.driver.kill_task("t1")
+    assert rig.kube.patches("frameworks") == [
+        ("fw", {"spec": {"revive": 4, "suppress": False}}),
+        ("fw", {"spec": {"suppress": True}}),
+    ]
+    assert rig.kube.patches("tasks") == [("t1", {"spec": {"kill": True}})]
+    rig.kube.fail[("tasks", "gone")] = api_error(404)
+    rig.driver.kill_task("gone")
+    assert rig.sched.wait(2)[-1][:4] == ("status", "gone", "TASK_LOST", "REASON_RECONCILIATION")
+
+
+def test_disconnect_reregister_and_teardown(rig):
+    subscribe(rig)
+    rig.feed("framework", "MODIFIED", framework("Disconnected"))
+    rig.feed("framework", "MODIFIED", framework("Subscribed"))
+    rig.feed("framework", "MODIFIED", framework("TornDown"))
+    events = rig.sched.wait(4)
+    assert events[1:] == [("disconnected",), ("reregistered",), ("error", "Framework has been removed")]
+    assert rig.driver.join(2) is DriverStatus.ABORTED
+
+
+def test_timers_and_calls_run_on_the_event_thread_in_order(rig):
+    seen: list[tuple[str, str]] = []
+    rig.driver.call_later(0.1, lambda: seen.append(("late", threading.current_thread().name)))
+    rig.driver.call_soon(lambda: seen.append(("soon", threading.current_thread().name)))
+    cancelled = rig.driver.call_later(0.05, lambda: seen.append(("cancelled", "")))
+    cancelled.cancel()
+    time.sleep(0.3)
+    assert [s[0] for s in seen] == ["soon", "late"]
+    assert all(s[1] == rig.driver._event_thread.name for s in seen)
+
+
+def test_offers_a_failing_callback_left_unanswered_are_declined(rig):
+    def boom(driver, offers):
+        driver.accept(offers[0].id, [TaskInfo(name="t1", resources={"cpus": 1})])
+        raise RuntimeError("scheduler bug")
+
+    rig.sched.on_offers = boom
+    subscribe(rig)
+    rig.feed("offer", "ADDED", offer("o1"))
+    rig.feed("offer", "ADDED", offer("o2"))
+    rig.sched.wait(2)
+    time.sleep(0.2)
+    kinds = {n: b["spec"]["answer"]["type"] for n, b in rig.kube.patches("offers")}
+    assert kinds == {"o1": "Accept", "o2": "Decline"}
+
+
+# ---------------------------------------------------------------------------- subscribe, lease, stop
+
+
+def test_subscribe_creates_the_lease_first_then_the_framework():
+    kube = FakeKube()
+    d = SchedulerDriver(Recorder(), "fw", "ns", roles=["a"], kube=kube, failover_timeout=30)  # type: ignore[arg-type]
+    d._renew_lease(first=True)
+    d._subscribe()
+    kind, body = kube.coordination.calls[0]
+    assert kind == "create" and body["metadata"]["labels"] == {"mesoskube.io/framework": "fw"}
+    spec = body["spec"]
+    assert spec["holderIdentity"] == d.identity and spec["leaseDurationSeconds"] == 15
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", spec["renewTime"])
+    created = kube.objects[("frameworks", "fw")]
+    assert created["spec"] == {"roles": ["a"], "failoverTimeoutSeconds": 30.0, "capabilities": []}
+    # Renewal: one JSON patch that also adds the owner reference (once), guarded by a test op.
+    d._renew_lease()
+    d._renew_lease()
+    (_, ops1, ct1), (_, ops2, _) = [c for c in kube.coordination.calls if c[0] == "patch"]
+    assert ct1 == "application/json-patch+json"
+    assert ops1[0] == {"op": "test", "path": "/spec/holderIdentity", "value": d.identity}
+    assert ops1[2]["path"] == "/metadata/ownerReferences" and ops1[2]["value"][0]["uid"] == "uid-1"
+    assert len(ops2) == 2
+
+
+def test_a_second_process_reregisters_and_takes_the_lease_over():
+    kube = FakeKube()
+    kube.objects[("frameworks", "fw")] = {
+        "metadata": {"name": "fw", "uid": "uid-0"},
+        "spec": {"roles": ["*"], "failoverTimeoutSeconds": 60.0, "capabilities": [], "revive": 7},
+        "status": {"phase": "Disconnected"},
+    }
+    kube.coordination.exists = True
+    d = SchedulerDriver(Recorder(), "fw", "ns", kube=kube, failover_timeout=60)  # type: ignore[arg-type]
+    d._renew_lease(first=True)
+    d._subscribe()
+    patch = next(c for c in kube.coordination.calls if c[0] == "patch")
+    assert patch[1]["spec"]["holderIdentity"] == d.identity and patch[1]["spec"]["leaseTransitions"] == 3
+    assert kube.patches("frameworks") == []  # nothing to change
+    assert d._revive == 7 and d._framework_uid == "uid-0"
+    with pytest.raises(ValueError, match="MULTI_ROLE"):
+        SchedulerDriver(Recorder(), "fw", "ns", roles=["other"], kube=kube)._subscribe()  # type: ignore[arg-type]
+
+
+def test_a_torn_down_framework_of_the_same_name_is_replaced():
+    kube = FakeKube()
+    kube.objects[("frameworks", "fw")] = {
+        "metadata": {"name": "fw", "uid": "old"},
+        "status": {"phase": "TornDown"},
+    }
+    d = SchedulerDriver(Recorder(), "fw", "ns", kube=kube)  # type: ignore[arg-type]
+    d._subscribe()
+    assert ("delete", "frameworks", "fw", None) in kube.writes
+    assert kube.objects[("frameworks", "fw")]["metadata"]["uid"] == "uid-1"
+
+
+def test_stop_tears_down_and_failover_does_not(rig):
+    rig.driver.stop(failover=True)
+    assert rig.driver.status is DriverStatus.STOPPED
+    assert not [w for w in rig.kube.writes if w[0] == "delete"]
+    kube = FakeKube()
+    d = SchedulerDriver(Recorder(), "fw", "ns", kube=kube)  # type: ignore[arg-type]
+    d._status = DriverStatus.RUNNING
+    assert d.stop() is DriverStatus.STOPPED and d.join(0) is DriverStatus.STOPPED
+    assert ("delete", "frameworks", "fw", None) in kube.writes
+    assert ("delete", "fw") in kube.coordination.calls
+    # Calls after stop do nothing.
+    assert d.revive() is DriverStatus.STOPPED and kube.patches() == []
+
+
+# ---------------------------------------------------------------------------- value objects
+
+
+def test_offer_and_status_from_objects():
+    o = Offer.from_object(offer("o1", cpus=2.5, phase="Outstanding"))
+    assert o.id == "o1" and o.agent_id == "n1" and o.resources.cpus == 2.5 and o.resources.mem == 4096
+    assert o.phase is OfferPhase.OUTSTANDING and o.expires_at is None and "o1" in str(o)
+    s = TaskStatus.from_task(task("t1", "TASK_FAILED"))
+    assert s is not None and s.state is TaskState.FAILED and s.is_terminal and s.is_failure
+    assert s.agent_id == "n1" and s.executor_id == "ex-1" and s.source is StatusSource.MASTER
+    staging = TaskStatus.from_task(task("t1", None))
+    assert staging.state is TaskState.STAGING and staging.reason is None
+    assert not TaskStatus(task_id="x", state=TaskState.KILLED).is_failure
+
+
+def test_micro_time_has_six_fraction_digits_even_on_whole_seconds():
+    assert micro_time(0) == "1970-01-01T00:00:00.000000Z"
