@@ -470,7 +470,8 @@ class Engine:
         fw_uid = fw["metadata"]["uid"]
         if not verdict.ok:
             self.events.warning(fw, "TaskError", f"accept of offer {offer_name} refused: {verdict.message}")
-            self._run_all(lambda t: self._error_task(ns, t, spec, fw_uid, offer_name, verdict.message), todo)
+            for t in todo:
+                self._error_task(ns, t, spec, fw_uid, offer_name, verdict.message)
             return Resources()
 
         def create(task) -> None:
@@ -491,7 +492,9 @@ class Engine:
             self.cache.upsert("tasks", body)
             self.mark_task(k)
 
-        self._run_all(create, todo)
+        # Already on a pool worker: launching through the pool again could deadlock it.
+        for t in todo:
+            create(t)
         return verdict.used
 
     def _error_task(self, ns: str, task, spec: dict, fw_uid: str, offer_name: str, message: str) -> None:

@@ -59,7 +59,7 @@ class Master:
         self._stop_flag: threading.Event = threading.Event()
         self._threads: list[threading.Thread] = []
 
-    async def operator(self, ready: threading.Event | None = None) -> None:
+    async def operator(self, stop_flag: threading.Event | None = None) -> None:
         await kopf.operator(
             registry=self.registry,
             settings=kopf_settings(self.settings),
@@ -69,8 +69,9 @@ class Master:
             liveness_endpoint=f"http://0.0.0.0:{self.settings.healthPort}/healthz"
             if self.settings.healthPort
             else None,
-            stop_flag=self._stop_flag,
-            ready_flag=ready,
+            # A threading.Event stop flag is awaited in an executor thread that asyncio.run then joins
+            # on exit; in the foreground kopf's own SIGTERM/SIGINT handling is the stop signal instead.
+            stop_flag=stop_flag,
         )
 
     def start_engine(self) -> None:
@@ -86,12 +87,15 @@ class Master:
         try:
             asyncio.run(self.operator())
         finally:
+            self._stop_flag.set()
             self.engine.stop()
 
     def start_in_thread(self, timeout: float = 30) -> Master:
         """Background (tests, benchmarks, demo): returns once the first LIST has seeded the cache."""
         self.start_engine()
-        t = threading.Thread(target=lambda: asyncio.run(self.operator()), name="mesoskube-kopf", daemon=True)
+        t = threading.Thread(
+            target=lambda: asyncio.run(self.operator(self._stop_flag)), name="mesoskube-kopf", daemon=True
+        )
         t.start()
         self._threads.append(t)
         if not self.engine.ready.wait(timeout):
