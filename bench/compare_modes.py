@@ -27,11 +27,11 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from mesoskube.api.crdgen import crd_objects
+from mesoskube.api.install import install_crds
 from mesoskube.api.models import TERMINAL_TASK_STATES
 from mesoskube.cluster.binaries import versions as binary_versions
 from mesoskube.cluster.local import LocalCluster
-from mesoskube.cluster.nodes import add_nodes, remove_nodes
+from mesoskube.cluster.nodes import add_nodes, remove_nodes, wait_nodes_ready
 from mesoskube.cluster.nodeshapes import NodeShape, parse_shape
 from mesoskube.frameworks.sdk import DriverStatus, SchedulerDriver
 from mesoskube.frameworks.sdk.example import Sleepers
@@ -60,43 +60,6 @@ DEFAULT_FINE: dict[str, str] = {}
 
 def log(msg: str) -> None:
     print(f"[compare-modes {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def install_crds(kube: Kube) -> None:
-    for crd in crd_objects():
-        name = crd["metadata"]["name"]
-        try:
-            kube.apiext.create_custom_resource_definition(crd)
-        except ApiException as e:
-            if e.status != 409:
-                raise
-            crd["metadata"]["resourceVersion"] = kube.apiext.read_custom_resource_definition(
-                name
-            ).metadata.resource_version
-            kube.apiext.replace_custom_resource_definition(name, crd)
-    deadline = time.monotonic() + 30
-    for crd in crd_objects():
-        while True:
-            got = kube.apiext.read_custom_resource_definition(crd["metadata"]["name"])
-            if any(c.type == "Established" and c.status == "True" for c in got.status.conditions or []):
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"CRD {crd['metadata']['name']} not Established")
-            time.sleep(0.1)
-
-
-def wait_nodes_ready(kube: Kube, names: list[str], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    pending = set(names)
-    while pending:
-        for n in list(pending):
-            node = kube.core.read_node(n)
-            if any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or []):
-                pending.discard(n)
-        if pending:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"nodes not Ready after {timeout}s: {sorted(pending)}")
-            time.sleep(0.2)
 
 
 def wait_drained(kube: Kube, namespace: str, timeout: float = 120) -> float:

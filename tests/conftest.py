@@ -16,8 +16,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from mesoskube.cluster.binaries import binary_path
-from mesoskube.cluster.local import STAGES_FILE, LocalCluster, free_port
+from mesoskube.cluster.local import LocalCluster, free_port, kwok_argv
 from mesoskube.cluster.nodes import add_nodes, remove_nodes, wait_nodes_ready
 from mesoskube.cluster.nodeshapes import NodeShape, parse_shape
 from mesoskube.kube import Kube
@@ -68,24 +67,7 @@ def kubeconfig(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 def _run_kwok(kubeconfig: str, workdir: Path) -> subprocess.Popen:
     log = open(workdir / "kwok.log", "ab")  # noqa: SIM115
     return subprocess.Popen(
-        [
-            str(binary_path("kwok")),
-            "--kubeconfig",
-            kubeconfig,
-            "--manage-all-nodes=false",
-            "--manage-nodes-with-annotation-selector",
-            "kwok.x-k8s.io/node=fake",
-            "--cidr",
-            "10.16.0.1/12",
-            "--node-ip",
-            "10.15.0.1",
-            "--node-lease-duration-seconds",
-            "40",
-            "--server-address",
-            f"127.0.0.1:{free_port()}",
-            "-c",
-            str(STAGES_FILE),
-        ],
+        kwok_argv(kubeconfig, free_port()),
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -132,27 +114,8 @@ def fake_nodes(kube: Kube, test_id: str) -> Iterator[FakeNodes]:
         names = add_nodes(kube, count, parsed, start=len(created), prefix=f"n-{test_id}")
         created.extend(names)
         if wait:
-            _wait_ready(kube, names)
+            wait_nodes_ready(kube, names, timeout=60)
         return names
 
     yield make
     remove_nodes(kube, created)
-
-
-def _wait_ready(kube: Kube, names: list[str], timeout: float = 60) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    pending = set(names)
-    while pending:
-        for name in list(pending):
-            node = kube.core.read_node(name)
-            if any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or [])):
-                pending.discard(name)
-        if pending and time.monotonic() > deadline:
-            raise TimeoutError(f"fake nodes not Ready after {timeout}s: {sorted(pending)}")
-        if pending:
-            time.sleep(0.1)
-
-
-__all__ = ["FakeNodes", "wait_nodes_ready"]

@@ -60,6 +60,10 @@ class Settings(BaseModel):
     offerRetention: Annotated[
         float, Field(ge=0, description="Seconds a rescinded or expired Offer stays visible before deletion.")
     ] = 30.0
+    maxCompletedTasksPerFramework: Annotated[
+        int,
+        Field(ge=0, description="Terminal Tasks kept per framework; older ones are deleted (Mesos: 1000)."),
+    ] = 1000
     namespace: Annotated[
         str, Field(description="Namespace to watch for Frameworks, Offers and Tasks; empty = all namespaces.")
     ] = ""

@@ -3,9 +3,12 @@ namespace and to the test's own fake nodes (label mesoskube.io/test=<test id>)."
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from mesoskube.api.install import install_crds
 from mesoskube.kube import Kube
@@ -21,15 +24,13 @@ def crds(kube: Kube) -> None:
 StartMaster = Callable[..., Master]
 
 
-@pytest.fixture
-def master(request, kubeconfig: str, crds, namespace: str, test_id: str) -> Iterator[StartMaster]:
-    """master(**settings) starts an in-process master for this test; stopped at teardown."""
+@contextlib.contextmanager
+def masters(kubeconfig: str, namespace: str, test_id: str) -> Iterator[StartMaster]:
+    """start(**settings) runs an in-process master confined to the test's namespace and nodes;
+    on exit every framework is torn down while the master still runs, then the masters stop."""
     started: list[Master] = []
-    installed = request.config.getoption("--installed-master")
 
-    def start(**overrides) -> Master | None:
-        if installed:
-            return None
+    def start(**overrides) -> Master:
         base = {
             "namespace": namespace,
             "agentSelector": f"mesoskube.io/test={test_id}",
@@ -42,6 +43,29 @@ def master(request, kubeconfig: str, crds, namespace: str, test_id: str) -> Iter
         started.append(m)
         return m
 
-    yield start
-    for m in started:
-        m.stop()
+    try:
+        yield start
+    finally:
+        if started:
+            teardown_frameworks(started[0].kube, namespace)
+        for m in started:
+            m.stop()
+
+
+@pytest.fixture
+def master(request, kubeconfig: str, crds, namespace: str, test_id: str) -> Iterator[StartMaster]:
+    if request.config.getoption("--installed-master"):
+        yield lambda **_: None  # the Helm-installed master serves the test
+        return
+    with masters(kubeconfig, namespace, test_id) as start:
+        yield start
+
+
+def teardown_frameworks(kube: Kube, namespace: str, timeout: float = 20) -> None:
+    """TEARDOWN every framework while the master still runs, so no finalizer or task outlives it."""
+    for fw in kube.list("frameworks", namespace):
+        with contextlib.suppress(ApiException):
+            kube.delete("frameworks", namespace, fw["metadata"]["name"])
+    deadline = time.monotonic() + timeout
+    while kube.list("frameworks", namespace) and time.monotonic() < deadline:
+        time.sleep(0.1)

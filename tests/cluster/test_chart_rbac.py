@@ -15,8 +15,7 @@ from kubernetes.client.exceptions import ApiException
 
 from mesoskube.cluster.binaries import binary_path
 from mesoskube.kube import Kube
-from mesoskube.master.runner import Master
-from mesoskube.settings import Settings
+from tests.cluster.conftest import masters
 from tests.cluster.test_master import (  # noqa: F401 - re-collected here, run as the chart's identity
     test_accept_beyond_the_offer_is_task_error_and_launches_nothing,
     test_accept_launches_a_task_whose_pod_completes_and_resources_return,
@@ -93,24 +92,8 @@ def master(chart_identity: str, namespace: str, test_id: str, request) -> Iterat
     """Overrides the default master fixture: same master, the chart's identity."""
     if request.config.getoption("--installed-master"):
         pytest.skip("the installed master already runs as the chart's ServiceAccount")
-    started: list[Master] = []
-
-    def start(**overrides) -> Master:
-        base = {
-            "namespace": namespace,
-            "agentSelector": f"mesoskube.io/test={test_id}",
-            "metricsPort": 0,
-            "healthPort": 0,
-            "allocationInterval": 0.5,
-        }
-        m = Master(Kube.connect(chart_identity), Settings(**{**base, **overrides}))
-        m.start_in_thread()
-        started.append(m)
-        return m
-
-    yield start
-    for m in started:
-        m.stop()
+    with masters(chart_identity, namespace, test_id) as start:
+        yield start
 
 
 @pytest.mark.parametrize(

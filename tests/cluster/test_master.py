@@ -279,3 +279,17 @@ def test_offer_without_required_fields_is_rejected(kube, namespace, crds):
         )
     assert err.value.status == 422
     assert "spec.agent" in err.value.body and "spec.resources" in err.value.body
+
+
+def test_completed_tasks_beyond_the_limit_are_deleted_oldest_first(kube, namespace, fake_nodes, master):
+    fake_nodes(1, "cpu=4,memory=8Gi")
+    master(maxCompletedTasksPerFramework=2)
+    fw = RawFramework.subscribe(kube, namespace, "fw")
+    (offer,) = fw.wait_offers(1)
+    fw.accept(offer, [task(f"d{i}", 1, 256, run_seconds=0.2 * (i + 1)) for i in range(4)])
+
+    def kept():
+        names = sorted(t["metadata"]["name"] for t in fw.tasks())
+        return names == ["d2", "d3"] and names
+
+    eventually(kept, timeout=20, what="only the two newest finished tasks kept")

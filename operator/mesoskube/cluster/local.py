@@ -224,24 +224,7 @@ class LocalCluster:
         self._start(
             state,
             "kwok",
-            [
-                str(binary_path("kwok")),
-                "--kubeconfig",
-                str(self.kubeconfig),
-                "--manage-all-nodes=false",
-                "--manage-nodes-with-annotation-selector",
-                "kwok.x-k8s.io/node=fake",
-                "--cidr",
-                "10.16.0.1/12",
-                "--node-ip",
-                "10.15.0.1",
-                "--node-lease-duration-seconds",
-                "40",
-                "--server-address",
-                f"127.0.0.1:{ports['kwok']}",
-                "-c",
-                str(STAGES_FILE),
-            ],
+            kwok_argv(str(self.kubeconfig), ports["kwok"]),
         )
         if with_scheduler:
             self._start_scheduler(state, scheduler_qps)
@@ -373,6 +356,28 @@ class LocalCluster:
         for name in reversed(COMPONENTS):
             self.stop_component(name)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def kwok_argv(kubeconfig: str, port: int) -> list[str]:
+    """kwok against an API server: it manages only nodes annotated as fake, with mesoskube's pod stages."""
+    return [
+        str(binary_path("kwok")),
+        "--kubeconfig",
+        kubeconfig,
+        "--manage-all-nodes=false",
+        "--manage-nodes-with-annotation-selector",
+        "kwok.x-k8s.io/node=fake",
+        "--cidr",
+        "10.16.0.1/12",
+        "--node-ip",
+        "10.15.0.1",
+        "--node-lease-duration-seconds",
+        "40",
+        "--server-address",
+        f"127.0.0.1:{port}",
+        "-c",
+        str(STAGES_FILE),
+    ]
 
 
 def _http_ok(url: str) -> bool:

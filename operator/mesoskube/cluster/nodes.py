@@ -46,18 +46,27 @@ def remove_nodes(kube: Kube, names: list[str]) -> None:
 def ready_fake_nodes(kube: Kube) -> tuple[int, int]:
     """(ready, total) among fake nodes."""
     nodes = kube.core.list_node(label_selector="type=kwok").items
-    ready = sum(
-        1 for n in nodes if any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or []))
-    )
+    ready = sum(1 for n in nodes if _is_ready(n))
     return ready, len(nodes)
 
 
-def wait_nodes_ready(kube: Kube, expected: int, timeout: float = 120) -> None:
+def wait_nodes_ready(kube: Kube, expected: int | list[str], timeout: float = 120) -> None:
+    """Until `expected` fake nodes are Ready: a count of any, or these names."""
     deadline = time.monotonic() + timeout
     while True:
-        ready, _ = ready_fake_nodes(kube)
-        if ready >= expected:
+        if isinstance(expected, int):
+            ready, _ = ready_fake_nodes(kube)
+            missing = max(0, expected - ready)
+        else:
+            nodes = kube.core.list_node(label_selector="type=kwok").items
+            ready_names = {n.metadata.name for n in nodes if _is_ready(n)}
+            missing = len(set(expected) - ready_names)
+        if not missing:
             return
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{ready}/{expected} fake nodes Ready after {timeout:.0f}s (kwok running?)")
+            raise TimeoutError(f"{missing} fake node(s) not Ready after {timeout:.0f}s (is kwok running?)")
         time.sleep(0.2)
+
+
+def _is_ready(node) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or []))

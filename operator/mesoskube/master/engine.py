@@ -475,18 +475,7 @@ class Engine:
             return Resources()
 
         def create(task) -> None:
-            body = self.kube.create(
-                "tasks",
-                ns,
-                task_manifest(
-                    task,
-                    spec["framework"],
-                    fw_uid,
-                    spec.get("role") or DEFAULT_ROLE,
-                    spec["agent"],
-                    offer_name,
-                ),
-            )
+            body = self._create_task(ns, task, spec, fw_uid, offer_name)
             k = key_of(body)
             self.accepted_at[k] = now
             self.cache.upsert("tasks", body)
@@ -497,20 +486,14 @@ class Engine:
             create(t)
         return verdict.used
 
+    def _create_task(self, ns: str, task, spec: dict, fw_uid: str, offer_name: str) -> dict:
+        role = spec.get("role") or DEFAULT_ROLE
+        manifest = task_manifest(task, spec["framework"], fw_uid, role, spec["agent"], offer_name)
+        return self.kube.create("tasks", ns, manifest)
+
     def _error_task(self, ns: str, task, spec: dict, fw_uid: str, offer_name: str, message: str) -> None:
         try:
-            body = self.kube.create(
-                "tasks",
-                ns,
-                task_manifest(
-                    task,
-                    spec["framework"],
-                    fw_uid,
-                    spec.get("role") or DEFAULT_ROLE,
-                    spec["agent"],
-                    offer_name,
-                ),
-            )
+            self._create_task(ns, task, spec, fw_uid, offer_name)
         except ApiException as e:
             if e.status != 409:
                 raise
@@ -941,6 +924,23 @@ class Engine:
             if have != want:
                 writes.append(("roles", name, want))
         self._run_all(self._write_status, writes)
+        self.prune_completed_tasks(tasks)
+
+    def prune_completed_tasks(self, tasks: list[dict]) -> None:
+        """Keep at most maxCompletedTasksPerFramework terminal Tasks per framework (Mesos keeps 1000)."""
+        keep = self.settings.maxCompletedTasksPerFramework
+        done: dict[str, list[dict]] = defaultdict(list)
+        for t in tasks:
+            if is_terminal(t):
+                done[_fw_key(t["metadata"]["namespace"], t["spec"]["framework"])].append(t)
+        old = []
+        for finished in done.values():
+            if len(finished) > keep:
+                finished.sort(key=lambda t: (t.get("status") or {}).get("finishedAt") or "")
+                old.extend(finished[: len(finished) - keep])
+        self._run_all(
+            lambda t: self._delete_quietly("tasks", t["metadata"]["namespace"], t["metadata"]["name"]), old
+        )
 
     def _write_status(self, item: tuple[str, str, dict]) -> None:
         store, key, status = item

@@ -7,7 +7,7 @@ from typing import Any
 import kopf
 
 from mesoskube import API_GROUP
-from mesoskube.master import LABEL_FRAMEWORK, LABEL_TASK
+from mesoskube.master import LABEL_TASK
 from mesoskube.master.cache import Cache, key_of
 from mesoskube.master.engine import Engine
 
@@ -83,6 +83,3 @@ def register(
         else:
             cache.upsert("roles", body)
         engine.request_allocation()
-
-
-__all__ = ["LABEL_FRAMEWORK", "register"]

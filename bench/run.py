@@ -1,0 +1,627 @@
+"""`make bench`: two-level placement (mesoskube) vs kube-scheduler on the same kwok nodes, same run.
+
+    python -m bench.run                      # sizes 100,1000,5000 nodes; client QPS 50, burst 100
+    BENCH_SIZES=100,1000 BENCH_QPS=100 python -m bench.run
+
+For each size the same cluster (cluster `bench`: etcd, kube-apiserver, controller-manager, kwok and
+kube-scheduler, all built from the same Kubernetes release) gets N fake nodes of 32 cpus / 256 GiB,
+then:
+  1. kube-scheduler places P pods (1 cpu, 1 GiB) created by a client at QPS Q; kube-scheduler's own
+     client also runs at QPS Q. Per pod: create request -> observed Running.
+  2. mesoskube places the same P pods: the master (a separate process, client QPS Q) offers nodes to
+     one framework (client QPS Q) that accepts 1-cpu tasks; per task: accept -> pod observed Running.
+     Also measured: framework created -> first offer, decline -> re-offer after its 1 s filter,
+     master RSS, API requests per launched task, allocation cycle time (master's own histogram).
+  3. The pure allocator alone on synthetic snapshots: N agents x 1/10/50 frameworks.
+Results: bench/results/bench.json, bench/results/REPORT.md and PNG plots. Pods run forever (no run
+duration), so throughput is pure placement.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import cProfile
+import io
+import json
+import os
+import platform
+import pstats
+import random
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+from kubernetes import client, watch
+from kubernetes.client.exceptions import ApiException
+
+from mesoskube.allocator import allocate
+from mesoskube.allocator.snapshot import Agent, FrameworkView, Snapshot
+from mesoskube.api.install import install_crds
+from mesoskube.cluster.binaries import versions
+from mesoskube.cluster.local import LocalCluster, free_port
+from mesoskube.cluster.nodes import add_nodes, ready_fake_nodes, wait_nodes_ready
+from mesoskube.cluster.nodeshapes import parse_shape
+from mesoskube.kube import Kube
+from mesoskube.master import LABEL_FRAMEWORK
+from mesoskube.resources import Resources
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SHAPE = "cpu=32,memory=256Gi,pods=110"
+TOLERATION = {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}
+
+
+def pods_for(nodes: int) -> int:
+    return int(os.environ.get("BENCH_PODS", min(2000, max(500, nodes * 2))))
+
+
+def pct(xs: list[float], p: float) -> float:
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
+
+
+def log(msg: str) -> None:
+    print(f"[bench {datetime.now(UTC):%H:%M:%S}] {msg}", flush=True)
+
+
+def ensure_namespace(kube: Kube, name: str) -> None:
+    try:
+        kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    except ApiException as e:
+        if e.status != 409:
+            raise
+
+
+def delete_namespace(kube: Kube, name: str, timeout: float = 300) -> None:
+    try:
+        kube.core.delete_namespace(name)
+    except ApiException:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            kube.core.read_namespace(name)
+        except ApiException:
+            return
+        time.sleep(1)
+
+
+class RunningWatcher:
+    """Records, per pod name, when the pod was first observed Running in a namespace."""
+
+    def __init__(self, kube: Kube, namespace: str, label_selector: str | None = None) -> None:
+        self.kube, self.namespace, self.selector = kube, namespace, label_selector
+        self.running: dict[str, float] = {}
+        self.bound: dict[str, float] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        rv = None
+        while not self.stop.is_set():
+            w = watch.Watch()
+            try:
+                kw = {"timeout_seconds": 30, "allow_watch_bookmarks": False}
+                if rv:
+                    kw["resource_version"] = rv
+                if self.selector:
+                    kw["label_selector"] = self.selector
+                for ev in w.stream(self.kube.core.list_namespaced_pod, self.namespace, **kw):
+                    now = time.monotonic()
+                    pod = ev["object"]
+                    rv = pod.metadata.resource_version
+                    name = pod.metadata.name
+                    if pod.spec.node_name and name not in self.bound:
+                        self.bound[name] = now
+                    if pod.status.phase == "Running" and name not in self.running:
+                        self.running[name] = now
+                    if self.stop.is_set():
+                        break
+            except ApiException as e:
+                if e.status == 410:
+                    rv = None
+            except Exception:  # a dropped watch: resume
+                time.sleep(0.2)
+
+    def wait(self, count: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while len(self.running) < count and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return len(self.running) >= count
+
+    def close(self) -> None:
+        self.stop.set()
+
+
+def bench_kube_scheduler(kube: Kube, kubeconfig: str, qps: float, pods: int, size: int) -> dict:
+    ns = f"bench-ks-{size}"
+    ensure_namespace(kube, ns)
+    creator = Kube.connect(kubeconfig, qps=qps, burst=int(qps * 2))
+    watcher = RunningWatcher(kube, ns)
+    created: dict[str, float] = {}
+
+    def create(i: int) -> None:
+        name = f"p{i:05d}"
+        body = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name},
+            "spec": {
+                "tolerations": [TOLERATION],
+                "containers": [
+                    {
+                        "name": "c",
+                        "image": "registry.k8s.io/pause:3.10",
+                        "resources": {"requests": {"cpu": "1", "memory": "1Gi"}},
+                    }
+                ],
+            },
+        }
+        created[name] = time.monotonic()
+        creator.core.create_namespaced_pod(ns, body)
+
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(create, range(pods)))
+    ok = watcher.wait(pods, timeout=max(120, pods / 5))
+    watcher.close()
+    lat = [watcher.running[n] - created[n] for n in watcher.running if n in created]
+    last = max(watcher.running.values()) if watcher.running else time.monotonic()
+    result = {
+        "placed": len(watcher.running),
+        "complete": ok,
+        "seconds": last - t0,
+        "throughput_pods_per_s": len(watcher.running) / (last - t0),
+        "latency_p50_s": pct(lat, 50),
+        "latency_p99_s": pct(lat, 99),
+        "latency_definition": "pod create request sent -> pod observed Running",
+    }
+    log(
+        f"kube-scheduler {size} nodes: {result['throughput_pods_per_s']:.1f} pods/s, "
+        f"p50 {result['latency_p50_s']:.2f}s p99 {result['latency_p99_s']:.2f}s"
+    )
+    delete_namespace(kube, ns)
+    return result
+
+
+def scrape(port: int) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        m = re.match(r"^(mesoskube_[a-z_]+)(\{[^}]*\})? ([0-9.e+-]+)$", line)
+        if m:
+            out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+    return out
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def bench_mesoskube(kube: Kube, kubeconfig: str, qps: float, pods: int, size: int) -> dict:
+    ns = f"bench-ms-{size}"
+    ensure_namespace(kube, ns)
+    port = free_port()
+    log_file = open(RESULTS / f"master-{size}.log", "w")  # noqa: SIM115
+    master = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mesoskube.cli",
+            "master",
+            "run",
+            "--kubeconfig",
+            kubeconfig,
+            "--kube-api-qps",
+            str(qps),
+            "--kube-api-burst",
+            str(int(qps * 2)),
+            "--metrics-port",
+            str(port),
+            "--health-port",
+            "0",
+            "--agent-selector",
+            "type=kwok",
+            "--log-level",
+            "WARNING",
+        ],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    fwk = Kube.connect(kubeconfig, qps=qps, burst=int(qps * 2))
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                before = scrape(port)
+                break
+            except OSError:
+                if time.monotonic() > deadline or master.poll() is not None:
+                    raise RuntimeError("master did not start; see " + log_file.name) from None
+                time.sleep(0.3)
+        watcher = RunningWatcher(kube, ns, label_selector="mesoskube.io/task")
+        accepted_at: dict[str, float] = {}
+        first_offer: list[float] = []
+        stop = threading.Event()
+        created_at = time.monotonic()
+        fwk.create(
+            "frameworks",
+            ns,
+            {
+                "apiVersion": "mesoskube.io/v1alpha1",
+                "kind": "Framework",
+                "metadata": {"name": "bench"},
+                "spec": {"roles": ["bench"]},
+            },
+        )
+
+        def accept_loop() -> None:
+            w = watch.Watch()
+            n = 0
+            while not stop.is_set():
+                try:
+                    for ev in w.stream(
+                        fwk.custom.list_namespaced_custom_object,
+                        "mesoskube.io",
+                        "v1alpha1",
+                        ns,
+                        "offers",
+                        label_selector=f"{LABEL_FRAMEWORK}=bench",
+                        timeout_seconds=20,
+                    ):
+                        if stop.is_set():
+                            break
+                        offer = ev["object"]
+                        if ev["type"] != "ADDED" or offer["spec"].get("answer"):
+                            continue
+                        if not first_offer:
+                            first_offer.append(time.monotonic())
+                        res = offer["spec"]["resources"]
+                        fit = int(min(res.get("cpus", 0), res.get("mem", 0) // 1024, pods - n))
+                        if fit <= 0:
+                            ans = {"type": "Decline", "filters": {"refuseSeconds": 60}}
+                            names = []
+                        else:
+                            names = [f"t{n + i:05d}" for i in range(fit)]
+                            ans = {
+                                "type": "Accept",
+                                "filters": {"refuseSeconds": 5},
+                                "tasks": [{"name": t, "resources": {"cpus": 1, "mem": 1024}} for t in names],
+                            }
+                        now = time.monotonic()
+                        try:
+                            fwk.patch("offers", ns, offer["metadata"]["name"], {"spec": {"answer": ans}})
+                        except ApiException:
+                            continue
+                        for t in names:
+                            accepted_at[t] = now
+                        n += len(names)
+                except Exception:
+                    time.sleep(0.1)
+
+        thread = threading.Thread(target=accept_loop, daemon=True)
+        thread.start()
+        ok = watcher.wait(pods, timeout=max(180, pods / 2))
+        stop.set()
+        watcher.close()
+        lat = [watcher.running[t] - accepted_at[t] for t in watcher.running if t in accepted_at]
+        first_accept = min(accepted_at.values()) if accepted_at else created_at
+        last = max(watcher.running.values()) if watcher.running else time.monotonic()
+        after = scrape(port)
+        requests = sum(v for k, v in after.items() if k.startswith("mesoskube_api_requests_total")) - sum(
+            v for k, v in before.items() if k.startswith("mesoskube_api_requests_total")
+        )
+        writes = sum(
+            v
+            for k, v in after.items()
+            if k.startswith("mesoskube_api_requests_total")
+            and re.search(r'verb="(create|patch|update|delete)"', k)
+        ) - sum(
+            v
+            for k, v in before.items()
+            if k.startswith("mesoskube_api_requests_total")
+            and re.search(r'verb="(create|patch|update|delete)"', k)
+        )
+        cycles = after.get("mesoskube_allocation_duration_seconds_count", 0)
+        cycle_mean = (
+            after.get("mesoskube_allocation_duration_seconds_sum", 0) / cycles if cycles else float("nan")
+        )
+        alloc_n = after.get("mesoskube_allocator_duration_seconds_count", 0)
+        alloc_mean = (
+            after.get("mesoskube_allocator_duration_seconds_sum", 0) / alloc_n if alloc_n else float("nan")
+        )
+        reoffer = measure_reoffer(fwk, ns)
+        result = {
+            "placed": len(watcher.running),
+            "complete": ok,
+            "seconds": last - first_accept,
+            "throughput_pods_per_s": len(watcher.running) / (last - first_accept),
+            "latency_p50_s": pct(lat, 50),
+            "latency_p99_s": pct(lat, 99),
+            "latency_definition": "accept patch sent -> task pod observed Running",
+            "framework_created_to_first_offer_s": (first_offer[0] - created_at) if first_offer else None,
+            "decline_to_reoffer_after_1s_filter_s": reoffer,
+            "master_rss_mb": rss_mb(master.pid),
+            "api_requests_per_task": requests / max(1, len(watcher.running)),
+            "api_writes_per_task": writes / max(1, len(watcher.running)),
+            "allocation_cycle_mean_s": cycle_mean,
+            "allocator_mean_s": alloc_mean,
+        }
+        log(
+            f"mesoskube {size} nodes: {result['throughput_pods_per_s']:.1f} tasks/s, "
+            f"p50 {result['latency_p50_s']:.2f}s p99 {result['latency_p99_s']:.2f}s, "
+            f"{result['api_requests_per_task']:.2f} API requests/task, RSS {result['master_rss_mb']:.0f} MB"
+        )
+        with contextlib.suppress(ApiException):
+            fwk.delete("frameworks", ns, "bench")
+        return result
+    finally:
+        os.killpg(master.pid, signal.SIGTERM)
+        try:
+            master.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(master.pid, signal.SIGKILL)
+        log_file.close()
+        delete_namespace(kube, ns)
+
+
+def measure_reoffer(fwk: Kube, ns: str) -> float | None:
+    """Decline one outstanding offer with a 1 s filter; time until that agent is offered again."""
+    offers = [
+        o
+        for o in fwk.list("offers", ns, label_selector=f"{LABEL_FRAMEWORK}=bench")
+        if not o["spec"].get("answer")
+        and (o.get("status") or {}).get("phase", "Outstanding") == "Outstanding"
+    ]
+    if not offers:
+        return None
+    target = offers[0]
+    agent = target["spec"]["agent"]
+    fwk.patch(
+        "offers",
+        ns,
+        target["metadata"]["name"],
+        {"spec": {"answer": {"type": "Decline", "filters": {"refuseSeconds": 1}}}},
+    )
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 20:
+        for o in fwk.list("offers", ns, label_selector=f"{LABEL_FRAMEWORK}=bench"):
+            if (
+                o["spec"]["agent"] == agent
+                and o["metadata"]["name"] != target["metadata"]["name"]
+                and not o["spec"].get("answer")
+            ):
+                return time.monotonic() - t0
+        time.sleep(0.05)
+    return None
+
+
+def synthetic_snapshot(agents: int, frameworks: int, seed: int = 1) -> Snapshot:
+    rng = random.Random(seed)
+    total = Resources(cpus=32, mem=262144, disk=100000, ports=((31000, 32000),))
+    ags = tuple(
+        Agent(
+            f"n{i:05d}",
+            total,
+            Resources(
+                cpus=rng.randint(0, 32), mem=rng.randint(0, 262144), disk=100000, ports=((31000, 32000),)
+            ),
+        )
+        for i in range(agents)
+    )
+    fws = tuple(
+        FrameworkView(
+            f"ns/f{j}", roles=(f"r{j % 10}",), allocated={f"r{j % 10}": Resources(cpus=rng.randint(0, 500))}
+        )
+        for j in range(frameworks)
+    )
+    return Snapshot(agents=ags, frameworks=fws)
+
+
+def allocator_scaling(sizes: list[int]) -> list[dict]:
+    rows = []
+    for n in sizes:
+        for f in (1, 10, 50):
+            snap = synthetic_snapshot(n, f)
+            times = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                allocate(snap, now=0.0)
+                times.append(time.perf_counter() - t0)
+            rows.append({"agents": n, "frameworks": f, "median_s": statistics.median(times)})
+            log(f"allocator {n} agents x {f} frameworks: {statistics.median(times) * 1000:.1f} ms")
+    return rows
+
+
+def profile_allocator(agents: int, frameworks: int) -> str:
+    snap = synthetic_snapshot(agents, frameworks)
+    prof = cProfile.Profile()
+    prof.enable()
+    allocate(snap, now=0.0)
+    prof.disable()
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(12)
+    return out.getvalue()
+
+
+def plots(data: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = [s["nodes"] for s in data["sizes"] if s.get("mesoskube")]
+    if sizes:
+        fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+        ax[0].plot(
+            sizes,
+            [s["kube_scheduler"]["throughput_pods_per_s"] for s in data["sizes"]],
+            "o-",
+            label="kube-scheduler",
+        )
+        ax[0].plot(
+            sizes, [s["mesoskube"]["throughput_pods_per_s"] for s in data["sizes"]], "s-", label="mesoskube"
+        )
+        ax[0].set(
+            xscale="log",
+            xlabel="kwok nodes",
+            ylabel="pods placed and Running per s",
+            title=f"throughput at client QPS {data['qps']:g}",
+        )
+        ax[0].legend()
+        ax[1].plot(
+            sizes,
+            [s["kube_scheduler"]["latency_p99_s"] for s in data["sizes"]],
+            "o-",
+            label="kube-scheduler p99",
+        )
+        ax[1].plot(
+            sizes, [s["mesoskube"]["latency_p99_s"] for s in data["sizes"]], "s-", label="mesoskube p99"
+        )
+        ax[1].set(xscale="log", xlabel="kwok nodes", ylabel="seconds", title="per-pod latency p99")
+        ax[1].legend()
+        fig.tight_layout()
+        fig.savefig(RESULTS / "bench-throughput.png", dpi=110)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for f in (1, 10, 50):
+        rows = [r for r in data["allocator"] if r["frameworks"] == f]
+        ax.plot(
+            [r["agents"] for r in rows], [r["median_s"] * 1000 for r in rows], "o-", label=f"{f} frameworks"
+        )
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="agents",
+        ylabel="ms per allocation (pure allocator)",
+        title="allocation cycle scaling",
+    )
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "bench-allocator.png", dpi=110)
+
+
+def report(data: dict) -> str:
+    lines = [
+        "# mesoskube vs kube-scheduler on kwok nodes",
+        "",
+        f"Run {data['date']} on {data['machine']}; Kubernetes {data['versions']['KUBERNETES_VERSION']} "
+        f"(kube-apiserver, kube-scheduler), kwok {data['versions']['KWOK_VERSION']}, etcd "
+        f"{data['versions']['ETCD_VERSION']}, Python {platform.python_version()}.",
+        f"Client QPS {data['qps']:g}, burst {data['burst']} for every client: the pod creator and "
+        "kube-scheduler in the baseline; the master and the framework for mesoskube. Nodes are kwok fake "
+        "nodes (32 cpus, 256 GiB); pods ask 1 cpu and 1 GiB and run forever. Everything (etcd, apiserver, "
+        "kwok, controller-manager, scheduler, master, this driver) shares the same 2 cores.",
+        "",
+        "| nodes | pods | kube-scheduler pods/s | mesoskube tasks/s | ratio | ks p50 / p99 s "
+        "| mk p50 / p99 s "
+        "| first offer s | re-offer after 1 s filter s | API req/task | writes/task | master RSS MB "
+        "| alloc cycle mean ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in data["sizes"]:
+        ks, mk = s.get("kube_scheduler"), s.get("mesoskube")
+        if not ks or not mk:
+            lines.append(f"| {s['nodes']} | - | not reached: {s.get('stopped', '')} |||||||||||")
+            continue
+        ratio = mk["throughput_pods_per_s"] / ks["throughput_pods_per_s"]
+        fo = mk["framework_created_to_first_offer_s"]
+        ro = mk["decline_to_reoffer_after_1s_filter_s"]
+        lines.append(
+            f"| {s['nodes']} | {s['pods']} | {ks['throughput_pods_per_s']:.1f} "
+            f"| {mk['throughput_pods_per_s']:.1f} "
+            f"| {ratio:.2f} | {ks['latency_p50_s']:.2f} / {ks['latency_p99_s']:.2f} "
+            f"| {mk['latency_p50_s']:.2f} / {mk['latency_p99_s']:.2f} | {fo if fo is None else f'{fo:.2f}'} "
+            f"| {ro if ro is None else f'{ro:.2f}'} | {mk['api_requests_per_task']:.2f} "
+            f"| {mk['api_writes_per_task']:.2f} | {mk['master_rss_mb']:.0f} "
+            f"| {mk['allocation_cycle_mean_s'] * 1000:.1f} |"
+        )
+    lines += [
+        "",
+        "## Allocation cycle (pure allocator, synthetic snapshots, median of 3)",
+        "",
+        "| agents | 1 framework ms | 10 frameworks ms | 50 frameworks ms |",
+        "|---|---|---|---|",
+    ]
+    for n in sorted({r["agents"] for r in data["allocator"]}):
+        row = {r["frameworks"]: r["median_s"] for r in data["allocator"] if r["agents"] == n}
+        lines.append(f"| {n} | {row[1] * 1000:.1f} | {row[10] * 1000:.1f} | {row[50] * 1000:.1f} |")
+    lines += [
+        "",
+        "![throughput](bench-throughput.png) ![allocator](bench-allocator.png)",
+        "",
+        "## Allocator profile (5,000 agents x 50 frameworks)",
+        "",
+        "```",
+        data["profile"].strip(),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    sizes = [int(x) for x in os.environ.get("BENCH_SIZES", "100,1000,5000").split(",")]
+    qps = float(os.environ.get("BENCH_QPS", "50"))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    data: dict = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB",
+        "versions": versions(),
+        "qps": qps,
+        "burst": int(qps * 2),
+        "sizes": [],
+    }
+    data["allocator"] = allocator_scaling(sizes)
+    data["profile"] = profile_allocator(5000, 50)
+    cluster = LocalCluster("bench")
+    cluster.down()
+    cluster.up(with_scheduler=True, scheduler_qps=qps)
+    kube = Kube.connect(str(cluster.kubeconfig))
+    install_crds(kube)
+    try:
+        have = 0
+        for n in sizes:
+            entry: dict = {"nodes": n, "pods": pods_for(n)}
+            data["sizes"].append(entry)
+            t0 = time.monotonic()
+            add_nodes(kube, n - have, [parse_shape(SHAPE)], start=have, prefix="bench-node")
+            try:
+                wait_nodes_ready(kube, n, timeout=max(120, n / 10))
+            except TimeoutError as e:
+                entry["stopped"] = f"nodes not Ready: {e}"
+                log(entry["stopped"])
+                break
+            have = n
+            log(f"{n} nodes Ready in {time.monotonic() - t0:.1f}s ({ready_fake_nodes(kube)[0]} Ready)")
+            entry["kube_scheduler"] = bench_kube_scheduler(
+                kube, str(cluster.kubeconfig), qps, entry["pods"], n
+            )
+            entry["mesoskube"] = bench_mesoskube(kube, str(cluster.kubeconfig), qps, entry["pods"], n)
+            (RESULTS / "bench.json").write_text(json.dumps(data, indent=2))
+    finally:
+        (RESULTS / "bench.json").write_text(json.dumps(data, indent=2))
+        plots(data)
+        (RESULTS / "REPORT.md").write_text(report(data))
+        if not os.environ.get("BENCH_KEEP_CLUSTER"):
+            cluster.down()
+    log(f"wrote {RESULTS / 'REPORT.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
