@@ -48,7 +48,7 @@ from mesoskube.master.events import EventRecorder
 from mesoskube.master.selector import parse_selector
 from mesoskube.master.taskstate import TaskUpdate, for_missing_pod, from_pod
 from mesoskube.master.validation import check_accept
-from mesoskube.resources import SCALARS, Resources
+from mesoskube.resources import SCALARS, Resources, subtract_ranges
 from mesoskube.settings import Settings
 
 log = logging.getLogger("mesoskube.master")
@@ -115,6 +115,7 @@ class Engine:
         )
         self.port_ranges = self.settings.port_ranges()
         self.dirty_lock = threading.Lock()
+        self._totals: dict[str, tuple] = {}
 
     # ------------------------------------------------------------------ signals from handlers
 
@@ -725,19 +726,22 @@ class Engine:
             for o in self.cache.offers.values():
                 if offer_phase(o) == OfferPhase.OUTSTANDING.value and not o["spec"].get("answer"):
                     by_agent[o["spec"]["agent"]].append(o)
-            usage = {a: self.cache.node_usage.get(a, Resources()) + self._pending_on(a) for a in by_agent}
+            pending = self._pending_by_agent() if by_agent else {}
+            usage = {
+                a: self.cache.node_usage.get(a, Resources()) + pending.get(a, Resources()) for a in by_agent
+            }
         victims: set[str] = set()
         for agent, offers in by_agent.items():
             node = nodes.get(agent)
             if node is None:
                 continue
             free = node.allocatable - usage[agent]
-            offered = Resources.total(Resources.from_mapping(o["spec"]["resources"]) for o in offers)
+            offered = Resources.total(resources_of(o) for o in offers)
             for o in sorted(offers, key=lambda o: o["metadata"].get("creationTimestamp") or "", reverse=True):
                 if all(getattr(free, n) + 1e-9 >= getattr(offered, n) for n in SCALARS):
                     break
                 victims.add(key_of(o))
-                offered = offered - Resources.from_mapping(o["spec"]["resources"])
+                offered = offered - resources_of(o)
         if victims:
             self.rescind_offers(
                 lambda o: key_of(o) in victims,
@@ -745,50 +749,72 @@ class Engine:
                 "another pod took this agent's resources",
             )
 
-    def _pending_on(self, agent: str) -> Resources:
-        """Non-terminal tasks on `agent` whose pod the cache has not seen yet (must hold the lock)."""
-        return Resources.total(
-            Resources.from_mapping(t["spec"]["resources"])
-            for k, t in self.cache.tasks.items()
-            if t["spec"]["agent"] == agent and k not in self.cache.pods and not is_terminal(t)
-        )
+    def _pending_by_agent(self) -> dict[str, Resources]:
+        """Per agent, non-terminal tasks whose pod the cache has not seen yet (must hold the lock)."""
+        pending: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
+        for k, t in self.cache.tasks.items():
+            if k not in self.cache.pods and not is_terminal(t):
+                _add(pending[t["spec"]["agent"]], resources_of(t))
+        return {agent: Resources(*v) for agent, v in pending.items()}
 
     # ------------------------------------------------------------------ allocation
 
     def snapshot(self, now: float) -> Snapshot:
+        # The hot path of every cycle: parsed resources are memoised on the cached bodies, and sums
+        # are kept as plain floats, building one Resources per agent rather than one per addition.
         with self.cache.lock:
             nodes = [n for n in self.cache.nodes.values() if n.offerable and self.agent_matches(n.labels)]
-            held: dict[str, Resources] = defaultdict(Resources)
+            held: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
             held_ports: dict[str, list] = defaultdict(list)
-            alloc: dict[str, dict[str, Resources]] = defaultdict(lambda: defaultdict(Resources))
+            alloc: dict[str, dict[str, list[float]]] = defaultdict(
+                lambda: defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
+            )
+            pods = self.cache.pods
             for k, t in self.cache.tasks.items():
                 if is_terminal(t):
                     continue
-                r = Resources.from_mapping(t["spec"]["resources"])
-                fw = _fw_key(t["metadata"]["namespace"], t["spec"]["framework"])
-                alloc[fw][t["spec"].get("role") or DEFAULT_ROLE] += r
-                if k not in self.cache.pods:
-                    held[t["spec"]["agent"]] += r
+                r = resources_of(t)
+                spec = t["spec"]
+                _add(
+                    alloc[_fw_key(t["metadata"]["namespace"], spec["framework"])][
+                        spec.get("role") or DEFAULT_ROLE
+                    ],
+                    r,
+                )
+                if k not in pods:
+                    _add(held[spec["agent"]], r)
             for o in self.cache.offers.values():
                 if offer_phase(o) != OfferPhase.OUTSTANDING.value:
                     continue
-                r = Resources.from_mapping(o["spec"]["resources"])
-                held[o["spec"]["agent"]] += Resources(r.cpus, r.mem, r.disk, r.gpus)
-                held_ports[o["spec"]["agent"]].extend(r.ports)
-                fw = _fw_key(o["metadata"]["namespace"], o["spec"]["framework"])
-                alloc[fw][o["spec"].get("role") or DEFAULT_ROLE] += Resources(r.cpus, r.mem, r.disk, r.gpus)
-            agents = []
-            for n in nodes:
-                used = self.cache.node_usage.get(n.name, Resources())
-                total = Resources(
-                    n.allocatable.cpus,
-                    n.allocatable.mem,
-                    n.allocatable.disk,
-                    n.allocatable.gpus,
-                    self.port_ranges,
+                r = resources_of(o)
+                spec = o["spec"]
+                _add(held[spec["agent"]], r)
+                if r.ports:
+                    held_ports[spec["agent"]].extend(r.ports)
+                _add(
+                    alloc[_fw_key(o["metadata"]["namespace"], spec["framework"])][
+                        spec.get("role") or DEFAULT_ROLE
+                    ],
+                    r,
                 )
-                available = total - used - held[n.name] - Resources(ports=tuple(held_ports[n.name]))
+            agents = []
+            none = Resources()
+            for n in nodes:
+                used = self.cache.node_usage.get(n.name, none)
+                a, h = n.allocatable, held.get(n.name, (0.0, 0.0, 0.0, 0.0))
+                taken_ports = used.ports + tuple(held_ports.get(n.name, ()))
+                total = self._agent_total(n)
+                available = Resources(
+                    a.cpus - used.cpus - h[0] if a.cpus > used.cpus + h[0] else 0.0,
+                    a.mem - used.mem - h[1] if a.mem > used.mem + h[1] else 0.0,
+                    a.disk - used.disk - h[2] if a.disk > used.disk + h[2] else 0.0,
+                    a.gpus - used.gpus - h[3] if a.gpus > used.gpus + h[3] else 0.0,
+                    subtract_ranges(self.port_ranges, taken_ports) if taken_ports else self.port_ranges,
+                )
                 agents.append(Agent(n.name, total, available, MappingProxyType(n.labels)))
+            allocated = {
+                fw: {role: Resources(*v) for role, v in roles.items()} for fw, roles in alloc.items()
+            }
             frameworks = []
             for k, fw in self.cache.frameworks.items():
                 st, sp = fw.get("status") or {}, fw.get("spec") or {}
@@ -802,7 +828,7 @@ class Engine:
                         key=k,
                         roles=roles,
                         suppressed_roles=frozenset(roles) if sp.get("suppress") else frozenset(),
-                        allocated=MappingProxyType(dict(alloc.get(k, {}))),
+                        allocated=MappingProxyType(allocated.get(k, {})),
                     )
                 )
             roles = {name: _role_policy(name, body) for name, body in self.cache.roles.items()}
@@ -814,6 +840,16 @@ class Engine:
         return Snapshot(
             agents=tuple(agents), frameworks=tuple(frameworks), roles=MappingProxyType(roles), filters=filters
         )
+
+    def _agent_total(self, node) -> Resources:
+        cached = self._totals.get(node.name)
+        if cached is None or cached[0] is not node:
+            a = node.allocatable
+            cached = self._totals[node.name] = (
+                node,
+                Resources(a.cpus, a.mem, a.disk, a.gpus, self.port_ranges),
+            )
+        return cached[1]
 
     def allocate(self, now: float) -> None:
         started = time.perf_counter()
@@ -873,7 +909,7 @@ class Engine:
             if is_terminal(t):
                 continue
             k = _fw_key(t["metadata"]["namespace"], t["spec"]["framework"])
-            r = Resources.from_mapping(t["spec"]["resources"])
+            r = resources_of(t)
             per_fw[k] += r
             per_role[t["spec"].get("role") or DEFAULT_ROLE] += r
             counts[k]["tasks"] += 1
@@ -881,7 +917,7 @@ class Engine:
             if offer_phase(o) != OfferPhase.OUTSTANDING.value:
                 continue
             k = _fw_key(o["metadata"]["namespace"], o["spec"]["framework"])
-            r = Resources.from_mapping(o["spec"]["resources"])
+            r = resources_of(o)
             r = Resources(r.cpus, r.mem, r.disk, r.gpus)
             per_fw[k] += r
             per_role[o["spec"].get("role") or DEFAULT_ROLE] += r
@@ -972,6 +1008,25 @@ class Engine:
         except ApiException as e:
             if e.status != 404:
                 raise
+
+
+def resources_of(body: dict) -> Resources:
+    """An Offer's or Task's spec.resources, parsed once per object version (the body is replaced
+    on every update, so the memo can never go stale)."""
+    memo = body.get(_RESOURCES_MEMO)
+    if memo is None:
+        memo = body[_RESOURCES_MEMO] = Resources.from_mapping(body["spec"]["resources"])
+    return memo
+
+
+_RESOURCES_MEMO = "__mesoskube_resources"
+
+
+def _add(acc: list[float], r: Resources) -> None:
+    acc[0] += r.cpus
+    acc[1] += r.mem
+    acc[2] += r.disk
+    acc[3] += r.gpus
 
 
 def _role_policy(name: str, body: dict) -> RolePolicy:
