@@ -159,6 +159,7 @@ def main() -> int:
             str(workdir / "workload.yaml"),
             "--json-summary",
             str(workdir / f"{name}.json"),
+            "--quiet",
         ]
         for c in conf:
             argv += ["--conf", c]

@@ -207,6 +207,7 @@ def test_weighted_roles_converge_to_dominant_shares_one_to_two(kube, namespace, 
         light = sum(s["light"] for s in samples) / len(samples)
         heavy = sum(s["heavy"] for s in samples) / len(samples)
         ratio = heavy / light
+        print(f"dominant shares heavy:light = {ratio:.2f} ({heavy:.3f}:{light:.3f})")
         assert 1.8 <= ratio <= 2.2, f"dominant shares heavy:light = {ratio:.2f} ({heavy:.3f}:{light:.3f})"
     finally:
         for name in ("light", "heavy"):

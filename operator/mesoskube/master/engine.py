@@ -398,6 +398,8 @@ class Engine:
             keys, self.answered = self.answered, set()
         with self.cache.lock:
             offers = [(k, self.cache.offers[k]) for k in keys if k in self.cache.offers]
+        # Accepts first: launching is what frameworks wait for; a decline only returns resources.
+        offers.sort(key=lambda kv: (kv[1]["spec"].get("answer") or {}).get("type") != AnswerType.ACCEPT.value)
         self._run_all(lambda kv: self._answer(kv[0], kv[1], now), offers)
 
     def _answer(self, key: str, offer: dict, now: float) -> None:
@@ -480,7 +482,9 @@ class Engine:
             k = key_of(body)
             self.accepted_at[k] = now
             self.cache.upsert("tasks", body)
-            self.mark_task(k)
+            # The pod follows its Task at once: waiting for the next step would queue every pod of a
+            # large accept behind every Task of it.
+            self._sync_task(k, body, None, now)
 
         # Already on a pool worker: launching through the pool again could deadlock it.
         for t in todo:
