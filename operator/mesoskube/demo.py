@@ -37,7 +37,7 @@ SHAPES = [
 ]
 ROLES = {"analytics": 1.0, "etl": 2.0}
 WORKLOAD = {
-    "stages": [{"tasks": 120, "seconds": 2.0}, {"tasks": 60, "seconds": 3.0}, {"tasks": 20, "seconds": 1.0}],
+    "stages": [{"tasks": 240, "seconds": 3.0}, {"tasks": 120, "seconds": 4.0}, {"tasks": 40, "seconds": 2.0}],
     "jitter": 0.2,
     "seed": 7,
 }

@@ -30,3 +30,16 @@ def install_crds(kube: Kube, timeout: float = 30) -> None:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"CRD {crd['metadata']['name']} not Established after {timeout}s")
             time.sleep(0.1)
+    # Established is not yet served: the watch cache of a new CRD answers 429 "storage is
+    # (re)initializing" for a moment, which would make a master started right now log retries.
+    for crd in crd_objects():
+        group, plural = crd["spec"]["group"], crd["spec"]["names"]["plural"]
+        version = crd["spec"]["versions"][0]["name"]
+        while True:
+            try:
+                kube.custom.list_cluster_custom_object(group, version, plural, limit=1)
+                break
+            except ApiException as e:
+                if e.status != 429 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
