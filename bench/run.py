@@ -368,7 +368,7 @@ def bench_mesoskube(kube: Kube, kubeconfig: str, qps: float, pods: int, size: in
         )
         with contextlib.suppress(ApiException):
             fwk.delete("frameworks", ns, "bench")
-        deadline = time.monotonic() + 60  # TEARDOWN needs the master: wait for it before stopping it
+        deadline = time.monotonic() + 300  # TEARDOWN needs the master: wait for it before stopping it
         while fwk.list("frameworks", ns) and time.monotonic() < deadline:
             time.sleep(0.2)
         return result

@@ -40,10 +40,12 @@ class Model(BaseModel):
 class ResourceQuantities(Model):
     """Mesos resources. mem and disk in MB; gpus whole; ports as Mesos ranges '31000-31005,31010'."""
 
-    cpus: Annotated[float, Field(ge=0, le=100000, description="CPU cores (3 decimals kept).")] = 0
+    # Bounds fit a whole cluster's sum too: framework and role status carry allocations in this form
+    # (5,000 agents of 32 cores overflowed a 100,000 bound and the status write was refused).
+    cpus: Annotated[float, Field(ge=0, le=10_000_000, description="CPU cores (3 decimals kept).")] = 0
     mem: Annotated[float, Field(ge=0, description="Memory in MB.")] = 0
     disk: Annotated[float, Field(ge=0, description="Ephemeral storage in MB.")] = 0
-    gpus: Annotated[int, Field(ge=0, le=1024, description="Whole GPUs (nvidia.com/gpu).")] = 0
+    gpus: Annotated[int, Field(ge=0, le=1_000_000, description="Whole GPUs (nvidia.com/gpu).")] = 0
     ports: Annotated[
         str | None,
         Field(
