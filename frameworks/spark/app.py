@@ -299,7 +299,8 @@ class SparkApplication(Scheduler):
                 driver.accept(d.offer_id, list(d.tasks), filters=filters)
                 self.accepts += 1
             else:
-                self.declines[d.reason.split(" (")[0]] += 1
+                if self.ended_at is None:  # offers still in flight at TEARDOWN are not the app's choices
+                    self.declines[d.reason.split(" (")[0]] += 1
                 driver.decline(d.offer_id, d.refuse_seconds)
         self._record()
         self.peak_executors = max(self.peak_executors, self._executor_count())
@@ -354,7 +355,8 @@ class SparkApplication(Scheduler):
                     ended.executor.agent,
                     ended.agent_failures,
                 )
-            driver.revive()  # in case everything was declined before and an executor is now gone
+            if self.ended_at is None:  # not while tearing down: a revive would clear our filters
+                driver.revive()  # in case everything was declined before and an executor is now gone
             self._dispatch(driver)
 
     def _dispatch(self, driver: SchedulerDriver) -> None:

@@ -41,7 +41,7 @@ from mesoskube.api.models import (
     TaskState,
 )
 from mesoskube.kube import Kube
-from mesoskube.master import FINALIZER, LABEL_FRAMEWORK
+from mesoskube.master import FINALIZER, LABEL_FRAMEWORK, LABEL_TASK
 from mesoskube.master.builders import offer_manifest, pod_manifest, task_manifest
 from mesoskube.master.cache import Cache, format_time, key_of, parse_time
 from mesoskube.master.events import EventRecorder
@@ -97,6 +97,9 @@ class Engine:
     accepted_at: dict[str, float] = field(default_factory=dict)
     killing: set[str] = field(default_factory=set)
     launched: set[str] = field(default_factory=set)  # tasks whose pod was created or seen
+    # Tasks whose pod the watch has shown (added or deleted). A pod just created but not shown yet
+    # is not missing: only one that was seen, and is gone, makes its task KILLED or LOST.
+    pods_seen: set[str] = field(default_factory=set)
     allocation_requested: bool = True
     last_allocation: float = 0.0
     last_status: float = 0.0
@@ -158,7 +161,10 @@ class Engine:
             self.cache.upsert_node(node)
         pods = self.kube.api.sanitize_for_serialization(self.kube.core.list_pod_for_all_namespaces())
         for pod in pods["items"]:
-            self.cache.upsert_pod(pod, ours=LABEL_FRAMEWORK in (pod["metadata"].get("labels") or {}))
+            ours = LABEL_TASK in (pod["metadata"].get("labels") or {})
+            self.cache.upsert_pod(pod, ours=ours)
+            if ours:
+                self.pods_seen.add(key_of(pod))
         for store in ("frameworks", "offers", "tasks"):
             for obj in self.kube.list(store, ns):
                 self.cache.upsert(store, obj)
@@ -546,6 +552,7 @@ class Engine:
         if state in TERMINAL_TASK_STATES:
             self.accepted_at.pop(key, None)
             self.launched.discard(key)
+            self.pods_seen.discard(key)
             return
         agent_present = spec["agent"] in self.cache.nodes
         if pod is not None and not agent_present:
@@ -568,9 +575,11 @@ class Engine:
             if pod["status"].get("phase") in ("Succeeded", "Failed"):
                 self._set_state(key, task, from_pod(pod), now)
             return
-        if status.get("podName") or key in self.launched:
+        if status.get("podName") or key in self.pods_seen:
             self._set_state(key, task, for_missing_pod(bool(spec.get("kill")), agent_present), now)
             return
+        if key in self.launched:
+            return  # created a moment ago; the watch will show the pod
         if spec.get("kill"):
             self._set_state(
                 key,
@@ -606,6 +615,12 @@ class Engine:
                 return
         # No status write here: the first one comes with the pod's first real state (write budget).
         self.launched.add(key)
+
+    def pod_seen(self, key: str) -> None:
+        with self.dirty_lock:
+            self.pods_seen.add(key)
+            self.dirty_tasks.add(key)
+        self.wake.set()
 
     def _set_state(
         self, key: str, task: dict, update: TaskUpdate, now: float, extra: dict | None = None

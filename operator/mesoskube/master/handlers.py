@@ -39,7 +39,7 @@ def register(
         else:
             cache.upsert_pod(body, ours=ours)
         if ours:
-            engine.mark_task(key)
+            engine.pod_seen(key)
 
     @kopf.on.event(API_GROUP, "frameworks", registry=registry)
     async def framework_event(event: dict, **_: Any) -> None:
