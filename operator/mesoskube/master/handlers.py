@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -41,39 +42,33 @@ def register(
         if ours:
             engine.pod_seen(key)
 
-    @kopf.on.event(API_GROUP, "frameworks", registry=registry)
-    async def framework_event(event: dict, **_: Any) -> None:
-        body = event["object"]
-        key = key_of(body)
-        if event.get("type") == "DELETED":
-            cache.delete("frameworks", key)
-            engine.request_allocation()
-        else:
-            cache.upsert("frameworks", body)
-            engine.mark_framework(key)
+    def mirror(store: str, changed: Callable[[str, dict], None]) -> Callable:
+        """A handler keeping `store` in step with the watch; a deletion frees resources, so it asks
+        for an allocation; any other event calls `changed`."""
 
-    @kopf.on.event(API_GROUP, "offers", registry=registry)
-    async def offer_event(event: dict, **_: Any) -> None:
-        body = event["object"]
-        key = key_of(body)
-        if event.get("type") == "DELETED":
-            cache.delete("offers", key)
-            engine.request_allocation()
-            return
-        cache.upsert("offers", body)
+        async def handler(event: dict, **_: Any) -> None:
+            body = event["object"]
+            key = key_of(body)
+            if event.get("type") == "DELETED":
+                cache.delete(store, key)
+                engine.request_allocation()
+            else:
+                cache.upsert(store, body)
+                changed(key, body)
+
+        return handler
+
+    def offer_changed(key: str, body: dict) -> None:
         if body["spec"].get("answer"):
             engine.mark_answered(key)
 
-    @kopf.on.event(API_GROUP, "tasks", registry=registry)
-    async def task_event(event: dict, **_: Any) -> None:
-        body = event["object"]
-        key = key_of(body)
-        if event.get("type") == "DELETED":
-            cache.delete("tasks", key)
-            engine.request_allocation()
-        else:
-            cache.upsert("tasks", body)
-            engine.mark_task(key)
+    kopf.on.event(API_GROUP, "frameworks", registry=registry, id="mirror-frameworks")(
+        mirror("frameworks", lambda key, _: engine.mark_framework(key))
+    )
+    kopf.on.event(API_GROUP, "offers", registry=registry, id="mirror-offers")(mirror("offers", offer_changed))
+    kopf.on.event(API_GROUP, "tasks", registry=registry)(
+        mirror("tasks", lambda key, _: engine.mark_task(key))
+    )
 
     @kopf.on.event(API_GROUP, "mesosroles", registry=registry)
     async def role_event(event: dict, **_: Any) -> None:
