@@ -66,7 +66,7 @@ def register(
         mirror("frameworks", lambda key, _: engine.mark_framework(key))
     )
     kopf.on.event(API_GROUP, "offers", registry=registry, id="mirror-offers")(mirror("offers", offer_changed))
-    kopf.on.event(API_GROUP, "tasks", registry=registry)(
+    kopf.on.event(API_GROUP, "tasks", registry=registry, id="mirror-tasks")(
         mirror("tasks", lambda key, _: engine.mark_task(key))
     )
 
