@@ -118,6 +118,9 @@ class Cache:
     nodes: dict[str, NodeInfo] = field(default_factory=dict)
     pods: dict[str, PodUsage] = field(default_factory=dict)
     pod_bodies: dict[str, dict] = field(default_factory=dict)  # only our task pods
+    # Our task pods the watch has shown, added or deleted, kept with the pod under one lock: a
+    # pod just created but not shown yet is not missing; one shown and gone is.
+    pods_seen: set[str] = field(default_factory=set)
     node_usage: dict[str, Resources] = field(default_factory=lambda: defaultdict(Resources))
     frameworks: dict[str, dict] = field(default_factory=dict)
     offers: dict[str, dict] = field(default_factory=dict)
@@ -161,11 +164,19 @@ class Cache:
                 self.node_usage[usage.node] = self.node_usage[usage.node] + usage.requests
             if ours:
                 self.pod_bodies[key] = body
+                self.pods_seen.add(key)
 
-    def delete_pod(self, key: str) -> None:
+    def delete_pod(self, key: str, ours: bool = False) -> None:
         with self.lock:
             self._drop_pod_usage(key)
             self.pod_bodies.pop(key, None)
+            if ours:
+                self.pods_seen.add(key)
+
+    def pod_of(self, key: str) -> tuple[dict | None, bool]:
+        """(our pod for task `key` or None, whether the watch has ever shown it), read together."""
+        with self.lock:
+            return self.pod_bodies.get(key), key in self.pods_seen
 
     def _drop_pod_usage(self, key: str) -> None:
         old = self.pods.pop(key, None)

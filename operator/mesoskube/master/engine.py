@@ -97,9 +97,6 @@ class Engine:
     accepted_at: dict[str, float] = field(default_factory=dict)
     killing: set[str] = field(default_factory=set)
     launched: set[str] = field(default_factory=set)  # tasks whose pod was created or seen
-    # Tasks whose pod the watch has shown (added or deleted). A pod just created but not shown yet
-    # is not missing: only one that was seen, and is gone, makes its task KILLED or LOST.
-    pods_seen: set[str] = field(default_factory=set)
     allocation_requested: bool = True
     last_allocation: float = 0.0
     last_status: float = 0.0
@@ -163,8 +160,6 @@ class Engine:
         for pod in pods["items"]:
             ours = LABEL_TASK in (pod["metadata"].get("labels") or {})
             self.cache.upsert_pod(pod, ours=ours)
-            if ours:
-                self.pods_seen.add(key_of(pod))
         for store in ("frameworks", "offers", "tasks"):
             for obj in self.kube.list(store, ns):
                 self.cache.upsert(store, obj)
@@ -490,7 +485,7 @@ class Engine:
             self.cache.upsert("tasks", body)
             # The pod follows its Task at once: waiting for the next step would queue every pod of a
             # large accept behind every Task of it.
-            self._sync_task(k, body, None, now)
+            self._sync_task(k, body, now)
 
         # Already on a pool worker: launching through the pool again could deadlock it.
         for t in todo:
@@ -530,12 +525,12 @@ class Engine:
         with self.dirty_lock:
             keys, self.dirty_tasks = self.dirty_tasks, set()
         with self.cache.lock:
-            work = [(k, self.cache.tasks.get(k), self.cache.pod_bodies.get(k)) for k in keys]
-        self._run_all(lambda w: self._sync_task(*w, now), [w for w in work if w[1] is not None])
+            work = [(k, t) for k in keys if (t := self.cache.tasks.get(k)) is not None]
+        self._run_all(lambda w: self._sync_task(*w, now), work)
 
-    def _sync_task(self, key: str, task: dict, pod: dict | None, now: float) -> None:
+    def _sync_task(self, key: str, task: dict, now: float) -> None:
         try:
-            self.sync_task(key, task, pod, now)
+            self.sync_task(key, task, now)
         except ApiException as e:
             if e.status == 404:
                 return
@@ -545,15 +540,19 @@ class Engine:
             log.warning("task %s: %s", key, e.reason)
             self.mark_task(key)
 
-    def sync_task(self, key: str, task: dict, pod: dict | None, now: float) -> None:
+    def sync_task(self, key: str, task: dict, now: float) -> None:
         ns, name = _ns_name(key)
+        task = self.cache.tasks.get(key) or task  # the newest we hold: work may wait in the pool
         spec, status = task["spec"], task.get("status") or {}
         state = task_state(task)
         if state in TERMINAL_TASK_STATES:
             self.accepted_at.pop(key, None)
             self.launched.discard(key)
-            self.pods_seen.discard(key)
+            with self.cache.lock:
+                self.cache.pods_seen.discard(key)
             return
+        # The pod as of now, not as of when this work was queued: it may have been shown since.
+        pod, seen = self.cache.pod_of(key)
         agent_present = spec["agent"] in self.cache.nodes
         if pod is not None and not agent_present:
             self._delete_quietly_pod(ns, name)
@@ -575,7 +574,7 @@ class Engine:
             if pod["status"].get("phase") in ("Succeeded", "Failed"):
                 self._set_state(key, task, from_pod(pod), now)
             return
-        if status.get("podName") or key in self.pods_seen:
+        if status.get("podName") or seen:
             self._set_state(key, task, for_missing_pod(bool(spec.get("kill")), agent_present), now)
             return
         if key in self.launched:
@@ -615,12 +614,6 @@ class Engine:
                 return
         # No status write here: the first one comes with the pod's first real state (write budget).
         self.launched.add(key)
-
-    def pod_seen(self, key: str) -> None:
-        with self.dirty_lock:
-            self.pods_seen.add(key)
-            self.dirty_tasks.add(key)
-        self.wake.set()
 
     def _set_state(
         self, key: str, task: dict, update: TaskUpdate, now: float, extra: dict | None = None

@@ -36,11 +36,11 @@ def register(
         key = key_of(body)
         ours = LABEL_TASK in (body["metadata"].get("labels") or {})
         if event.get("type") == "DELETED":
-            cache.delete_pod(key)
+            cache.delete_pod(key, ours=ours)
         else:
             cache.upsert_pod(body, ours=ours)
         if ours:
-            engine.pod_seen(key)
+            engine.mark_task(key)
 
     def mirror(store: str, changed: Callable[[str, dict], None]) -> Callable:
         """A handler keeping `store` in step with the watch; a deletion frees resources, so it asks
