@@ -3,6 +3,8 @@
 # binaries (cached per user under $(MESOSKUBE_CACHE), shared by every clone), Debian packages.
 
 SHELL := /bin/bash
+# Go lives here on these machines; a non-login shell (CI) may not have it on PATH.
+export PATH := $(PATH):/usr/local/go/bin
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
