@@ -230,7 +230,8 @@ class SparkApplication(Scheduler):
                 DriverStatus.RUNNING,
                 DriverStatus.NOT_STARTED,
             ):
-                break
+                # _finish stops the driver just before it sets `done`: a stop seen first is not a failure.
+                return self.done.wait(2.0)
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 break
