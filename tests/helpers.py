@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from mesoskube.kube import Kube
 
 T = TypeVar("T")
 
@@ -22,3 +25,15 @@ def eventually(probe: Callable[[], T], timeout: float = 30, interval: float = 0.
                 f"timed out after {timeout}s waiting for {what or probe}; last value: {last!r}"
             )
         time.sleep(interval)
+
+
+def wait_torn_down(kube: Kube, namespace: str, timeout: float = 30) -> None:
+    """The master finished the TEARDOWN: no Framework left and no pod still holding resources.
+    (Tests wait for this so the master is not stopped with work pending.)"""
+
+    def done() -> bool:
+        pods = kube.core.list_namespaced_pod(namespace).items
+        live = [p.metadata.name for p in pods if p.status.phase not in ("Succeeded", "Failed")]
+        return not kube.list("frameworks", namespace) and not live
+
+    eventually(done, timeout=timeout, what="framework torn down and its pods gone")

@@ -9,7 +9,7 @@ from kubernetes.client.exceptions import ApiException
 
 from mesoskube.frameworks.spark import EmulatedWorkload, SparkApplication, SparkConf
 from mesoskube.kube import Kube
-from tests.helpers import eventually
+from tests.helpers import eventually, wait_torn_down
 
 
 def spark_app(conf: dict[str, str], stages: list[dict], name: str, **wl) -> SparkApplication:
@@ -20,18 +20,6 @@ def spark_app(conf: dict[str, str], stages: list[dict], name: str, **wl) -> Spar
 def tasks_of(kube: Kube, namespace: str, framework: str, role: str) -> list[dict]:
     items = kube.list("tasks", namespace, label_selector=f"mesoskube.io/framework={framework}")
     return [t for t in items if t["spec"]["labels"].get("spark-role") == role]
-
-
-def wait_torn_down(kube: Kube, namespace: str, timeout: float = 30) -> None:
-    """The master finished the TEARDOWN: no Framework left and no pod still holding resources.
-    (Tests wait for this so the master is not stopped with work pending.)"""
-
-    def done() -> bool:
-        pods = kube.core.list_namespaced_pod(namespace).items
-        live = [p.metadata.name for p in pods if p.status.phase not in ("Succeeded", "Failed")]
-        return not kube.list("frameworks", namespace) and not live
-
-    eventually(done, timeout=timeout, what="framework torn down and its pods gone")
 
 
 def states_before_end(app: SparkApplication, task_id: str) -> list[str]:

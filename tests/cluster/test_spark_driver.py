@@ -14,20 +14,7 @@ from mesoskube.frameworks.sdk import (
     TaskInfo,
     TaskStatus,
 )
-from mesoskube.kube import Kube
-from tests.helpers import eventually
-
-
-def wait_torn_down(kube: Kube, namespace: str, timeout: float = 30) -> None:
-    """The master finished the TEARDOWN: no Framework left and no pod still holding resources.
-    (Tests wait for this so the master is not stopped with work pending.)"""
-
-    def done() -> bool:
-        pods = kube.core.list_namespaced_pod(namespace).items
-        live = [p.metadata.name for p in pods if p.status.phase not in ("Succeeded", "Failed")]
-        return not kube.list("frameworks", namespace) and not live
-
-    eventually(done, timeout=timeout, what="framework torn down and its pods gone")
+from tests.helpers import eventually, wait_torn_down
 
 
 class Recorder(Scheduler):
