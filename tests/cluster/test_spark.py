@@ -4,11 +4,16 @@ weighted DRF between two applications. kwok fake nodes run nothing; run times ar
 from __future__ import annotations
 
 import contextlib
+import threading
+from collections.abc import Iterator
 
+import pytest
 from kubernetes.client.exceptions import ApiException
 
+from mesoskube.frameworks.sdk.watch import ListWatch
 from mesoskube.frameworks.spark import EmulatedWorkload, SparkApplication, SparkConf
 from mesoskube.kube import Kube
+from mesoskube.master.engine import is_terminal
 from tests.helpers import eventually, wait_torn_down
 
 
@@ -17,9 +22,59 @@ def spark_app(conf: dict[str, str], stages: list[dict], name: str, **wl) -> Spar
     return SparkApplication(SparkConf.parse(conf), workload, framework_name=name)
 
 
-def tasks_of(kube: Kube, namespace: str, framework: str, role: str) -> list[dict]:
-    items = kube.list("tasks", namespace, label_selector=f"mesoskube.io/framework={framework}")
-    return [t for t in items if t["spec"]["labels"].get("spark-role") == role]
+class TaskLog:
+    """The last state of every Task the namespace ever had, from a watch started before the app.
+
+    An application's end is a TEARDOWN: its Framework is deleted and the garbage collector deletes
+    its Tasks, so a list after the end races the collector. A DELETED event carries the object's
+    last state, which is what the tests look at."""
+
+    def __init__(self, kube: Kube, namespace: str) -> None:
+        self._last: dict[str, dict] = {}
+        self._deleted: set[str] = set()
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        args = ("mesoskube.io", "v1alpha1", namespace, "tasks")
+        self._watch = ListWatch(
+            "task-log", kube.custom.list_namespaced_custom_object, args, self._on, self._stopped
+        )
+
+    def _on(self, kind: str, obj) -> None:
+        with self._lock:
+            for item in obj if kind == "SYNC" else [obj]:
+                self._last[item["metadata"]["name"]] = item
+                if kind == "DELETED":
+                    self._deleted.add(item["metadata"]["name"])
+
+    def of(self, framework: str, role: str) -> list[dict]:
+        with self._lock:
+            items = list(self._last.values())
+        return [
+            t
+            for t in items
+            if t["spec"]["framework"] == framework and t["spec"]["labels"].get("spark-role") == role
+        ]
+
+    def settled(self, framework: str, role: str, count: int) -> list[dict]:
+        """The role's Tasks once `count` of them were seen, each terminal or deleted (the watch may
+        trail the app by a few events)."""
+
+        def probe() -> list[dict]:
+            found = self.of(framework, role)
+            done = [t for t in found if is_terminal(t) or t["metadata"]["name"] in self._deleted]
+            return found if len(found) >= count and len(done) == len(found) else []
+
+        return eventually(probe, timeout=15, what=f"{count} terminal {role} Tasks of {framework}")
+
+
+@pytest.fixture
+def task_log(kube: Kube, namespace: str) -> Iterator[TaskLog]:
+    log = TaskLog(kube, namespace)
+    log._watch.start()
+    eventually(lambda: log._watch.lists, what="the Task watch's first list")
+    yield log
+    log._stopped.set()
+    log._watch.stop()
 
 
 def states_before_end(app: SparkApplication, task_id: str) -> list[str]:
@@ -28,7 +83,7 @@ def states_before_end(app: SparkApplication, task_id: str) -> list[str]:
 
 
 def test_coarse_app_gets_exactly_three_executors_and_keeps_them_until_it_ends(
-    kube, namespace, fake_nodes, master
+    kube, namespace, fake_nodes, master, task_log
 ):
     fake_nodes(4, "cpu=8,memory=32Gi")
     master()
@@ -41,7 +96,7 @@ def test_coarse_app_gets_exactly_three_executors_and_keeps_them_until_it_ends(
     assert app.wait(60), app.failure
     s = app.summary()
     assert s.ok, s.error
-    executors = tasks_of(kube, namespace, "coarse3", "executor")
+    executors = task_log.settled("coarse3", "executor", 3)
     assert len(executors) == 3 and s.executors_launched == 3 and s.peak_executors == 3
     assert all(t["spec"]["resources"]["cpus"] == 4 for t in executors)
     assert all(t["spec"]["resources"]["mem"] == 1408 for t in executors)  # 1g + 384 MiB overhead
@@ -57,7 +112,7 @@ def test_coarse_app_gets_exactly_three_executors_and_keeps_them_until_it_ends(
 
 
 def test_constraints_place_executors_only_on_matching_agents_and_decline_the_rest(
-    kube, namespace, fake_nodes, master
+    kube, namespace, fake_nodes, master, task_log
 ):
     zone_a = fake_nodes(2, "cpu=4,memory=16Gi,label:zone=a")
     zone_b = fake_nodes(2, "cpu=4,memory=16Gi,label:zone=b")
@@ -71,7 +126,7 @@ def test_constraints_place_executors_only_on_matching_agents_and_decline_the_res
     assert app.wait(60), app.failure
     s = app.summary()
     assert s.ok, s.error
-    executors = tasks_of(kube, namespace, "zoned", "executor")
+    executors = task_log.settled("zoned", "executor", 4)
     assert len(executors) == 4
     assert {t["spec"]["agent"] for t in executors} == set(zone_a)
     # Each zone=b agent was offered once, declined for rejectOfferDuration (120 s), not again.
@@ -80,7 +135,9 @@ def test_constraints_place_executors_only_on_matching_agents_and_decline_the_res
     wait_torn_down(kube, namespace)
 
 
-def test_fine_app_executor_holds_its_agent_while_task_tasks_come_and_go(kube, namespace, fake_nodes, master):
+def test_fine_app_executor_holds_its_agent_while_task_tasks_come_and_go(
+    kube, namespace, fake_nodes, master, task_log
+):
     nodes = fake_nodes(2, "cpu=4,memory=16Gi")
     master()
     app = spark_app(
@@ -92,8 +149,8 @@ def test_fine_app_executor_holds_its_agent_while_task_tasks_come_and_go(kube, na
     assert app.wait(90), app.failure
     s = app.summary()
     assert s.ok, s.error
-    executors = tasks_of(kube, namespace, "finegrained", "executor")
-    tasks = tasks_of(kube, namespace, "finegrained", "task")
+    executors = task_log.settled("finegrained", "executor", 2)
+    tasks = task_log.settled("finegrained", "task", 12)
     # One executor per agent, holding mesosExecutor.cores and executor memory + overhead.
     assert sorted(t["spec"]["agent"] for t in executors) == sorted(nodes)
     for t in executors:
