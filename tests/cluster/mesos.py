@@ -84,6 +84,18 @@ class RawFramework:
         eventually(lambda: self.task_state(name) == state, timeout=timeout, what=f"task {name} {state}")
         return self.task(name)
 
+    def wait_event(self, reason: str, involved: str | None = None, timeout: float = 10) -> str:
+        """The message of an Event with `reason` on the Framework (or on object `involved`)."""
+        name = involved or self.name
+
+        def probe() -> str | None:
+            events = self.kube.core.list_namespaced_event(
+                self.namespace, field_selector=f"involvedObject.name={name}"
+            ).items
+            return next((e.message for e in events if e.reason == reason), None)
+
+        return eventually(probe, timeout=timeout, what=f"Event {reason} on {name}")
+
     def patch_spec(self, spec: dict) -> None:
         self.kube.patch("frameworks", self.namespace, self.name, {"spec": spec})
 

@@ -23,6 +23,7 @@ def test_framework_gets_an_offer_per_agent_with_its_resources(kube, namespace, f
     assert res["cpus"] == 4 and res["mem"] == 8192 and res["gpus"] == 1 and res["ports"] == "31000-32000"
     assert offers[0]["spec"]["attributes"]["zone"] == "a"
     assert fw.status()["frameworkId"]
+    assert "subscribed with roles *" in fw.wait_event("Subscribed")
 
 
 def test_accept_launches_a_task_whose_pod_completes_and_resources_return(kube, namespace, fake_nodes, master):
@@ -56,6 +57,8 @@ def test_accept_beyond_the_offer_is_task_error_and_launches_nothing(kube, namesp
         t = fw.wait_task_state(name, "TASK_ERROR", timeout=10)
         assert "cpus: asked 3, offered 2" in t["status"]["message"]
     assert kube.core.list_namespaced_pod(namespace).items == []
+    assert "cpus: asked 3, offered 2" in fw.wait_event("TaskError")
+    assert "cpus: asked 3, offered 2" in fw.wait_event("TASK_ERROR", involved="huge")
 
 
 def test_decline_filter_keeps_the_agent_away_for_refuse_seconds(kube, namespace, fake_nodes, master):
@@ -121,6 +124,9 @@ def test_node_deleted_under_running_task_gives_task_lost_and_rescinds_offers(
 
     o = eventually(rescinded, timeout=10, what="offer rescinded")
     assert o["status"]["reason"] == "REASON_AGENT_REMOVED"
+    assert fw.wait_event("TASK_LOST", involved="t1").startswith("REASON_AGENT_REMOVED")
+    assert "1 offer rescinded (REASON_AGENT_REMOVED: " in fw.wait_event("OffersRescinded")
+    assert fw.wait_event("OffersRescinded").endswith(f"on {node}")
     # An answer to a rescinded offer is refused with the reason on its status.
     fw.accept(o, [task("late", 1, 64)])
     refused = eventually(
@@ -298,3 +304,27 @@ def test_completed_tasks_beyond_the_limit_are_deleted_oldest_first(
         return names == ["d2", "d3"] and names
 
     eventually(kept, timeout=20, what="only the two newest finished tasks kept")
+
+
+def test_unanswered_offer_expires_after_offer_timeout_and_is_offered_again(
+    kube, namespace, fake_nodes, master, request
+):
+    if request.config.getoption("--installed-master"):
+        pytest.skip("needs its own master setting")
+    (node,) = fake_nodes(1, "cpu=4,memory=8Gi")
+    master(offerTimeout=1.5)
+    fw = RawFramework.subscribe(kube, namespace, "fw")
+    (offer,) = fw.wait_offers(1)
+    assert offer["spec"]["expiresAt"]
+    name = offer["metadata"]["name"]
+
+    def expired():
+        o = kube.get("offers", namespace, name)
+        return (o.get("status") or {}).get("phase") == "Expired" and o
+
+    o = eventually(expired, timeout=10, what="offer expired")
+    assert o["status"]["reason"] == "REASON_OFFER_TIMEOUT"
+    assert fw.wait_event("OffersExpired").startswith("1 offer expired (REASON_OFFER_TIMEOUT: ")
+    # The resources went back to the pool: the agent is offered again, under a new offer.
+    (again,) = fw.wait_offers(1, timeout=10, agent=node)
+    assert again["metadata"]["name"] != name and again["spec"]["resources"]["cpus"] == 4

@@ -518,6 +518,7 @@ class Engine:
             },
         )
         self.cache.upsert("tasks", body)
+        self.events.warning(body, TaskState.ERROR.value, f"REASON_TASK_INVALID: {message}")
 
     # ------------------------------------------------------------------ tasks
 
@@ -689,7 +690,31 @@ class Engine:
         self._run_all(rescind, victims)
         if victims:
             self.request_allocation()
+            if reason != "REASON_FRAMEWORK_REMOVED":  # nobody is left to read it
+                self._record_closed_offers(victims, phase, reason, message)
         return len(victims)
+
+    def _record_closed_offers(self, offers: list[dict], phase: OfferPhase, reason: str, message: str) -> None:
+        """One Event per framework and cause, not one per offer: a node going away can close an offer
+        of every framework at once, and a restart of many nodes thousands; the Offers themselves
+        carry the details on their status."""
+        by_framework: dict[str, list[str]] = defaultdict(list)
+        for o in offers:
+            by_framework[_fw_key(o["metadata"]["namespace"], o["spec"]["framework"])].append(
+                o["spec"]["agent"]
+            )
+        verb = "expired" if phase == OfferPhase.EXPIRED else "rescinded"
+        for key, agents in by_framework.items():
+            with self.cache.lock:
+                fw = self.cache.frameworks.get(key)
+            if fw is None:
+                continue
+            shown = ", ".join(sorted(agents)[:5]) + (
+                f" and {len(agents) - 5} more" if len(agents) > 5 else ""
+            )
+            plural = "s" if len(agents) != 1 else ""
+            summary = f"{len(agents)} offer{plural} {verb} ({reason}: {message}) on {shown}"
+            self.events.normal(fw, f"Offers{verb.capitalize()}", summary)
 
     def housekeep_offers(self, now: float) -> None:
         with self.cache.lock:
