@@ -73,7 +73,7 @@ demo: venv binaries
 	$(PY) -m mesoskube.demo
 
 demo-down: venv
-	$(VENV)/bin/mesoskube cluster down
+	$(VENV)/bin/mesoskube cluster --name demo down
 
 bench: venv binaries
 	$(PY) -m bench.run
