@@ -83,7 +83,7 @@ def picture(kube: Kube) -> str:
         lines.append(
             f"{fw['metadata']['name']:<22}{','.join(fw['spec'].get('roles', [])):<11}"
             f"{st.get('phase') or '-':<12}{st.get('offers', 0):>7}{st.get('tasks', 0):>7}"
-            f"{alloc.get('cpus', 0):>8g}{alloc.get('mem', 0):>10g}{st.get('dominantShare') or 0:>7.3f}"
+            f"{alloc.get('cpus', 0):>8.1f}{alloc.get('mem', 0):>10.0f}{st.get('dominantShare') or 0:>7.3f}"
         )
     states = Counter((t.get("status") or {}).get("state", "TASK_STAGING") for t in tasks)
     lines.append(

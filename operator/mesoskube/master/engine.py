@@ -99,7 +99,6 @@ class Engine:
     launched: set[str] = field(default_factory=set)  # tasks whose pod was created or seen
     allocation_requested: bool = True
     last_allocation: float = 0.0
-    last_status: float = 0.0
     last_lease_poll: float = 0.0
     published: dict[str, dict] = field(default_factory=dict)
     ready: threading.Event = field(default_factory=threading.Event)
@@ -204,8 +203,18 @@ class Engine:
         due = now - self.last_allocation >= self.settings.allocationInterval
         if due or (self.allocation_requested and now - self.last_allocation >= MIN_ALLOCATION_GAP):
             self.allocate(now)
-        if now - self.last_status >= STATUS_INTERVAL:
-            self.publish_status(now)
+
+    def run_status(self) -> None:
+        """Status, metrics and task retention on their own clock: a long engine step (a large accept
+        at a low client QPS) must not freeze what `kubectl get frameworks` and dashboards show."""
+        self.ready.wait()
+        while not self.stopping.wait(STATUS_INTERVAL):
+            try:
+                self.publish_status(self.clock())
+            except Exception:
+                if self.stopping.is_set():  # the write pool shuts down with the engine
+                    return
+                log.exception("publishing status failed; retrying in %.0fs", STATUS_INTERVAL)
 
     def _run_all(self, fn: Callable, items: Iterable) -> list:
         return list(self.pool.map(fn, items))
@@ -928,7 +937,6 @@ class Engine:
     # ------------------------------------------------------------------ status
 
     def publish_status(self, now: float) -> None:
-        self.last_status = now
         with self.cache.lock:
             frameworks = dict(self.cache.frameworks)
             tasks = list(self.cache.tasks.values())
@@ -951,7 +959,8 @@ class Engine:
             per_role[t["spec"].get("role") or DEFAULT_ROLE] += r
             counts[k]["tasks"] += 1
         for o in offers:
-            if offer_phase(o) != OfferPhase.OUTSTANDING.value:
+            # An answered offer is on its way out: what it launched is counted with the tasks.
+            if offer_phase(o) != OfferPhase.OUTSTANDING.value or o["spec"].get("answer"):
                 continue
             k = _fw_key(o["metadata"]["namespace"], o["spec"]["framework"])
             r = resources_of(o)

@@ -75,9 +75,13 @@ class Master:
         )
 
     def start_engine(self) -> None:
-        t = threading.Thread(target=self.engine.run, name="mesoskube-engine", daemon=True)
-        t.start()
-        self._threads.append(t)
+        for target, name in (
+            (self.engine.run, "mesoskube-engine"),
+            (self.engine.run_status, "mesoskube-status"),
+        ):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
 
     def run(self) -> None:
         """Foreground: metrics server, engine thread, kopf in this thread's event loop."""
