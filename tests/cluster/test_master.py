@@ -328,3 +328,30 @@ def test_unanswered_offer_expires_after_offer_timeout_and_is_offered_again(
     # The resources went back to the pool: the agent is offered again, under a new offer.
     (again,) = fw.wait_offers(1, timeout=10, agent=node)
     assert again["metadata"]["name"] != name and again["spec"]["resources"]["cpus"] == 4
+
+
+def test_framework_status_counts_offers_tasks_and_allocation_like_the_mesos_ui(
+    kube, namespace, fake_nodes, master
+):
+    fake_nodes(2, "cpu=4,memory=8Gi")
+    master()
+    fw = RawFramework.subscribe(kube, namespace, "fw")
+    offers = fw.wait_offers(2)
+
+    def counts() -> tuple:
+        st = fw.status()
+        alloc = st.get("allocated") or {}
+        return st.get("offers"), st.get("tasks"), alloc.get("cpus"), alloc.get("mem"), st.get("dominantShare")
+
+    def wait_counts(want: tuple) -> None:
+        try:
+            eventually(lambda: counts() == want, timeout=10, what=f"(offers, tasks, cpus, mem, share) {want}")
+        except AssertionError:
+            assert counts() == want  # shows what differs
+
+    # Offered resources count as allocated, as in Mesos's allocator: both agents, whole.
+    wait_counts((2, 0, 8, 16384, 1.0))
+    fw.accept(offers[0], [task("t1", 1, 1024)], refuse_seconds=60)
+    fw.wait_task_state("t1", "TASK_RUNNING")
+    # The task (1 cpu, 1 GiB) and the untouched offer (4 cpus, 8 GiB); the leftover is filtered.
+    wait_counts((1, 1, 5, 9216, 0.625))
