@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import time
+import urllib.request
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -37,3 +39,14 @@ def wait_torn_down(kube: Kube, namespace: str, timeout: float = 30) -> None:
         return not kube.list("frameworks", namespace) and not live
 
     eventually(done, timeout=timeout, what="framework torn down and its pods gone")
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The mesoskube_* samples of a metrics endpoint on this machine, by name with labels."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"^(mesoskube_[a-z_]+(?:\{[^}]*\})?) ([0-9.e+-]+)$", line)
+        if m:
+            out[m.group(1)] = float(m.group(2))
+    return out

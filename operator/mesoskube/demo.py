@@ -8,6 +8,7 @@ The cluster stays up afterwards for `kubectl get mesos -A`; `make demo-down` rem
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 import tempfile
@@ -27,7 +28,9 @@ from mesoskube.kube import Kube
 from mesoskube.master.runner import Master
 from mesoskube.settings import Settings
 
-CLUSTER = "demo"
+# The test of the demo runs it on its own cluster with a fraction of the tasks; `make demo` uses these.
+CLUSTER = os.environ.get("MESOSKUBE_DEMO_CLUSTER", "demo")
+SCALE = float(os.environ.get("MESOSKUBE_DEMO_SCALE", "1"))
 NAMESPACE = "spark"
 NODES = 36
 SHAPES = [
@@ -65,6 +68,11 @@ APPS = [
 ]
 
 
+def is_outstanding(offer: dict) -> bool:
+    phase = (offer.get("status") or {}).get("phase") or "Outstanding"
+    return phase == "Outstanding" and not offer["spec"].get("answer")
+
+
 def say(text: str) -> None:
     print(text, flush=True)
 
@@ -89,7 +97,7 @@ def picture(kube: Kube) -> str:
     lines.append(
         "tasks: "
         + ", ".join(f"{s.removeprefix('TASK_').lower()} {n}" for s, n in sorted(states.items()))
-        + f"   outstanding offers: {len(offers)}"
+        + f"   outstanding offers: {sum(1 for o in offers if is_outstanding(o))}"
     )
     return "\n".join(lines)
 
@@ -140,7 +148,11 @@ def main() -> int:
     say(f"watch it live:  kubectl --kubeconfig {cluster.kubeconfig} get mesos -A -w\n")
 
     workdir = Path(tempfile.mkdtemp(prefix="mesoskube-demo-"))
-    (workdir / "workload.yaml").write_text(yaml.safe_dump(WORKLOAD))
+    workload = {
+        **WORKLOAD,
+        "stages": [{**st, "tasks": max(1, round(st["tasks"] * SCALE))} for st in WORKLOAD["stages"]],
+    }
+    (workdir / "workload.yaml").write_text(yaml.safe_dump(workload))
     procs = []
     for name, conf in APPS:
         argv = [
@@ -186,7 +198,11 @@ def main() -> int:
     master.stop()
     say(
         f"\nthe cluster is still up: kubectl --kubeconfig {cluster.kubeconfig} get mesos -A\n"
-        "make demo-down removes it"
+        + (
+            "make demo-down removes it"
+            if CLUSTER == "demo"
+            else f"mesoskube cluster --name {CLUSTER} down removes it"
+        )
     )
     return 1 if failed else 0
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
-import urllib.request
 from pathlib import Path
 
 from kubernetes import client
@@ -13,7 +11,7 @@ from prometheus_client import start_http_server
 from mesoskube.cluster.binaries import binary_path
 from mesoskube.cluster.local import free_port
 from tests.cluster.mesos import RawFramework, task
-from tests.helpers import eventually
+from tests.helpers import eventually, scrape
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "mesoskube"
 
@@ -56,16 +54,6 @@ def test_helm_install_succeeds_and_the_crds_are_served(kube, kubeconfig, test_id
     finally:
         subprocess.run([*helm, "uninstall", "mk", "--namespace", ns], capture_output=True)
         kube.core.delete_namespace(ns)
-
-
-def scrape(port: int) -> dict[str, float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    out = {}
-    for line in text.splitlines():
-        m = re.match(r"^(mesoskube_[a-z_]+(?:\{[^}]*\})?) ([0-9.e+-]+)$", line)
-        if m:
-            out[m.group(1)] = float(m.group(2))
-    return out
 
 
 def test_metrics_endpoint_moves_while_the_master_works(kube, namespace, fake_nodes, master):
