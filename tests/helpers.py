@@ -50,3 +50,11 @@ def scrape(port: int) -> dict[str, float]:
         if m:
             out[m.group(1)] = float(m.group(2))
     return out
+
+
+def offer_requests(verb: str) -> float:
+    """Requests on offers this process's masters sent with `verb` (in-process masters only)."""
+    from prometheus_client import REGISTRY
+
+    labels = {"verb": verb, "resource": "offers"}
+    return REGISTRY.get_sample_value("mesoskube_api_requests_total", labels) or 0.0

@@ -43,6 +43,8 @@ def _verb(method: str, path: str) -> str:
     m = method.upper()
     if m == "GET":
         return "get" if _resource_of(path) != path.rstrip("/").rsplit("/", 1)[-1] else "list"
+    if m == "DELETE" and _resource_of(path) == path.rstrip("/").rsplit("/", 1)[-1]:
+        return "deletecollection"
     return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(m, m.lower())
 
 
@@ -144,3 +146,9 @@ class Kube:
 
     def delete(self, plural: str, namespace: str, name: str) -> None:
         self.custom.delete_namespaced_custom_object(API_GROUP, API_VERSION, namespace, plural, name)
+
+    def delete_collection(self, plural: str, namespace: str, field_selector: str) -> None:
+        """One request deleting every matching object (the CRD must declare the field selectable)."""
+        self.custom.delete_collection_namespaced_custom_object(
+            API_GROUP, API_VERSION, namespace, plural, field_selector=field_selector
+        )

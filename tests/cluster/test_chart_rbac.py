@@ -5,6 +5,7 @@ API server. The master's cluster tests are re-run as that identity; denied what 
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,27 +17,32 @@ from kubernetes.client.exceptions import ApiException
 from mesoskube.cluster.binaries import binary_path
 from mesoskube.kube import Kube
 from tests.cluster.conftest import masters
+from tests.cluster.mesos import RawFramework
 from tests.cluster.test_master import (  # noqa: F401 - re-collected here, run as the chart's identity
     test_accept_beyond_the_offer_is_task_error_and_launches_nothing,
     test_accept_launches_a_task_whose_pod_completes_and_resources_return,
     test_decline_filter_keeps_the_agent_away_for_refuse_seconds,
+    test_declined_offers_are_deleted_in_bulk_and_their_agents_stay_filtered,
     test_kill_gives_task_killed,
     test_node_deleted_under_running_task_gives_task_lost_and_rescinds_offers,
 )
+from tests.helpers import eventually, offer_requests
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "mesoskube"
 RELEASE_NS = "mesoskube-rbac-test"
 RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
 
 
-@pytest.fixture(scope="module")
-def chart_identity(kube: Kube, kubeconfig: str, crds, tmp_path_factory) -> Iterator[str]:
-    """A kubeconfig holding a token of the chart's ServiceAccount."""
+def apply_identity(
+    kube: Kube, kubeconfig: str, directory: Path, release: str, drop_verbs: frozenset[str] = frozenset()
+) -> tuple[str, list[dict]]:
+    """Apply the chart's ServiceAccount, ClusterRole and binding (rendered as `release`, minus
+    `drop_verbs`); return a kubeconfig with a token of that ServiceAccount, and the objects."""
     rendered = subprocess.run(
         [
             str(binary_path("helm")),
             "template",
-            "rbac",
+            release,
             str(CHART),
             "--namespace",
             RELEASE_NS,
@@ -49,6 +55,10 @@ def chart_identity(kube: Kube, kubeconfig: str, crds, tmp_path_factory) -> Itera
     ).stdout
     objects = [o for o in yaml.safe_load_all(rendered) if o and o.get("kind") in RBAC_KINDS]
     assert {o["kind"] for o in objects} == RBAC_KINDS
+    for o in objects:
+        if o["kind"] == "ClusterRole":
+            rules = [{**r, "verbs": [v for v in r["verbs"] if v not in drop_verbs]} for r in o["rules"]]
+            o["rules"] = [r for r in rules if r["verbs"]]
     try:
         kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=RELEASE_NS)))
     except ApiException as e:
@@ -72,9 +82,12 @@ def chart_identity(kube: Kube, kubeconfig: str, crds, tmp_path_factory) -> Itera
     base["users"] = [{"name": "chart-sa", "user": {"token": token}}]
     for ctx in base["contexts"]:
         ctx["context"]["user"] = "chart-sa"
-    path = tmp_path_factory.mktemp("chart-sa") / "kubeconfig"
+    path = directory / "kubeconfig"
     path.write_text(yaml.safe_dump(base))
-    yield str(path)
+    return str(path), objects
+
+
+def remove_identity(kube: Kube, objects: list[dict]) -> None:
     for obj in objects:
         kind, name = obj["kind"], obj["metadata"]["name"]
         try:
@@ -82,8 +95,18 @@ def chart_identity(kube: Kube, kubeconfig: str, crds, tmp_path_factory) -> Itera
                 kube.rbac.delete_cluster_role(name)
             elif kind == "ClusterRoleBinding":
                 kube.rbac.delete_cluster_role_binding(name)
+            else:
+                kube.core.delete_namespaced_service_account(name, RELEASE_NS)
         except ApiException:
             pass
+
+
+@pytest.fixture(scope="module")
+def chart_identity(kube: Kube, kubeconfig: str, crds, tmp_path_factory) -> Iterator[str]:
+    """A kubeconfig holding a token of the chart's ServiceAccount."""
+    path, objects = apply_identity(kube, kubeconfig, tmp_path_factory.mktemp("chart-sa"), "rbac")
+    yield path
+    remove_identity(kube, objects)
     kube.core.delete_namespace(RELEASE_NS)
 
 
@@ -120,3 +143,29 @@ def test_chart_identity_can_do_what_the_master_needs(chart_identity):
     k.core.list_pod_for_all_namespaces(limit=1)
     k.list("frameworks")
     k.coordination.list_lease_for_all_namespaces(limit=1)
+
+
+def test_without_deletecollection_declined_offers_are_deleted_one_by_one(
+    kube, kubeconfig, crds, chart_identity, namespace, fake_nodes, test_id, tmp_path, request
+):
+    """An older role (or a Kubernetes without CRD field selectors) refuses the bulk delete: the
+    master falls back to deleting declined offers one by one, and the filters still hold."""
+    if request.config.getoption("--installed-master"):
+        pytest.skip("runs its own master under a reduced role")
+    path, objects = apply_identity(kube, kubeconfig, tmp_path, "rbac-nobulk", frozenset({"deletecollection"}))
+    try:
+        fake_nodes(3, "cpu=2,memory=4Gi")
+        with masters(path, namespace, test_id) as start:
+            start()
+            fw = RawFramework.subscribe(kube, namespace, "fw")
+            deletes = offer_requests("delete")
+            for o in fw.wait_offers(3):
+                fw.decline(o, refuse_seconds=60)
+            eventually(
+                lambda: kube.list("offers", namespace) == [], timeout=10, what="declined offers deleted"
+            )
+            assert offer_requests("delete") - deletes == 3
+            time.sleep(2)
+            assert fw.offers() == []
+    finally:
+        remove_identity(kube, objects)

@@ -10,7 +10,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from tests.cluster.mesos import RawFramework, task
-from tests.helpers import eventually
+from tests.helpers import eventually, offer_requests
 
 
 def test_framework_gets_an_offer_per_agent_with_its_resources(kube, namespace, fake_nodes, master):
@@ -71,6 +71,26 @@ def test_decline_filter_keeps_the_agent_away_for_refuse_seconds(kube, namespace,
     fw.wait_offers(1, timeout=15)
     waited = time.monotonic() - declined
     assert 3.5 <= waited <= 7, f"re-offered after {waited:.1f}s; the filter was 4s"
+
+
+def test_declined_offers_are_deleted_in_bulk_and_their_agents_stay_filtered(
+    kube, namespace, fake_nodes, master, request
+):
+    if request.config.getoption("--installed-master"):
+        pytest.skip("counts the in-process master's API requests")
+    fake_nodes(6, "cpu=2,memory=4Gi")
+    master()
+    fw = RawFramework.subscribe(kube, namespace, "fw")
+    offers = fw.wait_offers(6)
+
+    deletes, sweeps = offer_requests("delete"), offer_requests("deletecollection")
+    for o in offers:
+        fw.decline(o, refuse_seconds=60)
+    eventually(lambda: kube.list("offers", namespace) == [], timeout=10, what="declined offers deleted")
+    assert offer_requests("delete") == deletes  # none one by one
+    assert 1 <= offer_requests("deletecollection") - sweeps <= 6
+    time.sleep(2)  # several allocation cycles: every agent is filtered for the framework
+    assert fw.offers() == []
 
 
 def test_suppress_stops_offers_and_revive_brings_them_back_at_once(kube, namespace, fake_nodes, master):

@@ -159,7 +159,7 @@ def test_chart_metadata() -> None:
     assert chart["apiVersion"] == "v2"
     assert chart["version"] == "0.1.0"
     assert chart["appVersion"] == project["version"]
-    assert chart["kubeVersion"] == ">=1.29.0-0"
+    assert chart["kubeVersion"] == ">=1.32.0-0"
 
 
 def test_crds_in_chart_are_the_mesoskube_ones() -> None:
@@ -386,6 +386,7 @@ MASTER_GRANTS = expand(
         ("", "nodes"): "get list watch",
         ("", "pods"): "get list watch create delete patch",
         ("mesoskube.io", "frameworks offers tasks"): "get list watch create update patch delete",
+        ("mesoskube.io", "offers"): "deletecollection",
         ("mesoskube.io", "frameworks/status offers/status tasks/status"): "get update patch",
         ("mesoskube.io", "frameworks/finalizers tasks/finalizers"): "update",
         ("mesoskube.io", "mesosroles"): "get list watch",

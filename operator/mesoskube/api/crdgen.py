@@ -333,6 +333,8 @@ def crd_object(resource: CustomResource) -> dict[str, Any]:
         "additionalPrinterColumns": columns,
         "schema": {"openAPIV3Schema": root},
     }
+    if resource.selectable:
+        version["selectableFields"] = [{"jsonPath": path} for path in resource.selectable]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",

@@ -394,6 +394,8 @@ class CustomResource(BaseModel):
     spec: type[Model]
     status: type[Model]
     columns: list[PrinterColumn]
+    # Fields `kubectl get --field-selector` (and the master's bulk deletes) can select on.
+    selectable: list[str] = []
     spec_required: bool = True
     categories: ClassVar[list[str]] = ["mesos", "mesoskube"]
 
@@ -444,6 +446,7 @@ RESOURCES: list[CustomResource] = [
             AGE,
             _col("Expires", "string", ".spec.expiresAt"),
         ],
+        selectable=[".spec.framework", ".spec.agent", ".spec.answer.type", ".status.phase"],
     ),
     CustomResource(
         kind="Task",
@@ -462,6 +465,7 @@ RESOURCES: list[CustomResource] = [
             _col("Reason", "string", ".status.reason", priority=1),
             AGE,
         ],
+        selectable=[".spec.framework", ".spec.agent", ".status.state"],
     ),
     CustomResource(
         kind="MesosRole",

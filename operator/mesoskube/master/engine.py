@@ -55,6 +55,13 @@ log = logging.getLogger("mesoskube.master")
 STATUS_INTERVAL = 2.0
 LEASE_POLL_INTERVAL = 1.0
 MIN_ALLOCATION_GAP = 0.05
+STALE_DECLINE_MARK = 60.0
+# Declined and still outstanding: a decline of a rescinded or expired offer was refused and stays
+# visible for offerRetention like its offer.
+SWEEP_SELECTOR = (
+    f"spec.answer.type={AnswerType.DECLINE.value},"
+    f"status.phase!={OfferPhase.RESCINDED.value},status.phase!={OfferPhase.EXPIRED.value}"
+)
 
 
 def _ns_name(key: str) -> tuple[str, str]:
@@ -94,6 +101,12 @@ class Engine:
     dirty_tasks: set[str] = field(default_factory=set)
     dirty_frameworks: set[str] = field(default_factory=set)
     answered: set[str] = field(default_factory=set)
+    # Declines are deleted in bulk: which were processed (and when), which namespaces to sweep, and
+    # declines a sweep removed before they were processed.
+    processed_declines: dict[str, float] = field(default_factory=dict)
+    sweep: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # namespace -> offer keys
+    bulk_delete: bool = True  # off when the API server or RBAC refuses the field-selected delete
+    late_declines: list[dict] = field(default_factory=list)
     accepted_at: dict[str, float] = field(default_factory=dict)
     killing: set[str] = field(default_factory=set)
     launched: set[str] = field(default_factory=set)  # tasks whose pod was created or seen
@@ -411,6 +424,60 @@ class Engine:
         # Accepts first: launching is what frameworks wait for; a decline only returns resources.
         offers.sort(key=lambda kv: (kv[1]["spec"].get("answer") or {}).get("type") != AnswerType.ACCEPT.value)
         self._run_all(lambda kv: self._answer(kv[0], kv[1], now), offers)
+        self.sweep_declined_offers()
+
+    def sweep_declined_offers(self) -> None:
+        """Delete every declined offer of a namespace with one request (a field selector on the
+        answer). It may catch declines this step has not processed yet: their DELETED events come
+        back through `offer_deleted`, which applies their filters before the next snapshot."""
+        now = self.clock()
+        with self.dirty_lock:
+            sweep, self.sweep = self.sweep, defaultdict(set)
+            # A DELETED event that overtook the processing leaves its mark behind: forget it later.
+            for key in [k for k, t in self.processed_declines.items() if now - t > STALE_DECLINE_MARK]:
+                del self.processed_declines[key]
+        for ns, keys in sweep.items():
+            if self.bulk_delete:
+                try:
+                    self.kube.delete_collection("offers", ns, SWEEP_SELECTOR)
+                    continue
+                except ApiException as e:
+                    if e.status not in (400, 403, 404, 405):
+                        log.warning("deleting declined offers in %s failed: %s", ns, e.reason)
+                        with self.dirty_lock:
+                            self.sweep[ns] |= keys
+                        continue
+                    # Kubernetes < 1.31 has no field selectors on custom resources; an older RBAC
+                    # role may lack deletecollection. Delete one by one from now on.
+                    log.warning("bulk delete of declined offers refused (%s); deleting one by one", e.reason)
+                    self.bulk_delete = False
+            self._run_all(lambda k: self._delete_quietly("offers", *_ns_name(k)), keys)
+
+    def offer_deleted(self, key: str, body: dict) -> None:
+        """Called by the watch handler before the offer leaves the cache. A decline removed by a
+        sweep before this master processed it still sets its filter (else its agent would be
+        offered right back); accepts are never swept, so they cannot be lost this way."""
+        answer = body["spec"].get("answer") or {}
+        with self.dirty_lock:
+            if self.processed_declines.pop(key, None) is not None:
+                return
+            if (
+                answer.get("type") == AnswerType.DECLINE.value
+                and offer_phase(body) == OfferPhase.OUTSTANDING.value
+            ):
+                self.late_declines.append(body)
+                self.answered.discard(key)
+
+    def _apply_late_declines(self, now: float) -> None:
+        with self.dirty_lock:
+            late, self.late_declines = self.late_declines, []
+        for offer in late:
+            spec = offer["spec"]
+            fw_key = _fw_key(offer["metadata"]["namespace"], spec["framework"])
+            answer = OfferAnswer.model_validate(spec["answer"])
+            refuse = answer.filters.refuseSeconds if answer.filters else self._default_refuse(fw_key)
+            metrics.offers.labels(event="declined").inc()
+            self._filter(fw_key, spec["agent"], now + refuse, Resources.from_mapping(spec["resources"]))
 
     def _answer(self, key: str, offer: dict, now: float) -> None:
         try:
@@ -442,25 +509,34 @@ class Engine:
             metrics.offer_decision.observe(max(0.0, now - created))
         with self.cache.lock:
             fw = self.cache.frameworks.get(fw_key)
-        default_refuse = float(
-            ((fw or {}).get("spec") or {})
-            .get("defaultFilters", {})
-            .get("refuseSeconds", self.settings.defaultRefuseSeconds)
-        )
-        refuse = answer.filters.refuseSeconds if answer.filters else default_refuse
+        refuse = answer.filters.refuseSeconds if answer.filters else self._default_refuse(fw_key)
         if answer.type == AnswerType.DECLINE:
             metrics.offers.labels(event="declined").inc()
             self._filter(fw_key, spec["agent"], now + refuse, Resources.from_mapping(spec["resources"]))
-        else:
-            metrics.offers.labels(event="accepted").inc()
-            used = self.launch(offer, answer, fw, now)
-            leftover = Resources.from_mapping(spec["resources"]) - used
-            if any(leftover.contains(m) for m in self.allocator_config.min_allocatable):
-                self._filter(fw_key, spec["agent"], now + refuse, leftover)
+            # Declined offers go in bulk (one DELETE per namespace per step): with one framework
+            # declining most of a large cluster, deleting them one by one dominated the write budget.
+            with self.dirty_lock:
+                self.processed_declines[key] = now
+                self.sweep[ns].add(key)
+            with self.cache.lock:
+                self.cache.offers.pop(key, None)
+            self.request_allocation()
+            return
+        metrics.offers.labels(event="accepted").inc()
+        used = self.launch(offer, answer, fw, now)
+        leftover = Resources.from_mapping(spec["resources"]) - used
+        if any(leftover.contains(m) for m in self.allocator_config.min_allocatable):
+            self._filter(fw_key, spec["agent"], now + refuse, leftover)
         self._delete_quietly("offers", ns, name)
         with self.cache.lock:
             self.cache.offers.pop(key, None)
         self.request_allocation()
+
+    def _default_refuse(self, fw_key: str) -> float:
+        with self.cache.lock:
+            fw = self.cache.frameworks.get(fw_key) or {}
+        defaults = (fw.get("spec") or {}).get("defaultFilters") or {}
+        return float(defaults.get("refuseSeconds", self.settings.defaultRefuseSeconds))
 
     def _filter(self, fw_key: str, agent: str, until: float, refused: Resources) -> None:
         if until > self.clock():
@@ -878,6 +954,9 @@ class Engine:
                     )
                 )
             roles = {name: _role_policy(name, body) for name, body in self.cache.roles.items()}
+        # After the cache was read: a decline swept away unprocessed was queued before its offer
+        # left the cache, so either its resources were still held above or its filter is here.
+        self._apply_late_declines(now)
         filters = tuple(
             Filter(fw, agent, until, refused)
             for (fw, agent), (until, refused) in self.filters.items()

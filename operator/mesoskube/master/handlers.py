@@ -42,14 +42,18 @@ def register(
         if ours:
             engine.mark_task(key)
 
-    def mirror(store: str, changed: Callable[[str, dict], None]) -> Callable:
+    def mirror(
+        store: str, changed: Callable[[str, dict], None], deleted: Callable[[str, dict], None] | None = None
+    ) -> Callable:
         """A handler keeping `store` in step with the watch; a deletion frees resources, so it asks
-        for an allocation; any other event calls `changed`."""
+        for an allocation (after `deleted`, if given); any other event calls `changed`."""
 
         async def handler(event: dict, **_: Any) -> None:
             body = event["object"]
             key = key_of(body)
             if event.get("type") == "DELETED":
+                if deleted is not None:
+                    deleted(key, body)
                 cache.delete(store, key)
                 engine.request_allocation()
             else:
@@ -65,7 +69,9 @@ def register(
     kopf.on.event(API_GROUP, "frameworks", registry=registry, id="mirror-frameworks")(
         mirror("frameworks", lambda key, _: engine.mark_framework(key))
     )
-    kopf.on.event(API_GROUP, "offers", registry=registry, id="mirror-offers")(mirror("offers", offer_changed))
+    kopf.on.event(API_GROUP, "offers", registry=registry, id="mirror-offers")(
+        mirror("offers", offer_changed, engine.offer_deleted)
+    )
     kopf.on.event(API_GROUP, "tasks", registry=registry, id="mirror-tasks")(
         mirror("tasks", lambda key, _: engine.mark_task(key))
     )
