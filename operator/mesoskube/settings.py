@@ -53,6 +53,14 @@ class Settings(BaseModel):
         SorterKind.DRF
     )
     seed: Annotated[int, Field(description="Seed of the agent shuffle and the random sorter.")] = 0
+    maxOffersPerFramework: Annotated[
+        int,
+        Field(
+            ge=0,
+            description="Outstanding offers a framework holds at most; it is offered more agents as it "
+            "answers. 0 = no limit (Mesos offers every free agent each cycle; here each offer is an object).",
+        ),
+    ] = 256
     metricsPort: Annotated[int, Field(ge=0, le=65535, description="Prometheus metrics port; 0 = off.")] = 8080
     healthPort: Annotated[int, Field(ge=0, le=65535, description="kopf liveness endpoint port; 0 = off.")] = (
         8081

@@ -375,3 +375,26 @@ def test_framework_status_counts_offers_tasks_and_allocation_like_the_mesos_ui(
     fw.wait_task_state("t1", "TASK_RUNNING")
     # The task (1 cpu, 1 GiB) and the untouched offer (4 cpus, 8 GiB); the leftover is filtered.
     wait_counts((1, 1, 5, 9216, 0.625))
+
+
+def test_offer_cap_holds_outstanding_offers_and_answers_make_room(
+    kube, namespace, fake_nodes, master, request
+):
+    if request.config.getoption("--installed-master"):
+        pytest.skip("needs its own master setting")
+    fake_nodes(5, "cpu=2,memory=4Gi")
+    master(maxOffersPerFramework=2)
+    fw = RawFramework.subscribe(kube, namespace, "fw")
+    first = fw.wait_offers(2)
+    time.sleep(1.5)  # several allocation cycles
+    assert len(fw.offers()) == 2
+    fw.decline(first[0], refuse_seconds=60)
+    seen = {o["spec"]["agent"] for o in first}
+
+    def a_new_agent():
+        now = fw.offers()
+        return len(now) == 2 and {o["spec"]["agent"] for o in now} - seen and now
+
+    eventually(a_new_agent, timeout=10, what="the decline's slot offered to another agent")
+    time.sleep(1.0)
+    assert len(fw.offers()) == 2

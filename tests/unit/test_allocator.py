@@ -259,6 +259,18 @@ def test_filtered_agent_goes_to_the_next_framework_even_with_a_higher_share() ->
     assert [d.framework for d in allocate(snapshot, now=0.0)] == ["ns/rich"]
 
 
+def test_offer_cap_bounds_outstanding_offers_and_the_rest_go_to_other_frameworks() -> None:
+    agents = tuple(agent(f"node-{i}") for i in range(10))
+    capped = AllocatorConfig(max_offers_per_framework=3)
+    # "a" already holds two outstanding offers: one more this cycle, then every agent goes to "b".
+    a = FrameworkView(key="ns/a", outstanding_offers=2)
+    b = FrameworkView(key="ns/b", outstanding_offers=0)
+    counts = offers_by_framework(allocate(Snapshot(agents=agents, frameworks=(a, b)), 0.0, capped))
+    assert counts == Counter({"ns/a": 1, "ns/b": 3})  # six agents stay unoffered until answers come
+    alone = offers_by_framework(allocate(Snapshot(agents=agents, frameworks=(a,)), 0.0, AllocatorConfig()))
+    assert alone == Counter({"ns/a": 10})  # 0 = no cap, as in Mesos
+
+
 def test_suppressed_role_gets_nothing() -> None:
     snapshot = Snapshot(
         agents=(agent("node-0"), agent("node-1")),

@@ -130,6 +130,7 @@ class _Cycle:
     policies: dict[str, RolePolicy]
     filtered: dict[str, dict[str, list[Resources | None]]]  # agent -> framework -> refused resources
     min_allocatable: tuple[Resources, ...]
+    offers_left: dict[str, int] | None  # framework -> offers it may still be sent; None = no cap
 
     @classmethod
     def build(cls, snapshot: Snapshot, now: float, config: AllocatorConfig, rng: random.Random) -> _Cycle:
@@ -155,6 +156,11 @@ class _Cycle:
             policies=dict(snapshot.roles),
             filtered=_active_filters(snapshot, now),
             min_allocatable=config.min_allocatable,
+            offers_left={
+                fw.key: config.max_offers_per_framework - fw.outstanding_offers for fw in snapshot.frameworks
+            }
+            if config.max_offers_per_framework
+            else None,
         )
 
     def allocate_agent(self, agent: Agent) -> list[OfferDecision]:
@@ -179,6 +185,8 @@ class _Cycle:
         scalars = scalars_only(decision.resources)
         self.roles.allocated(decision.role, scalars)
         self.frameworks[decision.role].allocated(decision.framework, scalars)
+        if self.offers_left is not None:
+            self.offers_left[decision.framework] -= 1
 
     def _next_offer(self, agent: str, remaining: Resources, offered: set[str]) -> OfferDecision | None:
         refused = self.filtered.get(agent, _NONE_REFUSED)
@@ -198,7 +206,10 @@ class _Cycle:
     def _first_eligible(
         self, role: str, refused: dict[str, list[Resources | None]], offered: set[str], candidate: Resources
     ) -> str | None:
+        left = self.offers_left
         for framework in self.frameworks[role].sort():
+            if left is not None and left[framework] <= 0:
+                continue  # at its offer cap: the agent goes to the next framework, as if filtered
             if framework not in offered and not _is_refused(refused.get(framework), candidate):
                 return framework
         return None

@@ -41,6 +41,7 @@ class FrameworkView:
     suppressed_roles: frozenset[str] = frozenset()
     # Resources held per role: non-terminal tasks plus outstanding offers (Mesos counts both).
     allocated: Mapping[str, Resources] = field(default_factory=lambda: MappingProxyType({}))
+    outstanding_offers: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,8 @@ class AllocatorConfig:
     min_allocatable: tuple[Resources, ...] = (Resources(cpus=0.01), Resources(mem=32))
     sorter: SorterKind = SorterKind.DRF
     seed: int = 0
+    # Outstanding offers a framework may hold; 0 = no limit (Mesos offers every free agent).
+    max_offers_per_framework: int = 0
 
 
 @dataclass(frozen=True, slots=True)

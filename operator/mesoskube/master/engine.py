@@ -124,6 +124,7 @@ class Engine:
             min_allocatable=self.settings.min_allocatable_resources(),
             sorter=self.settings.sorter,
             seed=self.settings.seed,
+            max_offers_per_framework=self.settings.maxOffersPerFramework,
         )
         self.port_ranges = self.settings.port_ranges()
         self.dirty_lock = threading.Lock()
@@ -905,11 +906,13 @@ class Engine:
                 )
                 if k not in pods:
                     _add(held[spec["agent"]], r)
+            outstanding: dict[str, int] = defaultdict(int)
             for o in self.cache.offers.values():
                 if offer_phase(o) != OfferPhase.OUTSTANDING.value:
                     continue
                 r = resources_of(o)
                 spec = o["spec"]
+                outstanding[_fw_key(o["metadata"]["namespace"], spec["framework"])] += 1
                 _add(held[spec["agent"]], r)
                 if r.ports:
                     held_ports[spec["agent"]].extend(r.ports)
@@ -951,6 +954,7 @@ class Engine:
                         roles=roles,
                         suppressed_roles=frozenset(roles) if sp.get("suppress") else frozenset(),
                         allocated=MappingProxyType(allocated.get(k, {})),
+                        outstanding_offers=outstanding.get(k, 0),
                     )
                 )
             roles = {name: _role_policy(name, body) for name, body in self.cache.roles.items()}
