@@ -559,7 +559,10 @@ def before_after(data: dict) -> list[str]:
         "Before: the run recorded in `bench-before-offer-cap.json` (commit 874fad5, same machine and",
         "QPS): every free agent offered to the framework each cycle, each declined offer deleted with",
         "its own request. After: this run (at most `maxOffersPerFramework` outstanding offers per",
-        "framework; a step's declined offers deleted with one `deletecollection`).",
+        "framework; a step's declined offers deleted with one `deletecollection`). Two measurements",
+        "changed between the runs: writes are now counted until every Task shows TASK_RUNNING (before,",
+        "until the last pod ran, which left most status patches out), and the framework is created once",
+        'the master is ready (before, "first offer" included the master\'s start).',
         "",
         "| nodes | tasks/s before | after | writes/task before | after | p50 s before | after "
         "| first offer s before | after |",
