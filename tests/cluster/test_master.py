@@ -375,6 +375,14 @@ def test_framework_status_counts_offers_tasks_and_allocation_like_the_mesos_ui(
     fw.wait_task_state("t1", "TASK_RUNNING")
     # The task (1 cpu, 1 GiB) and the untouched offer (4 cpus, 8 GiB); the leftover is filtered.
     wait_counts((1, 1, 5, 9216, 0.625))
+    # The CRDs' selectable fields, as `kubectl get --field-selector` uses them.
+    running = kube.list("tasks", namespace, field_selector="status.state=TASK_RUNNING")
+    assert [t["metadata"]["name"] for t in running] == ["t1"]
+    assert kube.list("tasks", namespace, field_selector="status.state=TASK_FINISHED") == []
+    (left,) = kube.list(
+        "offers", namespace, field_selector=f"spec.framework=fw,spec.agent={offers[1]['spec']['agent']}"
+    )
+    assert left["metadata"]["name"] == offers[1]["metadata"]["name"]
 
 
 def test_offer_cap_holds_outstanding_offers_and_answers_make_room(
