@@ -61,6 +61,15 @@ def master(request, kubeconfig: str, crds, namespace: str, test_id: str) -> Iter
         yield start
 
 
+@pytest.fixture
+def own_master(request, master) -> StartMaster:
+    """`master` for a test that starts it with its own settings or reads its in-process metrics:
+    skipped against a Helm-installed master."""
+    if request.config.getoption("--installed-master"):
+        pytest.skip("needs an in-process master with its own settings")
+    return master
+
+
 def teardown_frameworks(kube: Kube, namespace: str, timeout: float = 20) -> None:
     """TEARDOWN every framework while the master still runs, so no finalizer or task outlives it."""
     for fw in kube.list("frameworks", namespace):

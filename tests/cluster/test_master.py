@@ -74,12 +74,10 @@ def test_decline_filter_keeps_the_agent_away_for_refuse_seconds(kube, namespace,
 
 
 def test_declined_offers_are_deleted_in_bulk_and_their_agents_stay_filtered(
-    kube, namespace, fake_nodes, master, request
+    kube, namespace, fake_nodes, own_master
 ):
-    if request.config.getoption("--installed-master"):
-        pytest.skip("counts the in-process master's API requests")
     fake_nodes(6, "cpu=2,memory=4Gi")
-    master()
+    own_master()
     fw = RawFramework.subscribe(kube, namespace, "fw")
     offers = fw.wait_offers(6)
 
@@ -308,13 +306,9 @@ def test_offer_without_required_fields_is_rejected(kube, namespace, crds):
     assert "spec.agent" in err.value.body and "spec.resources" in err.value.body
 
 
-def test_completed_tasks_beyond_the_limit_are_deleted_oldest_first(
-    kube, namespace, fake_nodes, master, request
-):
-    if request.config.getoption("--installed-master"):
-        pytest.skip("needs its own master setting")
+def test_completed_tasks_beyond_the_limit_are_deleted_oldest_first(kube, namespace, fake_nodes, own_master):
     fake_nodes(1, "cpu=4,memory=8Gi")
-    master(maxCompletedTasksPerFramework=2)
+    own_master(maxCompletedTasksPerFramework=2)
     fw = RawFramework.subscribe(kube, namespace, "fw")
     (offer,) = fw.wait_offers(1)
     fw.accept(offer, [task(f"d{i}", 1, 256, run_seconds=0.2 * (i + 1)) for i in range(4)])
@@ -327,12 +321,10 @@ def test_completed_tasks_beyond_the_limit_are_deleted_oldest_first(
 
 
 def test_unanswered_offer_expires_after_offer_timeout_and_is_offered_again(
-    kube, namespace, fake_nodes, master, request
+    kube, namespace, fake_nodes, own_master
 ):
-    if request.config.getoption("--installed-master"):
-        pytest.skip("needs its own master setting")
     (node,) = fake_nodes(1, "cpu=4,memory=8Gi")
-    master(offerTimeout=1.5)
+    own_master(offerTimeout=1.5)
     fw = RawFramework.subscribe(kube, namespace, "fw")
     (offer,) = fw.wait_offers(1)
     assert offer["spec"]["expiresAt"]
@@ -385,13 +377,9 @@ def test_framework_status_counts_offers_tasks_and_allocation_like_the_mesos_ui(
     assert left["metadata"]["name"] == offers[1]["metadata"]["name"]
 
 
-def test_offer_cap_holds_outstanding_offers_and_answers_make_room(
-    kube, namespace, fake_nodes, master, request
-):
-    if request.config.getoption("--installed-master"):
-        pytest.skip("needs its own master setting")
+def test_offer_cap_holds_outstanding_offers_and_answers_make_room(kube, namespace, fake_nodes, own_master):
     fake_nodes(5, "cpu=2,memory=4Gi")
-    master(maxOffersPerFramework=2)
+    own_master(maxOffersPerFramework=2)
     fw = RawFramework.subscribe(kube, namespace, "fw")
     first = fw.wait_offers(2)
     time.sleep(1.5)  # several allocation cycles

@@ -13,7 +13,7 @@ from kubernetes.client.exceptions import ApiException
 from mesoskube.frameworks.sdk.watch import ListWatch
 from mesoskube.frameworks.spark import EmulatedWorkload, SparkApplication, SparkConf
 from mesoskube.kube import Kube
-from mesoskube.master.engine import is_terminal
+from mesoskube.master.objects import is_terminal
 from tests.helpers import eventually, wait_torn_down
 
 

@@ -3,8 +3,9 @@ still sets its refusal filter. The engine's bookkeeping for that, without an API
 
 from __future__ import annotations
 
+from mesoskube.master.answers import SWEEP_SELECTOR
 from mesoskube.master.cache import Cache
-from mesoskube.master.engine import SWEEP_SELECTOR, Engine
+from mesoskube.master.engine import Engine
 from mesoskube.settings import Settings
 
 NOW = 1000.0

@@ -1,0 +1,161 @@
+"""Offers that must close: agent gone, framework gone, offerTimeout, resources taken by others;
+one Event per framework and cause; closed offers deleted after offerRetention.
+
+A mixin of the master's Engine (engine.py), which holds the state these methods share.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+
+from kubernetes.client.exceptions import ApiException
+
+from mesoskube import metrics
+from mesoskube.api.models import FrameworkPhase, OfferPhase
+from mesoskube.master.cache import format_time, key_of, parse_time
+from mesoskube.master.objects import add_into, framework_key, is_terminal, offer_phase, resources_of
+from mesoskube.resources import SCALARS, Resources
+
+log = logging.getLogger("mesoskube.master")
+
+
+class OfferHousekeeping:
+    def rescind_offers(
+        self,
+        which: Callable[[dict], bool],
+        reason: str,
+        message: str,
+        phase: OfferPhase = OfferPhase.RESCINDED,
+    ) -> int:
+        with self.cache.lock:
+            victims = [
+                o
+                for o in self.cache.offers.values()
+                if offer_phase(o) == OfferPhase.OUTSTANDING.value and not o["spec"].get("answer") and which(o)
+            ]
+        now = format_time(self.clock())
+
+        def rescind(o: dict) -> None:
+            ns, name = o["metadata"]["namespace"], o["metadata"]["name"]
+            try:
+                body = self.kube.patch_status(
+                    "offers",
+                    ns,
+                    name,
+                    {"status": {"phase": phase.value, "reason": reason, "message": message, "closedAt": now}},
+                )
+            except ApiException as e:
+                if e.status == 404:
+                    return
+                raise
+            self.cache.upsert("offers", body)
+            metrics.offers.labels(event="expired" if phase == OfferPhase.EXPIRED else "rescinded").inc()
+
+        self._run_all(rescind, victims)
+        if victims:
+            self.request_allocation()
+            if reason != "REASON_FRAMEWORK_REMOVED":  # nobody is left to read it
+                self._record_closed_offers(victims, phase, reason, message)
+        return len(victims)
+
+    def _record_closed_offers(self, offers: list[dict], phase: OfferPhase, reason: str, message: str) -> None:
+        """One Event per framework and cause, not one per offer: a node going away can close an offer
+        of every framework at once, and a restart of many nodes thousands; the Offers themselves
+        carry the details on their status."""
+        by_framework: dict[str, list[str]] = defaultdict(list)
+        for o in offers:
+            by_framework[framework_key(o["metadata"]["namespace"], o["spec"]["framework"])].append(
+                o["spec"]["agent"]
+            )
+        verb = "expired" if phase == OfferPhase.EXPIRED else "rescinded"
+        for key, agents in by_framework.items():
+            with self.cache.lock:
+                fw = self.cache.frameworks.get(key)
+            if fw is None:
+                continue
+            shown = ", ".join(sorted(agents)[:5]) + (
+                f" and {len(agents) - 5} more" if len(agents) > 5 else ""
+            )
+            plural = "s" if len(agents) != 1 else ""
+            summary = f"{len(agents)} offer{plural} {verb} ({reason}: {message}) on {shown}"
+            self.events.normal(fw, f"Offers{verb.capitalize()}", summary)
+
+    def housekeep_offers(self, now: float) -> None:
+        with self.cache.lock:
+            nodes = dict(self.cache.nodes)
+            frameworks = dict(self.cache.frameworks)
+
+        def agent_gone(o: dict) -> bool:
+            node = nodes.get(o["spec"]["agent"])
+            return node is None or not node.offerable or not self.agent_matches(node.labels)
+
+        def framework_gone(o: dict) -> bool:
+            fw = frameworks.get(framework_key(o["metadata"]["namespace"], o["spec"]["framework"]))
+            return fw is None or (fw.get("status") or {}).get("phase") != FrameworkPhase.SUBSCRIBED.value
+
+        def expired(o: dict) -> bool:
+            t = parse_time(o["spec"].get("expiresAt"))
+            return t is not None and t <= now
+
+        self.rescind_offers(agent_gone, "REASON_AGENT_REMOVED", "the agent is gone, not Ready or cordoned")
+        self.rescind_offers(
+            framework_gone, "REASON_FRAMEWORK_REMOVED", "the framework is no longer subscribed"
+        )
+        self.rescind_offers(
+            expired, "REASON_OFFER_TIMEOUT", "offerTimeout passed without an answer", OfferPhase.EXPIRED
+        )
+        self.rescind_overcommitted(nodes)
+        # Closed offers stay visible for offerRetention, then go.
+        with self.cache.lock:
+            old = [
+                o
+                for o in self.cache.offers.values()
+                if offer_phase(o) != OfferPhase.OUTSTANDING.value
+                and (parse_time((o.get("status") or {}).get("closedAt")) or now)
+                + self.settings.offerRetention
+                <= now
+            ]
+        for o in old:
+            self._delete_quietly("offers", o["metadata"]["namespace"], o["metadata"]["name"])
+            with self.cache.lock:
+                self.cache.offers.pop(key_of(o), None)
+
+    def rescind_overcommitted(self, nodes: dict) -> None:
+        """Offers whose agent was taken by others (pods the master did not launch) are rescinded."""
+        by_agent: dict[str, list[dict]] = defaultdict(list)
+        with self.cache.lock:
+            for o in self.cache.offers.values():
+                if offer_phase(o) == OfferPhase.OUTSTANDING.value and not o["spec"].get("answer"):
+                    by_agent[o["spec"]["agent"]].append(o)
+            pending = self._pending_by_agent() if by_agent else {}
+            usage = {
+                a: self.cache.node_usage.get(a, Resources()) + pending.get(a, Resources()) for a in by_agent
+            }
+        victims: set[str] = set()
+        for agent, offers in by_agent.items():
+            node = nodes.get(agent)
+            if node is None:
+                continue
+            free = node.allocatable - usage[agent]
+            offered = Resources.total(resources_of(o) for o in offers)
+            for o in sorted(offers, key=lambda o: o["metadata"].get("creationTimestamp") or "", reverse=True):
+                if all(getattr(free, n) + 1e-9 >= getattr(offered, n) for n in SCALARS):
+                    break
+                victims.add(key_of(o))
+                offered = offered - resources_of(o)
+        if victims:
+            self.rescind_offers(
+                lambda o: key_of(o) in victims,
+                "REASON_RESOURCES_TAKEN",
+                "another pod took this agent's resources",
+            )
+
+    def _pending_by_agent(self) -> dict[str, Resources]:
+        """Per agent, non-terminal tasks whose pod the cache has not seen yet (must hold the lock)."""
+        pending: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
+        for k, t in self.cache.tasks.items():
+            if k not in self.cache.pods and not is_terminal(t):
+                add_into(pending[t["spec"]["agent"]], resources_of(t))
+        return {agent: Resources(*v) for agent, v in pending.items()}
