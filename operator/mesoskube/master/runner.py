@@ -96,6 +96,9 @@ class Master:
 
     def start_in_thread(self, timeout: float = 30) -> Master:
         """Background (tests, benchmarks, demo): returns once the first LIST has seeded the cache."""
+        # Off the main thread kopf cannot install signal handlers and says so; here that is intended
+        # (stop() ends it), so the warning would only alarm whoever reads the demo's output.
+        logging.getLogger("kopf._core.reactor.running").addFilter(_SIGNALS_IGNORED)
         self.start_engine()
         t = threading.Thread(
             target=lambda: asyncio.run(self.operator(self._stop_flag)), name="mesoskube-kopf", daemon=True
@@ -111,3 +114,11 @@ class Master:
         self._stop_flag.set()
         for t in self._threads:
             t.join(timeout)
+
+
+class _SignalsIgnoredFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("OS signals are ignored")
+
+
+_SIGNALS_IGNORED = _SignalsIgnoredFilter()  # one instance: addFilter skips a filter already added
