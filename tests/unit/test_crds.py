@@ -342,6 +342,19 @@ def test_printer_columns_point_at_schema_fields() -> None:
             assert node["type"] in COLUMN_TYPES[col["type"]], f"{resource.kind} {col['name']}: {node['type']}"
 
 
+def test_selectable_fields_point_at_scalar_schema_fields() -> None:
+    """The API server accepts only string, integer or boolean fields outside metadata."""
+    for resource in RESOURCES:
+        root = root_schema(resource.kind)
+        (version,) = by_kind()[resource.kind]["spec"]["versions"]
+        paths = [f["jsonPath"] for f in version.get("selectableFields", [])]
+        assert paths == resource.selectable
+        for path in paths:
+            assert path.startswith((".spec.", ".status.")), path
+            assert at(root, path[1:])["type"] in {"string", "integer", "boolean"}, (resource.kind, path)
+    assert ".spec.answer.type" in next(r for r in RESOURCES if r.kind == "Offer").selectable
+
+
 def test_every_cel_rule_has_a_message_and_sits_where_the_model_put_it() -> None:
     rules: dict[str, list[str]] = {}
     for kind, path, node in all_nodes():

@@ -443,6 +443,7 @@ RESOURCES: list[CustomResource] = [
             _col("GPUs", "integer", ".spec.resources.gpus"),
             _col("Ports", "string", ".spec.resources.ports"),
             _col("Phase", "string", ".status.phase"),
+            _col("Answer", "string", ".spec.answer.type", description="Accept or Decline, once answered."),
             AGE,
             _col("Expires", "string", ".spec.expiresAt"),
         ],
