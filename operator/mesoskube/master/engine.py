@@ -70,7 +70,6 @@ class Engine(
     allocation_requested: bool = True
     last_allocation: float = 0.0
     last_lease_poll: float = 0.0
-    published: dict[str, dict] = field(default_factory=dict)
     ready: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:

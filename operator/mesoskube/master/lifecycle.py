@@ -41,8 +41,12 @@ class FrameworkLifecycle:
                 "duration": float(lease.spec.lease_duration_seconds or 15),
             }
         with self.cache.lock:
+            had = self.cache.leases
             self.cache.leases = seen
-            self.dirty_frameworks.update(k for k in self.cache.frameworks if k in seen or k in self.published)
+            # A framework whose Lease appeared, renewed or went away is looked at again.
+            changed = [k for k in self.cache.frameworks if k in seen or k in had]
+        with self.dirty_lock:
+            self.dirty_frameworks.update(changed)
 
     def reconcile_frameworks(self, now: float) -> None:
         with self.dirty_lock:
