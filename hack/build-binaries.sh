@@ -15,12 +15,15 @@ export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 log() { printf '[build-binaries] %s\n' "$*" >&2; }
 have() { [ -x "$bin/$1" ]; }
 
+# kubelet and kube-proxy run the real nodes; the others the control plane.
+KUBE_COMPONENTS="kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy"
+
 # k8s.io/kubernetes replaces its staging modules with local paths, so `go install` cannot build it.
 # A wrapper module requires it and points each staging module at its published twin v0.N.P.
 build_kubernetes() {
   local v=$KUBERNETES_VERSION staged=${KUBERNETES_VERSION/v1./v0.}
   local missing=()
-  for c in kube-apiserver kube-controller-manager kube-scheduler; do
+  for c in $KUBE_COMPONENTS; do
     have "$c-$v" || missing+=("$c")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -43,7 +46,7 @@ build_kubernetes() {
     echo "package tools"
     echo
     echo "import ("
-    for c in kube-apiserver kube-controller-manager kube-scheduler; do echo "	_ \"k8s.io/kubernetes/cmd/$c\""; done
+    for c in $KUBE_COMPONENTS; do echo "	_ \"k8s.io/kubernetes/cmd/$c\""; done
     echo ")"
   } > "$work/tools.go"
   local major=${v#v}; major=${major%%.*}
@@ -82,7 +85,7 @@ go_install() {
   rmdir "$gobin"
 }
 
-want=${*:-etcd kubernetes kwok helm actionlint}
+want=${*:-etcd kubernetes kwok helm actionlint coredns}
 for w in $want; do
   case $w in
     etcd) build_etcd ;;
@@ -90,6 +93,7 @@ for w in $want; do
     kwok) go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION" ;;
     helm) go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" ;;
     actionlint) go_install actionlint github.com/rhysd/actionlint/cmd/actionlint "$ACTIONLINT_VERSION" ;;
+    coredns) go_install coredns github.com/coredns/coredns "$COREDNS_VERSION" ;;
     *) log "unknown binary $w"; exit 2 ;;
   esac
 done

@@ -21,7 +21,8 @@ from mesoskube.cluster.nodes import add_nodes, remove_nodes, wait_nodes_ready
 from mesoskube.cluster.nodeshapes import NodeShape, parse_shape
 from mesoskube.kube import Kube
 
-TEST_CLUSTER = "pytest"
+# Parallel runs on one machine (two clones, a developer and CI) pick different names.
+TEST_CLUSTER = os.environ.get("MESOSKUBE_TEST_CLUSTER", "pytest")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
