@@ -6,6 +6,9 @@
 ARG PYTHON_IMAGE=python:3.11-slim
 
 FROM ${PYTHON_IMAGE} AS builder
+# Unset on a normal build. An offline build behind a TLS-intercepting proxy (`make images`) passes
+# the host's CA bundle, mounted for the build only, so nothing of it lands in the image.
+ARG PIP_CERT
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/mesoskube

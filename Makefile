@@ -12,8 +12,8 @@ export MESOSKUBE_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/mesoskube
 BIN := $(MESOSKUBE_CACHE)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help venv binaries deps crds check-crds test test-unit test-cluster test-existing-cluster \
-        test-e2e-installed lint demo demo-down bench compare-modes clean
+.PHONY: help venv binaries deps images install crds check-crds test test-unit test-cluster \
+        test-existing-cluster test-e2e-installed lint demo demo-down bench compare-modes clean
 
 help:
 	@echo "make demo    local control plane + master + Spark frameworks, live"
@@ -22,9 +22,17 @@ help:
 	@echo "make crds    regenerate crds/ (and the chart's copy) from the pydantic models"
 	@echo "make bench   mesoskube vs kube-scheduler on kwok nodes (writes bench/results/)"
 
-# Debian packages the scripts call (openssl for the apiserver's service-account keys).
+# Debian packages the scripts call: openssl (the cluster's keys and certificates); containerd, runc,
+# the CNI plugins, iptables and conntrack (real nodes); mmdebstrap, buildah, gcc and libc6-dev
+# (images built offline: Debian base file systems, the Dockerfiles, the static pause program).
+DEB_PACKAGES := openssl containerd runc containernetworking-plugins iptables conntrack mmdebstrap \
+                buildah gcc libc6-dev
 deps:
-	@command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl; }
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 	@command -v go >/dev/null || { echo "Go 1.24+ is needed to build the control plane (it ships on these machines at /usr/local/go)"; exit 1; }
 
 $(VENV)/.installed: pyproject.toml
@@ -39,6 +47,17 @@ venv: $(VENV)/.installed
 binaries: deps
 	hack/build-binaries.sh
 
+# Images for real nodes, built offline into $(MESOSKUBE_CACHE)/images (rebuilt when inputs change):
+# pause, task-base (busybox), mesoskube (the Dockerfile), spark (JRE 17 + pyspark).
+images: venv deps
+	$(PY) -m mesoskube.cluster.images
+
+# The master installed by Helm, as a pod on a real node of the local cluster CLUSTER (default).
+CLUSTER ?= default
+install: venv binaries images
+	$(VENV)/bin/mesoskube cluster --name $(CLUSTER) up --real-nodes 1
+	$(VENV)/bin/mesoskube cluster --name $(CLUSTER) install-master
+
 crds: venv
 	$(PY) -m mesoskube.api.crdgen --out crds
 	mkdir -p charts/mesoskube/crds && cp crds/*.yaml charts/mesoskube/crds/
@@ -46,22 +65,23 @@ crds: venv
 check-crds: venv
 	$(PY) -m mesoskube.api.crdgen --check crds charts/mesoskube/crds
 
-test: venv binaries
+test: venv binaries images
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 test-unit: venv
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-test-cluster: venv binaries
+test-cluster: venv binaries images
 	$(PY) -m pytest tests -m cluster $(PYTEST_ARGS)
 
 # The same suite against an existing cluster (kind in CI): KUBECONFIG names it; kwok runs locally.
 test-existing-cluster: venv binaries
 	$(PY) -m pytest tests --existing-cluster $(PYTEST_ARGS)
 
-# Against a master installed by the Helm chart (no in-process master).
-test-e2e-installed: venv binaries
-	$(PY) -m pytest tests/cluster --existing-cluster --installed-master $(PYTEST_ARGS)
+# The master's cluster tests against the master installed by the Helm chart as a pod on a real node
+# of the local cluster (no in-process master); with KUBECONFIG=... --existing-cluster, any cluster.
+test-e2e-installed: venv binaries images
+	$(PY) -m pytest tests/cluster --installed-master $(PYTEST_ARGS)
 
 lint: venv binaries
 	$(VENV)/bin/ruff check .
@@ -69,7 +89,7 @@ lint: venv binaries
 	$(BIN)/actionlint-$$(. operator/mesoskube/cluster/versions.env && echo $$ACTIONLINT_VERSION) .github/workflows/*.yaml
 	$(BIN)/helm-$$(. operator/mesoskube/cluster/versions.env && echo $$HELM_VERSION) lint --strict charts/mesoskube
 
-demo: venv binaries
+demo: venv binaries images
 	$(PY) -m mesoskube.demo
 
 demo-down: venv

@@ -19,6 +19,7 @@ from kubernetes.client.exceptions import ApiException
 from mesoskube.cluster.local import LocalCluster, free_port, kwok_argv
 from mesoskube.cluster.nodes import add_nodes, remove_nodes, wait_nodes_ready
 from mesoskube.cluster.nodeshapes import NodeShape, parse_shape
+from mesoskube.cluster.realnodes import REAL_LABEL
 from mesoskube.kube import Kube
 
 # Parallel runs on one machine (two clones, a developer and CI) pick different names.
@@ -32,6 +33,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="use the cluster in $KUBECONFIG instead of starting the local control plane",
     )
     parser.addoption("--keep-cluster", action="store_true", help="leave the local control plane running")
+    parser.addoption(
+        "--real-nodes",
+        type=int,
+        default=int(os.environ.get("MESOSKUBE_TEST_REAL_NODES", "2")),
+        help="real kubelet nodes in the local control plane (default 2; 0 runs without, and the "
+        "real-node tests fail, since they cannot be shown on fake nodes)",
+    )
     parser.addoption(
         "--installed-master",
         action="store_true",
@@ -57,7 +65,12 @@ def kubeconfig(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
             kwok.wait(10)
         return
     cluster = LocalCluster(TEST_CLUSTER)
-    cluster.up()
+    real = request.config.getoption("--real-nodes")
+    cluster.up(real_nodes=real)
+    if real:
+        wait_nodes_ready(
+            Kube.connect(str(cluster.kubeconfig)), real, timeout=90, selector=f"{REAL_LABEL}=true"
+        )
     try:
         yield str(cluster.kubeconfig)
     finally:
@@ -120,3 +133,28 @@ def fake_nodes(kube: Kube, test_id: str) -> Iterator[FakeNodes]:
 
     yield make
     remove_nodes(kube, created)
+
+
+@pytest.fixture
+def real_nodes(request: pytest.FixtureRequest, kube: Kube, test_id: str) -> Iterator[list[str]]:
+    """The cluster's real (kubelet) nodes, labelled mesoskube.io/test=<test id> for this test's master."""
+    nodes = sorted(n.metadata.name for n in kube.core.list_node(label_selector=f"{REAL_LABEL}=true").items)
+    if not nodes:
+        if request.config.getoption("--existing-cluster"):
+            pytest.skip("the existing cluster has no nodes labelled mesoskube.io/real=true")
+        pytest.fail("no real nodes in the local control plane (started with --real-nodes 0?)")
+    for n in nodes:
+        kube.core.patch_node(n, {"metadata": {"labels": {"mesoskube.io/test": test_id}}})
+    try:
+        yield nodes
+    finally:
+        for n in nodes:
+            kube.core.patch_node(n, {"metadata": {"labels": {"mesoskube.io/test": None}}})
+
+
+@pytest.fixture(scope="session")
+def local_cluster(request: pytest.FixtureRequest, kubeconfig: str) -> LocalCluster:
+    """The local control plane itself (for tests that stop and start its processes)."""
+    if request.config.getoption("--existing-cluster"):
+        pytest.skip("needs the local control plane, not an existing cluster")
+    return LocalCluster(TEST_CLUSTER)

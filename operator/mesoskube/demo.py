@@ -1,6 +1,8 @@
-"""`make demo`: a local control plane with a few dozen fake nodes in three zones, the master, and two
-Spark applications (coarse- and fine-grained, EMULATED workloads on kwok nodes) sharing it by
-weighted DRF, with a live picture of frameworks, roles and tasks, then both applications' summaries.
+"""`make demo`: a local control plane with a few dozen fake nodes in three zones and a real kubelet
+node, the master, and two Spark applications (coarse- and fine-grained, EMULATED workloads on kwok
+nodes) sharing it by weighted DRF, with a live picture of frameworks, roles and tasks, then both
+applications' summaries. A third framework runs one real command on the real node and prints its
+output at the end.
 
 The cluster stays up afterwards for `kubectl get mesos -A`; `make demo-down` removes it.
 """
@@ -24,6 +26,9 @@ from mesoskube.api.install import install_crds
 from mesoskube.cluster.local import LocalCluster, free_port
 from mesoskube.cluster.nodes import add_nodes, wait_nodes_ready
 from mesoskube.cluster.nodeshapes import parse_shape
+from mesoskube.cluster.realnodes import REAL_LABEL
+from mesoskube.frameworks.sdk import SchedulerDriver
+from mesoskube.frameworks.sdk.hello_real import HelloReal
 from mesoskube.kube import Kube
 from mesoskube.master.runner import Master
 from mesoskube.settings import Settings
@@ -31,8 +36,10 @@ from mesoskube.settings import Settings
 # The test of the demo runs it on its own cluster with a fraction of the tasks; `make demo` uses these.
 CLUSTER = os.environ.get("MESOSKUBE_DEMO_CLUSTER", "demo")
 SCALE = float(os.environ.get("MESOSKUBE_DEMO_SCALE", "1"))
+REAL_NODES = int(os.environ.get("MESOSKUBE_DEMO_REAL_NODES", "1"))
 NAMESPACE = "spark"
 NODES = 36
+NODE_PREFIX = "demo-node"
 SHAPES = [
     "cpu=8,memory=32Gi,label:zone=a",
     "cpu=16,memory=64Gi,label:zone=b",
@@ -102,16 +109,33 @@ def picture(kube: Kube) -> str:
     return "\n".join(lines)
 
 
+def report_real_task(kube: Kube, hello: HelloReal, driver: SchedulerDriver, timeout: float = 120) -> bool:
+    """Print what the real task printed; False when it did not finish."""
+    driver.join(timeout)
+    status = hello.final
+    say(f"==== hello-real on {hello.launched_on or 'no real agent'} ====")
+    if status is None:
+        say(f"the real task did not end within {timeout:.0f}s")
+        driver.stop()
+        return False
+    say(f"state {status.state.value}" + (f": {status.message}" if status.message else ""))
+    with contextlib.suppress(ApiException):
+        say("its output (kubectl logs):\n" + kube.core.read_namespaced_pod_log(hello.task_name, NAMESPACE))
+    return status.state.value == "TASK_FINISHED"
+
+
 def main() -> int:
     started = time.monotonic()
     cluster = LocalCluster(CLUSTER)
-    fresh = cluster.up()
+    cluster.up(real_nodes=REAL_NODES)
     kube = Kube.connect(str(cluster.kubeconfig))
-    if fresh:
-        add_nodes(kube, NODES, [parse_shape(s) for s in SHAPES])
-    wait_nodes_ready(kube, NODES)
+    names = add_nodes(kube, NODES, [parse_shape(s) for s in SHAPES], prefix=NODE_PREFIX)  # idempotent
+    wait_nodes_ready(kube, names)
+    if REAL_NODES:
+        wait_nodes_ready(kube, REAL_NODES, timeout=90, selector=f"{REAL_LABEL}=true")
     say(
-        f"control plane up with {NODES} fake (kwok) nodes in zones a/b/c in {time.monotonic() - started:.1f}s"
+        f"control plane up with {NODES} fake (kwok) nodes in zones a/b/c and {REAL_NODES} real "
+        f"(kubelet) node(s) in {time.monotonic() - started:.1f}s"
     )
     say(f"kubeconfig: {cluster.kubeconfig}")
     install_crds(kube)
@@ -132,7 +156,7 @@ def main() -> int:
     except ApiException as e:
         if e.status != 409:
             raise
-    for name, _ in APPS:  # a re-run starts from clean frameworks
+    for name in [*(n for n, _ in APPS), "hello-real"]:  # a re-run starts from clean frameworks
         with contextlib.suppress(ApiException):
             kube.delete("frameworks", NAMESPACE, name)
     metrics_port = free_port()
@@ -180,6 +204,13 @@ def main() -> int:
     say("two Spark applications submitted (EMULATED workload: stages of tasks with run times):")
     for name, conf in APPS:
         say(f"  {name}: {' '.join(conf)}")
+    hello, hello_driver = HelloReal(), None
+    if REAL_NODES:
+        hello_driver = SchedulerDriver(
+            hello, "hello-real", NAMESPACE, kube=Kube.connect(str(cluster.kubeconfig))
+        )
+        hello_driver.start()
+        say("and one framework (hello-real) that runs a real command on a real node")
     try:
         while any(p.poll() is None for _, p, _ in procs):
             say(f"\n--- t={time.monotonic() - started:5.1f}s ---\n{picture(kube)}")
@@ -195,6 +226,8 @@ def main() -> int:
         say(f"==== {name} (exit {p.returncode}) ====")
         say((workdir / f"{name}.log").read_text()[-3000:])
         failed += p.returncode != 0
+    if hello_driver is not None:
+        failed += not report_real_task(kube, hello, hello_driver)
     master.stop()
     say(
         f"\nthe cluster is still up: kubectl --kubeconfig {cluster.kubeconfig} get mesos -A\n"

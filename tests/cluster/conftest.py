@@ -17,8 +17,15 @@ from mesoskube.settings import Settings
 
 
 @pytest.fixture(scope="session")
-def crds(kube: Kube) -> None:
+def crds(request: pytest.FixtureRequest, kube: Kube) -> None:
     install_crds(kube)
+    if request.config.getoption("--installed-master") and not request.config.getoption("--existing-cluster"):
+        # The local control plane: install the chart with the locally built image, once per session.
+        from mesoskube.cluster.install import install_master
+        from mesoskube.cluster.local import LocalCluster
+        from tests.conftest import TEST_CLUSTER
+
+        install_master(LocalCluster(TEST_CLUSTER))
 
 
 StartMaster = Callable[..., Master]

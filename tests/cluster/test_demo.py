@@ -1,18 +1,23 @@
-"""`make demo` itself (python -m mesoskube.demo) on a cluster of its own, with a quarter of its
-tasks: both Spark applications finish and the master's metrics endpoint moves while they run.
-Nodes are kwok fake nodes and the Spark workload is EMULATED, as in the demo."""
+"""`make demo` itself (python -m mesoskube.demo) on the session's cluster, with a quarter of its
+tasks: both Spark applications finish, the master's metrics endpoint moves while they run, and the
+real task's output is printed. The Spark workload is EMULATED on kwok nodes, as in the demo; the
+hello-real task runs for real on a kubelet node."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
-from mesoskube.cluster.local import LocalCluster
+from mesoskube import demo
+from tests.conftest import TEST_CLUSTER
 from tests.helpers import eventually, scrape
 
 MOVING = (
@@ -27,16 +32,25 @@ MOVING = (
 
 
 @pytest.fixture
-def demo_cluster(request) -> str:
+def demo_cluster(request, kube) -> Iterator[str]:
+    """The session's own local cluster: only one cluster per machine can have real nodes, and the
+    demo needs one. The demo's nodes and namespace are removed afterwards."""
     if request.config.getoption("--existing-cluster") or request.config.getoption("--installed-master"):
-        pytest.skip("the demo brings up its own local control plane")
-    name = "pytest-demo"
-    yield name
-    LocalCluster(name).down()
+        pytest.skip("the demo runs its own master on a local control plane")
+    yield TEST_CLUSTER
+    for node in kube.core.list_node().items:
+        if node.metadata.name.startswith(f"{demo.NODE_PREFIX}-"):
+            kube.core.delete_node(node.metadata.name)
+    with contextlib.suppress(ApiException):
+        kube.core.delete_namespace(demo.NAMESPACE)
 
 
-def test_make_demo_finishes_both_apps_and_its_metrics_move(demo_cluster):
-    env = {"MESOSKUBE_DEMO_CLUSTER": demo_cluster, "MESOSKUBE_DEMO_SCALE": "0.25"}
+def test_make_demo_finishes_both_apps_and_its_metrics_move(request, demo_cluster):
+    env = {
+        "MESOSKUBE_DEMO_CLUSTER": demo_cluster,
+        "MESOSKUBE_DEMO_SCALE": "0.25",
+        "MESOSKUBE_DEMO_REAL_NODES": str(request.config.getoption("--real-nodes")),
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "mesoskube.demo"],
         stdout=subprocess.PIPE,
@@ -71,3 +85,6 @@ def test_make_demo_finishes_both_apps_and_its_metrics_move(demo_cluster):
     out = "".join(lines)
     assert len(re.findall(r"^  result +ok$", out, re.M)) == 2, out[-4000:]
     assert "coarse mode" in out and "fine mode" in out
+    # The real task's own output, read back with `kubectl logs`.
+    assert re.search(r"^==== hello-real on real-\d+ ====$", out, re.M), out[-4000:]
+    assert "state TASK_FINISHED" in out and "in a real container" in out, out[-4000:]

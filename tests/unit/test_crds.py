@@ -11,7 +11,7 @@ import pytest
 import yaml
 from pydantic import ConfigDict, Field
 
-from mesoskube import API_GROUP, API_VERSION
+from mesoskube import API_GROUP, API_VERSION, TASK_IMAGE
 from mesoskube.api import crdgen
 from mesoskube.api.models import (
     RESOURCES,
@@ -277,7 +277,7 @@ def test_defaults_are_written_into_the_schema() -> None:
 
     task = root_schema("Task")
     assert at(task, "spec.container")["default"] == {}
-    assert at(task, "spec.container.image")["default"] == "registry.k8s.io/pause:3.10"
+    assert at(task, "spec.container.image")["default"] == TASK_IMAGE
     assert at(task, "spec.kill")["default"] is False
     assert at(task, "spec.role")["default"] == "*"
     assert "default" not in at(task, "spec")  # required

@@ -12,6 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mesoskube import TASK_IMAGE
 from mesoskube.resources import Resources
 
 # Mesos defaults (reference/mesos-semantics.md).
@@ -72,7 +73,14 @@ class EnvVar(Model):
 class ContainerInfo(Model):
     """What the task's pod runs. On kwok fake nodes nothing runs; the image is recorded only."""
 
-    image: Annotated[str, Field(min_length=1, max_length=512)] = "registry.k8s.io/pause:3.10"
+    image: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=512,
+            description="Container image; the default is a busybox shell, imported into real nodes.",
+        ),
+    ] = TASK_IMAGE
     command: list[str] = Field(default_factory=list, max_length=64)
     args: list[str] = Field(default_factory=list, max_length=256)
     env: list[EnvVar] = Field(default_factory=list, max_length=128)

@@ -23,10 +23,24 @@ from pathlib import Path
 import yaml
 
 from mesoskube.cluster.binaries import binary_path, cache_dir, versions
+from mesoskube.cluster.pki import Pki
 
 STAGES_FILE = Path(__file__).with_name("stages") / "pod-stages.yaml"
 ADMIN_TOKEN_USER = "mesoskube-admin"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kwok", "kube-scheduler")
+# The controllers a real pod needs besides garbage collection: ServiceAccount tokens and the root CA
+# ConfigMap, EndpointSlices for Services, Jobs, and node lifecycle (a dead kubelet -> NotReady node,
+# tainted, its pods evicted once their tolerations run out).
+CONTROLLERS = ",".join(
+    f"{c}-controller"
+    for c in (
+        "garbage-collector", "namespace", "serviceaccount", "serviceaccount-token",
+        "root-ca-certificate-publisher", "deployment", "replicaset", "job", "endpointslice",
+        "node-lifecycle", "taint-eviction",
+    )
+)  # fmt: skip
+NODE_MONITOR_GRACE_PERIOD = "40s"
+KUBERNETES_SERVICE_IP = "10.0.0.1"  # the first address of --service-cluster-ip-range
 
 
 class ClusterError(RuntimeError):
@@ -90,11 +104,14 @@ class LocalCluster:
     # ------------------------------------------------------------------ status
 
     def component_status(self) -> dict[str, str]:
-        """component -> 'running' | 'exited' | 'off'."""
+        """component -> 'running' | 'exited' | 'off' (real nodes' processes after the control plane)."""
         pids = self.state().get("pids", {})
-        return {
-            c: ("running" if _alive(pid) else "exited") if (pid := pids.get(c)) else "off" for c in COMPONENTS
-        }
+        names = [*COMPONENTS, *(c for c in pids if c not in COMPONENTS)]
+        return {c: ("running" if _alive(pid) else "exited") if (pid := pids.get(c)) else "off" for c in names}
+
+    @staticmethod
+    def alive(pid: int | None) -> bool:
+        return bool(pid) and _alive(pid)
 
     def crashed(self) -> dict[str, str]:
         """Components that were started and are gone, with the tail of each log."""
@@ -110,15 +127,34 @@ class LocalCluster:
 
     # ------------------------------------------------------------------ up
 
-    def up(self, with_scheduler: bool = False, scheduler_qps: float = 50.0) -> bool:
-        """Start everything; returns False when the cluster was already running (no-op)."""
+    def up(self, with_scheduler: bool = False, scheduler_qps: float = 50.0, real_nodes: int = 0) -> bool:
+        """Start everything; returns False when the cluster was already running (no-op).
+
+        `real_nodes` kubelet nodes (each with its own containerd) join the kwok fake nodes, with
+        kube-proxy and CoreDNS; they change the host, and `down` undoes it (see hostchanges.py).
+        """
+        from mesoskube.cluster.kubelets import RealNodes
+        from mesoskube.cluster.realnodes import host_ip
+
         if self.is_running():
             if with_scheduler and self.component_status()["kube-scheduler"] != "running":
                 self._start_scheduler(self.state(), scheduler_qps)
+            have = len(self.state().get("real", {}).get("nodes", []))
+            if real_nodes != have:
+                raise ClusterError(
+                    f"cluster {self.name!r} is running with {have} real node(s); to get {real_nodes}, "
+                    f"stop it first (`mesoskube cluster --name {self.name} down`)"
+                )
             return False
         if self.state():
             self.down()
-        for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kwok"):
+        needed = ["etcd", "kube-apiserver", "kube-controller-manager", "kwok"]
+        if real_nodes:
+            needed += ["kubelet", "kube-proxy", "coredns"]
+            for tool in ("containerd", "runc", "ctr", "iptables"):
+                if shutil.which(tool) is None:
+                    raise ClusterError(f"real nodes need {tool}: run `make deps` (Debian packages)")
+        for name in needed:
             binary_path(name)  # fail before starting anything
         d = self.dir
         (d / "logs").mkdir(parents=True, exist_ok=True)
@@ -127,7 +163,11 @@ class LocalCluster:
         token = os.urandom(16).hex()
         state: dict = {"ports": ports, "pids": {}, "versions": versions(), "token": token}
         self._save(state)
-        self._write_pki(token)
+        real = RealNodes(self)
+        node_ip = host_ip() if real_nodes else "127.0.0.1"
+        if real_nodes:
+            real.claim(real.plan(state, real_nodes, node_ip, free_port))
+        self._write_pki(token, node_ip)
         self._start(
             state,
             "etcd",
@@ -163,25 +203,41 @@ class LocalCluster:
                 str(binary_path("kube-apiserver")),
                 "--etcd-servers",
                 f"http://127.0.0.1:{ports['etcd']}",
-                "--cert-dir",
-                str(pki),
+                "--tls-cert-file",
+                str(pki / "apiserver.crt"),
+                "--tls-private-key-file",
+                str(pki / "apiserver.key"),
                 "--secure-port",
                 str(ports["apiserver"]),
+                # Pods reach the API server through the `kubernetes` Service, whose endpoint is the
+                # advertised address: with real nodes that is the machine's own interface.
                 "--bind-address",
-                "127.0.0.1",
+                "0.0.0.0" if real_nodes else "127.0.0.1",
                 "--advertise-address",
-                "127.0.0.1",
+                node_ip,
                 "--service-cluster-ip-range",
                 "10.0.0.0/24",
                 "--allow-privileged=true",
-                # TaintNodesByCondition would taint new nodes not-ready until a node-lifecycle
-                # controller (not run here) lifts it; kwok reports the real Ready condition.
+                # TaintNodesByCondition would taint every new fake node not-ready until the
+                # node-lifecycle controller's next pass lifts it; kwok reports the Ready condition.
                 "--disable-admission-plugins",
-                "ServiceAccount,TaintNodesByCondition",
+                "TaintNodesByCondition",
+                "--enable-admission-plugins",
+                "NodeRestriction",
+                # Kubelets are system:node:<name>: the Node authorizer confines each to its node.
                 "--authorization-mode",
-                "RBAC",
+                "Node,RBAC",
                 "--token-auth-file",
                 str(pki / "tokens.csv"),
+                "--client-ca-file",
+                str(pki / "ca.crt"),
+                "--kubelet-client-certificate",
+                str(pki / "apiserver-kubelet-client.crt"),
+                "--kubelet-client-key",
+                str(pki / "apiserver-kubelet-client.key"),
+                # Node names are not resolvable here; the InternalIP is the machine's address.
+                "--kubelet-preferred-address-types",
+                "InternalIP,Hostname",
                 "--service-account-issuer",
                 "https://kubernetes.default.svc.cluster.local",
                 "--service-account-key-file",
@@ -209,7 +265,13 @@ class LocalCluster:
                 "--authorization-kubeconfig",
                 str(self.kubeconfig),
                 "--controllers",
-                "garbagecollector,namespace,serviceaccount,deployment,replicaset",
+                CONTROLLERS,
+                "--service-account-private-key-file",
+                str(pki / "sa.key"),
+                "--root-ca-file",
+                str(pki / "ca.crt"),
+                "--node-monitor-grace-period",
+                NODE_MONITOR_GRACE_PERIOD,
                 "--leader-elect=false",
                 "--secure-port",
                 "0",
@@ -226,8 +288,12 @@ class LocalCluster:
             "kwok",
             kwok_argv(str(self.kubeconfig), ports["kwok"]),
         )
-        if with_scheduler:
+        # Real nodes run ordinary pods too (the Helm-installed master among them): they need the
+        # default scheduler, which ignores the pods mesoskube binds itself.
+        if with_scheduler or real_nodes:
             self._start_scheduler(state, scheduler_qps)
+        if real_nodes:
+            real.start(state, f"https://{node_ip}:{ports['apiserver']}")
         time.sleep(0.3)
         if bad := self.crashed():
             raise ClusterError(_crash_report(bad))
@@ -263,10 +329,17 @@ class LocalCluster:
             ],
         )
 
-    def _start(self, state: dict, name: str, argv: list[str]) -> None:
-        log = open(self.dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+    def _start(self, state: dict, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        logfile = self.dir / "logs" / f"{name}.log"
+        logfile.parent.mkdir(parents=True, exist_ok=True)
+        log = open(logfile, "ab")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, **env} if env else None,
         )
         log.close()
         state["pids"][name] = proc.pid
@@ -285,13 +358,13 @@ class LocalCluster:
         )
 
     def _ssl(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(cafile=str(self.dir / "pki" / "apiserver.crt"))
+        ctx = ssl.create_default_context(cafile=str(self.dir / "pki" / "ca.crt"))
         return ctx
 
     def _apiserver_ready(self) -> bool:
         st = self.state()
         port = st["ports"]["apiserver"]
-        crt = self.dir / "pki" / "apiserver.crt"
+        crt = self.dir / "pki" / "ca.crt"
         if not crt.exists():
             return False
         req = urllib.request.Request(
@@ -303,9 +376,20 @@ class LocalCluster:
         except (urllib.error.URLError, OSError, ssl.SSLError):
             return False
 
-    def _write_pki(self, token: str) -> None:
+    def _write_pki(self, token: str, node_ip: str) -> None:
         pki = self.dir / "pki"
         (pki / "tokens.csv").write_text(f'{token},{ADMIN_TOKEN_USER},{ADMIN_TOKEN_USER},"system:masters"\n')
+        ca = Pki(pki)
+        ca.issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client", ("system:masters",))
+        # One CA for every client: the admin's kubeconfig, kubelets, and pods (the kube-root-ca.crt
+        # ConfigMap); the serving certificate names every address the API server is reached by.
+        ca.issue(
+            "apiserver",
+            "kube-apiserver",
+            ips=tuple(dict.fromkeys(("127.0.0.1", node_ip, KUBERNETES_SERVICE_IP))),
+            dns=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+                 "kubernetes.default.svc.cluster.local"),
+        )  # fmt: skip
         subprocess.run(
             ["openssl", "genrsa", "-out", str(pki / "sa.key"), "2048"], check=True, capture_output=True
         )
@@ -324,8 +408,7 @@ class LocalCluster:
                     "name": self.name,
                     "cluster": {
                         "server": f"https://127.0.0.1:{port}",
-                        # kube-apiserver's self-signed serving certificate, generated in --cert-dir.
-                        "certificate-authority": str(self.dir / "pki" / "apiserver.crt"),
+                        "certificate-authority": str(self.dir / "pki" / "ca.crt"),
                     },
                 }
             ],
@@ -352,10 +435,16 @@ class LocalCluster:
         if _alive(pid):
             os.killpg(pid, signal.SIGKILL)
 
-    def down(self) -> None:
+    def down(self) -> list[str]:
+        """Stop everything (real nodes first, undoing their host changes); returns what was left."""
+        from mesoskube.cluster.kubelets import RealNodes
+
+        state = self.state()
+        problems = RealNodes(self).down(state, api_up=self.is_running()) if state.get("real") else []
         for name in reversed(COMPONENTS):
             self.stop_component(name)
         shutil.rmtree(self.dir, ignore_errors=True)
+        return problems
 
 
 def kwok_argv(kubeconfig: str, port: int) -> list[str]:

@@ -43,28 +43,31 @@ def remove_nodes(kube: Kube, names: list[str]) -> None:
                 raise
 
 
-def ready_fake_nodes(kube: Kube) -> tuple[int, int]:
-    """(ready, total) among fake nodes."""
-    nodes = kube.core.list_node(label_selector="type=kwok").items
+def ready_fake_nodes(kube: Kube, selector: str = "type=kwok") -> tuple[int, int]:
+    """(ready, total) among fake nodes (or the nodes `selector` picks)."""
+    nodes = kube.core.list_node(label_selector=selector).items
     ready = sum(1 for n in nodes if _is_ready(n))
     return ready, len(nodes)
 
 
-def wait_nodes_ready(kube: Kube, expected: int | list[str], timeout: float = 120) -> None:
-    """Until `expected` fake nodes are Ready: a count of any, or these names."""
+def wait_nodes_ready(
+    kube: Kube, expected: int | list[str], timeout: float = 120, selector: str = "type=kwok"
+) -> None:
+    """Until `expected` fake nodes (or nodes `selector` picks) are Ready: a count of any, or these names."""
     deadline = time.monotonic() + timeout
     while True:
         if isinstance(expected, int):
-            ready, _ = ready_fake_nodes(kube)
+            ready, _ = ready_fake_nodes(kube, selector)
             missing = max(0, expected - ready)
         else:
-            nodes = kube.core.list_node(label_selector="type=kwok").items
+            nodes = kube.core.list_node(label_selector=selector).items
             ready_names = {n.metadata.name for n in nodes if _is_ready(n)}
             missing = len(set(expected) - ready_names)
         if not missing:
             return
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{missing} fake node(s) not Ready after {timeout:.0f}s (is kwok running?)")
+            what = "fake node(s)" if selector == "type=kwok" else f"node(s) matching {selector}"
+            raise TimeoutError(f"{missing} {what} not Ready after {timeout:.0f}s")
         time.sleep(0.2)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mesoskube import API_GROUP, API_VERSION
+from mesoskube import API_GROUP, API_VERSION, TASK_IMAGE
 from mesoskube.api.models import TaskInfo
 from mesoskube.master import (
     ANNOTATION_RUN_DURATION,
@@ -17,6 +17,16 @@ SCHEDULER_NAME = "mesoskube"
 # Fake nodes carry this taint; real agents may carry their own, tolerated through node config.
 TOLERATIONS = [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}]
 MAX_HOST_PORTS = 64
+# Pod Security `restricted`, so task pods run in namespaces that enforce it. Host ports are the one
+# thing a task may ask for that no level but `privileged` allows.
+TASK_UID = 65532
+POD_SECURITY = {
+    "runAsNonRoot": True,
+    "runAsUser": TASK_UID,
+    "runAsGroup": TASK_UID,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 
 
 def owner_ref(kind: str, name: str, uid: str, controller: bool = True) -> dict:
@@ -117,12 +127,21 @@ def pod_manifest(task: dict) -> dict:
         annotations[ANNOTATION_RUN_DURATION] = f"{float(spec['runSeconds']):.3f}s"
     main = {
         "name": "task",
-        "image": container.get("image") or "registry.k8s.io/pause:3.10",
+        "image": container.get("image") or TASK_IMAGE,
+        # Images are imported into real nodes, not pulled: a missing one fails fast as ErrImageNeverPull
+        # would not, so IfNotPresent keeps a registry usable where there is one.
+        "imagePullPolicy": "IfNotPresent",
+        # Limits equal requests: the kernel enforces what was offered (cpu shares, memory OOM kill).
         "resources": {"requests": requests, "limits": requests},
+        "securityContext": CONTAINER_SECURITY,
     }
     for key in ("command", "args", "env"):
         if container.get(key):
             main[key] = container[key]
+    if not container.get("command") and not container.get("args") and spec.get("runSeconds") is not None:
+        # An emulated task (runSeconds, no command) really sleeps that long on a real node; on a
+        # kwok node the pod stages honour the annotation instead.
+        main["command"] = ["sleep", f"{float(spec['runSeconds']):g}"]
     if ports:
         main["ports"] = ports
     return {
@@ -146,6 +165,7 @@ def pod_manifest(task: dict) -> dict:
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
             "terminationGracePeriodSeconds": 5,
+            "securityContext": POD_SECURITY,
             "tolerations": TOLERATIONS,
             "containers": [main],
         },

@@ -52,6 +52,12 @@ def from_pod(pod: dict) -> TaskUpdate:
                 TaskState.FAILED, "REASON_CONTAINER_PREEMPTED", status.get("message") or "evicted"
             )
         code = term.get("exitCode")
+        if term.get("reason") == "OOMKilled":
+            return TaskUpdate(
+                TaskState.FAILED,
+                "REASON_CONTAINER_LIMITATION_MEMORY",
+                f"OOM-killed: the task exceeded its memory limit (exit code {code})",
+            )
         msg = term.get("message") or term.get("reason") or status.get("message") or "container failed"
         return TaskUpdate(
             TaskState.FAILED,

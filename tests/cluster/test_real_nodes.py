@@ -1,0 +1,215 @@
+"""Tasks on real kubelet nodes: commands run, exit codes, OOM, kill, Pod Security, Services and DNS,
+and a node whose kubelet dies. Nothing here is emulated: the pods run in containerd + runc."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from kubernetes import client
+
+from mesoskube.master import LABEL_TASK
+from tests.cluster.mesos import RawFramework, task
+from tests.helpers import eventually
+
+SMALL = {"cpus": 0.1, "mem": 64}
+
+
+def sh(name: str, script: str, **extra) -> dict:
+    return {
+        **task(name, SMALL["cpus"], SMALL["mem"]),
+        "container": {"command": ["sh", "-c", script]},
+        **extra,
+    }
+
+
+def offers_on(fw: RawFramework, agents: list[str]) -> dict[str, dict]:
+    offers = fw.wait_offers(len(agents), timeout=30)
+    return {o["spec"]["agent"]: o for o in offers if o["spec"]["agent"] in agents}
+
+
+def logs(kube, namespace: str, pod: str) -> str:
+    return kube.core.read_namespaced_pod_log(pod, namespace)
+
+
+def test_real_agents_are_offered_with_their_attribute(kube, namespace, real_nodes, master):
+    master()
+    fw = RawFramework.subscribe(kube, namespace, "fw")
+    by_agent = offers_on(fw, real_nodes)
+    assert sorted(by_agent) == real_nodes
+    for offer in by_agent.values():
+        assert offer["spec"]["attributes"]["mesoskube.io/real"] == "true"
+        assert offer["spec"]["resources"]["cpus"] > 0
+
+
+def test_command_output_is_in_the_logs_and_exit_codes_map_to_states(kube, namespace, real_nodes, master):
+    master()
+    fw = RawFramework.subscribe(kube, namespace, "fw")
+    offer = offers_on(fw, real_nodes)[real_nodes[0]]
+    fw.accept(
+        offer,
+        [
+            sh("ok", "echo hello from $(hostname); exit 0"),
+            sh("bad", "echo about to fail >&2; exit 3"),
+        ],
+    )
+    ok = fw.wait_task_state("ok", "TASK_FINISHED", timeout=60)
+    assert ok["spec"]["agent"] == real_nodes[0]
+    assert "hello from ok" in logs(kube, namespace, "ok")
+    bad = fw.wait_task_state("bad", "TASK_FAILED", timeout=60)
+    assert bad["status"]["reason"] == "REASON_COMMAND_EXECUTOR_FAILED"
+    assert "exit code 3" in bad["status"]["message"]
+    assert "about to fail" in logs(kube, namespace, "bad")
+
+
+def test_a_task_over_its_memory_is_oom_killed_and_says_so(kube, namespace, real_nodes, master):
+    master()
+    fw = RawFramework.subscribe(kube, namespace, "fw")
+    offer = offers_on(fw, real_nodes)[real_nodes[0]]
+    # dd allocates its whole block: 256 MiB against a 64 MiB limit.
+    fw.accept(offer, [sh("hog", "dd if=/dev/zero of=/dev/null bs=256M count=1")])
+    hog = fw.wait_task_state("hog", "TASK_FAILED", timeout=60)
+    assert hog["status"]["reason"] == "REASON_CONTAINER_LIMITATION_MEMORY"
+    assert "OOM-killed" in hog["status"]["message"]
+
+
+def test_exec_works_and_kill_stops_a_sleeping_task(kube, kubeconfig, namespace, real_nodes, master):
+    master()
+    fw = RawFramework.subscribe(kube, namespace, "fw")
+    offer = offers_on(fw, real_nodes)[real_nodes[0]]
+    fw.accept(offer, [sh("sleeper", "trap 'echo got TERM; exit 143' TERM; sleep 600 & wait")])
+    fw.wait_task_state("sleeper", "TASK_RUNNING", timeout=60)
+    # kubectl exec reaches the container through the API server and the kubelet's authorised API.
+    inside = subprocess.run(
+        [
+            "kubectl",
+            "--kubeconfig",
+            kubeconfig,
+            "-n",
+            namespace,
+            "exec",
+            "sleeper",
+            "--",
+            "sh",
+            "-c",
+            "echo in-$0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert inside.returncode == 0 and inside.stdout.strip() == "in-sh", inside.stderr
+    kube.patch("tasks", namespace, "sleeper", {"spec": {"kill": True}})
+    # terminationGracePeriodSeconds is 5: the process is gone well before a forced kill would matter.
+    fw.wait_task_state("sleeper", "TASK_KILLED", timeout=30)
+    eventually(
+        lambda: not kube.core.list_namespaced_pod(namespace, label_selector=f"{LABEL_TASK}=sleeper").items,
+        timeout=30,
+        what="the killed task's pod gone",
+    )
+
+
+def test_task_pods_run_in_a_namespace_that_enforces_restricted(kube, namespace, real_nodes, master):
+    kube.core.patch_namespace(
+        namespace, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}
+    )
+    master()
+    fw = RawFramework.subscribe(kube, namespace, "fw")
+    offer = offers_on(fw, real_nodes)[real_nodes[0]]
+    fw.accept(offer, [sh("confined", "id -u; cat /proc/self/status | grep CapEff")])
+    fw.wait_task_state("confined", "TASK_FINISHED", timeout=60)
+    out = logs(kube, namespace, "confined")
+    assert out.splitlines()[0] == "65532"
+    assert "CapEff:\t0000000000000000" in out
+
+
+def test_a_task_reaches_another_through_a_service_by_ip_and_by_dns_name(kube, namespace, real_nodes, master):
+    master()
+    fw = RawFramework.subscribe(kube, namespace, "fw")
+    offers = offers_on(fw, real_nodes)
+    server_node, client_node = real_nodes[0], real_nodes[-1]
+    fw.accept(
+        offers[server_node],
+        [
+            sh(
+                "web",
+                "mkdir -p /tmp/www && echo hello-through-a-service > /tmp/www/index.html && "
+                "exec httpd -f -p 8080 -h /tmp/www",
+                labels={"app": "web"},
+            )
+        ],
+    )
+    fw.wait_task_state("web", "TASK_RUNNING", timeout=60)
+    svc = kube.core.create_namespaced_service(
+        namespace,
+        client.V1Service(
+            metadata=client.V1ObjectMeta(name="web"),
+            spec=client.V1ServiceSpec(
+                selector={"app": "web"}, ports=[client.V1ServicePort(port=80, target_port=8080)]
+            ),
+        ),
+    )
+    ip = svc.spec.cluster_ip
+    if client_node == server_node:
+        more = fw.wait_offers(1, timeout=30, agent=client_node)[0]
+    else:
+        more = offers[client_node]
+    fw.accept(
+        more,
+        [
+            sh(
+                "client",
+                f"wget -qO- http://{ip}/index.html && "
+                f"wget -qO- http://web.{namespace}.svc.cluster.local/index.html && "
+                "nslookup kubernetes.default.svc.cluster.local",
+            )
+        ],
+    )
+    done = fw.wait_task_state("client", "TASK_FINISHED", timeout=90)
+    out = logs(kube, namespace, "client")
+    assert out.count("hello-through-a-service") == 2, out
+    assert "10.0.0.1" in out, out  # the in-cluster `kubernetes` Service, resolved by CoreDNS
+    assert done["spec"]["agent"] == client_node
+
+
+@pytest.mark.timeout(420)
+def test_a_node_whose_kubelet_dies_loses_its_tasks_and_gets_nothing_until_it_is_back(
+    kube, namespace, real_nodes, own_master, local_cluster
+):
+    from mesoskube.cluster.kubelets import RealNodes
+
+    own_master(agentUnreachableTimeout=5)
+    fw = RawFramework.subscribe(kube, namespace, "fw")
+    victim = real_nodes[-1]
+    offer = offers_on(fw, real_nodes)[victim]
+    fw.accept(offer, [sh("doomed", "sleep 600")])
+    fw.wait_task_state("doomed", "TASK_RUNNING", timeout=60)
+    nodes = RealNodes(local_cluster)
+    state = local_cluster.state()
+    (spec,) = [s for s in nodes.specs(state) if s.name == victim]
+    nodes.stop_kubelet(spec)
+    try:
+        # The node-lifecycle controller marks it NotReady after its grace period (40 s); then the
+        # master's agent timeout makes the task lost (the framework is not partition-aware).
+        lost = fw.wait_task_state("doomed", "TASK_LOST", timeout=150)
+        assert lost["status"]["reason"] in ("REASON_AGENT_DISCONNECTED", "REASON_AGENT_REMOVED")
+        assert all(o["spec"]["agent"] != victim for o in fw.offers())
+    finally:
+        nodes.start_kubelet(local_cluster.state(), spec)
+    eventually(
+        lambda: any(o["spec"]["agent"] == victim for o in fw.offers()),
+        timeout=120,
+        what=f"{victim} offered again once its kubelet is back",
+    )
+
+
+def test_a_second_cluster_cannot_take_the_real_nodes_host(real_nodes):
+    from mesoskube.cluster.hostchanges import HostBusy
+    from mesoskube.cluster.local import LocalCluster
+
+    other = LocalCluster("pytest-second")
+    try:
+        with pytest.raises(HostBusy, match="only one cluster at a time can have real nodes"):
+            other.up(real_nodes=1)
+    finally:
+        other.down()
