@@ -38,7 +38,8 @@ EPOCH = 1_700_000_000  # fixed mtime of every file in the layers we write oursel
 NONROOT = "65532:65532"
 PAUSE = "mesoskube.local/pause:1"
 TASK_BASE = "mesoskube.local/task-base:1"
-OPERATOR = "mesoskube.local/mesoskube:dev"
+# Tagged with the hash of its inputs, so a rebuilt image is a new tag and `helm upgrade` rolls it out.
+OPERATOR_REPOSITORY = "mesoskube.local/mesoskube"
 SPARK = "mesoskube.local/spark:4.3.0"
 PYSPARK_VERSION = "4.3.0"
 DEBIAN_SUITE = "bookworm"
@@ -308,13 +309,14 @@ def _export(name: str, target: Path) -> None:
 
 def build_operator() -> Built:
     inputs = [REPO / p for p in ("Dockerfile", "pyproject.toml", "README.md", "operator", "frameworks")]
-    target = _target("mesoskube", _inputs_hash(*PYTHON_BASE_PACKAGES, *inputs))
+    key = _inputs_hash(*PYTHON_BASE_PACKAGES, *inputs)
+    target, name = _target("mesoskube", key), f"{OPERATOR_REPOSITORY}:{key}"
     if not target.exists():
         base = _debian_base("python", PYTHON_BASE_PACKAGES)
-        _bud(OPERATOR, REPO, REPO / "Dockerfile", {"PYTHON_IMAGE": base})
-        _export(OPERATOR, target)
+        _bud(name, REPO, REPO / "Dockerfile", {"PYTHON_IMAGE": base})
+        _export(name, target)
         _clean_old("mesoskube", target)
-    return Built(OPERATOR, target)
+    return Built(name, target)
 
 
 def build_spark() -> Built:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from mesoskube.cluster.binaries import binary_path
-from mesoskube.cluster.images import OPERATOR, build_operator
+from mesoskube.cluster.images import build_operator
 from mesoskube.cluster.kubelets import RealNodes, ensure_images
 from mesoskube.cluster.local import ClusterError, LocalCluster
 from mesoskube.cluster.realnodes import REAL_LABEL
@@ -43,8 +43,9 @@ def install_master(
             f"cluster {cluster.name!r} has no real nodes for the master's pod: "
             f"`mesoskube cluster --name {cluster.name} up --real-nodes 1`"
         )
-    ensure_images(cluster, [build_operator()])
-    repository, tag = OPERATOR.rsplit(":", 1)
+    image = build_operator()
+    ensure_images(cluster, [image])
+    repository, tag = image.name.rsplit(":", 1)
     escaped_label = REAL_LABEL.replace(".", "\\.")  # helm --set splits keys on unescaped dots
     settings = {
         "image.repository": repository,

@@ -221,11 +221,14 @@ class RealNodes:
         return problems
 
 
-def import_images(spec: RealNodeSpec, tars: list[Path], names: tuple[str, ...] = ()) -> None:
-    """Import image tarballs into a node's containerd; `names` already there are skipped."""
-    if names and set(names) <= set(_images_on(spec)):
-        return
+def import_images(spec: RealNodeSpec, tars: list[Path]) -> None:
+    """Import image tarballs into a node's containerd; a tarball imported before is skipped (its
+    name is the hash of the image's inputs, so a rebuilt image is a new tarball)."""
+    done_file = spec.dir / "imported-images"
+    done = set(done_file.read_text().split()) if done_file.exists() else set()
     for tar in tars:
+        if tar.name in done:
+            continue
         r = subprocess.run(
             [
                 CTR,
@@ -247,22 +250,12 @@ def import_images(spec: RealNodeSpec, tars: list[Path], names: tuple[str, ...] =
             )
 
 
-def _images_on(spec: RealNodeSpec) -> list[str]:
-    r = subprocess.run(
-        [CTR, "--address", str(spec.socket), "-n", "k8s.io", "images", "ls", "-q"],
-        capture_output=True,
-        text=True,
-    )
-    return r.stdout.split() if r.returncode == 0 else []
-
-
 def ensure_images(cluster: LocalCluster, built: list) -> None:
     """Every real node of `cluster` has these built images (images.Built), imported in parallel."""
     specs = RealNodes(cluster).specs(cluster.state())
+    tars = [b.path for b in built]
     with ThreadPoolExecutor(max_workers=len(specs) or 1) as pool:
-        list(
-            pool.map(lambda s: import_images(s, [b.path for b in built], tuple(b.name for b in built)), specs)
-        )
+        list(pool.map(lambda s: import_images(s, tars), specs))
 
 
 def _ctr_ok(spec: RealNodeSpec) -> bool:

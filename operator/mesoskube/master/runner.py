@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import threading
 from dataclasses import dataclass, field
 
@@ -62,6 +64,9 @@ class Master:
     async def operator(self, stop_flag: threading.Event | None = None) -> None:
         await kopf.operator(
             registry=self.registry,
+            # kopf's default identity asks the password database for the user name; a container
+            # running as an arbitrary uid (the chart's 65532) has no entry there and kopf crashes.
+            identity=f"{socket.gethostname()}-{os.getpid()}",
             settings=kopf_settings(self.settings),
             standalone=True,
             clusterwide=not self.settings.namespace,
