@@ -208,17 +208,26 @@ def test_ports_and_probes_follow_the_settings() -> None:
     defaults = settings.Settings()
     container = master_container(render())
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"metrics": defaults.metricsPort, "health": defaults.healthPort}
+    assert ports == {
+        "metrics": defaults.metricsPort,
+        "health": defaults.healthPort,
+        "mesos-http": defaults.httpPort,
+    }
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
-    service = one(render(), "Service")
+    services = {s["metadata"]["name"]: s for s in objects(render(), "Service")}
+    service = services[f"{FULLNAME}-metrics"]
     assert [p["targetPort"] for p in service["spec"]["ports"]] == ["metrics"]
+    mesos = services[f"{FULLNAME}-mesos"]
+    assert [(p["port"], p["targetPort"]) for p in mesos["spec"]["ports"]] == [(5050, "mesos-http")]
     pod_labels = one(render(), "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
 
 
 def test_ports_zero_turn_endpoints_off() -> None:
-    docs = render("--set", "operator.metricsPort=0", "--set", "operator.healthPort=0")
+    docs = render(
+        "--set", "operator.metricsPort=0", "--set", "operator.healthPort=0", "--set", "operator.httpPort=0"
+    )
     container = master_container(docs)
     assert "ports" not in container and "livenessProbe" not in container and "readinessProbe" not in container
     assert not objects(docs, "Service")
@@ -391,7 +400,9 @@ MASTER_GRANTS = expand(
         ("mesoskube.io", "frameworks/finalizers tasks/finalizers"): "update",
         ("mesoskube.io", "mesosroles"): "get list watch",
         ("mesoskube.io", "mesosroles/status"): "get update patch",
-        ("coordination.k8s.io", "leases"): "get list watch",
+        ("coordination.k8s.io", "leases"): "get list watch create patch delete",
+        ("authentication.k8s.io", "tokenreviews"): "create",
+        ("authorization.k8s.io", "subjectaccessreviews"): "create",
         ("", "events"): "create patch",
         ("events.k8s.io", "events"): "create patch",
         ("", "namespaces"): "list watch",
