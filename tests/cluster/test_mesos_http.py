@@ -371,3 +371,33 @@ def test_bearer_tokens_checked_by_tokenreview_and_rbac(own_master, kube, namespa
     )
     assert s == 202
     conn.close()
+
+
+@pytest.mark.timeout(120)
+def test_updates_are_resent_until_acknowledged(api: Api, kube, namespace, fake_nodes) -> None:
+    fake_nodes(1, "cpu=2,memory=4Gi")
+    sub = Subscription(api.port, _info("unacked"), timeout=40)
+    fid = sub.until("SUBSCRIBED")["subscribed"]["framework_id"]["value"]
+    offer = sub.until("OFFERS")["offers"]["offers"][0]
+    task = {
+        "name": "t",
+        "task_id": {"value": "Task_1"},  # not a DNS label: kept as the label mesoskube.io/mesos-task-id
+        "agent_id": offer["agent_id"],
+        "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 1}}],
+        "command": {"value": "sleep 1000"},
+    }
+    accept = {
+        "offer_ids": [offer["id"]],
+        "operations": [{"type": "LAUNCH", "launch": {"task_infos": [task]}}],
+    }
+    assert api.call(fid, sub.stream_id, {"type": "ACCEPT", "accept": accept})[0] == 202
+    first = sub.until("UPDATE")["update"]["status"]
+    assert first["state"] == "TASK_RUNNING" and first["task_id"] == {"value": "Task_1"}
+    again = sub.until("UPDATE")["update"]["status"]  # not acknowledged: sent again (after 10 s)
+    assert again["uuid"] == first["uuid"] and again["state"] == "TASK_RUNNING"
+    ack = {"agent_id": again["agent_id"], "task_id": again["task_id"], "uuid": again["uuid"]}
+    assert api.call(fid, sub.stream_id, {"type": "ACKNOWLEDGE", "acknowledge": ack})[0] == 202
+    (t,) = kube.list("tasks", namespace)
+    assert t["spec"]["labels"]["mesoskube.io/mesos-task-id"] == "Task_1"
+    assert api.call(fid, sub.stream_id, {"type": "TEARDOWN"})[0] == 202
+    sub.close()

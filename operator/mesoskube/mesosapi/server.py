@@ -30,6 +30,7 @@ log = logging.getLogger("mesoskube.mesosapi")
 SCHEDULER = "/api/v1/scheduler"
 READ_ENDPOINTS = {"/state", "/state-summary", "/slaves", "/frameworks", "/tasks", "/metrics/snapshot"}
 OPEN_ENDPOINTS = {"/health", "/version"}  # no authentication, served by a standby too
+USER = web.RequestKey("user", str)  # the authenticated caller
 
 
 def normalize(path: str) -> str:
@@ -152,7 +153,7 @@ class MesosApiServer:
             return _text(401, v.message, {"WWW-Authenticate": 'Bearer realm="mesoskube"'})
         if v.status == 403:
             return _text(403, v.message)
-        request["user"] = v.user
+        request[USER] = v.user
         return None
 
     # ------------------------------------------------------------------ read endpoints
@@ -212,7 +213,7 @@ class MesosApiServer:
         session = self.sessions.get(fid)
         if session is None or session.removed:
             return _text(400, "Framework cannot be found")
-        if self.auth is not None and request.get("user") != session.principal:
+        if self.auth is not None and request.get(USER) != session.principal:
             return _text(
                 400,
                 f"Authenticated principal '{request.get('user')}' does not match principal "
@@ -305,7 +306,7 @@ class MesosApiServer:
         session = None
         if not problem:
             session, problem = await self.blocking(
-                self._session_for, info, request.url.host or "127.0.0.1", request.get("user", "")
+                self._session_for, info, request.url.host or "127.0.0.1", request.get(USER, "")
             )
         if problem or session is None:
             await resp.write(p.record(p.error(problem)))

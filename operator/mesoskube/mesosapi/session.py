@@ -229,6 +229,9 @@ class Session(Scheduler):
             stream.send(p.heartbeat())
 
     def status_update(self, driver: SchedulerDriver, status: TaskStatus) -> None:
+        reconciled = status.reason == "REASON_RECONCILIATION"
+        if status.state.value == "TASK_STAGING" and not reconciled:
+            return  # Mesos sends no update for a task still staging (only reconciliation says it)
         mesos_id = (
             status.labels.get(p.LABEL_MESOS_TASK_ID) or self.task_ids.get(status.task_id) or status.task_id
         )
@@ -240,7 +243,7 @@ class Session(Scheduler):
             message=status.message,
             executor=status.executor_id,
             source=status.source,
-            reliable=status.reason != "REASON_RECONCILIATION",
+            reliable=not reconciled,
         )
 
     def post(
