@@ -401,3 +401,29 @@ def test_updates_are_resent_until_acknowledged(api: Api, kube, namespace, fake_n
     assert t["spec"]["labels"]["mesoskube.io/mesos-task-id"] == "Task_1"
     assert api.call(fid, sub.stream_id, {"type": "TEARDOWN"})[0] == 202
     sub.close()
+
+
+def test_cr_and_http_frameworks_share_the_agents(api: Api, kube, namespace, fake_nodes) -> None:
+    from tests.cluster.mesos import RawFramework, task
+
+    nodes = fake_nodes(2, "cpu=2,memory=4Gi")
+    cr = RawFramework.subscribe(kube, namespace, "cr-fw")
+    offers = cr.wait_offers(2)
+    held = offers[0]["spec"]["agent"]
+    cr.accept(offers[0], [task("whole-node", 2, 4096)])
+    cr.decline(offers[1], refuse_seconds=3600)
+    cr.wait_task_state("whole-node", "TASK_RUNNING")
+    sub = Subscription(api.port, _info("http-fw"))
+    fid = sub.until("SUBSCRIBED")["subscribed"]["framework_id"]["value"]
+    got = sub.until("OFFERS")["offers"]["offers"]
+    assert [o["agent_id"]["value"] for o in got] == [n for n in nodes if n != held]
+    _, body = api.get("/frameworks")
+    by_id = {f["id"]: f for f in body["frameworks"]}
+    assert set(by_id) == {"cr-fw", fid}
+    assert [t["id"] for t in by_id["cr-fw"]["tasks"]] == ["whole-node"]
+    assert by_id["cr-fw"]["used_resources"]["cpus"] == 2
+    _, body = api.get("/slaves")
+    used = {a["id"]: a["used_resources"]["cpus"] for a in body["slaves"]}
+    assert used[held] == 2
+    api.call(fid, sub.stream_id, {"type": "TEARDOWN"})
+    sub.close()
