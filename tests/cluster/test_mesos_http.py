@@ -297,13 +297,13 @@ def _token(kube, namespace: str, account: str) -> str:
     ).status.token
 
 
-def _grant(kube, namespace: str, account: str, verbs: list[str]) -> None:
-    name = f"{account}-{'-'.join(verbs)}"
+def _grant(kube, namespace: str, account: str, verbs: list[str], resources=("frameworks",)) -> None:
+    name = f"{account}-{'-'.join(verbs)}-{'-'.join(resources)}"
     kube.rbac.create_namespaced_role(
         namespace,
         client.V1Role(
             metadata=client.V1ObjectMeta(name=name),
-            rules=[client.V1PolicyRule(api_groups=["mesoskube.io"], resources=["frameworks"], verbs=verbs)],
+            rules=[client.V1PolicyRule(api_groups=["mesoskube.io"], resources=list(resources), verbs=verbs)],
         ),
     )
     kube.rbac.create_namespaced_role_binding(
@@ -350,11 +350,19 @@ def test_bearer_tokens_checked_by_tokenreview_and_rbac(own_master, kube, namespa
     assert event["type"] == "SUBSCRIBED"
     fid = event["subscribed"]["framework_id"]["value"]
     stream_id = resp.getheader("Mesos-Stream-Id")
+    # Each call needs the right its write needs on the CR path: REVIVE patches the Framework.
+    s, text, _ = api.request(
+        "POST",
+        "/api/v1/scheduler",
+        {"type": "REVIVE", "framework_id": {"value": fid}},
+        {**JSON, "Authorization": f"Bearer {token}", "Mesos-Stream-Id": stream_id},
+    )
+    assert s == 403 and "may not patch frameworks" in text
     # Another identity cannot drive this framework, even with its stream id.
     kube.core.create_namespaced_service_account(
         namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="other"))
     )
-    _grant(kube, namespace, "other", ["create"])
+    _grant(kube, namespace, "other", ["create", "patch"])
     other = _token(kube, namespace, "other")
     s, text, _ = api.request(
         "POST",
@@ -363,6 +371,8 @@ def test_bearer_tokens_checked_by_tokenreview_and_rbac(own_master, kube, namespa
         {**JSON, "Authorization": f"Bearer {other}", "Mesos-Stream-Id": stream_id},
     )
     assert s == 400 and "does not match principal" in text
+    _grant(kube, namespace, "fw", ["delete"])
+    token = _token(kube, namespace, "fw")
     s, _, _ = api.request(
         "POST",
         "/api/v1/scheduler",

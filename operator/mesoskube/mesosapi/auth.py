@@ -13,6 +13,25 @@ from mesoskube import API_GROUP
 from mesoskube.kube import Kube
 
 CACHE_SECONDS = 30.0
+# The RBAC right each scheduler call needs: the write the same action takes on the CR path.
+CALL_RIGHTS = {
+    "SUBSCRIBE": ("create", "frameworks"),
+    "TEARDOWN": ("delete", "frameworks"),
+    "UPDATE_FRAMEWORK": ("patch", "frameworks"),
+    "REVIVE": ("patch", "frameworks"),
+    "SUPPRESS": ("patch", "frameworks"),
+    "RECONCILE": ("patch", "frameworks"),
+    "ACCEPT": ("patch", "offers"),
+    "DECLINE": ("patch", "offers"),
+    "KILL": ("patch", "tasks"),
+    "SHUTDOWN": ("patch", "tasks"),
+}
+READ_RIGHT = ("list", "frameworks")
+OTHER_CALL_RIGHT = ("get", "frameworks")  # ACKNOWLEDGE, MESSAGE, ...: no write on the CR path
+
+
+def call_right(call_type: str) -> tuple[str, str]:
+    return CALL_RIGHTS.get(call_type, OTHER_CALL_RIGHT)
 
 
 @dataclass(frozen=True)
@@ -29,8 +48,8 @@ class Authorizer:
         self._cache: dict[tuple[str, str, str], tuple[float, Verdict]] = {}
         self._lock = threading.Lock()
 
-    def check(self, header: str | None, verb: str, resource: str = "frameworks") -> Verdict:
-        """Blocking (two API calls at most, then cached)."""
+    def check(self, header: str | None, verb: str | None, resource: str = "frameworks") -> Verdict:
+        """Blocking (two API calls at most, then cached). verb None: authentication only."""
         token = (header or "").removeprefix("Bearer ").strip() if (header or "").startswith("Bearer ") else ""
         if not token:
             return Verdict(401, message="Missing 'Authorization: Bearer <Kubernetes token>' header")
@@ -53,6 +72,8 @@ class Authorizer:
         if not st or not st.authenticated or not st.user:
             return Verdict(401, message=(st.error if st else None) or "the token was not accepted")
         user = st.user
+        if verb is None:
+            return Verdict(200, user.username)
         sar = self.kube.authorization.create_subject_access_review(
             client.V1SubjectAccessReview(
                 spec=client.V1SubjectAccessReviewSpec(

@@ -21,7 +21,7 @@ from kubernetes.client.exceptions import ApiException
 from mesoskube.kube import Kube
 from mesoskube.mesosapi import protocol as p
 from mesoskube.mesosapi import state as st
-from mesoskube.mesosapi.auth import Authorizer
+from mesoskube.mesosapi.auth import READ_RIGHT, Authorizer, call_right
 from mesoskube.mesosapi.session import Session, Stream
 from mesoskube.settings import Settings
 
@@ -136,17 +136,20 @@ class MesosApiServer:
                 return _text(
                     405, f"Expecting one of {{ 'GET' }}, but received '{request.method}'", {"Allow": "GET"}
                 )
-            denied = await self.authorize(request, "list")
+            denied = await self.authorize(request, *READ_RIGHT)
             if denied:
                 return denied
             return await self.read(path, request)
         return _text(404, f"No endpoint {request.path}")
 
-    async def authorize(self, request: web.Request, verb: str) -> web.Response | None:
+    async def authorize(
+        self, request: web.Request, verb: str | None, resource: str = "frameworks"
+    ) -> web.Response | None:
+        """None when the caller may go on; else the 401/403 answer. verb None: authenticate only."""
         if self.auth is None:
             return None
         try:
-            v = await self.blocking(self.auth.check, request.headers.get("Authorization"), verb)
+            v = await self.blocking(self.auth.check, request.headers.get("Authorization"), verb, resource)
         except ApiException as e:
             return _text(503, f"Kubernetes authentication is unavailable: HTTP {e.status} {e.reason}")
         if v.status == 401:
@@ -200,11 +203,15 @@ class MesosApiServer:
             return _text(
                 405, f"Expecting one of {{ 'POST' }}, but received '{request.method}'", {"Allow": "POST"}
             )
+        # Who is calling comes first: an unauthenticated caller learns nothing about its call.
+        denied = await self.authorize(request, None)
+        if denied:
+            return denied
         try:
             call = p.parse_call(request.headers.get("Content-Type"), await request.read())
         except p.CallError as e:
             return _text(e.status, e.message)
-        denied = await self.authorize(request, "create")
+        denied = await self.authorize(request, *call_right(call["type"]))
         if denied:
             return denied
         if call["type"] == "SUBSCRIBE":
