@@ -147,7 +147,8 @@ def test_every_rendered_object_parses(extra: tuple[str, ...]) -> None:
         assert labels["app.kubernetes.io/instance"] == RELEASE
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
     kinds = sorted(d["kind"] for d in docs)
-    expected = ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"]
+    # Two Services: metrics, and the Mesos HTTP API.
+    expected = ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "Service", "ServiceAccount"]
     if extra:
         expected += ["ConfigMap", "ServiceMonitor"] + ["Role", "RoleBinding", "ServiceAccount"] * 2
     assert kinds == sorted(expected)
@@ -493,6 +494,7 @@ def test_dashboard_configmap_and_servicemonitor() -> None:
         (CHART / "dashboards" / "mesoskube.json").read_text()
     )
     monitor = one(docs, "ServiceMonitor")
-    service = one(docs, "Service")
+    # It selects the master's Services; only the metrics one has the port it scrapes.
+    service = next(s for s in objects(docs, "Service") if s["metadata"]["name"] == f"{FULLNAME}-metrics")
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert [e["port"] for e in monitor["spec"]["endpoints"]] == [p["name"] for p in service["spec"]["ports"]]
