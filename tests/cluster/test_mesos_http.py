@@ -111,6 +111,15 @@ def test_bad_calls_get_mesos_status_codes_and_messages(api: Api) -> None:
     assert (s, text) == (400, "Subscribe calls should not include the 'Mesos-Stream-Id' header")
     s, text, _ = api.call("nobody-home", "x", {"type": "REVIVE"})
     assert (s, text) == (400, "Framework cannot be found")
+    # A FrameworkInfo that fails validation: the 200 stream carries one ERROR event, then closes.
+    bad = Subscription(api.port, _info(role="no spaces allowed"))
+    event = bad.next()
+    assert (
+        event["type"] == "ERROR"
+        and "'FrameworkInfo.roles' contains invalid role" in event["error"]["message"]
+    )
+    assert bad.next() is None
+    bad.close()
 
 
 def test_subscribed_stream_calls_and_a_second_subscribe_taking_over(

@@ -322,7 +322,7 @@ class MesosApiServer:
         if old is not None:
             old.close()
         try:
-            if session.driver is None:
+            if not session.running:
                 try:
                     await self.blocking(session.start_driver)
                 except Exception as e:

@@ -106,8 +106,7 @@ class Session(Scheduler):
         """Make `stream` the framework's one connection; returns the one it replaces."""
         with self.lock:
             old, self.stream = self.stream, stream
-            running = self.driver is not None and self.driver.status.value == "DRIVER_RUNNING"
-            if running and self.registered_once:
+            if self.running and self.registered_once:
                 self._greet(stream)
         return old
 
@@ -123,8 +122,14 @@ class Session(Scheduler):
             pend.due = now + pend.backoff
         stream.send(p.heartbeat())
 
+    @property
+    def running(self) -> bool:
+        d = self.driver
+        return d is not None and d.status.value in ("DRIVER_NOT_STARTED", "DRIVER_RUNNING")
+
     def start_driver(self) -> None:
-        """Blocking: Lease and Framework writes (the SDK's SUBSCRIBE)."""
+        """Blocking: Lease and Framework writes (the SDK's SUBSCRIBE). Two SUBSCRIBEs racing start
+        one driver; a driver that failed to start is dropped so the next SUBSCRIBE tries again."""
         info = self.info
         driver = SchedulerDriver(
             self,
@@ -137,8 +142,16 @@ class Session(Scheduler):
             user=str(info.get("user") or "")[:128] or None,
         )
         with self.lock:
+            if self.running:
+                return
             self.driver = driver
-        driver.start()
+        try:
+            driver.start()
+        except Exception:
+            with self.lock:
+                if self.driver is driver:
+                    self.driver = None
+            raise
         ann = {
             ANNOTATION_NAME: str(info.get("name") or ""),
             ANNOTATION_PRINCIPAL: str(info.get("principal") or ""),
@@ -158,6 +171,7 @@ class Session(Scheduler):
                 return False
             self.stream = None
             driver, self.driver = self.driver, None
+            self.registered_once = False  # the next driver's registration greets the next subscriber
         if driver is not None:
             driver.abort()
             self._expire_lease()
