@@ -13,7 +13,7 @@ BIN := $(MESOSKUBE_CACHE)/bin
 PYTEST_ARGS ?=
 
 .PHONY: help venv binaries deps crds check-crds test test-unit test-cluster test-existing-cluster \
-        test-e2e-installed lint demo demo-down bench compare-modes clean
+        test-e2e-installed lint demo demo-down bench compare-modes bench-mesos-http clean
 
 help:
 	@echo "make demo    local control plane + master + Spark frameworks, live"
@@ -21,6 +21,7 @@ help:
 	@echo "make lint    ruff, actionlint, helm lint"
 	@echo "make crds    regenerate crds/ (and the chart's copy) from the pydantic models"
 	@echo "make bench   mesoskube vs kube-scheduler on kwok nodes (writes bench/results/)"
+	@echo "make bench-mesos-http  the same tasks through the CR path and the Mesos HTTP API (pymesos)"
 
 # Debian packages the scripts call (openssl for the apiserver's service-account keys).
 deps:
@@ -80,6 +81,9 @@ bench: venv binaries
 
 compare-modes: venv binaries
 	$(PY) -m bench.compare_modes
+
+bench-mesos-http: venv binaries
+	$(PY) -m bench.mesos_http
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
