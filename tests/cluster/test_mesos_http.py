@@ -159,6 +159,13 @@ def test_subscribed_stream_calls_and_a_second_subscribe_taking_over(
 
     # ACCEPT launches a Task; its updates carry a uuid and are re-sent until acknowledged.
     offer = second.until("OFFERS")["offers"]["offers"][0]
+    garbled = {"type": "LAUNCH", "launch": {"task_infos": [{"task_id": {"value": "g"}, "resources": "lots"}]}}
+    s, text, _ = api.call(
+        fid,
+        second.stream_id,
+        {"type": "ACCEPT", "accept": {"offer_ids": [offer["id"]], "operations": [garbled]}},
+    )
+    assert s == 400 and text.startswith("Failed to convert JSON into Call protobuf")  # offer kept
     launch = {
         "type": "LAUNCH",
         "launch": {

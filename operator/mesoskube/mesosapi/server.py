@@ -244,6 +244,9 @@ class MesosApiServer:
             return _text(e.status, e.message)
         except ApiException as e:
             return _text(503, f"the Kubernetes API refused the call: HTTP {e.status} {e.reason}")
+        except (TypeError, ValueError, KeyError, AttributeError) as e:
+            # A field of the wrong JSON type (protobuf parsing would have refused it).
+            return _text(400, f"Failed to convert JSON into Call protobuf: {type(e).__name__}: {e}")
         if call["type"] == "TEARDOWN":
             self.removed.add(fid)
             self.sessions.pop(fid, None)

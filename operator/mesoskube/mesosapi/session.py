@@ -338,20 +338,26 @@ class Session(Scheduler):
         accept = call["accept"]
         offer_ids = [p.value_of(o) for o in accept.get("offer_ids") or []]
         refuse = (accept.get("filters") or {}).get("refuse_seconds")
+        refuse = float(refuse) if refuse is not None else None
         infos, unsupported = p.launch_tasks(accept.get("operations") or [])
         if unsupported:
             log.warning("framework %s: operations %s are not supported; ignored", self.name, unsupported)
+        # Translate first: a garbled call (TypeError and the like: a 400) leaves the offers untouched.
+        converted: list[tuple[str, dict[str, Any] | str]] = []
+        for info in infos:
+            mesos_id = p.value_of(info.get("task_id")) or "?"
+            try:
+                converted.append(p.task_of(info, self.default_image))
+            except p.TaskInfoError as e:
+                converted.append((mesos_id, str(e)))
         with self.lock:
             valid = [oid for oid in offer_ids if oid in self.offers]
             popped = [self.offers.pop(oid) for oid in valid]
         agent = popped[0].agent_id if popped else None
         tasks: list[dict[str, Any]] = []
-        for info in infos:
-            mesos_id = p.value_of(info.get("task_id")) or "?"
-            try:
-                mesos_id, task = p.task_of(info, self.default_image)
-            except p.TaskInfoError as e:
-                self.post(mesos_id, "TASK_ERROR", agent=agent, reason="REASON_TASK_INVALID", message=str(e))
+        for mesos_id, task in converted:
+            if isinstance(task, str):
+                self.post(mesos_id, "TASK_ERROR", agent=agent, reason="REASON_TASK_INVALID", message=task)
                 continue
             with self.lock:
                 self.task_ids[task["name"]] = mesos_id
@@ -370,7 +376,7 @@ class Session(Scheduler):
                     message=f"Offers {offer_ids} are not outstanding offers of this framework",
                 )
             return
-        filters = {"refuseSeconds": float(refuse)} if refuse is not None else None
+        filters = {"refuseSeconds": refuse} if refuse is not None else None
         try:
             if tasks:
                 driver.accept(valid[0], tasks, filters=filters)
