@@ -119,6 +119,24 @@ def test_update_carries_uuid_and_agent() -> None:
     )
 
 
+def test_reasons_outside_mesos_enum_move_into_the_message() -> None:
+    ev = p.update(
+        "t",
+        "TASK_FINISHED",
+        agent_id="n",
+        source="SOURCE_EXECUTOR",
+        timestamp=1.0,
+        reason="REASON_COMMAND_EXECUTOR_COMPLETED",
+        message="pod Succeeded",
+    )
+    s = ev["update"]["status"]
+    assert "reason" not in s and s["message"] == "pod Succeeded (REASON_COMMAND_EXECUTOR_COMPLETED)"
+    ok = p.update(
+        "t", "TASK_LOST", agent_id="n", source="SOURCE_MASTER", timestamp=1.0, reason="REASON_AGENT_REMOVED"
+    )
+    assert ok["update"]["status"]["reason"] == "REASON_AGENT_REMOVED"
+
+
 def _info(**kw) -> dict:
     base = {
         "name": "x",

@@ -28,6 +28,47 @@ LABEL_RUN_DURATION = "mesoskube.io/run-duration"
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _LABEL_KEY = re.compile(r"^([a-z0-9.-]{1,253}/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 
+# TaskStatus.Reason values of mesos.proto. The master also writes reasons of its own
+# (REASON_POD_PENDING, ...); a Mesos client may parse the enum strictly, so those go into the message.
+MESOS_REASONS = frozenset(
+    {
+        "REASON_COMMAND_EXECUTOR_FAILED",
+        "REASON_CONTAINER_LAUNCH_FAILED",
+        "REASON_CONTAINER_LIMITATION",
+        "REASON_CONTAINER_LIMITATION_DISK",
+        "REASON_CONTAINER_LIMITATION_MEMORY",
+        "REASON_CONTAINER_PREEMPTED",
+        "REASON_CONTAINER_UPDATE_FAILED",
+        "REASON_MAX_COMPLETION_TIME_REACHED",
+        "REASON_EXECUTOR_REGISTRATION_TIMEOUT",
+        "REASON_EXECUTOR_REREGISTRATION_TIMEOUT",
+        "REASON_EXECUTOR_TERMINATED",
+        "REASON_EXECUTOR_UNREGISTERED",
+        "REASON_FRAMEWORK_REMOVED",
+        "REASON_GC_ERROR",
+        "REASON_INVALID_FRAMEWORKID",
+        "REASON_INVALID_OFFERS",
+        "REASON_IO_SWITCHBOARD_EXITED",
+        "REASON_MASTER_DISCONNECTED",
+        "REASON_RECONCILIATION",
+        "REASON_RESOURCES_UNKNOWN",
+        "REASON_AGENT_DISCONNECTED",
+        "REASON_AGENT_DRAINING",
+        "REASON_AGENT_REMOVED",
+        "REASON_AGENT_REMOVED_BY_OPERATOR",
+        "REASON_AGENT_REREGISTERED",
+        "REASON_AGENT_RESTARTED",
+        "REASON_AGENT_UNKNOWN",
+        "REASON_TASK_KILLED_DURING_LAUNCH",
+        "REASON_TASK_CHECK_STATUS_UPDATED",
+        "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED",
+        "REASON_TASK_GROUP_INVALID",
+        "REASON_TASK_GROUP_UNAUTHORIZED",
+        "REASON_TASK_INVALID",
+        "REASON_TASK_UNAUTHORIZED",
+        "REASON_TASK_UNKNOWN",
+    }
+)
 CALL_TYPES = frozenset(
     {
         "SUBSCRIBE",
@@ -311,6 +352,9 @@ def update(
         status["agent_id"] = {"value": agent_id}
     if executor_id:
         status["executor_id"] = {"value": executor_id}
+    if reason and reason not in MESOS_REASONS:
+        message = f"{message} ({reason})" if message else reason
+        reason = None
     if reason:
         status["reason"] = reason
     if message:
