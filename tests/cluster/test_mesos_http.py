@@ -453,3 +453,44 @@ def test_cr_and_http_frameworks_share_the_agents(api: Api, kube, namespace, fake
     assert used[held] == 2
     api.call(fid, sub.stream_id, {"type": "TEARDOWN"})
     sub.close()
+
+
+def test_protobuf_subscribe_stream_and_calls(api: Api, kube, namespace, fake_nodes) -> None:
+    from mesoskube.mesosapi import proto
+
+    (node,) = fake_nodes(1, "cpu=2,memory=4Gi")
+    pb = {"Content-Type": "application/x-protobuf", "Accept": "application/x-protobuf"}
+    conn = http.client.HTTPConnection("127.0.0.1", api.port, timeout=20)
+    body = proto.encode_call({"type": "SUBSCRIBE", "subscribe": {"framework_info": _info("pb")}})
+    conn.request("POST", "/api/v1/scheduler", body=body, headers=pb)
+    resp = conn.getresponse()
+    assert resp.status == 200 and resp.getheader("Content-Type") == "application/x-protobuf"
+    stream_id = resp.getheader("Mesos-Stream-Id")
+
+    def next_event(kind: str) -> dict:
+        while True:
+            event = proto.decode_event(resp.read(int(resp.readline())))
+            if event["type"] == kind:
+                return event
+
+    fid = next_event("SUBSCRIBED")["subscribed"]["framework_id"]["value"]
+    offer = next_event("OFFERS")["offers"]["offers"][0]
+    assert offer["agent_id"]["value"] == node
+    decline = {"type": "DECLINE", "framework_id": {"value": fid}, "decline": {"offer_ids": [offer["id"]]}}
+    s, _, _ = api.request(
+        "POST", "/api/v1/scheduler", proto.encode_call(decline), {**pb, "Mesos-Stream-Id": stream_id}
+    )
+    assert s == 202
+    eventually(
+        lambda: (
+            not any(
+                o["metadata"]["name"] == offer["id"]["value"] and not o["spec"].get("answer")
+                for o in kube.list("offers", namespace)
+            )
+        ),
+        timeout=10,
+        what="the offer answered",
+    )
+    teardown = proto.encode_call({"type": "TEARDOWN", "framework_id": {"value": fid}})
+    assert api.request("POST", "/api/v1/scheduler", teardown, {**pb, "Mesos-Stream-Id": stream_id})[0] == 202
+    conn.close()

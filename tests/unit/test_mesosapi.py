@@ -28,7 +28,7 @@ SUBSCRIBE = {"type": "SUBSCRIBE", "subscribe": {"framework_info": {"user": "u", 
     [
         (None, b"{}", 400, "Expecting 'Content-Type' to be present"),
         ("text/plain", b"{}", 415, "Expecting 'Content-Type' of application/json or application/x-protobuf"),
-        ("application/x-protobuf", b"", 415, "does not decode 'application/x-protobuf' yet"),
+        ("application/x-protobuf", b"\xff\xff", 400, "Failed to parse body into Call protobuf"),
         ("application/json", b"{not json", 400, "Failed to parse body into JSON"),
         ("application/json", b"[]", 400, "Failed to convert JSON into Call protobuf"),
         (
@@ -272,3 +272,61 @@ def test_tasks_endpoint_limit_offset_order_filters() -> None:
     assert st.tasks(snap, {"framework_id": "other"})["tasks"] == []
     with pytest.raises(ValueError, match="order"):
         st.tasks(snap, {"order": "sideways"})
+
+
+def test_protobuf_calls_decode_to_the_json_form() -> None:
+    from mesoskube.mesosapi import proto
+
+    call = {
+        "framework_id": {"value": "f"},
+        "type": "ACCEPT",
+        "accept": {
+            "offer_ids": [{"value": "o"}],
+            "operations": [{"type": "LAUNCH", "launch": {"task_infos": [_info()]}}],
+            "filters": {"refuse_seconds": 2.5},
+        },
+    }
+    decoded = _call(proto.encode_call(call), "application/x-protobuf")
+    assert decoded["accept"]["filters"] == {"refuse_seconds": 2.5}
+    _, task = p.task_of(decoded["accept"]["operations"][0]["launch"]["task_infos"][0], "i")
+    assert task == p.task_of(_info(), "i")[1]  # same task as from JSON (uint64 ranges come as strings)
+    raw = uuid.uuid4().bytes
+    ack = {
+        "type": "ACKNOWLEDGE",
+        "framework_id": {"value": "f"},
+        "acknowledge": {"uuid": base64.b64encode(raw).decode(), "task_id": {"value": "t"}},
+    }
+    assert (
+        base64.b64decode(_call(proto.encode_call(ack), "application/x-protobuf")["acknowledge"]["uuid"])
+        == raw
+    )
+
+
+def test_protobuf_events_carry_the_same_fields() -> None:
+    from mesoskube.mesosapi import proto
+
+    offer = p.offer_json("o1", "fw", "n", "*", Resources(cpus=1, ports=((31000, 31001),)), {"zone": "a"})
+    for event in (
+        p.subscribed("fw", p.master_info("h", 5050, "id")),
+        p.offers([offer]),
+        p.update(
+            "t",
+            "TASK_RUNNING",
+            agent_id="n",
+            source="SOURCE_EXECUTOR",
+            timestamp=2.0,
+            uuid_bytes=uuid.uuid4().bytes,
+            reason="REASON_RECONCILIATION",
+        ),
+        p.error("gone"),
+        p.heartbeat(),
+        p.rescind("o1"),
+    ):
+        back = proto.decode_event(proto.encode_event(event))
+        assert back["type"] == event["type"]
+        assert json.dumps(back, sort_keys=True).replace('"31000"', "31000").replace(
+            '"31001"', "31001"
+        ) == json.dumps(event, sort_keys=True).replace("31000", "31000"), event["type"]
+    record = p.record(p.heartbeat(), protobuf=True)
+    length, _, data = record.partition(b"\n")
+    assert int(length) == len(data) == 2  # field 1 (type), varint HEARTBEAT = 8

@@ -123,16 +123,19 @@ def parse_call(content_type: str | None, body: bytes) -> dict[str, Any]:
         raise CallError(400, "Expecting 'Content-Type' to be present")
     media = content_type.split(";")[0].strip().lower()
     if media == APPLICATION_PROTOBUF:
-        # Honest gap: the v1 protos are not compiled into mesoskube yet.
-        raise CallError(
-            415, f"mesoskube does not decode '{APPLICATION_PROTOBUF}' yet; use {APPLICATION_JSON}"
-        )
-    if media != APPLICATION_JSON:
+        from mesoskube.mesosapi.proto import decode_call
+
+        try:
+            call = decode_call(body or b"")
+        except ValueError:
+            raise CallError(400, "Failed to parse body into Call protobuf") from None
+    elif media != APPLICATION_JSON:
         raise CallError(415, f"Expecting 'Content-Type' of {APPLICATION_JSON} or {APPLICATION_PROTOBUF}")
-    try:
-        call = json.loads(body or b"")
-    except ValueError as e:
-        raise CallError(400, f"Failed to parse body into JSON: {e}") from None
+    else:
+        try:
+            call = json.loads(body or b"")
+        except ValueError as e:
+            raise CallError(400, f"Failed to parse body into JSON: {e}") from None
     if not isinstance(call, dict):
         raise CallError(400, "Failed to convert JSON into Call protobuf: Expecting a JSON object")
     error = validate_call(call)
@@ -240,9 +243,15 @@ def label_value_ok(v: str) -> bool:
 # ------------------------------------------------------------------ RecordIO and events
 
 
-def record(event: dict[str, Any]) -> bytes:
-    """One RecordIO record: `<length>\\n<json>`; compact ASCII JSON (clients slice by byte count)."""
-    data = json.dumps(event, separators=(",", ":"), ensure_ascii=True).encode()
+def record(event: dict[str, Any], protobuf: bool = False) -> bytes:
+    """One RecordIO record: `<length>\\n<data>`; compact ASCII JSON (clients slice by byte count),
+    or the protobuf Event."""
+    if protobuf:
+        from mesoskube.mesosapi.proto import encode_event
+
+        data = encode_event(event)
+    else:
+        data = json.dumps(event, separators=(",", ":"), ensure_ascii=True).encode()
     return str(len(data)).encode() + b"\n" + data
 
 

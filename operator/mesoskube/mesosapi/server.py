@@ -294,21 +294,19 @@ class MesosApiServer:
 
     async def subscribe(self, request: web.Request, call: dict[str, Any]) -> web.StreamResponse:
         accept = request.headers.get("Accept", "*/*")
-        if not _accepts(accept, p.APPLICATION_JSON):
-            if _accepts(accept, p.APPLICATION_PROTOBUF):
-                return _text(
-                    406, "mesoskube streams events as 'application/json' only (protobuf not built yet)"
-                )
+        if _accepts(accept, p.APPLICATION_JSON):
+            media = p.APPLICATION_JSON
+        elif _accepts(accept, p.APPLICATION_PROTOBUF):
+            media = p.APPLICATION_PROTOBUF
+        else:
             return _text(
                 406, f"Expecting 'Accept' to allow '{p.APPLICATION_PROTOBUF}' or '{p.APPLICATION_JSON}'"
             )
         if "Mesos-Stream-Id" in request.headers:
             return _text(400, "Subscribe calls should not include the 'Mesos-Stream-Id' header")
         assert self.loop is not None
-        stream = Stream(self.loop)
-        resp = web.StreamResponse(
-            status=200, headers={"Content-Type": p.APPLICATION_JSON, "Mesos-Stream-Id": stream.id}
-        )
+        stream = Stream(self.loop, protobuf=media == p.APPLICATION_PROTOBUF)
+        resp = web.StreamResponse(status=200, headers={"Content-Type": media, "Mesos-Stream-Id": stream.id})
         resp.enable_chunked_encoding()
         await resp.prepare(request)
         info = call["subscribe"]["framework_info"]
@@ -319,7 +317,7 @@ class MesosApiServer:
                 self._session_for, info, request.url.host or "127.0.0.1", request.get(USER, "")
             )
         if problem or session is None:
-            await resp.write(p.record(p.error(problem)))
+            await resp.write(p.record(p.error(problem), stream.protobuf))
             return resp
         old = session.attach(stream)
         if old is not None:
@@ -343,7 +341,7 @@ class MesosApiServer:
             try:
                 item = await asyncio.wait_for(stream.queue.get(), p.HEARTBEAT_INTERVAL_SECONDS)
             except TimeoutError:
-                item = p.record(p.heartbeat())
+                item = p.record(p.heartbeat(), stream.protobuf)
             if item is None:
                 return
             await resp.write(item)

@@ -45,15 +45,16 @@ EXECUTOR_STATES = {"TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED", "TASK_FAILE
 class Stream:
     """One SUBSCRIBE connection: records queued for the response writer; None closes it."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, protobuf: bool = False) -> None:
         self.id = str(uuid.uuid4())
         self.loop = loop
+        self.protobuf = protobuf
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.closed = False
 
     def send(self, event: dict[str, Any]) -> None:
         """From any thread."""
-        data = p.record(event)
+        data = p.record(event, self.protobuf)
         self.loop.call_soon_threadsafe(self._put, data)
 
     def close(self) -> None:
