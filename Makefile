@@ -23,9 +23,11 @@ help:
 	@echo "make bench   mesoskube vs kube-scheduler on kwok nodes (writes bench/results/)"
 	@echo "make bench-mesos-http  the same tasks through the CR path and the Mesos HTTP API (pymesos)"
 
-# Debian packages the scripts call (openssl for the apiserver's service-account keys).
+# Debian packages the scripts call (openssl for the apiserver's service-account keys, chromium for the UI test).
 deps:
 	@command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl; }
+	@# Headless Chromium for the web UI's test (tests/cluster/test_mesos_ui.py skips without it).
+	@command -v chromedriver >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }
 	@command -v go >/dev/null || { echo "Go 1.24+ is needed to build the control plane (it ships on these machines at /usr/local/go)"; exit 1; }
 
 $(VENV)/.installed: pyproject.toml

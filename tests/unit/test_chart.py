@@ -221,6 +221,19 @@ def test_ports_and_probes_follow_the_settings() -> None:
     assert [p["targetPort"] for p in service["spec"]["ports"]] == ["metrics"]
     mesos = services[f"{FULLNAME}-mesos"]
     assert [(p["port"], p["targetPort"]) for p in mesos["spec"]["ports"]] == [(5050, "mesos-http")]
+    assert not objects(render(), "Ingress")
+    (ingress,) = objects(
+        render(
+            "--set", "mesosService.ingress.enabled=true", "--set", "mesosService.ingress.host=mesos.example"
+        ),
+        "Ingress",
+    )
+    (rule,) = ingress["spec"]["rules"]
+    assert rule["host"] == "mesos.example"
+    assert rule["http"]["paths"][0]["backend"]["service"] == {
+        "name": f"{FULLNAME}-mesos",
+        "port": {"name": "mesos-http"},
+    }
     pod_labels = one(render(), "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
 

@@ -13,6 +13,7 @@ import re
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -28,7 +29,18 @@ from mesoskube.settings import Settings
 log = logging.getLogger("mesoskube.mesosapi")
 
 SCHEDULER = "/api/v1/scheduler"
-READ_ENDPOINTS = {"/state", "/state-summary", "/slaves", "/frameworks", "/tasks", "/metrics/snapshot"}
+READ_ENDPOINTS = {
+    "/state",
+    "/state-summary",
+    "/slaves",
+    "/frameworks",
+    "/tasks",
+    "/metrics/snapshot",
+    "/roles",
+}
+UI_DIR = Path(__file__).parent / "ui"
+UI_FILES = {"index.html", "app.js", "style.css", "preact-htm.js"}
+UI_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
 OPEN_ENDPOINTS = {"/health", "/version"}  # no authentication, served by a standby too
 USER = web.RequestKey("user", str)  # the authenticated caller
 
@@ -131,6 +143,12 @@ class MesosApiServer:
             return web.Response(status=307, headers={"Location": f"//{request.host}"})
         if path == SCHEDULER:
             return await self.scheduler(request)
+        if path == "/" or path.startswith("/ui/"):
+            # The web UI: static files; its data comes from the read endpoints (their auth applies).
+            name = "index.html" if path == "/" else path.removeprefix("/ui/")
+            if name not in UI_FILES or request.method not in ("GET", "HEAD"):
+                return _text(404, f"No endpoint {request.path}")
+            return web.Response(body=(UI_DIR / name).read_bytes(), content_type=UI_TYPES[Path(name).suffix])
         if path in READ_ENDPOINTS:
             if request.method not in ("GET", "HEAD"):
                 return _text(
@@ -175,6 +193,7 @@ class MesosApiServer:
             master_id=self.master_id,
             start_time=self.started,
             port_range=self.settings.portRange,
+            roles=self.kube.list("mesosroles"),
         )
 
     async def read(self, path: str, request: web.Request) -> web.Response:
@@ -187,6 +206,8 @@ class MesosApiServer:
             body = st.slaves(snap)
         elif path == "/frameworks":
             body = st.frameworks(snap)
+        elif path == "/roles":
+            body = st.roles(snap)
         elif path == "/metrics/snapshot":
             body = st.metrics_snapshot(snap, time.time() - self.started)
         else:

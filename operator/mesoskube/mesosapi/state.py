@@ -32,6 +32,7 @@ class Snapshot:
     master_id: str = "mesoskube"
     start_time: float = field(default_factory=time.time)
     port_range: str = "31000-32000"
+    roles: list[dict[str, Any]] = field(default_factory=list)  # MesosRole objects
 
 
 def _ts(text: str | None) -> float:
@@ -350,3 +351,38 @@ def metrics_snapshot(snap: Snapshot, uptime: float) -> dict[str, float]:
         out[f"master/{name}_used"] = float(used)
         out[f"master/{name}_percent"] = float(used / total) if total else 0.0
     return out
+
+
+def roles(snap: Snapshot) -> dict[str, Any]:
+    """/roles: every role with a MesosRole or a framework; resources = its live tasks' resources,
+    dominant_share = max over cpus and mem of its share of the agents' total (unweighted, as Mesos shows)."""
+    agents = _agents(snap)
+    total = {k: sum(a["resources"][k] for a in agents) for k in ("cpus", "mem")}
+    objs = {r["metadata"]["name"]: r for r in snap.roles}
+    live_fws = [f for f in snap.frameworks if (f.get("status") or {}).get("phase") != "TornDown"]
+    names = set(objs) | {r for f in live_fws for r in (f.get("spec") or {}).get("roles") or ["*"]}
+    out = []
+    for name in sorted(names):
+        spec = (objs.get(name) or {}).get("spec") or {}
+        used = Resources.total(
+            _task_resources(t)
+            for t in snap.tasks
+            if not is_terminal(t) and ((t.get("spec") or {}).get("role") or "*") == name
+        )
+        share = max(
+            (used.cpus / total["cpus"]) if total["cpus"] else 0,
+            (used.mem / total["mem"]) if total["mem"] else 0,
+        )
+        out.append(
+            {
+                "name": name,
+                "weight": float(spec.get("weight") or 1.0),
+                "quota": {k: v for k, v in (spec.get("quota") or {}).items() if v is not None},
+                "frameworks": sorted(
+                    framework_id(f) for f in live_fws if name in ((f.get("spec") or {}).get("roles") or ["*"])
+                ),
+                "resources": resources_dict(used),
+                "dominant_share": round(share, 4),
+            }
+        )
+    return {"roles": out}
