@@ -330,3 +330,15 @@ def test_protobuf_events_carry_the_same_fields() -> None:
     record = p.record(p.heartbeat(), protobuf=True)
     length, _, data = record.partition(b"\n")
     assert int(length) == len(data) == 2  # field 1 (type), varint HEARTBEAT = 8
+
+
+def test_roles_endpoint_weights_quota_and_dominant_share() -> None:
+    snap = _snap()
+    snap.roles = [{"metadata": {"name": "batch"}, "spec": {"weight": 2, "quota": {"cpus": 10, "mem": None}}}]
+    by = {r["name"]: r for r in st.roles(snap)["roles"]}
+    assert set(by) == {"*", "batch"}
+    star = by["*"]
+    assert star["frameworks"] == ["fw"] and star["resources"]["cpus"] == 1 and star["weight"] == 1.0
+    assert star["dominant_share"] == 0.25  # 1 of 4 cpus (128 of 8192 MB is less)
+    assert by["batch"]["weight"] == 2.0 and by["batch"]["quota"] == {"cpus": 10}
+    assert by["batch"]["dominant_share"] == 0 and by["batch"]["frameworks"] == []
