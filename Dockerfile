@@ -34,5 +34,5 @@ ENV PATH=/opt/mesoskube/bin:${PATH} \
     HOME=/tmp
 USER 65532:65532
 # metrics (operator.metricsPort), kopf liveness /healthz (operator.healthPort)
-EXPOSE 8080 8081
+EXPOSE 8080 8081 5050
 ENTRYPOINT ["mesoskube", "master", "run"]

@@ -13,7 +13,8 @@ BIN := $(MESOSKUBE_CACHE)/bin
 PYTEST_ARGS ?=
 
 .PHONY: help venv binaries deps images install crds check-crds test test-unit test-cluster \
-        test-existing-cluster test-e2e-installed lint demo demo-down bench compare-modes clean
+        test-existing-cluster test-e2e-installed lint demo demo-down bench compare-modes \
+        bench-mesos-http clean
 
 help:
 	@echo "make demo    local control plane + master + Spark frameworks, live"
@@ -21,12 +22,14 @@ help:
 	@echo "make lint    ruff, actionlint, helm lint"
 	@echo "make crds    regenerate crds/ (and the chart's copy) from the pydantic models"
 	@echo "make bench   mesoskube vs kube-scheduler on kwok nodes (writes bench/results/)"
+	@echo "make bench-mesos-http  the same tasks through the CR path and the Mesos HTTP API (pymesos)"
 
 # Debian packages the scripts call: openssl (the cluster's keys and certificates); containerd, runc,
 # the CNI plugins, iptables and conntrack (real nodes); mmdebstrap, buildah, gcc and libc6-dev
-# (images built offline: Debian base file systems, the Dockerfiles, the static pause program).
+# (images built offline: Debian base file systems, the Dockerfiles, the static pause program);
+# chromium and its driver (the web UI's test in headless Chromium).
 DEB_PACKAGES := openssl containerd runc containernetworking-plugins iptables conntrack mmdebstrap \
-                buildah gcc libc6-dev
+                buildah gcc libc6-dev chromium chromium-driver
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -100,6 +103,9 @@ bench: venv binaries
 
 compare-modes: venv binaries
 	$(PY) -m bench.compare_modes
+
+bench-mesos-http: venv binaries
+	$(PY) -m bench.mesos_http
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

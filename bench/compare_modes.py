@@ -293,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             agentSelector=f"{BENCH_LABEL}={run_id}",
             metricsPort=0,
             healthPort=0,
+            httpPort=0,
             allocationInterval=args.allocation_interval,
         )
         master = Master(Kube.connect(str(cluster.kubeconfig)), settings)

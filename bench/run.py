@@ -234,6 +234,8 @@ def bench_mesoskube(kube: Kube, kubeconfig: str, qps: float, pods: int, size: in
             str(port),
             "--health-port",
             "0",
+            "--http-port",
+            "0",
             "--agent-selector",
             "type=kwok",
             "--log-level",

@@ -159,16 +159,20 @@ def main() -> int:
     for name in [*(n for n, _ in APPS), "hello-real"]:  # a re-run starts from clean frameworks
         with contextlib.suppress(ApiException):
             kube.delete("frameworks", NAMESPACE, name)
-    metrics_port = free_port()
+    metrics_port, http_port = free_port(), free_port()
     master = Master(
         Kube.connect(str(cluster.kubeconfig), qps=100, burst=200),
-        Settings(metricsPort=metrics_port, healthPort=0),
+        # Unauthenticated Mesos HTTP API: a local demo on loopback only.
+        Settings(
+            metricsPort=metrics_port, healthPort=0, httpPort=http_port, httpHost="127.0.0.1", httpAuth="none"
+        ),
     )
     from prometheus_client import start_http_server
 
     start_http_server(metrics_port)
     master.start_in_thread()
     say(f"master running; metrics at http://127.0.0.1:{metrics_port}/metrics")
+    say(f"Mesos HTTP API (unauthenticated, local): http://127.0.0.1:{http_port}/state, /api/v1/scheduler")
     say(f"watch it live:  kubectl --kubeconfig {cluster.kubeconfig} get mesos -A -w\n")
 
     workdir = Path(tempfile.mkdtemp(prefix="mesoskube-demo-"))

@@ -117,6 +117,14 @@ class Kube:
         return client.ApiextensionsV1Api(self.api)
 
     @cached_property
+    def authentication(self) -> client.AuthenticationV1Api:
+        return client.AuthenticationV1Api(self.api)
+
+    @cached_property
+    def authorization(self) -> client.AuthorizationV1Api:
+        return client.AuthorizationV1Api(self.api)
+
+    @cached_property
     def rbac(self) -> client.RbacAuthorizationV1Api:
         return client.RbacAuthorizationV1Api(self.api)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -72,6 +72,33 @@ class Settings(BaseModel):
         int,
         Field(ge=0, description="Terminal Tasks kept per framework; older ones are deleted (Mesos: 1000)."),
     ] = 1000
+    httpPort: Annotated[
+        int,
+        Field(ge=0, le=65535, description="Mesos v1 HTTP API port (scheduler API, /state, ...); 0 = off."),
+    ] = 5050
+    httpHost: Annotated[str, Field(description="Address the Mesos HTTP API listens on.")] = "0.0.0.0"
+    httpAuth: Annotated[
+        Literal["kubernetes", "none"],
+        Field(
+            description="kubernetes: callers need a bearer token (TokenReview) allowed by RBAC "
+            "(SubjectAccessReview: create frameworks for the scheduler API, list for reads); "
+            "none: unauthenticated (local demo and tests only)."
+        ),
+    ] = "kubernetes"
+    httpNamespace: Annotated[
+        str, Field(description="Namespace of HTTP frameworks' objects; empty = `namespace`, else 'default'.")
+    ] = ""
+    httpDefaultImage: Annotated[
+        str,
+        Field(min_length=1, description="Image of an HTTP framework's task without container.docker.image."),
+    ] = "busybox:1.36"
+    httpLeader: Annotated[
+        str,
+        Field(
+            description="host:port of the leading master, set on a standby replica: its HTTP API then "
+            "answers 307 there (no leader election yet: one active master)."
+        ),
+    ] = ""
     namespace: Annotated[
         str, Field(description="Namespace to watch for Frameworks, Offers and Tasks; empty = all namespaces.")
     ] = ""

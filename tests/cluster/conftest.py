@@ -43,6 +43,7 @@ def masters(kubeconfig: str, namespace: str, test_id: str) -> Iterator[StartMast
             "agentSelector": f"mesoskube.io/test={test_id}",
             "metricsPort": 0,
             "healthPort": 0,
+            "httpPort": 0,  # tests that speak Mesos HTTP pick a free port
             "allocationInterval": 0.5,
         }
         m = Master(Kube.connect(kubeconfig), Settings(**{**base, **overrides}))

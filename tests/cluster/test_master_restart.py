@@ -36,6 +36,8 @@ def start_master(kubeconfig: str, namespace: str, test_id: str, log) -> subproce
             "0",
             "--health-port",
             "0",
+            "--http-port",
+            "0",
             "--allocation-interval",
             "0.5",
             "--log-level",

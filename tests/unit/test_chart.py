@@ -147,7 +147,8 @@ def test_every_rendered_object_parses(extra: tuple[str, ...]) -> None:
         assert labels["app.kubernetes.io/instance"] == RELEASE
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
     kinds = sorted(d["kind"] for d in docs)
-    expected = ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"]
+    # Two Services: metrics, and the Mesos HTTP API.
+    expected = ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "Service", "ServiceAccount"]
     if extra:
         expected += ["ConfigMap", "ServiceMonitor"] + ["Role", "RoleBinding", "ServiceAccount"] * 2
     assert kinds == sorted(expected)
@@ -208,17 +209,39 @@ def test_ports_and_probes_follow_the_settings() -> None:
     defaults = settings.Settings()
     container = master_container(render())
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"metrics": defaults.metricsPort, "health": defaults.healthPort}
+    assert ports == {
+        "metrics": defaults.metricsPort,
+        "health": defaults.healthPort,
+        "mesos-http": defaults.httpPort,
+    }
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
-    service = one(render(), "Service")
+    services = {s["metadata"]["name"]: s for s in objects(render(), "Service")}
+    service = services[f"{FULLNAME}-metrics"]
     assert [p["targetPort"] for p in service["spec"]["ports"]] == ["metrics"]
+    mesos = services[f"{FULLNAME}-mesos"]
+    assert [(p["port"], p["targetPort"]) for p in mesos["spec"]["ports"]] == [(5050, "mesos-http")]
+    assert not objects(render(), "Ingress")
+    (ingress,) = objects(
+        render(
+            "--set", "mesosService.ingress.enabled=true", "--set", "mesosService.ingress.host=mesos.example"
+        ),
+        "Ingress",
+    )
+    (rule,) = ingress["spec"]["rules"]
+    assert rule["host"] == "mesos.example"
+    assert rule["http"]["paths"][0]["backend"]["service"] == {
+        "name": f"{FULLNAME}-mesos",
+        "port": {"name": "mesos-http"},
+    }
     pod_labels = one(render(), "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
 
 
 def test_ports_zero_turn_endpoints_off() -> None:
-    docs = render("--set", "operator.metricsPort=0", "--set", "operator.healthPort=0")
+    docs = render(
+        "--set", "operator.metricsPort=0", "--set", "operator.healthPort=0", "--set", "operator.httpPort=0"
+    )
     container = master_container(docs)
     assert "ports" not in container and "livenessProbe" not in container and "readinessProbe" not in container
     assert not objects(docs, "Service")
@@ -391,7 +414,9 @@ MASTER_GRANTS = expand(
         ("mesoskube.io", "frameworks/finalizers tasks/finalizers"): "update",
         ("mesoskube.io", "mesosroles"): "get list watch",
         ("mesoskube.io", "mesosroles/status"): "get update patch",
-        ("coordination.k8s.io", "leases"): "get list watch",
+        ("coordination.k8s.io", "leases"): "get list watch create patch delete",
+        ("authentication.k8s.io", "tokenreviews"): "create",
+        ("authorization.k8s.io", "subjectaccessreviews"): "create",
         ("", "events"): "create patch",
         ("events.k8s.io", "events"): "create patch",
         ("", "namespaces"): "list watch",
@@ -482,6 +507,7 @@ def test_dashboard_configmap_and_servicemonitor() -> None:
         (CHART / "dashboards" / "mesoskube.json").read_text()
     )
     monitor = one(docs, "ServiceMonitor")
-    service = one(docs, "Service")
+    # It selects the master's Services; only the metrics one has the port it scrapes.
+    service = next(s for s in objects(docs, "Service") if s["metadata"]["name"] == f"{FULLNAME}-metrics")
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert [e["port"] for e in monitor["spec"]["endpoints"]] == [p["name"] for p in service["spec"]["ports"]]

@@ -61,6 +61,11 @@ app.kubernetes.io/component: master
 {{- if gt (int .Values.operator.metricsPort) 0 }}true{{ end }}
 {{- end }}
 
+{{/* Whether the Mesos HTTP API is on (operator.httpPort > 0). */}}
+{{- define "mesoskube.httpOn" -}}
+{{- if gt (int .Values.operator.httpPort) 0 }}true{{ end }}
+{{- end }}
+
 {{/* Whether kopf's liveness endpoint is on (operator.healthPort > 0). */}}
 {{- define "mesoskube.healthOn" -}}
 {{- if gt (int .Values.operator.healthPort) 0 }}true{{ end }}

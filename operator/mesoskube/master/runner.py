@@ -60,6 +60,13 @@ class Master:
         register(self.registry, self.cache, self.engine, connection_info(self.kube))
         self._stop_flag: threading.Event = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.http = None  # the Mesos HTTP API (mesoskube.mesosapi), when httpPort is set
+
+    def start_http(self) -> None:
+        if self.settings.httpPort:
+            from mesoskube.mesosapi.server import MesosApiServer
+
+            self.http = MesosApiServer(self.kube, self.settings).start_in_thread()
 
     async def operator(self, stop_flag: threading.Event | None = None) -> None:
         await kopf.operator(
@@ -93,6 +100,7 @@ class Master:
         if self.settings.metricsPort:
             start_http_server(self.settings.metricsPort)
         self.start_engine()
+        self.start_http()
         try:
             asyncio.run(self.operator())
         finally:
@@ -112,9 +120,12 @@ class Master:
         self._threads.append(t)
         if not self.engine.ready.wait(timeout):
             raise TimeoutError("master did not finish its first LIST")
+        self.start_http()
         return self
 
     def stop(self, timeout: float = 15) -> None:
+        if self.http is not None:
+            self.http.stop()
         self.engine.stop()
         self._stop_flag.set()
         for t in self._threads:
