@@ -75,6 +75,22 @@ class Settings(BaseModel):
     namespace: Annotated[
         str, Field(description="Namespace to watch for Frameworks, Offers and Tasks; empty = all namespaces.")
     ] = ""
+    schedulerName: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=63,
+            pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+            description="Pods with this spec.schedulerName are placed through offers (the pods framework).",
+        ),
+    ] = "mesoskube"
+    podsFramework: Annotated[
+        bool,
+        Field(
+            description="Run the pods framework (pods naming schedulerName, grouped into Frameworks) "
+            "in the master's process; false = run it apart (`mesoskube pods run`) or not at all."
+        ),
+    ] = True
 
     @field_validator("minAllocatable")
     @classmethod
