@@ -37,6 +37,8 @@ def masters(kubeconfig: str, namespace: str, test_id: str) -> Iterator[StartMast
             "metricsPort": 0,
             "healthPort": 0,
             "allocationInterval": 0.5,
+            # The pods framework's watches cost every test's master; its tests turn it on.
+            "podsFramework": False,
         }
         m = Master(Kube.connect(kubeconfig), Settings(**{**base, **overrides}))
         m.start_in_thread()

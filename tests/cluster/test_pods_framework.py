@@ -1,0 +1,214 @@
+"""The pods framework on kwok nodes: pods naming mesoskube's scheduler are bound through offers,
+each application one Framework, each pod a Task mirroring it; constraints are honoured and a pod
+that fits nowhere stays Pending with an Event saying why."""
+
+from __future__ import annotations
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from mesoskube.kube import Kube
+from tests.cluster.mesos import RawFramework, task
+from tests.helpers import eventually
+
+TOLERATE_KWOK = [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def pod_body(name: str, cpu: str = "500m", memory: str = "256Mi", run: str | None = None, **extra) -> dict:
+    annotations = dict(extra.pop("annotations", {}))
+    if run:
+        annotations["mesoskube.io/run-duration"] = run
+    spec = {
+        "schedulerName": "mesoskube",
+        "tolerations": TOLERATE_KWOK,
+        "restartPolicy": "Never",
+        "containers": [
+            {"name": "main", "image": "busybox", "resources": {"requests": {"cpu": cpu, "memory": memory}}}
+        ],
+        **extra,
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": spec,
+    }
+
+
+def read_pod(kube: Kube, namespace: str, name: str) -> dict:
+    return kube.api.sanitize_for_serialization(kube.core.read_namespaced_pod(name, namespace))
+
+
+def wait_bound(kube: Kube, namespace: str, name: str, timeout: float = 20) -> str:
+    return eventually(
+        lambda: read_pod(kube, namespace, name)["spec"].get("nodeName"),
+        timeout=timeout,
+        what=f"pod {name} bound",
+    )
+
+
+def wait_task(kube: Kube, namespace: str, name: str, state: str, timeout: float = 20) -> dict:
+    def probe():
+        try:
+            t = kube.get("tasks", namespace, name)
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+        return t if (t.get("status") or {}).get("state") == state else None
+
+    return eventually(probe, timeout=timeout, what=f"task {name} {state}")
+
+
+def pod_events(kube: Kube, namespace: str, name: str, reason: str = "FailedScheduling") -> list[str]:
+    events = kube.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
+    return [e.message for e in events if e.reason == reason]
+
+
+def test_a_plain_pod_is_bound_through_an_offer_and_recorded_as_a_task(kube, namespace, fake_nodes, master):
+    nodes = fake_nodes(2, "cpu=4,memory=8Gi")
+    master(podsFramework=True)
+    kube.core.create_namespaced_pod(namespace, pod_body("web", run="3s"))
+    node = wait_bound(kube, namespace, "web")
+    assert node in nodes
+    pod = read_pod(kube, namespace, "web")
+    running = wait_task(kube, namespace, "web", "TASK_RUNNING")
+    assert running["spec"]["pod"] == {"name": "web", "uid": pod["metadata"]["uid"]}
+    assert running["spec"]["agent"] == node
+    assert running["spec"]["resources"] == {"cpus": 0.5, "mem": 256}
+    assert running["status"]["podName"] == "web"
+    # The application is a Framework of its own (what `kubectl get mesos` lists), subscribed.
+    fw = kube.get("frameworks", namespace, "web")
+    assert fw["status"]["phase"] == "Subscribed" and fw["spec"]["roles"] == ["*"]
+    assert fw["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "mesoskube-pods"
+    # The pod was bound (its owner is still nobody's: the master adopted it, it did not create it).
+    assert not pod["metadata"].get("ownerReferences")
+    finished = wait_task(kube, namespace, "web", "TASK_FINISHED")
+    assert finished["status"]["reason"] == "REASON_COMMAND_EXECUTOR_COMPLETED"
+    # No live pod left: the framework is torn down (after its 10 s grace), the pod stays Completed.
+    eventually(lambda: not kube.list("frameworks", namespace), timeout=40, what="framework torn down")
+    assert read_pod(kube, namespace, "web")["status"]["phase"] == "Succeeded"
+
+
+def test_a_jobs_pods_form_one_framework_and_the_job_completes(kube, namespace, fake_nodes, master):
+    nodes = fake_nodes(2, "cpu=2,memory=4Gi")
+    master(podsFramework=True)
+    template = pod_body(
+        "unused", cpu="1", memory="512Mi", run="2s", annotations={"mesoskube.io/framework": "etl"}
+    )
+    template["metadata"].pop("name")
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "etl"},
+        "spec": {"parallelism": 4, "completions": 4, "backoffLimit": 0, "template": template},
+    }
+    client.BatchV1Api(kube.api).create_namespaced_job(namespace, job)
+
+    def done():
+        status = client.BatchV1Api(kube.api).read_namespaced_job_status("etl", namespace).status
+        return (status.succeeded or 0) == 4
+
+    eventually(done, timeout=60, what="job etl: 4 pods succeeded")
+    fw = kube.get("frameworks", namespace, "etl")
+    tasks = kube.list("tasks", namespace, label_selector="mesoskube.io/framework=etl")
+    pods = {
+        p.metadata.name: p
+        for p in kube.core.list_namespaced_pod(
+            namespace, label_selector="batch.kubernetes.io/job-name=etl"
+        ).items
+    }
+    assert fw["metadata"]["name"] == "etl"
+    assert len(pods) == 4 and {t["metadata"]["name"] for t in tasks} == set(pods)
+    for t in tasks:
+        p = pods[t["metadata"]["name"]]
+        assert t["spec"]["agent"] == p.spec.node_name and p.spec.node_name in nodes
+        assert t["spec"]["pod"]["uid"] == p.metadata.uid
+    eventually(
+        lambda: all(
+            (t.get("status") or {}).get("state") == "TASK_FINISHED" for t in kube.list("tasks", namespace)
+        ),
+        timeout=15,
+        what="every task finished",
+    )
+
+
+def test_a_pod_that_fits_nowhere_stays_pending_with_an_event(kube, namespace, fake_nodes, master):
+    fake_nodes(2, "cpu=4,memory=8Gi")
+    master(podsFramework=True)
+    kube.core.create_namespaced_pod(namespace, pod_body("huge", cpu="64"))
+    untolerated = pod_body("untolerated")
+    untolerated["spec"].pop("tolerations")
+    kube.core.create_namespaced_pod(namespace, untolerated)
+    kube.core.create_namespaced_pod(namespace, pod_body("small"))
+    wait_bound(kube, namespace, "small")
+    huge = eventually(
+        lambda: pod_events(kube, namespace, "huge"), timeout=20, what="FailedScheduling on huge"
+    )
+    assert "0/2 agents fit: 2 Insufficient cpu. No agent can ever run this pod." in huge
+    msgs = eventually(
+        lambda: pod_events(kube, namespace, "untolerated"), timeout=20, what="FailedScheduling on untolerated"
+    )
+    assert any("untolerated taint {kwok.x-k8s.io/node: fake}" in m for m in msgs)
+    for name in ("huge", "untolerated"):
+        p = read_pod(kube, namespace, name)
+        assert p["status"]["phase"] == "Pending" and not p["spec"].get("nodeName")
+    # Events go on the pods; the framework holds no task for them.
+    assert {t["metadata"]["name"] for t in kube.list("tasks", namespace)} == {"small"}
+
+
+def test_node_selector_and_required_affinity_are_honoured(kube, namespace, fake_nodes, master):
+    zone_a = fake_nodes(2, "cpu=8,memory=16Gi,label:zone=a")
+    zone_b = fake_nodes(1, "cpu=8,memory=16Gi,label:zone=b")
+    master(podsFramework=True)
+    group = {"mesoskube.io/framework": "placed"}
+    for i in range(3):
+        kube.core.create_namespaced_pod(
+            namespace, pod_body(f"sel-{i}", nodeSelector={"zone": "b"}, annotations=group)
+        )
+    affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}
+                ]
+            }
+        }
+    }
+    for i in range(3):
+        kube.core.create_namespaced_pod(namespace, pod_body(f"aff-{i}", affinity=affinity, annotations=group))
+    for i in range(3):
+        assert wait_bound(kube, namespace, f"sel-{i}") in zone_b
+        assert wait_bound(kube, namespace, f"aff-{i}") in zone_a
+    tasks = kube.list("tasks", namespace, label_selector="mesoskube.io/framework=placed")
+    assert len(tasks) == 6
+
+
+def test_the_master_refuses_an_adoption_naming_what_is_wrong(kube, namespace, fake_nodes, master):
+    """The master's side alone (a raw framework, no pods framework): all or none, TASK_ERROR."""
+    fake_nodes(1, "cpu=4,memory=8Gi")
+    master()
+    other = pod_body("other-sched")
+    other["spec"]["schedulerName"] = "someone-else"
+    kube.core.create_namespaced_pod(namespace, other)
+    kube.core.create_namespaced_pod(namespace, pod_body("mine", cpu="1"))
+    uid = {n: read_pod(kube, namespace, n)["metadata"]["uid"] for n in ("other-sched", "mine")}
+    fw = RawFramework.subscribe(kube, namespace, "raw")
+    (offer,) = fw.wait_offers(1)
+    fw.accept(
+        offer,
+        [
+            task("mine", 1, 256, pod={"name": "mine", "uid": uid["mine"]}),
+            task("other-sched", 0.5, 256, pod={"name": "other-sched", "uid": uid["other-sched"]}),
+        ],
+    )
+    for name in ("mine", "other-sched"):
+        t = fw.wait_task_state(name, "TASK_ERROR", timeout=15)
+        assert "pod other-sched has schedulerName someone-else, not mesoskube" in t["status"]["message"]
+    assert not read_pod(kube, namespace, "mine")["spec"].get("nodeName")
+    # A task adopting a pod takes its name: the API server refuses anything else.
+    (again,) = fw.wait_offers(1, timeout=15)
+    with pytest.raises(ApiException) as refused:
+        fw.accept(again, [task("renamed", 1, 256, pod={"name": "mine", "uid": uid["mine"]})])
+    assert refused.value.status == 422 and "takes the pod's name" in refused.value.body
