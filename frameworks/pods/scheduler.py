@@ -143,7 +143,8 @@ class PodGroupScheduler(Scheduler):
         if not todo:
             for offer in offers:
                 driver.decline(offer.id, refuse_seconds=DEFAULT_REFUSE_UNMET_SECONDS)
-            if not self.launching and not self.suppressed:
+            # Nothing to place (pods being launched are revived for if their launch fails).
+            if not self.suppressed:
                 self.suppressed = True
                 driver.suppress()
             return
@@ -196,7 +197,8 @@ class PodGroupScheduler(Scheduler):
     def status_update(self, driver: SchedulerDriver, status: TaskStatus) -> None:
         name = status.task_id
         if status.state not in TERMINAL_TASK_STATES:
-            self.launching.add(name)  # also a Task from before a restart of this scheduler
+            if name in self.pending:
+                self.launching.add(name)  # accepted by an earlier run of this scheduler, not bound yet
             return
         self.launching.discard(name)
         pod = self.pending.get(name)

@@ -74,11 +74,12 @@ def test_pending_pods_are_packed_onto_offers_as_adopting_tasks():
         s.status_update(d, TaskStatus(task_id=f"p{i}", state=TaskState.RUNNING))
     s.resource_offers(d, [offer("o3", "n1", 2, 2048)])
     assert "o3" in d.declined
-    assert d.suppresses == 0  # tasks still running: not suppressed until none is launching
-    for i in range(3):
-        s.status_update(d, TaskStatus(task_id=f"p{i}", state=TaskState.FINISHED))
-    s.resource_offers(d, [offer("o4", "n1", 2, 2048)])
     assert d.suppresses == 1
+    s.resource_offers(d, [offer("o4", "n1", 2, 2048)])
+    assert d.suppresses == 1  # once
+    s.pod_changed(d, pod("late", cpu="1", memory="512Mi", tolerations=[TOLERATE_KWOK]))
+    d.fire()
+    assert d.revives == 2 and not s.suppressed
 
 
 def test_constraints_decline_longer_and_the_pod_gets_told_why():

@@ -33,16 +33,33 @@ class PodAdoption:
 
     def adopt(self, key: str, task: dict, pod: dict | None, seen: bool, now: float) -> bool:
         """Bind an adopting task's pod while it is unbound. True: this step is done; False: mirror
-        the pod as for any task (bound, gone, killed, or its agent removed)."""
+        the pod as for any task (it is bound, being deleted, or gone)."""
         spec = task["spec"]
-        if spec.get("kill") or spec["agent"] not in self.cache.nodes:
-            return False
         if pod is not None and (pod["spec"].get("nodeName") or pod["metadata"].get("deletionTimestamp")):
             return False
         if pod is None and seen:
-            return False  # it went away: TASK_KILLED (deleted) through the mirror
+            return False  # deleted before it was bound: TASK_KILLED through the mirror
         if key in self.launched:
             return True  # bound a moment ago; the watch has not shown it yet
+        # Before the binding the pod is still the user's: a kill or a lost agent ends the task
+        # and leaves the pod Pending for its framework to place again.
+        if spec.get("kill"):
+            update = TaskUpdate(
+                TaskState.KILLED, "REASON_TASK_KILLED_DURING_LAUNCH", "killed before its pod was bound"
+            )
+        elif spec["agent"] not in self.cache.nodes:
+            update = TaskUpdate(
+                TaskState.LOST,
+                "REASON_AGENT_REMOVED",
+                "the agent's node was removed before the pod was bound",
+            )
+        else:
+            update = self._bind(key, spec)
+        if update is not None:
+            self._set_state(key, task, update, now)
+        return True
+
+    def _bind(self, key: str, spec: dict) -> TaskUpdate | None:
         ns, name = key.split("/", 1)
         try:
             self.kube.bind_pod(ns, binding_manifest(name, spec["pod"]["uid"], spec["agent"]))
@@ -50,17 +67,11 @@ class PodAdoption:
             if e.status not in (404, 409, 422):
                 raise
             why = "not found" if e.status == 404 else "replaced or bound elsewhere"
-            self._set_state(
-                key,
-                task,
-                TaskUpdate(
-                    TaskState.ERROR,
-                    "REASON_TASK_INVALID",
-                    f"cannot bind pod {name} to {spec['agent']}: {why} ({e.reason})",
-                ),
-                now,
+            return TaskUpdate(
+                TaskState.ERROR,
+                "REASON_TASK_INVALID",
+                f"cannot bind pod {name} to {spec['agent']}: {why} ({e.reason})",
             )
-            return True
         # No status write: the first comes with the pod's first real state, as for created pods.
         self.launched.add(key)
-        return True
+        return None
