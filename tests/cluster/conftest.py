@@ -48,6 +48,9 @@ def masters(kubeconfig: str, namespace: str, test_id: str) -> Iterator[StartMast
     try:
         yield start
     finally:
+        for m in started:
+            if m.pods is not None:  # first, or it would subscribe its pods' frameworks again
+                m.pods.stop()
         if started:
             teardown_frameworks(started[0].kube, namespace)
         for m in started:

@@ -209,7 +209,7 @@ class LocalCluster:
                 "--authorization-kubeconfig",
                 str(self.kubeconfig),
                 "--controllers",
-                "garbagecollector,namespace,serviceaccount,deployment,replicaset",
+                "garbagecollector,namespace,serviceaccount,deployment,replicaset,job",
                 "--leader-elect=false",
                 "--secure-port",
                 "0",
