@@ -265,6 +265,12 @@ class PodsFramework:
         self._reported[key] = (message, now)
         log.info("pod %s/%s: %s", *key, message)
         self._events.warning({**pod, "apiVersion": "v1", "kind": "Pod"}, "FailedScheduling", message)
+        # And on its Framework, so `kubectl describe framework` says why the application waits.
+        with self._lock:
+            app = self.apps.get(group_of(pod))
+        fw = app.driver.framework_object() if app is not None else {}
+        if fw.get("metadata"):
+            self._events.warning(fw, "PodUnschedulable", f"pod {key[1]}: {message}")
 
     # ------------------------------------------------------------------ teardown
 

@@ -30,7 +30,6 @@ from mesoskube.frameworks.pods.placement import (
 )
 from mesoskube.frameworks.sdk import Scheduler, SchedulerDriver
 from mesoskube.frameworks.sdk.types import FAILED_TASK_STATES, Offer, TaskStatus
-from mesoskube.resources import format_ranges
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +46,8 @@ def task_for(pod: dict) -> TaskInfo:
     meta = pod["metadata"]
     return TaskInfo(
         name=meta["name"],
-        resources=ResourceQuantities(
-            cpus=r.cpus, mem=r.mem, disk=r.disk, gpus=math.ceil(r.gpus), ports=format_ranges(r.ports) or None
-        ),
+        # Only what the pod requests: the Task says what it holds, nothing else.
+        resources=ResourceQuantities.model_validate({**r.to_mapping(), "gpus": math.ceil(r.gpus)}),
         pod=PodRef(name=meta["name"], uid=meta["uid"]),
     )
 

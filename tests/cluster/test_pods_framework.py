@@ -76,7 +76,7 @@ def test_a_plain_pod_is_bound_through_an_offer_and_recorded_as_a_task(kube, name
     running = wait_task(kube, namespace, "web", "TASK_RUNNING")
     assert running["spec"]["pod"] == {"name": "web", "uid": pod["metadata"]["uid"]}
     assert running["spec"]["agent"] == node
-    assert running["spec"]["resources"] == {"cpus": 0.5, "mem": 256}
+    assert {k: v for k, v in running["spec"]["resources"].items() if v} == {"cpus": 0.5, "mem": 256}
     assert running["status"]["podName"] == "web"
     # The application is a Framework of its own (what `kubectl get mesos` lists), subscribed.
     fw = kube.get("frameworks", namespace, "web")
@@ -97,7 +97,7 @@ def test_a_jobs_pods_form_one_framework_and_the_job_completes(kube, namespace, f
     template = pod_body(
         "unused", cpu="1", memory="512Mi", run="2s", annotations={"mesoskube.io/framework": "etl"}
     )
-    template["metadata"].pop("name")
+    template = {"metadata": {"annotations": template["metadata"]["annotations"]}, "spec": template["spec"]}
     job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -154,7 +154,14 @@ def test_a_pod_that_fits_nowhere_stays_pending_with_an_event(kube, namespace, fa
     for name in ("huge", "untolerated"):
         p = read_pod(kube, namespace, name)
         assert p["status"]["phase"] == "Pending" and not p["spec"].get("nodeName")
-    # Events go on the pods; the framework holds no task for them.
+    # And on their Frameworks, for `kubectl describe framework`.
+    fw_events = eventually(
+        lambda: pod_events(kube, namespace, "huge", reason="PodUnschedulable"),
+        timeout=10,
+        what="on framework huge",
+    )
+    assert any("pod huge: 0/2 agents fit: 2 Insufficient cpu." in m for m in fw_events)
+    # The framework holds no task for them.
     assert {t["metadata"]["name"] for t in kube.list("tasks", namespace)} == {"small"}
 
 
@@ -205,7 +212,9 @@ def test_the_master_refuses_an_adoption_naming_what_is_wrong(kube, namespace, fa
     )
     for name in ("mine", "other-sched"):
         t = fw.wait_task_state(name, "TASK_ERROR", timeout=15)
-        assert "pod other-sched has schedulerName someone-else, not mesoskube" in t["status"]["message"]
+        assert (
+            "pod other-sched not found among the pods with schedulerName mesoskube" in t["status"]["message"]
+        )
     assert not read_pod(kube, namespace, "mine")["spec"].get("nodeName")
     # A task adopting a pod takes its name: the API server refuses anything else.
     (again,) = fw.wait_offers(1, timeout=15)

@@ -173,7 +173,7 @@ def test_master_accepts_an_adoption_of_an_unbound_pod_naming_it():
 @pytest.mark.parametrize(
     ("task", "the_pod", "message"),
     [
-        (_adopting(), None, "pod p not found"),
+        (_adopting(), None, "pod p not found among the pods with schedulerName mesoskube"),
         (_adopting(uid="other"), pod(), "has uid uid-p, not other (it was replaced)"),
         (_adopting(), pod(nodeName="n9"), "already bound to n9"),
         (

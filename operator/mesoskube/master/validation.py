@@ -51,7 +51,8 @@ def check_adopted_pods(
         pod = pods.get(t.pod.name)
         name = t.pod.name
         if pod is None:
-            problems.append(f"pod {name} not found")
+            # The master holds only the pods naming its scheduler (and its own).
+            problems.append(f"pod {name} not found among the pods with schedulerName {scheduler_name}")
             continue
         meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
         if meta.get("uid") != t.pod.uid:
