@@ -93,6 +93,8 @@ def test_a_plain_pod_is_bound_through_an_offer_and_recorded_as_a_task(kube, name
 
 def test_a_jobs_pods_form_one_framework_and_the_job_completes(kube, namespace, fake_nodes, master):
     nodes = fake_nodes(2, "cpu=2,memory=4Gi")
+    # The namespace's default role (no pod names one).
+    kube.core.patch_namespace(namespace, {"metadata": {"labels": {"mesoskube.io/role": "batch"}}})
     master(podsFramework=True)
     template = pod_body(
         "unused", cpu="1", memory="512Mi", run="2s", annotations={"mesoskube.io/framework": "etl"}
@@ -119,7 +121,7 @@ def test_a_jobs_pods_form_one_framework_and_the_job_completes(kube, namespace, f
             namespace, label_selector="batch.kubernetes.io/job-name=etl"
         ).items
     }
-    assert fw["metadata"]["name"] == "etl"
+    assert fw["metadata"]["name"] == "etl" and fw["spec"]["roles"] == ["batch"]
     assert len(pods) == 4 and {t["metadata"]["name"] for t in tasks} == set(pods)
     for t in tasks:
         p = pods[t["metadata"]["name"]]
@@ -221,3 +223,59 @@ def test_the_master_refuses_an_adoption_naming_what_is_wrong(kube, namespace, fa
     with pytest.raises(ApiException) as refused:
         fw.accept(again, [task("renamed", 1, 256, pod={"name": "mine", "uid": uid["mine"]})])
     assert refused.value.status == 422 and "takes the pod's name" in refused.value.body
+
+
+def test_pods_shaped_as_spark_creates_them_from_the_translated_confs_are_one_framework(
+    kube, namespace, fake_nodes, master
+):
+    """No Spark runs here (kwok nodes): the executor pods are built as Spark 4's Kubernetes backend
+    builds them from `spark submit`'s translated confs (labels, annotations, the pod template), to
+    check what the pods framework does with them: one Framework per application in its role,
+    executors only on agents meeting spark.mesos.constraints, spark.cores.max / executor.cores of them."""
+    from mesoskube.frameworks.spark.k8s import translate
+
+    fake_nodes(2, "cpu=8,memory=16Gi,label:zone=a")
+    zone_b = fake_nodes(2, "cpu=8,memory=16Gi,label:zone=b")
+    master(podsFramework=True)
+    sub = translate(
+        {
+            "spark.kubernetes.container.image": "spark-py:4.3.0",
+            "spark.cores.max": "12",
+            "spark.executor.cores": "2",
+            "spark.executor.memory": "1g",
+            "spark.mesos.constraints": "zone:b",
+            "spark.mesos.role": "analytics",
+        },
+        namespace,
+    )
+    conf = sub.conf
+    label_prefix, annotation_prefix = (
+        "spark.kubernetes.executor.label.",
+        "spark.kubernetes.executor.annotation.",
+    )
+    labels = {k.removeprefix(label_prefix): v for k, v in conf.items() if k.startswith(label_prefix)}
+    annotations = {
+        k.removeprefix(annotation_prefix): v for k, v in conf.items() if k.startswith(annotation_prefix)
+    }
+    memory_mb = int(conf["spark.executor.memory"][:-1]) + int(conf["spark.executor.memoryOverhead"][:-1])
+    executors = int(conf["spark.executor.instances"])
+    for i in range(1, executors + 1):
+        body = pod_body(f"wc-0a1b-exec-{i}", cpu=conf["spark.executor.cores"], memory=f"{memory_mb}Mi")
+        body["metadata"]["labels"] = {
+            **labels,
+            "spark-app-selector": "spark-0a1b2c3d",
+            "spark-role": "executor",
+            "spark-exec-id": str(i),
+        }
+        body["metadata"]["annotations"] = annotations
+        body["spec"]["schedulerName"] = conf["spark.kubernetes.scheduler.name"]
+        body["spec"].update(sub.executor_template["spec"])
+        kube.core.create_namespaced_pod(namespace, body)
+    for i in range(1, executors + 1):
+        assert wait_bound(kube, namespace, f"wc-0a1b-exec-{i}") in zone_b
+    fw = kube.get("frameworks", namespace, "spark-0a1b2c3d")
+    assert fw["spec"]["roles"] == ["analytics"]
+    tasks = kube.list("tasks", namespace, label_selector="mesoskube.io/framework=spark-0a1b2c3d")
+    assert len(tasks) == executors == 6
+    assert sum(t["spec"]["resources"]["cpus"] for t in tasks) == 12  # spark.cores.max
+    assert {t["spec"]["resources"]["mem"] for t in tasks} == {1024 + 384}
