@@ -279,3 +279,22 @@ def test_pods_shaped_as_spark_creates_them_from_the_translated_confs_are_one_fra
     assert len(tasks) == executors == 6
     assert sum(t["spec"]["resources"]["cpus"] for t in tasks) == 12  # spark.cores.max
     assert {t["spec"]["resources"]["mem"] for t in tasks} == {1024 + 384}
+
+
+def test_declines_refuse_the_agents_and_a_new_pod_revives_them(kube, namespace, fake_nodes, own_master):
+    """Offers nothing fits are declined for the pods' refuse time (here 300 s); a pod arriving
+    later revives the framework, so it is placed at once rather than after the refusal."""
+    fake_nodes(2, "cpu=4,memory=8Gi")
+    m = own_master(podsFramework=True)
+    group = {"mesoskube.io/framework": "grp", "mesoskube.io/refuse-seconds": "300"}
+    kube.core.create_namespaced_pod(namespace, pod_body("big", cpu="6", annotations=group))
+
+    def declines() -> int:
+        app = next(iter(m.pods.apps.values()), None)
+        return app.driver.stats.declines if app else 0
+
+    eventually(lambda: declines() >= 2, timeout=20, what="both agents' offers declined")
+    # Both agents are refused for 300 s now; only a revive brings them back.
+    kube.core.create_namespaced_pod(namespace, pod_body("fits", cpu="1", annotations=group))
+    wait_bound(kube, namespace, "fits", timeout=15)
+    assert not read_pod(kube, namespace, "big")["spec"].get("nodeName")
