@@ -146,3 +146,37 @@ def test_the_command_is_client_mode_with_the_template_and_the_app_last():
     assert "spark.kubernetes.executor.podTemplateFile=/tmp/t.yaml" in argv
     assert "spark.app.name=wc" in argv
     assert argv[-2:] == ["wc.py", "in.txt"]
+
+
+def test_dry_run_prints_one_option_per_line_quoted_for_a_shell():
+    from mesoskube.frameworks.spark.submit import shell_lines
+
+    argv = [
+        "spark-submit",
+        "--master",
+        "k8s://https://h:1",
+        "--conf",
+        "spark.app.name=word count",
+        "wc.py",
+        "a b",
+    ]
+    assert shell_lines(argv).split(" \\\n  ") == [
+        "spark-submit",
+        "--master k8s://https://h:1",
+        "--conf 'spark.app.name=word count'",
+        "wc.py 'a b'",
+    ]
+
+
+def test_submit_takes_an_app_or_a_workload_not_both():
+    from mesoskube.cli import build_parser
+    from mesoskube.frameworks.spark.cli import cmd_submit
+
+    both = build_parser().parse_args(["spark", "submit", "--workload", "w.yaml", "app.py"])
+    assert both.app == "app.py" and cmd_submit(both) == 2
+    neither = build_parser().parse_args(["spark", "submit"])
+    assert cmd_submit(neither) == 2
+    real = build_parser().parse_args(
+        ["spark", "submit", "--conf", "spark.cores.max=4", "pi.py", "100", "--x"]
+    )
+    assert real.app == "pi.py" and real.app_args == ["100", "--x"] and real.scheduler_name == "mesoskube"
