@@ -6,7 +6,10 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 import threading
+
+from pydantic import ValidationError
 
 from mesoskube import settings as settings_mod
 from mesoskube.kube import Kube
@@ -24,8 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="seconds an application without live pods keeps its Framework (default 10)",
     )
-    # Only schedulerName, namespace and agentSelector are read; the rest are the master's.
-    settings_mod.add_arguments(run)
+    # The master's settings it shares (same flags, variables and defaults).
+    settings_mod.add_arguments(run, only=("schedulerName", "namespace", "agentSelector"))
     run.set_defaults(func=cmd_run)
 
 
@@ -35,7 +38,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    s = settings_mod.load(args)
+    try:
+        s = settings_mod.load(args)
+    except ValidationError as e:
+        for err in e.errors():
+            name = str(err["loc"][0]) if err["loc"] else "?"
+            print(
+                f"error: {settings_mod.flag_name(name)} ({settings_mod.env_name(name)}): {err['msg']}",
+                file=sys.stderr,
+            )
+        return 2
     pods = PodsFramework(
         Kube.connect(args.kubeconfig),
         scheduler_name=s.schedulerName,

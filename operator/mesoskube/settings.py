@@ -132,8 +132,11 @@ def env_name(name: str) -> str:
     return ENV_PREFIX + re.sub(r"(?<!^)(?=[A-Z])", "_", name).upper()
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
+    """A flag per setting (or per setting in `only`, for a command reading a few of them)."""
     for name, info in Settings.model_fields.items():
+        if only is not None and name not in only:
+            continue
         parser.add_argument(
             flag_name(name),
             dest=name,
