@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_REFUSE_SECONDS = 5.0  # an offer too small for any pending pod (Mesos's default filter)
 DEFAULT_REFUSE_UNMET_SECONDS = 30.0  # an agent no pending pod may run on (selector, affinity, taints)
+LAUNCH_TIMEOUT = 30.0  # an accept the master never answered (no Task state) is placed again
 REVIVE_DELAY = 0.2  # pods of one application arrive together: one revive for the lot
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -57,12 +59,20 @@ def _created(pod: dict) -> tuple[str, str]:
 
 
 class PodGroupScheduler(Scheduler):
-    def __init__(self, group: Group, agents: Callable[[], Mapping[str, AgentView]], report: Report) -> None:
+    def __init__(
+        self,
+        group: Group,
+        agents: Callable[[], Mapping[str, AgentView]],
+        report: Report,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.group = group
+        self.clock = clock
         self.agents = agents
         self.report = report
         self.pending: dict[str, dict] = {}  # unbound pods waiting for an offer, by name
-        self.launching: set[str] = set()  # accepted, not yet seen bound or failed
+        # Accepted, not yet seen bound or ended: name -> when (a launch never heard of is retried).
+        self.launching: dict[str, float] = {}
         self.ended: set[str] = set()  # Tasks seen terminal (their names are taken until forgotten)
         self.suppressed = False
         self._revive_due = False
@@ -105,7 +115,7 @@ class PodGroupScheduler(Scheduler):
 
     def pod_gone(self, driver: SchedulerDriver, name: str) -> None:
         self.pending.pop(name, None)
-        self.launching.discard(name)
+        self.launching.pop(name, None)
 
     def _report_if_fits_no_agent(self, pod: dict) -> None:
         agents = self.agents()
@@ -132,6 +142,12 @@ class PodGroupScheduler(Scheduler):
         driver.call_later(REVIVE_DELAY, revive)
 
     def _placeable(self) -> list[dict]:
+        now = self.clock()
+        for name in [n for n, t in self.launching.items() if now - t > LAUNCH_TIMEOUT]:
+            log.warning(
+                "pod %s: accepted %.0fs ago, never bound; placing it again", name, now - self.launching[name]
+            )
+            del self.launching[name]
         return sorted((p for n, p in self.pending.items() if n not in self.launching), key=_created)
 
     # ---- offers
@@ -168,7 +184,7 @@ class PodGroupScheduler(Scheduler):
                     why_not.append((pod, why))
             if tasks:
                 driver.accept(offer.id, tasks)
-                self.launching.update(t.name for t in tasks)
+                self.launching.update((t.name, self.clock()) for t in tasks)
             else:
                 driver.decline(offer.id, refuse_seconds=self._refuse(why_not))
         for pod in todo:
@@ -196,17 +212,19 @@ class PodGroupScheduler(Scheduler):
         name = status.task_id
         if status.state not in TERMINAL_TASK_STATES:
             if name in self.pending:
-                self.launching.add(name)  # accepted by an earlier run of this scheduler, not bound yet
+                self.launching[name] = self.clock()  # accepted by an earlier run of this scheduler
             return
-        self.launching.discard(name)
+        self.launching.pop(name, None)
         pod = self.pending.get(name)
-        if pod is None or status.state not in FAILED_TASK_STATES:
+        if pod is None:
             self.ended.add(name)
             return
-        # The accept failed before the pod was bound (TASK_ERROR, or the offer went away): the pod
-        # is still Pending. Its Task, which holds the pod's name, goes so the next offer can retry.
-        self.report(
-            pod, f"placement failed ({status.state.value}: {status.message or status.reason}); retrying"
-        )
+        # The task ended while a pod of its name is Pending: its launch failed before the binding
+        # (TASK_ERROR, the offer or agent went away, a kill), or it was an earlier pod of that name.
+        # The Task goes, so the pod can be launched under its name on the next offer.
+        if status.state in FAILED_TASK_STATES:
+            self.report(
+                pod, f"placement failed ({status.state.value}: {status.message or status.reason}); retrying"
+            )
         driver.forget_task(name)
         self._request_revive(driver)

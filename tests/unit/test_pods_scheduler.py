@@ -42,11 +42,21 @@ class FakeDriver:
             fn()
 
 
-def rig(*agents):
+class Clock:
+    now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def rig(*agents, clock=None):
     reports: list[tuple[str, str]] = []
     views = {a.name: a for a in agents}
     s = PodGroupScheduler(
-        Group("ns", "app"), lambda: views, lambda p, m: reports.append((p["metadata"]["name"], m))
+        Group("ns", "app"),
+        lambda: views,
+        lambda p, m: reports.append((p["metadata"]["name"], m)),
+        clock=clock or Clock(),
     )
     return s, FakeDriver(), reports
 
@@ -143,3 +153,25 @@ def test_pods_whose_names_cannot_be_task_names_are_reported_not_placed():
     assert "is not a DNS label of at most 63 characters" in reports[0][1]
     s.resource_offers(d, [offer("o1", "n1", 4, 4096)])
     assert d.accepted == {}
+
+
+def test_a_task_ending_while_a_pod_of_its_name_is_pending_is_forgotten_for_that_pod():
+    """A StatefulSet-style pod recreated under the same name before its old Task ended."""
+    s, d, _ = rig(agent("n1"))
+    s.pod_changed(d, pod("web-0", tolerations=[TOLERATE_KWOK]))
+    s.status_update(d, TaskStatus(task_id="web-0", state=TaskState.KILLED, reason="REASON_POD_DELETED"))
+    assert d.forgotten == ["web-0"]
+    d.fire()
+    assert d.revives == 1
+
+
+def test_an_accept_never_heard_of_is_placed_again_after_the_launch_timeout():
+    clock = Clock()
+    s, d, _ = rig(agent("n1"), clock=clock)
+    s.pod_changed(d, pod("p", tolerations=[TOLERATE_KWOK]))
+    s.resource_offers(d, [offer("o1", "n1", 4, 4096)])
+    s.resource_offers(d, [offer("o2", "n1", 4, 4096)])
+    assert "o1" in d.accepted and "o2" in d.declined  # launching: not placed twice
+    clock.now += 31
+    s.resource_offers(d, [offer("o3", "n1", 4, 4096)])
+    assert "o3" in d.accepted
