@@ -298,3 +298,40 @@ def test_declines_refuse_the_agents_and_a_new_pod_revives_them(kube, namespace, 
     kube.core.create_namespaced_pod(namespace, pod_body("fits", cpu="1", annotations=group))
     wait_bound(kube, namespace, "fits", timeout=15)
     assert not read_pod(kube, namespace, "big")["spec"].get("nodeName")
+
+
+def test_an_unsatisfiable_constraint_leaves_the_app_waiting_with_a_message_on_its_framework(
+    kube, namespace, fake_nodes, master
+):
+    """spark.mesos.constraints no agent meets (executor pods shaped from the translation, as above):
+    the executors stay Pending, and the Framework's Events (kubectl describe framework) say why."""
+    from mesoskube.frameworks.spark.k8s import translate
+
+    fake_nodes(2, "cpu=8,memory=16Gi,label:zone=a")
+    master(podsFramework=True)
+    sub = translate(
+        {
+            "spark.kubernetes.container.image": "x",
+            "spark.executor.cores": "1",
+            "spark.mesos.constraints": "zone:c",
+        },
+        namespace,
+    )
+    body = pod_body("wc-9f-exec-1", cpu="1")
+    body["metadata"]["labels"] = {"spark-app-selector": "spark-9f9f", "spark-role": "executor"}
+    body["spec"].update(sub.executor_template["spec"])
+    kube.core.create_namespaced_pod(namespace, body)
+    msgs = eventually(
+        lambda: pod_events(kube, namespace, "spark-9f9f", reason="PodUnschedulable"),
+        timeout=20,
+        what="PodUnschedulable on framework spark-9f9f",
+    )
+    assert "pod wc-9f-exec-1: 0/2 agents fit: 2 node(s) didn't match Pod's node affinity/selector." in msgs[0]
+    eventually(
+        lambda: (
+            (kube.get("frameworks", namespace, "spark-9f9f").get("status") or {}).get("phase") == "Subscribed"
+        ),
+        timeout=10,
+        what="framework spark-9f9f subscribed (waiting, not failed)",
+    )
+    assert not read_pod(kube, namespace, "wc-9f-exec-1")["spec"].get("nodeName")
