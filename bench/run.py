@@ -238,6 +238,9 @@ def bench_mesoskube(kube: Kube, kubeconfig: str, qps: float, pods: int, size: in
             "0",
             "--agent-selector",
             "type=kwok",
+            # The figures are the master's own launch path, as before the pods framework existed.
+            "--pods-framework",
+            "false",
             "--log-level",
             "WARNING",
         ],

@@ -574,6 +574,21 @@ class SchedulerDriver:
             self._post_status(task_id, TaskState.LOST, "REASON_RECONCILIATION", "kill of an unknown task")
         return self._status
 
+    def forget_task(self, task_id: str) -> DriverStatus:
+        """Delete a terminal Task so its name can be launched again (Mesos lets a framework reuse
+        the id of a task that has ended). A task not known to be terminal is left alone."""
+        if self._status is not DriverStatus.RUNNING:
+            return self._status
+        if self._task_states.get(task_id) not in TERMINAL_TASK_STATES:
+            log.warning("forget_task(%s): not terminal; not deleted", task_id)
+            return self._status
+        try:
+            self.kube.delete("tasks", self.namespace, task_id)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+        return self._status
+
     def reconcile_tasks(self, task_ids: Iterable[str] = ()) -> DriverStatus:
         """Ask the master for the state of these tasks ([] = all of this framework's tasks);
         answers arrive as status_update callbacks."""

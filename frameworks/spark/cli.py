@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from mesoskube.frameworks.spark.app import AppSummary, Progress, SparkApplication
 from mesoskube.frameworks.spark.conf import SparkConf, SparkConfError, keys_table
 from mesoskube.frameworks.spark.workload import EmulatedWorkload
+from mesoskube.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,10 +22,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     ssub = p.add_subparsers(dest="spark_cmd", required=True)
     s = ssub.add_parser(
         "submit",
-        help="run an emulated Spark application against the master",
-        description="Run an EMULATED Spark application (stages of timed tasks, no Spark code) as a "
-        "mesoskube framework, with Spark's Mesos backend placement, and report what it measured.",
+        help="run a Spark application (real, on Kubernetes) or an emulated one (--workload)",
+        description="With APP: run an unmodified Spark 4 (pyspark, client mode) against the cluster, "
+        "spark.mesos.* keys translated to spark.kubernetes.*, its executor pods placed through offers "
+        "by the pods framework. With --workload: an EMULATED Spark application (stages of timed tasks, "
+        "no Spark code) as a mesoskube framework with Spark's Mesos backend placement.",
     )
+    s.add_argument("app", nargs="?", help="the application (a .py file, or a jar) for real Spark")
+    s.add_argument("app_args", nargs=argparse.REMAINDER, help="arguments of the application")
     s.add_argument(
         "--conf",
         action="append",
@@ -35,7 +40,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     s.add_argument(
         "--workload",
-        required=True,
         metavar="FILE",
         help="YAML/JSON: {stages: [{tasks: 40, seconds: 2.0}, ...], seed: 0, jitter: 0.0}",
     )
@@ -45,9 +49,46 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--json-summary", metavar="PATH", help="also write the summary as JSON here")
     s.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
     s.add_argument("--quiet", action="store_true", help="no live progress line")
+    s.add_argument(
+        "--scheduler-name",
+        default=Settings.model_fields["schedulerName"].default,
+        help="real Spark: the pods framework's scheduler name (the master's --scheduler-name)",
+    )
+    s.add_argument("--spark-submit", metavar="PATH", help="real Spark: the launcher (default: pyspark's)")
+    s.add_argument(
+        "--dry-run", action="store_true", help="real Spark: print the spark-submit command and pod template"
+    )
     s.set_defaults(func=cmd_submit)
     k = ssub.add_parser("keys", help="the spark.* keys understood, with their defaults")
     k.set_defaults(func=cmd_keys)
+
+
+def submit_real(args: argparse.Namespace) -> int:
+    from mesoskube.frameworks.spark import k8s, submit
+
+    try:
+        pairs = conf_pairs(args.conf)
+        if args.name:
+            pairs["spark.app.name"] = args.name
+        submission = k8s.translate(
+            pairs, args.namespace, scheduler_name=args.scheduler_name, require_image=not args.dry_run
+        )
+    except SparkConfError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return submit.run(
+        submission, args.app, list(args.app_args), args.kubeconfig, args.spark_submit, args.dry_run
+    )
+
+
+def conf_pairs(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SparkConfError(f"--conf {item!r}: expected KEY=VALUE, e.g. spark.cores.max=12")
+        out[key.strip()] = value
+    return out
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -78,6 +119,14 @@ def print_summary(summary: AppSummary, out=sys.stdout) -> None:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if bool(args.app) == bool(args.workload):
+        print(
+            "error: give the application to run (APP) or an emulated --workload FILE, not both",
+            file=sys.stderr,
+        )
+        return 2
+    if args.app:
+        return submit_real(args)
     try:
         workload = EmulatedWorkload.load(args.workload)
     except (OSError, ValueError, ValidationError) as e:

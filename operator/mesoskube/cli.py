@@ -7,7 +7,12 @@ import importlib
 import sys
 
 # Subcommands register themselves; each lives next to the code it drives.
-_COMMANDS = ("mesoskube.cluster.cli", "mesoskube.master.cli", "mesoskube.frameworks.spark.cli")
+_COMMANDS = (
+    "mesoskube.cluster.cli",
+    "mesoskube.master.cli",
+    "mesoskube.frameworks.spark.cli",
+    "mesoskube.frameworks.pods.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

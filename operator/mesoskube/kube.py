@@ -160,3 +160,10 @@ class Kube:
         self.custom.delete_collection_namespaced_custom_object(
             API_GROUP, API_VERSION, namespace, plural, field_selector=field_selector
         )
+
+    def bind_pod(self, namespace: str, binding: dict) -> None:
+        """POST pods/NAME/binding (what kube-scheduler writes); a uid in the Binding's metadata
+        makes the API server refuse it when the pod was replaced."""
+        name = binding["metadata"]["name"]
+        # The generated client cannot read the Status the API server answers with; skip reading it.
+        self.core.create_namespaced_pod_binding(name, namespace, binding, _preload_content=False)

@@ -102,6 +102,22 @@ class Settings(BaseModel):
     namespace: Annotated[
         str, Field(description="Namespace to watch for Frameworks, Offers and Tasks; empty = all namespaces.")
     ] = ""
+    schedulerName: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=63,
+            pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+            description="Pods with this spec.schedulerName are placed through offers (the pods framework).",
+        ),
+    ] = "mesoskube"
+    podsFramework: Annotated[
+        bool,
+        Field(
+            description="Run the pods framework (pods naming schedulerName, grouped into Frameworks) "
+            "in the master's process; false = run it apart (`mesoskube pods run`) or not at all."
+        ),
+    ] = True
 
     @field_validator("minAllocatable")
     @classmethod
@@ -143,8 +159,11 @@ def env_name(name: str) -> str:
     return ENV_PREFIX + re.sub(r"(?<!^)(?=[A-Z])", "_", name).upper()
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
+    """A flag per setting (or per setting in `only`, for a command reading a few of them)."""
     for name, info in Settings.model_fields.items():
+        if only is not None and name not in only:
+            continue
         parser.add_argument(
             flag_name(name),
             dest=name,

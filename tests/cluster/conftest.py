@@ -45,6 +45,8 @@ def masters(kubeconfig: str, namespace: str, test_id: str) -> Iterator[StartMast
             "healthPort": 0,
             "httpPort": 0,  # tests that speak Mesos HTTP pick a free port
             "allocationInterval": 0.5,
+            # The pods framework's watches cost every test's master; its tests turn it on.
+            "podsFramework": False,
         }
         m = Master(Kube.connect(kubeconfig), Settings(**{**base, **overrides}))
         m.start_in_thread()
@@ -54,6 +56,9 @@ def masters(kubeconfig: str, namespace: str, test_id: str) -> Iterator[StartMast
     try:
         yield start
     finally:
+        for m in started:
+            if m.pods is not None:  # first, or it would subscribe its pods' frameworks again
+                m.pods.stop()
         if started:
             teardown_frameworks(started[0].kube, namespace)
         for m in started:

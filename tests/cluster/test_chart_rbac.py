@@ -26,6 +26,10 @@ from tests.cluster.test_master import (  # noqa: F401 - re-collected here, run a
     test_kill_gives_task_killed,
     test_node_deleted_under_running_task_gives_task_lost_and_rescinds_offers,
 )
+from tests.cluster.test_pods_framework import (  # noqa: F401 - the in-process pods framework, same identity
+    test_a_plain_pod_is_bound_through_an_offer_and_recorded_as_a_task,
+    test_a_pod_that_fits_nowhere_stays_pending_with_an_event,
+)
 from tests.helpers import eventually, offer_requests
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "mesoskube"

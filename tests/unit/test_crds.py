@@ -371,7 +371,10 @@ def test_every_cel_rule_has_a_message_and_sits_where_the_model_put_it() -> None:
     }
     assert len(rules["Offer.spec"]) == 2 and len(rules["Task.spec"]) == 2
     assert "MULTI_ROLE" in rules["Framework.spec"][0]
-    assert rules["Offer.spec.answer.tasks[*]"] == ["self.resources.cpus > 0.0 || self.resources.mem > 0.0"]
+    assert rules["Offer.spec.answer.tasks[*]"] == [
+        "self.resources.cpus > 0.0 || self.resources.mem > 0.0",
+        "!has(self.pod) || self.pod.name == self.name",
+    ]
 
 
 def test_strings_and_lists_in_cel_rules_are_bounded() -> None:

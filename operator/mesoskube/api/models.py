@@ -86,6 +86,20 @@ class ContainerInfo(Model):
     env: list[EnvVar] = Field(default_factory=list, max_length=128)
 
 
+class PodRef(Model):
+    """An existing, unbound pod a task adopts: the master binds it rather than creating one."""
+
+    name: Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
+    uid: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=64,
+            description="The pod's metadata.uid: the binding is refused if the pod was replaced.",
+        ),
+    ]
+
+
 class TaskInfo(Model):
     """A task a framework launches from an accepted offer (Mesos TaskInfo)."""
 
@@ -95,6 +109,11 @@ class TaskInfo(Model):
                 cel(
                     "self.resources.cpus > 0.0 || self.resources.mem > 0.0",
                     "a task needs resources.cpus or resources.mem above 0",
+                ),
+                # The master keys a task's pod by the task's name (one namespace, one name).
+                cel(
+                    "!has(self.pod) || self.pod.name == self.name",
+                    "a task adopting a pod takes the pod's name: set name to pod.name",
                 ),
             ]
         }
@@ -124,6 +143,11 @@ class TaskInfo(Model):
         str | None,
         Field(max_length=63, pattern=DNS_LABEL, description="Executor id this task belongs to, if any."),
     ] = None
+    pod: PodRef | None = Field(
+        default=None,
+        description="Adopt this existing pod (bind it to the offer's agent) instead of creating one; "
+        "container, labels and runSeconds are then not used (the pod's own apply).",
+    )
 
 
 class Filters(Model):
@@ -347,6 +371,7 @@ class TaskSpec(Model):
     labels: dict[str, str] = Field(default_factory=dict)
     runSeconds: Annotated[float | None, Field(ge=0)] = None
     executor: Annotated[str | None, Field(max_length=63)] = None
+    pod: PodRef | None = Field(default=None, description="The adopted pod, if the task did not create one.")
     kill: bool = Field(default=False, description="KILL: set true to kill the task.")
 
 

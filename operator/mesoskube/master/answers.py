@@ -171,6 +171,8 @@ class AnswerHandling:
         verdict = check_accept(
             Resources.from_mapping(spec["resources"]), answer.tasks, set(existing) - already
         )
+        if verdict.ok and not (adoption := self.check_adoptions(ns, todo)).ok:
+            verdict = adoption
         fw_uid = fw["metadata"]["uid"]
         if not verdict.ok:
             self.events.warning(fw, "TaskError", f"accept of offer {offer_name} refused: {verdict.message}")

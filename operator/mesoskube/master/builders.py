@@ -86,6 +86,8 @@ def task_manifest(
         spec["runSeconds"] = task.runSeconds
     if task.executor:
         spec["executor"] = task.executor
+    if task.pod is not None:
+        spec["pod"] = task.pod.model_dump()
     return {
         "apiVersion": API,
         "kind": "Task",
@@ -109,6 +111,17 @@ def _quantity_requests(r: Resources) -> dict[str, str]:
     if r.gpus:
         req["nvidia.com/gpu"] = str(int(r.gpus))
     return req
+
+
+def binding_manifest(name: str, uid: str, agent: str) -> dict:
+    """The Binding that puts an adopted pod on its agent (what kube-scheduler writes); the uid makes
+    the API server refuse it if the pod was replaced by another of the same name."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": name, "uid": uid},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": agent},
+    }
 
 
 def pod_manifest(task: dict) -> dict:

@@ -79,6 +79,12 @@ def pod_usage(body: dict) -> PodUsage | None:
     phase = (body.get("status") or {}).get("phase")
     if not node or phase in ("Succeeded", "Failed"):
         return None
+    return PodUsage(node=node, requests=pod_requests(spec))
+
+
+def pod_requests(spec: dict) -> Resources:
+    """What a pod spec requests, as kube-scheduler counts it: containers summed, the largest init
+    container if larger, plus the pod overhead; host ports as ranges."""
     total = Resources()
     ports: list[tuple[int, int]] = []
     for c in spec.get("containers") or []:
@@ -95,9 +101,7 @@ def pod_usage(body: dict) -> PodUsage | None:
         )
     if spec.get("overhead"):
         total = total + quantities_to_resources(spec["overhead"])
-    return PodUsage(
-        node=node, requests=Resources(total.cpus, total.mem, total.disk, total.gpus, normalize_ranges(ports))
-    )
+    return Resources(total.cpus, total.mem, total.disk, total.gpus, normalize_ranges(ports))
 
 
 def parse_time(text: str | None) -> float | None:

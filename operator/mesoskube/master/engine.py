@@ -23,13 +23,13 @@ from kubernetes.client.exceptions import ApiException
 
 from mesoskube.allocator.snapshot import AllocatorConfig
 from mesoskube.kube import Kube
-from mesoskube.master import LABEL_TASK
+from mesoskube.master.adoption import PodAdoption
 from mesoskube.master.allocation import AllocationCycle
 from mesoskube.master.answers import AnswerHandling
 from mesoskube.master.cache import Cache
 from mesoskube.master.events import EventRecorder
 from mesoskube.master.lifecycle import FrameworkLifecycle
-from mesoskube.master.objects import is_terminal
+from mesoskube.master.objects import is_task_pod, is_terminal
 from mesoskube.master.offers import OfferHousekeeping
 from mesoskube.master.selector import parse_selector
 from mesoskube.master.status import STATUS_INTERVAL, StatusPublisher
@@ -43,7 +43,13 @@ MIN_ALLOCATION_GAP = 0.05
 
 @dataclass
 class Engine(
-    FrameworkLifecycle, AnswerHandling, TaskSync, OfferHousekeeping, AllocationCycle, StatusPublisher
+    FrameworkLifecycle,
+    AnswerHandling,
+    TaskSync,
+    PodAdoption,
+    OfferHousekeeping,
+    AllocationCycle,
+    StatusPublisher,
 ):
     kube: Kube
     settings: Settings
@@ -127,8 +133,7 @@ class Engine(
             self.cache.upsert_node(node)
         pods = self.kube.api.sanitize_for_serialization(self.kube.core.list_pod_for_all_namespaces())
         for pod in pods["items"]:
-            ours = LABEL_TASK in (pod["metadata"].get("labels") or {})
-            self.cache.upsert_pod(pod, ours=ours)
+            self.cache.upsert_pod(pod, ours=is_task_pod(pod, self.settings.schedulerName))
         for store in ("frameworks", "offers", "tasks"):
             for obj in self.kube.list(store, ns):
                 self.cache.upsert(store, obj)

@@ -16,8 +16,8 @@ COMPONENT = "mesoskube-master"
 
 
 class EventRecorder:
-    def __init__(self, kube: Kube, pool: Executor) -> None:
-        self.kube, self.pool = kube, pool
+    def __init__(self, kube: Kube, pool: Executor, component: str = COMPONENT) -> None:
+        self.kube, self.pool, self.component = kube, pool, component
 
     def normal(self, obj: dict, reason: str, message: str) -> None:
         self._post(obj, "Normal", reason, message)
@@ -41,8 +41,8 @@ class EventRecorder:
             "reason": reason,
             "message": message[:1024],
             "type": type_,
-            "source": {"component": COMPONENT},
-            "reportingComponent": COMPONENT,
+            "source": {"component": self.component},
+            "reportingComponent": self.component,
             "firstTimestamp": now,
             "lastTimestamp": now,
             "count": 1,

@@ -8,9 +8,9 @@ from typing import Any
 import kopf
 
 from mesoskube import API_GROUP
-from mesoskube.master import LABEL_TASK
 from mesoskube.master.cache import Cache, key_of
 from mesoskube.master.engine import Engine
+from mesoskube.master.objects import is_task_pod
 
 
 def register(
@@ -34,7 +34,7 @@ def register(
     async def pod_event(event: dict, **_: Any) -> None:
         body = event["object"]
         key = key_of(body)
-        ours = LABEL_TASK in (body["metadata"].get("labels") or {})
+        ours = is_task_pod(body, engine.settings.schedulerName)
         if event.get("type") == "DELETED":
             cache.delete_pod(key, ours=ours)
         else:

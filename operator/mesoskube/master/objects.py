@@ -6,6 +6,7 @@ import math
 
 from mesoskube.allocator.snapshot import RolePolicy
 from mesoskube.api.models import TERMINAL_TASK_STATES, OfferPhase, TaskState
+from mesoskube.master import LABEL_TASK
 from mesoskube.resources import SCALARS, Resources
 
 _RESOURCES_MEMO = "__mesoskube_resources"
@@ -18,6 +19,14 @@ def ns_name(key: str) -> tuple[str, str]:
 
 def framework_key(ns: str, name: str) -> str:
     return f"{ns}/{name}"
+
+
+def is_task_pod(pod: dict, scheduler_name: str) -> bool:
+    """A pod whose state the master mirrors into a Task: one it created (labelled with its task),
+    or one naming its scheduler, which a task may adopt (the Task then takes the pod's name)."""
+    if LABEL_TASK in (pod["metadata"].get("labels") or {}):
+        return True
+    return (pod.get("spec") or {}).get("schedulerName") == scheduler_name
 
 
 def task_state(task: dict) -> TaskState | None:

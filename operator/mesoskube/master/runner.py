@@ -61,6 +61,7 @@ class Master:
         self._stop_flag: threading.Event = threading.Event()
         self._threads: list[threading.Thread] = []
         self.http = None  # the Mesos HTTP API (mesoskube.mesosapi), when httpPort is set
+        self.pods = None  # the in-process pods framework, when settings.podsFramework
 
     def start_http(self) -> None:
         if self.settings.httpPort:
@@ -95,15 +96,31 @@ class Master:
             t.start()
             self._threads.append(t)
 
+    def start_pods_framework(self) -> None:
+        """The pods framework (pods naming settings.schedulerName) in this process, if enabled."""
+        if not self.settings.podsFramework:
+            return
+        from mesoskube.frameworks.pods import PodsFramework
+
+        self.pods = PodsFramework(
+            self.kube,
+            scheduler_name=self.settings.schedulerName,
+            namespace=self.settings.namespace,
+            agent_selector=self.settings.agentSelector,
+        ).start()
+
     def run(self) -> None:
         """Foreground: metrics server, engine thread, kopf in this thread's event loop."""
         if self.settings.metricsPort:
             start_http_server(self.settings.metricsPort)
         self.start_engine()
         self.start_http()
+        self.start_pods_framework()
         try:
             asyncio.run(self.operator())
         finally:
+            if self.pods is not None:
+                self.pods.stop()
             self._stop_flag.set()
             self.engine.stop()
 
@@ -121,9 +138,12 @@ class Master:
         if not self.engine.ready.wait(timeout):
             raise TimeoutError("master did not finish its first LIST")
         self.start_http()
+        self.start_pods_framework()
         return self
 
     def stop(self, timeout: float = 15) -> None:
+        if self.pods is not None:
+            self.pods.stop()
         if self.http is not None:
             self.http.stop()
         self.engine.stop()

@@ -53,6 +53,8 @@ class TaskSync:
         # The pod as of now, not as of when this work was queued: it may have been shown since.
         pod, seen = self.cache.pod_of(key)
         agent_present = spec["agent"] in self.cache.nodes
+        if spec.get("pod") and self.adopt(key, task, pod, seen, now):
+            return
         if pod is not None and not agent_present:
             self._delete_quietly_pod(ns, name)
             self._set_state(key, task, for_missing_pod(False, agent_present=False), now)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from mesoskube.api.models import TaskInfo
-from mesoskube.resources import Resources
+from mesoskube.master.cache import pod_requests
+from mesoskube.resources import SCALARS, Resources, format_ranges, subtract_ranges
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,3 +36,49 @@ def check_accept(offered: Resources, tasks: list[TaskInfo], existing_task_names:
             used,
         )
     return AcceptVerdict(True, used=used)
+
+
+def check_adopted_pods(
+    tasks: list[TaskInfo], pods: Mapping[str, dict | None], scheduler_name: str
+) -> AcceptVerdict:
+    """Tasks adopting an existing pod: each pod must exist as named (same uid), be unbound, name
+    this scheduler, and request no more than its task holds (else the agent would be over-committed
+    behind the allocator's back). One failure refuses the whole accept, as any other shortfall."""
+    problems: list[str] = []
+    for t in tasks:
+        if t.pod is None:
+            continue
+        pod = pods.get(t.pod.name)
+        name = t.pod.name
+        if pod is None:
+            # The master holds only the pods naming its scheduler (and its own).
+            problems.append(f"pod {name} not found among the pods with schedulerName {scheduler_name}")
+            continue
+        meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+        if meta.get("uid") != t.pod.uid:
+            problems.append(f"pod {name} has uid {meta.get('uid')}, not {t.pod.uid} (it was replaced)")
+        elif meta.get("deletionTimestamp"):
+            problems.append(f"pod {name} is being deleted")
+        elif spec.get("nodeName"):
+            problems.append(f"pod {name} is already bound to {spec['nodeName']}")
+        elif (spec.get("schedulerName") or "default-scheduler") != scheduler_name:
+            problems.append(
+                f"pod {name} has schedulerName {spec.get('schedulerName') or 'default-scheduler'}, "
+                f"not {scheduler_name}"
+            )
+        elif over := _beyond(pod_requests(spec), t.resources.to_resources()):
+            problems.append(f"pod {name} requests more than its task holds ({over})")
+    if problems:
+        return AcceptVerdict(False, "cannot adopt: " + "; ".join(problems))
+    return AcceptVerdict(True)
+
+
+def _beyond(requested: Resources, held: Resources) -> str:
+    parts = [
+        f"{n}: pod requests {getattr(requested, n):.10g}, task holds {getattr(held, n):.10g}"
+        for n in SCALARS
+        if getattr(requested, n) > getattr(held, n) + 1e-9
+    ]
+    if missing := subtract_ranges(requested.ports, held.ports):
+        parts.append(f"ports: pod uses host ports {format_ranges(missing)} the task does not hold")
+    return "; ".join(parts)

@@ -1,0 +1,182 @@
+"""spark.mesos.* -> spark.kubernetes.* for an unmodified Spark 4 (pure translation)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mesoskube.frameworks.spark.conf import SparkConfError
+from mesoskube.frameworks.spark.constraints import parse_constraints
+from mesoskube.frameworks.spark.k8s import node_affinity, translate
+
+IMAGE = {"spark.kubernetes.container.image": "spark-py:4.3.0"}
+
+
+def test_executors_from_cores_max_and_executor_cores_with_memory_plus_overhead():
+    s = translate(
+        {
+            **IMAGE,
+            "spark.mesos.coarse": "true",
+            "spark.cores.max": "13",
+            "spark.executor.cores": "4",
+            "spark.executor.memory": "4g",
+        },
+        "spark-apps",
+    )
+    c = s.conf
+    assert c["spark.kubernetes.scheduler.name"] == "mesoskube"
+    assert c["spark.kubernetes.namespace"] == "spark-apps"
+    assert c["spark.executor.instances"] == "3"  # 13 cores / 4 per executor, rounded down as Mesos mode does
+    assert c["spark.executor.cores"] == "4"
+    assert c["spark.executor.memory"] == "4096m"
+    assert c["spark.executor.memoryOverhead"] == "409m"  # max(384, 10 %), Spark's Mesos rule
+    assert c["spark.kubernetes.container.image"] == "spark-py:4.3.0"  # passed through
+    assert s.executor_template == {"apiVersion": "v1", "kind": "Pod", "metadata": {}, "spec": {}}
+
+
+def test_explicit_overhead_role_and_refuse_times_become_labels_and_annotations():
+    s = translate(
+        {
+            **IMAGE,
+            "spark.executor.cores": "2",
+            "spark.mesos.executor.memoryOverhead": "1g",
+            "spark.mesos.role": "batch",
+            "spark.mesos.rejectOfferDuration": "2min",
+            "spark.mesos.rejectOfferDurationForUnmetConstraints": "10s",
+        },
+        "ns",
+    )
+    c = s.conf
+    assert c["spark.executor.memoryOverhead"] == "1024m"
+    assert c["spark.kubernetes.executor.label.mesoskube.io/role"] == "batch"
+    assert c["spark.kubernetes.executor.annotation.mesoskube.io/refuse-seconds"] == "120"
+    assert c["spark.kubernetes.executor.annotation.mesoskube.io/refuse-seconds-unmet-constraints"] == "10"
+
+
+def test_unmet_constraint_refusal_defaults_to_reject_offer_duration_and_role_to_star():
+    c = translate({**IMAGE, "spark.executor.cores": "1", "spark.mesos.rejectOfferDuration": "30s"}, "ns").conf
+    assert c["spark.kubernetes.executor.annotation.mesoskube.io/refuse-seconds-unmet-constraints"] == "30"
+    assert c["spark.kubernetes.executor.label.mesoskube.io/role"] == "*"
+
+
+def test_constraints_become_required_node_affinity():
+    s = translate(
+        {**IMAGE, "spark.executor.cores": "1", "spark.mesos.constraints": "zone:b,a;ssd;cpus:8,16"}, "ns"
+    )
+    terms = s.executor_template["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert terms == {
+        "nodeSelectorTerms": [
+            {
+                "matchExpressions": [
+                    {"key": "zone", "operator": "In", "values": ["a", "b"]},
+                    {"key": "ssd", "operator": "Exists"},
+                    # Mesos scalar rule: the attribute is at least one of the values.
+                    {"key": "cpus", "operator": "Gt", "values": ["7"]},
+                ]
+            }
+        ]
+    }
+    assert node_affinity(parse_constraints("")) is None
+
+
+def test_extra_cores_are_advertised_beyond_the_requested_cores():
+    c = translate({**IMAGE, "spark.executor.cores": "2", "spark.mesos.extra.cores": "1"}, "ns").conf
+    assert c["spark.executor.cores"] == "3"
+    assert c["spark.kubernetes.executor.request.cores"] == "2"
+
+
+def test_dynamic_allocation_caps_the_executors_instead_of_fixing_them():
+    c = translate(
+        {
+            **IMAGE,
+            "spark.executor.cores": "2",
+            "spark.cores.max": "8",
+            "spark.dynamicAllocation.enabled": "true",
+        },
+        "ns",
+    ).conf
+    assert c["spark.dynamicAllocation.maxExecutors"] == "4"
+    assert "spark.executor.instances" not in c
+
+
+def test_unset_sizes_are_warned_about_not_guessed_silently():
+    s = translate(dict(IMAGE), "ns")
+    assert s.conf["spark.executor.cores"] == "1"
+    assert any("spark.executor.cores is unset" in w for w in s.warnings)
+    assert any("spark.cores.max is unset" in w for w in s.warnings)
+    assert "spark.executor.instances" not in s.conf
+
+
+def test_keys_without_a_kubernetes_meaning_are_warned_about():
+    s = translate({**IMAGE, "spark.executor.cores": "1", "spark.mesos.driver.failoverTimeout": "60"}, "ns")
+    assert any(w.startswith("spark.mesos.driver.failoverTimeout is not used") for w in s.warnings)
+
+
+@pytest.mark.parametrize(
+    ("conf", "message"),
+    [
+        (
+            {"spark.mesos.coarse": "false"},
+            "spark.mesos.coarse=false: fine-grained mode has no Spark 4 backend",
+        ),
+        ({"spark.mesos.rejectOfferDuratoin": "1s"}, "did you mean 'spark.mesos.rejectOfferDuration'"),
+        (
+            {"spark.cores.max": "1", "spark.executor.cores": "2"},
+            "spark.cores.max=1 is below spark.executor.cores=2",
+        ),
+        ({"spark.executor.memory": "lots"}, "spark.executor.memory='lots': expected"),
+    ],
+)
+def test_bad_confs_name_the_key(conf, message):
+    with pytest.raises(SparkConfError) as e:
+        translate({**IMAGE, **conf}, "ns")
+    assert message in str(e.value)
+
+
+def test_an_image_is_required():
+    with pytest.raises(SparkConfError, match=r"spark\.kubernetes\.container\.image is not set"):
+        translate({"spark.executor.cores": "1"}, "ns")
+
+
+def test_the_command_is_client_mode_with_the_template_and_the_app_last():
+    s = translate({**IMAGE, "spark.executor.cores": "1", "spark.app.name": "wc"}, "ns")
+    argv = s.argv("spark-submit", "k8s://https://127.0.0.1:6443", "wc.py", ["in.txt"], "/tmp/t.yaml")
+    assert argv[:5] == ["spark-submit", "--master", "k8s://https://127.0.0.1:6443", "--deploy-mode", "client"]
+    assert "spark.kubernetes.executor.podTemplateFile=/tmp/t.yaml" in argv
+    assert "spark.app.name=wc" in argv
+    assert argv[-2:] == ["wc.py", "in.txt"]
+
+
+def test_dry_run_prints_one_option_per_line_quoted_for_a_shell():
+    from mesoskube.frameworks.spark.submit import shell_lines
+
+    argv = [
+        "spark-submit",
+        "--master",
+        "k8s://https://h:1",
+        "--conf",
+        "spark.app.name=word count",
+        "wc.py",
+        "a b",
+    ]
+    assert shell_lines(argv).split(" \\\n  ") == [
+        "spark-submit",
+        "--master k8s://https://h:1",
+        "--conf 'spark.app.name=word count'",
+        "wc.py 'a b'",
+    ]
+
+
+def test_submit_takes_an_app_or_a_workload_not_both():
+    from mesoskube.cli import build_parser
+    from mesoskube.frameworks.spark.cli import cmd_submit
+
+    both = build_parser().parse_args(["spark", "submit", "--workload", "w.yaml", "app.py"])
+    assert both.app == "app.py" and cmd_submit(both) == 2
+    neither = build_parser().parse_args(["spark", "submit"])
+    assert cmd_submit(neither) == 2
+    real = build_parser().parse_args(
+        ["spark", "submit", "--conf", "spark.cores.max=4", "pi.py", "100", "--x"]
+    )
+    assert real.app == "pi.py" and real.app_args == ["100", "--x"] and real.scheduler_name == "mesoskube"
