@@ -26,7 +26,12 @@ def _bound_token(kube: Kube, namespace: str, sa: str, secret: str) -> str:
         "spec": {
             "audiences": [],
             "expirationSeconds": 3600,
-            "boundObjectRef": {"kind": "Secret", "apiVersion": "v1", "name": secret, "uid": created.metadata.uid},
+            "boundObjectRef": {
+                "kind": "Secret",
+                "apiVersion": "v1",
+                "name": secret,
+                "uid": created.metadata.uid,
+            },
         }
     }
     return kube.core.create_namespaced_service_account_token(sa, namespace, request).status.token
@@ -43,7 +48,11 @@ def test_a_rotated_token_is_picked_up_after_the_old_one_is_revoked(
     client.RbacAuthorizationV1Api(kube.api).create_cluster_role_binding(
         {
             "metadata": {"name": f"rotation-{test_id}"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "cluster-admin",
+            },
             "subjects": [{"kind": "ServiceAccount", "name": "master", "namespace": namespace}],
         }
     )
