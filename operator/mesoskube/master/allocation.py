@@ -1,4 +1,9 @@
-"""The allocation cycle: an immutable snapshot of the cache, the pure allocator, Offer writes.
+"""The allocation cycle as a named, timed pipeline: snapshot (an immutable view of the cache),
+allocate (the pure allocator, its generator derived from (seed, cycle number)), write (Offers).
+
+An event-triggered cycle looks only at candidate agents (where an event freed resources: Mesos's
+allocation candidates); the interval's cycle sweeps all. Every agent or framework passed over is
+counted by reason in mesoskube_allocation_passed_over_total.
 
 A mixin of the master's Engine (engine.py), which holds the state these methods share.
 """
@@ -8,9 +13,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from types import MappingProxyType
-
-from kubernetes.client.exceptions import ApiException
 
 from mesoskube import metrics
 from mesoskube.allocator import allocate
@@ -27,17 +31,51 @@ from mesoskube.master.objects import (
     resources_of,
     role_policy,
 )
+from mesoskube.master.writer import ApiError
 from mesoskube.resources import Resources, subtract_ranges
 
 log = logging.getLogger("mesoskube.master")
 
 
+@dataclass(frozen=True)
+class CycleReport:
+    """What the last cycle did (tests and debugging read it)."""
+
+    number: int
+    kind: str  # "sweep" (all agents) or "candidates" (event-triggered)
+    agents: int
+    offers: int
+    passed_over: dict[str, int]
+
+
 class AllocationCycle:
-    def snapshot(self, now: float) -> Snapshot:
+    def snapshot(
+        self, now: float, only: set[str] | None = None, passed: dict[str, int] | None = None
+    ) -> Snapshot:
+        """The allocator's input; `only` limits the agents offered to those names (shares still
+        count the whole cluster)."""
         # The hot path of every cycle: parsed resources are memoised on the cached bodies, and sums
         # are kept as plain floats, building one Resources per agent rather than one per addition.
         with self.cache.lock:
-            nodes = [n for n in self.cache.nodes.values() if n.offerable and self.agent_matches(n.labels)]
+            eligible = []
+            for n in self.cache.nodes.values():
+                if not self.agent_matches(n.labels):
+                    continue  # not an agent at all: not counted as passed over
+                if n.offerable:
+                    eligible.append(n)
+                elif passed is not None:
+                    reason = "agent_not_ready" if not n.ready else "agent_cordoned_or_deleting"
+                    passed[reason] = passed.get(reason, 0) + 1
+            cluster = None
+            nodes = eligible
+            if only is not None:
+                cluster = Resources(
+                    cpus=sum(n.allocatable.cpus for n in eligible),
+                    mem=sum(n.allocatable.mem for n in eligible),
+                    disk=sum(n.allocatable.disk for n in eligible),
+                    gpus=sum(n.allocatable.gpus for n in eligible),
+                )
+                nodes = [n for n in eligible if n.name in only]
             held: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
             held_ports: dict[str, list] = defaultdict(list)
             alloc: dict[str, dict[str, list[float]]] = defaultdict(
@@ -56,7 +94,11 @@ class AllocationCycle:
                     r,
                 )
                 if k not in pods:
+                    # Launched (or being launched) but its pod not shown yet: it holds its
+                    # resources, host ports included, or they would be offered again.
                     add_into(held[spec["agent"]], r)
+                    if r.ports:
+                        held_ports[spec["agent"]].extend(r.ports)
             outstanding: dict[str, int] = defaultdict(int)
             for o in self.cache.offers.values():
                 if offer_phase(o) != OfferPhase.OUTSTANDING.value:
@@ -118,7 +160,11 @@ class AllocationCycle:
             if until > now
         )
         return Snapshot(
-            agents=tuple(agents), frameworks=tuple(frameworks), roles=MappingProxyType(roles), filters=filters
+            agents=tuple(agents),
+            frameworks=tuple(frameworks),
+            roles=MappingProxyType(roles),
+            filters=filters,
+            total=cluster,
         )
 
     def _agent_total(self, node) -> Resources:
@@ -132,14 +178,27 @@ class AllocationCycle:
         return cached[1]
 
     def allocate(self, now: float) -> None:
+        """One cycle: snapshot -> allocate -> write, each stage timed."""
         started = time.perf_counter()
-        self.allocation_requested = False
+        with self.dirty_lock:
+            full = (
+                self.full_allocation_requested
+                or now - self.last_full_allocation >= self.settings.allocationInterval
+            )
+            candidates, self.candidates = self.candidates, set()
+            self.allocation_requested = False
+            self.full_allocation_requested = False
         self.last_allocation = now
+        if full:
+            self.last_full_allocation = now
+        self.cycle += 1
         self.filters = {k: v for k, v in self.filters.items() if v[0] > now}
-        snap = self.snapshot(now)
-        t0 = time.perf_counter()
-        decisions = allocate(snap, now, self.allocator_config)
-        metrics.allocator_duration.observe(time.perf_counter() - t0)
+        passed: dict[str, int] = {}
+        snap = self.snapshot(now, None if full else candidates, passed)
+        t_snap = time.perf_counter()
+        decisions = allocate(snap, now, self.allocator_config, self.cycle, passed)
+        t_alloc = time.perf_counter()
+        metrics.allocator_duration.observe(t_alloc - t_snap)
         if decisions:
             with self.cache.lock:
                 fws = {k: self.cache.frameworks.get(k) for k in {d.framework for d in decisions}}
@@ -149,9 +208,18 @@ class AllocationCycle:
                 lambda d: self._send_offer(d, fws.get(d.framework), labels.get(d.agent, {}), expires),
                 decisions,
             )
-        metrics.allocation_runs.inc()
-        metrics.allocation_duration.observe(time.perf_counter() - started)
-        metrics.agents.set(len(snap.agents))
+        done = time.perf_counter()
+        kind = "sweep" if full else "candidates"
+        metrics.allocation_stage.labels(stage="snapshot", kind=kind).observe(t_snap - started)
+        metrics.allocation_stage.labels(stage="allocate", kind=kind).observe(t_alloc - t_snap)
+        metrics.allocation_stage.labels(stage="write", kind=kind).observe(done - t_alloc)
+        for reason, n in passed.items():
+            metrics.passed_over.labels(reason=reason).inc(n)
+        metrics.allocation_runs.labels(kind=kind).inc()
+        metrics.allocation_duration.observe(done - started)
+        if full:
+            metrics.agents.set(len(snap.agents))
+        self.last_cycle = CycleReport(self.cycle, kind, len(snap.agents), len(decisions), passed)
 
     def _send_offer(self, d: OfferDecision, fw: dict | None, attributes: dict, expires: str | None) -> None:
         if fw is None:
@@ -160,9 +228,9 @@ class AllocationCycle:
         body = offer_manifest(name, fw["metadata"]["uid"], d.role, d.agent, d.resources, attributes, expires)
         body["metadata"]["namespace"] = ns
         try:
-            created = self.kube.create("offers", ns, body)
-        except ApiException as e:
-            log.warning("offer for %s on %s not created: %s", d.framework, d.agent, e.reason)
+            created = self.writer.create("offers", ns, body)
+        except ApiError as e:  # the agent stays free: the next cycle offers it again
+            log.warning("offer for %s on %s not created: %s", d.framework, d.agent, e)
             return
         created.setdefault("status", {})
         self.cache.upsert("offers", created)

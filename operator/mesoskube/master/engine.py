@@ -1,12 +1,13 @@
-"""The master's engine: one thread that turns the cache into API writes.
+"""The master's engine: one loop that turns work queues and the cache into API writes.
 
-Each step: framework lifecycle (subscribe, revive, reconcile, failover, teardown: lifecycle.py),
-answered offers (accept -> Tasks and Pods, decline -> filters: answers.py), task status from pods
-(tasksync.py), offer rescinds and expiry (offers.py), then an allocation when one is due (interval
-or coalesced trigger: allocation.py). Status and metrics are published on a second thread
-(status.py). Every write fans out to a small thread pool; the allocator itself is pure and runs on
-an immutable snapshot. This module holds the state those parts share, the signals the watch
-handlers send, and the loop.
+The watch handlers only put keys on work queues (workqueue.py, client-go's contract) and mark
+agents as allocation candidates. Each step drains the ready keys of each queue: frameworks
+(lifecycle.py), answered offers (accept -> Tasks and Pods, decline -> filters: answers.py), tasks
+(state from pods, pod creation, kills, agent health: tasksync.py); then offer housekeeping
+(offers.py) and, when due, the allocation pipeline (allocation.py). A key whose work raised
+anything comes back after a per-key backoff; none is dropped. Status and metrics are published on a
+second thread (status.py). Every write goes through one Writer (writer.py), fanned out to a small
+thread pool; the allocator itself is pure and runs on an immutable snapshot.
 """
 
 from __future__ import annotations
@@ -15,14 +16,11 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from kubernetes.client.exceptions import ApiException
-
 from mesoskube.allocator.snapshot import AllocatorConfig
-from mesoskube.kube import Kube
 from mesoskube.master import LABEL_TASK
 from mesoskube.master.allocation import AllocationCycle
 from mesoskube.master.answers import AnswerHandling
@@ -34,6 +32,8 @@ from mesoskube.master.offers import OfferHousekeeping
 from mesoskube.master.selector import parse_selector
 from mesoskube.master.status import STATUS_INTERVAL, StatusPublisher
 from mesoskube.master.tasksync import TaskSync
+from mesoskube.master.workqueue import WorkQueue
+from mesoskube.master.writer import ApiError, Writer
 from mesoskube.resources import Resources
 from mesoskube.settings import Settings
 
@@ -45,36 +45,44 @@ MIN_ALLOCATION_GAP = 0.05
 class Engine(
     FrameworkLifecycle, AnswerHandling, TaskSync, OfferHousekeeping, AllocationCycle, StatusPublisher
 ):
-    kube: Kube
+    writer: Writer
     settings: Settings
     cache: Cache
     clock: Callable[[], float] = time.time
+    # 0 runs every write inline on the engine's thread (unit tests: deterministic order).
     workers: int = 16
 
     wake: threading.Event = field(default_factory=threading.Event)
     stopping: threading.Event = field(default_factory=threading.Event)
     # (framework, agent) -> (until, refused resources); in memory only, as in Mesos (lost on failover)
     filters: dict[tuple[str, str], tuple[float, Resources | None]] = field(default_factory=dict)
-    dirty_tasks: set[str] = field(default_factory=set)
-    dirty_frameworks: set[str] = field(default_factory=set)
-    answered: set[str] = field(default_factory=set)
     # Declines are deleted in bulk: which were processed (and when), which namespaces to sweep, and
     # declines a sweep removed before they were processed.
     processed_declines: dict[str, float] = field(default_factory=dict)
+    processed_accepts: dict[str, float] = field(default_factory=dict)
     sweep: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # namespace -> offer keys
     bulk_delete: bool = True  # off when the API server or RBAC refuses the field-selected delete
     late_declines: list[dict] = field(default_factory=list)
+    lost_accepts: list[dict] = field(default_factory=list)  # accepts whose Offer went before processing
     accepted_at: dict[str, float] = field(default_factory=dict)
     killing: set[str] = field(default_factory=set)
     launched: set[str] = field(default_factory=set)  # tasks whose pod was created or seen
+    # Agent health (Mesos's agent removal on missed pings): when the master first saw each node
+    # NotReady, by its own clock, and which nodes are past agentUnreachableTimeout.
+    unready_since: dict[str, float] = field(default_factory=dict)
+    unreachable: set[str] = field(default_factory=set)
     allocation_requested: bool = True
+    full_allocation_requested: bool = True
+    candidates: set[str] = field(default_factory=set)  # agents an event-triggered cycle looks at
+    cycle: int = 0
     last_allocation: float = 0.0
+    last_full_allocation: float = 0.0
     last_lease_poll: float = 0.0
     ready: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
-        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="mesoskube-write")
-        self.events = EventRecorder(self.kube, self.pool)
+        self.pool = ThreadPoolExecutor(max(1, self.workers), thread_name_prefix="mesoskube-write")
+        self.events = EventRecorder(self.writer, self.pool if self.workers else None)
         self.agent_matches = parse_selector(self.settings.agentSelector)
         self.allocator_config = AllocatorConfig(
             min_allocatable=self.settings.min_allocatable_resources(),
@@ -84,24 +92,24 @@ class Engine(
         )
         self.port_ranges = self.settings.port_ranges()
         self.dirty_lock = threading.Lock()
+        # Accepts check and reserve task names under this lock, so two accepts in one step naming
+        # the same task cannot both pass.
+        self.launch_lock = threading.Lock()
         self._totals: dict[str, tuple] = {}
+        self.task_queue = WorkQueue(self.clock, on_ready=self.wake.set)
+        self.answer_queue = WorkQueue(self.clock, on_ready=self.wake.set)
+        self.framework_queue = WorkQueue(self.clock, on_ready=self.wake.set)
 
     # ------------------------------------------------------------------ signals from handlers
 
     def mark_task(self, key: str) -> None:
-        with self.dirty_lock:
-            self.dirty_tasks.add(key)
-        self.wake.set()
+        self.task_queue.add(key)
 
     def mark_framework(self, key: str) -> None:
-        with self.dirty_lock:
-            self.dirty_frameworks.add(key)
-        self.wake.set()
+        self.framework_queue.add(key)
 
     def mark_answered(self, key: str) -> None:
-        with self.dirty_lock:
-            self.answered.add(key)
-        self.wake.set()
+        self.answer_queue.add(key)
 
     def agent_removed(self, agent: str) -> None:
         """Tasks on a removed node are LOST; their pods are deleted (no kubelet will ever report them)."""
@@ -109,12 +117,29 @@ class Engine(
             keys = [
                 k for k, t in self.cache.tasks.items() if t["spec"]["agent"] == agent and not is_terminal(t)
             ]
-        with self.dirty_lock:
-            self.dirty_tasks.update(keys)
+        self.unready_since.pop(agent, None)
+        self.unreachable.discard(agent)
+        self._totals.pop(agent, None)
+        for k in keys:
+            self.task_queue.add(k)
         self.request_allocation()
 
-    def request_allocation(self) -> None:
-        self.allocation_requested = True
+    def task_deleted(self, key: str) -> None:
+        """Forget what the engine remembered of a task (its memos would otherwise grow forever)."""
+        self.accepted_at.pop(key, None)
+        self.launched.discard(key)
+        self.killing.discard(key)
+        with self.cache.lock:
+            self.cache.pods_seen.discard(key)
+
+    def request_allocation(self, agents: Iterable[str] | None = None) -> None:
+        """Ask for an allocation: over `agents` only (resources freed there), or over all of them."""
+        with self.dirty_lock:
+            if agents is None:
+                self.full_allocation_requested = True
+            else:
+                self.candidates.update(agents)
+            self.allocation_requested = True
         self.wake.set()
 
     # ------------------------------------------------------------------ loop
@@ -123,41 +148,59 @@ class Engine(
         """LIST everything once before the first allocation, so a restarted master never offers
         resources that are already offered or launched."""
         ns = self.settings.namespace or None
-        for node in self.kube.api.sanitize_for_serialization(self.kube.core.list_node())["items"]:
+        w = self.writer
+        for node in w.list_nodes():  # type: ignore[attr-defined]
             self.cache.upsert_node(node)
-        pods = self.kube.api.sanitize_for_serialization(self.kube.core.list_pod_for_all_namespaces())
-        for pod in pods["items"]:
-            ours = LABEL_TASK in (pod["metadata"].get("labels") or {})
-            self.cache.upsert_pod(pod, ours=ours)
+        for pod in w.list_pods():  # type: ignore[attr-defined]
+            self.cache.upsert_pod(pod, ours=LABEL_TASK in (pod["metadata"].get("labels") or {}))
         for store in ("frameworks", "offers", "tasks"):
-            for obj in self.kube.list(store, ns):
+            for obj in w.list(store, ns):  # type: ignore[attr-defined]
                 self.cache.upsert(store, obj)
-        for obj in self.kube.custom.list_cluster_custom_object("mesoskube.io", "v1alpha1", "mesosroles")[
-            "items"
-        ]:
+        for obj in w.list_roles():  # type: ignore[attr-defined]
             self.cache.upsert("roles", obj)
-        with self.cache.lock:
-            self.dirty_tasks.update(self.cache.tasks)
-            self.dirty_frameworks.update(self.cache.frameworks)
-            self.answered.update(k for k, o in self.cache.offers.items() if o["spec"].get("answer"))
+        self.enqueue_all()
         self.poll_leases(force=True)
         self.ready.set()
 
+    def enqueue_all(self) -> None:
+        with self.cache.lock:
+            tasks = list(self.cache.tasks)
+            frameworks = list(self.cache.frameworks)
+            answered = [k for k, o in self.cache.offers.items() if o["spec"].get("answer")]
+        for k in tasks:
+            self.task_queue.add(k)
+        for k in frameworks:
+            self.framework_queue.add(k)
+        for k in answered:
+            self.answer_queue.add(k)
+
     def run(self) -> None:
-        self.seed()
         while not self.stopping.is_set():
-            now = self.clock()
-            next_allocation = self.last_allocation + self.settings.allocationInterval - now
-            self.wake.wait(timeout=max(0.0, min(next_allocation, STATUS_INTERVAL)))
+            try:
+                self.seed()
+                break
+            except Exception:  # the API server may not answer yet: keep trying, never die silently
+                log.exception("initial LIST failed; retrying")
+                self.stopping.wait(1.0)
+        while not self.stopping.is_set():
+            self.wake.wait(timeout=self.next_wake_in())
             self.wake.clear()
             if self.stopping.is_set():
                 break
             try:
                 self.step()
-            except Exception:  # a bad object or a failed write must not stop the master
+            except Exception:  # queue work never raises here; this guards the loop's own code
                 log.exception("engine step failed; retrying next step")
-                time.sleep(0.2)
+                self.stopping.wait(0.2)
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def next_wake_in(self) -> float:
+        now = self.clock()
+        waits = [self.last_allocation + self.settings.allocationInterval - now, STATUS_INTERVAL]
+        for q in (self.task_queue, self.answer_queue, self.framework_queue):
+            if (w := q.next_ready_in()) is not None:
+                waits.append(w)
+        return max(0.0, min(waits))
 
     def stop(self) -> None:
         self.stopping.set()
@@ -168,27 +211,51 @@ class Engine(
         self.poll_leases()
         self.reconcile_frameworks(now)
         self.process_answers(now)
+        self.check_agents(now)
         self.sync_tasks(now)
         self.housekeep_offers(now)
         due = now - self.last_allocation >= self.settings.allocationInterval
         if due or (self.allocation_requested and now - self.last_allocation >= MIN_ALLOCATION_GAP):
             self.allocate(now)
 
+    def process_queue(self, queue: WorkQueue, work: Callable[[Hashable], None]) -> None:
+        """Run `work` for every ready key of `queue`, each key's outcome reported with `done`:
+        ANY exception re-queues the key with backoff, so no work is lost to an unexpected error."""
+
+        def one(key: Hashable) -> None:
+            try:
+                work(key)
+            except Exception as e:
+                failures = queue.failures(key)
+                # One line per key's first failures, not a traceback per step during an outage.
+                level = logging.WARNING if failures < 3 else logging.DEBUG
+                what = f"{e.status} {e.reason}" if isinstance(e, ApiError) else f"{type(e).__name__}: {e}"
+                log.log(level, "%s: %s (retry %d in %.2fs)", key, what, failures + 1, queue.backoff(failures))
+                if not isinstance(e, ApiError):
+                    log.debug("traceback of %s", key, exc_info=True)
+                queue.done(key, e)
+            else:
+                queue.done(key)
+
+        self._run_all(one, list(queue.drain()))
+
     def _run_all(self, fn: Callable, items: Iterable) -> list:
+        if not self.workers:
+            return [fn(i) for i in items]
         return list(self.pool.map(fn, items))
 
     # ------------------------------------------------------------------ helpers for the parts
 
     def _delete_quietly(self, plural: str, ns: str, name: str) -> None:
         try:
-            self.kube.delete(plural, ns, name)
-        except ApiException as e:
+            self.writer.delete(plural, ns, name)
+        except ApiError as e:
             if e.status != 404:
                 raise
 
     def _delete_quietly_pod(self, ns: str, name: str) -> None:
         try:
-            self.kube.core.delete_namespaced_pod(name, ns, grace_period_seconds=0)
-        except ApiException as e:
+            self.writer.delete_pod(ns, name)
+        except ApiError as e:
             if e.status != 404:
                 raise

@@ -7,17 +7,15 @@ import logging
 from concurrent.futures import Executor
 from datetime import UTC, datetime
 
-from kubernetes.client.exceptions import ApiException
-
-from mesoskube.kube import Kube
+from mesoskube.master.writer import ApiError, Writer
 
 log = logging.getLogger("mesoskube.master.events")
 COMPONENT = "mesoskube-master"
 
 
 class EventRecorder:
-    def __init__(self, kube: Kube, pool: Executor) -> None:
-        self.kube, self.pool = kube, pool
+    def __init__(self, writer: Writer, pool: Executor | None) -> None:
+        self.writer, self.pool = writer, pool  # no pool: written inline (unit tests)
 
     def normal(self, obj: dict, reason: str, message: str) -> None:
         self._post(obj, "Normal", reason, message)
@@ -50,9 +48,12 @@ class EventRecorder:
 
         def post() -> None:
             try:
-                self.kube.core.create_namespaced_event(ns, body)
-            except ApiException as e:
+                self.writer.create_event(ns, body)
+            except ApiError as e:
                 log.debug("event %s on %s not recorded: %s", reason, meta["name"], e.reason)
 
+        if self.pool is None:
+            post()
+            return
         with contextlib.suppress(RuntimeError):  # the pool is shut down while the master stops
             self.pool.submit(post)

@@ -8,12 +8,11 @@ from __future__ import annotations
 import logging
 import time
 
-from kubernetes.client.exceptions import ApiException
-
 from mesoskube.api.models import DEFAULT_ROLE, FrameworkPhase, TaskState
-from mesoskube.master import FINALIZER, LABEL_FRAMEWORK
+from mesoskube.master import FINALIZER
 from mesoskube.master.cache import format_time, parse_time
 from mesoskube.master.objects import is_terminal, ns_name
+from mesoskube.master.writer import ApiError
 
 log = logging.getLogger("mesoskube.master")
 
@@ -28,44 +27,53 @@ class FrameworkLifecycle:
         if not force and now - self.last_lease_poll < LEASE_POLL_INTERVAL:
             return
         self.last_lease_poll = now
-        sel = LABEL_FRAMEWORK
-        if self.settings.namespace:
-            leases = self.kube.coordination.list_namespaced_lease(self.settings.namespace, label_selector=sel)
-        else:
-            leases = self.kube.coordination.list_lease_for_all_namespaces(label_selector=sel)
-        seen = {}
-        for lease in leases.items:
-            renew = lease.spec.renew_time
-            seen[f"{lease.metadata.namespace}/{lease.metadata.name}"] = {
-                "renew": renew.timestamp() if renew else 0.0,
-                "duration": float(lease.spec.lease_duration_seconds or 15),
-            }
+        try:
+            seen = self.writer.list_framework_leases(self.settings.namespace or None)
+        except ApiError as e:
+            log.warning("listing framework Leases failed: %s %s", e.status, e.reason)
+            return
         with self.cache.lock:
             had = self.cache.leases
             self.cache.leases = seen
             # A framework whose Lease appeared, renewed or went away is looked at again.
             changed = [k for k in self.cache.frameworks if k in seen or k in had]
-        with self.dirty_lock:
-            self.dirty_frameworks.update(changed)
+        for k in changed:
+            self.framework_queue.add(k)
 
     def reconcile_frameworks(self, now: float) -> None:
-        with self.dirty_lock:
-            keys, self.dirty_frameworks = self.dirty_frameworks, set()
         # Failover clocks run whether or not anything changed.
         with self.cache.lock:
-            keys |= {
+            disconnected = [
                 k
                 for k, fw in self.cache.frameworks.items()
                 if (fw.get("status") or {}).get("phase") == FrameworkPhase.DISCONNECTED.value
-            }
-            items = [(k, self.cache.frameworks.get(k)) for k in keys]
-        for key, fw in items:
-            if fw is not None:
-                try:
-                    self.reconcile_framework(key, fw, now)
-                except ApiException as e:
-                    if e.status not in (404, 409):
-                        raise
+            ]
+        for k in disconnected:
+            if self.framework_queue.failures(k) == 0:  # one in backoff waits for its turn
+                self.framework_queue.add(k)
+
+        def work(key: str) -> None:
+            with self.cache.lock:
+                fw = self.cache.frameworks.get(key)
+            if fw is None:
+                return
+            try:
+                self.reconcile_framework(key, fw, now)
+            except ApiError as e:
+                if e.status == 409:  # a stale resourceVersion: look again with the newer object
+                    self.framework_queue.add(key)
+                elif e.status != 404:
+                    raise
+
+        # In order, on this thread: a framework's steps write its own status, one after another.
+        for key in list(self.framework_queue.drain()):
+            try:
+                work(key)
+            except Exception as e:
+                log.warning("framework %s: %s (retrying)", key, e)
+                self.framework_queue.done(key, e)
+            else:
+                self.framework_queue.done(key)
 
     def reconcile_framework(self, key: str, fw: dict, now: float) -> None:
         ns, name = ns_name(key)
@@ -74,7 +82,7 @@ class FrameworkLifecycle:
         if meta.get("deletionTimestamp"):
             self.teardown(key, fw, "framework deleted (TEARDOWN)")
             if FINALIZER in (meta.get("finalizers") or []):
-                self.kube.patch(
+                self.writer.patch(
                     "frameworks",
                     ns,
                     name,
@@ -88,7 +96,7 @@ class FrameworkLifecycle:
             return
         if phase is None:
             if FINALIZER not in (meta.get("finalizers") or []):
-                self.kube.patch(
+                self.writer.patch(
                     "frameworks",
                     ns,
                     name,
@@ -202,5 +210,5 @@ class FrameworkLifecycle:
 
     def _patch_fw_status(self, key: str, patch: dict) -> None:
         ns, name = ns_name(key)
-        body = self.kube.patch_status("frameworks", ns, name, {"status": patch})
+        body = self.writer.patch_status("frameworks", ns, name, {"status": patch})
         self.cache.upsert("frameworks", body)

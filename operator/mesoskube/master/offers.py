@@ -10,12 +10,11 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable
 
-from kubernetes.client.exceptions import ApiException
-
 from mesoskube import metrics
 from mesoskube.api.models import FrameworkPhase, OfferPhase
 from mesoskube.master.cache import format_time, key_of, parse_time
 from mesoskube.master.objects import add_into, framework_key, is_terminal, offer_phase, resources_of
+from mesoskube.master.writer import ApiError
 from mesoskube.resources import SCALARS, Resources
 
 log = logging.getLogger("mesoskube.master")
@@ -40,22 +39,22 @@ class OfferHousekeeping:
         def rescind(o: dict) -> None:
             ns, name = o["metadata"]["namespace"], o["metadata"]["name"]
             try:
-                body = self.kube.patch_status(
+                body = self.writer.patch_status(
                     "offers",
                     ns,
                     name,
                     {"status": {"phase": phase.value, "reason": reason, "message": message, "closedAt": now}},
                 )
-            except ApiException as e:
-                if e.status == 404:
-                    return
-                raise
+            except ApiError as e:
+                if e.status != 404:  # still outstanding in the cache: housekeeping tries again next step
+                    log.warning("rescinding offer %s/%s: %s", ns, name, e)
+                return
             self.cache.upsert("offers", body)
             metrics.offers.labels(event="expired" if phase == OfferPhase.EXPIRED else "rescinded").inc()
 
         self._run_all(rescind, victims)
         if victims:
-            self.request_allocation()
+            self.request_allocation({o["spec"]["agent"] for o in victims})
             if reason != "REASON_FRAMEWORK_REMOVED":  # nobody is left to read it
                 self._record_closed_offers(victims, phase, reason, message)
         return len(victims)
@@ -118,7 +117,11 @@ class OfferHousekeeping:
                 <= now
             ]
         for o in old:
-            self._delete_quietly("offers", o["metadata"]["namespace"], o["metadata"]["name"])
+            try:
+                self._delete_quietly("offers", o["metadata"]["namespace"], o["metadata"]["name"])
+            except ApiError as e:  # tried again next step: the offer is still in the cache
+                log.warning("deleting closed offer %s: %s", key_of(o), e)
+                continue
             with self.cache.lock:
                 self.cache.offers.pop(key_of(o), None)
 

@@ -5,15 +5,15 @@ A mixin of the master's Engine (engine.py), which holds the state these methods 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import defaultdict
-
-from kubernetes.client.exceptions import ApiException
 
 from mesoskube import metrics
 from mesoskube.allocator import dominant_share
 from mesoskube.api.models import DEFAULT_ROLE, OfferPhase, TaskState
 from mesoskube.master.objects import framework_key, is_terminal, ns_name, offer_phase, resources_of
+from mesoskube.master.writer import ApiError
 from mesoskube.resources import SCALARS, Resources
 
 log = logging.getLogger("mesoskube.master")
@@ -91,6 +91,15 @@ class StatusPublisher:
             have = {x: (body.get("status") or {}).get(x) for x in want}
             if have != want:
                 writes.append(("roles", name, want))
+        # Series of frameworks that went: without this the exporter keeps one per framework ever seen.
+        live = {k for k in frameworks}
+        for gone in getattr(self, "_metric_frameworks", set()) - live:
+            with contextlib.suppress(KeyError):
+                metrics.framework_share.remove(gone)
+            for r in SCALARS:
+                with contextlib.suppress(KeyError):
+                    metrics.framework_allocated.remove(gone, r)
+        self._metric_frameworks = live
         self._run_all(self._write_status, writes)
         self.prune_completed_tasks(tasks)
 
@@ -114,14 +123,12 @@ class StatusPublisher:
         store, key, status = item
         try:
             if store == "roles":
-                body = self.kube.custom.patch_cluster_custom_object_status(
-                    "mesoskube.io", "v1alpha1", "mesosroles", key, {"status": status}
-                )
+                body = self.writer.patch_role_status(key, {"status": status})
             else:
                 ns, name = ns_name(key)
-                body = self.kube.patch_status("frameworks", ns, name, {"status": status})
+                body = self.writer.patch_status("frameworks", ns, name, {"status": status})
             self.cache.upsert(store, body)
-        except ApiException as e:
+        except ApiError as e:
             if e.status != 404:
                 log.warning("status of %s %s not written: %s", store, key, e.reason)
 

@@ -1,4 +1,7 @@
-"""Task state from its pod (TASK_STAGING .. TASK_LOST), pod creation for launched tasks, kills.
+"""Task state from its pod (TASK_STAGING .. TASK_LOST), pod creation for launched tasks, kills,
+and agent health: tasks on a node NotReady past agentUnreachableTimeout become TASK_UNREACHABLE
+(PARTITION_AWARE frameworks) or TASK_LOST (the others, whose pods are deleted); when the node
+comes back, an unreachable task whose pod still runs is RUNNING again.
 
 A mixin of the master's Engine (engine.py), which holds the state these methods share.
 """
@@ -7,41 +10,70 @@ from __future__ import annotations
 
 import logging
 
-from kubernetes.client.exceptions import ApiException
-
 from mesoskube import metrics
 from mesoskube.api.models import TERMINAL_TASK_STATES, TaskState
 from mesoskube.master.builders import pod_manifest
 from mesoskube.master.cache import format_time
-from mesoskube.master.objects import ns_name, task_state
+from mesoskube.master.objects import framework_key, is_terminal, ns_name, task_state
 from mesoskube.master.taskstate import TaskUpdate, for_missing_pod, from_pod
+from mesoskube.master.writer import ApiError
 
 log = logging.getLogger("mesoskube.master")
 
 
 class TaskSync:
     def sync_tasks(self, now: float) -> None:
-        with self.dirty_lock:
-            keys, self.dirty_tasks = self.dirty_tasks, set()
-        with self.cache.lock:
-            work = [(k, t) for k in keys if (t := self.cache.tasks.get(k)) is not None]
-        self._run_all(lambda w: self._sync_task(*w, now), work)
+        def work(key: str) -> None:
+            with self.cache.lock:
+                task = self.cache.tasks.get(key)
+                if task is None or key in self.cache.assumed["tasks"]:
+                    return  # gone, or its create is still under way (launch syncs it then)
+            try:
+                self.sync_task(key, task, now)
+            except ApiError as e:
+                if e.status != 404:  # 404: the Task went; its DELETED event ends it
+                    raise
 
-    def _sync_task(self, key: str, task: dict, now: float) -> None:
-        try:
-            self.sync_task(key, task, now)
-        except ApiException as e:
-            if e.status == 404:
-                return
-            if e.status == 409:
-                self.mark_task(key)
-                return
-            log.warning("task %s: %s", key, e.reason)
-            self.mark_task(key)
+        self.process_queue(self.task_queue, work)
+
+    def check_agents(self, now: float) -> None:
+        """Mesos's agent health by the master's own clock: NotReady past the timeout makes the
+        node's tasks unreachable; Ready again reconciles them."""
+        with self.cache.lock:
+            nodes = list(self.cache.nodes.values())
+        changed: list[str] = []
+        for n in nodes:
+            if n.ready:
+                self.unready_since.pop(n.name, None)
+                if n.name in self.unreachable:
+                    self.unreachable.discard(n.name)
+                    changed.append(n.name)
+                continue
+            since = self.unready_since.setdefault(n.name, now)
+            if n.name not in self.unreachable and now - since >= self.settings.agentUnreachableTimeout:
+                self.unreachable.add(n.name)
+                log.warning("agent %s NotReady for %.0fs: its tasks are unreachable", n.name, now - since)
+                changed.append(n.name)
+        if changed:
+            agents = set(changed)
+            with self.cache.lock:
+                keys = [
+                    k
+                    for k, t in self.cache.tasks.items()
+                    if t["spec"]["agent"] in agents and not is_terminal(t)
+                ]
+            for k in keys:
+                self.task_queue.add(k)
+
+    def _partition_aware(self, task: dict) -> bool:
+        fw = self.cache.frameworks.get(
+            framework_key(task["metadata"]["namespace"], task["spec"]["framework"])
+        )
+        return "PARTITION_AWARE" in ((fw or {}).get("spec") or {}).get("capabilities", [])
 
     def sync_task(self, key: str, task: dict, now: float) -> None:
         ns, name = ns_name(key)
-        task = self.cache.tasks.get(key) or task  # the newest we hold: work may wait in the pool
+        task = self.cache.tasks.get(key) or task  # the newest we hold
         spec, status = task["spec"], task.get("status") or {}
         state = task_state(task)
         if state in TERMINAL_TASK_STATES:
@@ -59,6 +91,26 @@ class TaskSync:
             return
         if pod is not None:
             self.launched.add(key)
+        if spec["agent"] in self.unreachable:
+            if self._partition_aware(task):
+                update = TaskUpdate(
+                    TaskState.UNREACHABLE,
+                    "REASON_AGENT_UNREACHABLE",
+                    f"the agent's node has been NotReady for {self.settings.agentUnreachableTimeout:.0f}s "
+                    "or more",
+                )
+                self._set_state(key, task, update, now)
+                return
+            if pod is not None:
+                self._delete_quietly_pod(ns, name)
+            update = TaskUpdate(
+                TaskState.LOST,
+                "REASON_AGENT_UNREACHABLE",
+                f"the agent's node was NotReady for {self.settings.agentUnreachableTimeout:.0f}s; "
+                "the task is gone (the framework is not PARTITION_AWARE)",
+            )
+            self._set_state(key, task, update, now)
+            return
         if pod is not None and pod.get("metadata", {}).get("deletionTimestamp") is None:
             if spec.get("kill") and key not in self.killing:
                 self.killing.add(key)
@@ -99,8 +151,10 @@ class TaskSync:
             )
             return
         try:
-            self.kube.core.create_namespaced_pod(ns, pod_manifest(task))
-        except ApiException as e:
+            self.writer.create_pod(ns, pod_manifest(task))
+        except ApiError as e:
+            if e.retriable:
+                raise  # 429, 5xx, a reset connection: the task queue retries with backoff
             if e.status != 409:
                 self._set_state(
                     key,
@@ -138,16 +192,17 @@ class TaskSync:
         if update.state in TERMINAL_TASK_STATES:
             patch["finishedAt"] = format_time(now)
             self.killing.discard(key)
-            self.request_allocation()
             if update.state not in (TaskState.FINISHED, TaskState.KILLED):
                 self.events.warning(task, update.state.value, f"{update.reason}: {update.message}")
-        body = self.kube.patch_status("tasks", ns, name, {"status": patch})
+        body = self.writer.patch_status("tasks", ns, name, {"status": patch})
         self.cache.upsert("tasks", body)
+        if update.state in TERMINAL_TASK_STATES:
+            self.request_allocation([task["spec"]["agent"]])
 
     def _kill(self, task: dict) -> None:
         ns, name = task["metadata"]["namespace"], task["metadata"]["name"]
         try:
-            self.kube.patch("tasks", ns, name, {"spec": {"kill": True}})
-        except ApiException as e:
+            self.writer.patch("tasks", ns, name, {"spec": {"kill": True}})
+        except ApiError as e:
             if e.status != 404:
                 raise
