@@ -297,3 +297,98 @@ def test_memos_forget_tasks_offers_and_frameworks_that_went() -> None:
     assert ("ns/fw",) not in {
         tuple(s.labels.values()) for m in metrics.framework_share.collect() for s in m.samples
     }
+
+
+# ---------------------------------------------------------------- behaviour covered before only on a cluster
+
+
+def test_offers_are_rescinded_when_their_agent_goes_and_its_tasks_are_lost() -> None:
+    rig = Rig()
+    rig.node("n1")
+    rig.node("n2")
+    rig.framework()
+    t = running_task(rig, "t1", "fw", "n1")
+    rig.step(advance=6)  # the leftover filter lapses: n1 offered again
+    other = rig.offer_on("n2")
+    rig.handlers.event("nodes", "DELETED", {"metadata": {"name": "n2"}})
+    rig.handlers.event("nodes", "DELETED", {"metadata": {"name": "n1"}})
+    rig.step()
+    rig.step()
+    assert rig.api.get("offers", other)["status"]["phase"] == "Rescinded"
+    assert rig.state(t) == "TASK_LOST"
+    assert "OffersRescinded" in [reason for reason, _ in rig.api.events()]
+
+
+def test_an_unanswered_offer_expires_after_the_offer_timeout_and_goes_after_retention() -> None:
+    rig = Rig(offerTimeout=10, offerRetention=5)
+    rig.node("n1")
+    rig.framework()
+    rig.step()
+    offer = rig.offer_on("n1")
+    rig.step(advance=9)
+    assert rig.api.get("offers", offer).get("status", {}).get("phase") in (None, "Outstanding")
+    rig.step(advance=2)
+    assert rig.api.get("offers", offer)["status"]["phase"] == "Expired"
+    rig.step(advance=6)
+    assert rig.api.get("offers", offer) is None
+
+
+def test_a_late_answer_to_a_rescinded_offer_is_refused_on_the_offer() -> None:
+    rig = Rig(offerTimeout=10)
+    rig.node("n1")
+    rig.framework()
+    rig.step()
+    offer = rig.offer_on("n1")
+    rig.step(advance=11)
+    rig.accept(offer, task_info("t1"))
+    rig.watch()
+    rig.step()
+    status = rig.api.get("offers", offer)["status"]
+    assert status["answerRefused"] is True and "expired" in status["message"]
+    assert rig.task("ns/t1") is None
+
+
+def test_a_lapsed_heartbeat_disconnects_and_the_failover_timeout_tears_down() -> None:
+    rig = Rig()
+    rig.node("n1")
+    rig.framework(failoverTimeoutSeconds=30)
+    t = running_task(rig, "t1", "fw", "n1")
+    rig.api.leases["ns/fw"] = {"renew": rig.clock() - 20, "duration": 15}
+    rig.engine.poll_leases(force=True)
+    rig.step()
+    assert rig.api.get("frameworks", "ns/fw")["status"]["phase"] == "Disconnected"
+    rig.step(advance=29)
+    assert rig.api.get("frameworks", "ns/fw")["status"]["phase"] == "Disconnected"
+    rig.step(advance=2)
+    assert rig.api.get("frameworks", "ns/fw")["status"]["phase"] == "TornDown"
+    assert rig.task(t)["spec"]["kill"] is True
+    rig.step()
+    assert rig.api.get("pods", t) is None
+
+
+def test_explicit_and_implicit_reconciliation_answer_on_the_framework_status() -> None:
+    rig = Rig()
+    rig.node("n1")
+    rig.framework()
+    t = running_task(rig, "t1", "fw", "n1")
+    rig.api.patch("frameworks", "ns", "fw", {"spec": {"reconcile": {"id": "r1", "taskIds": ["t1", "nope"]}}})
+    rig.watch()
+    rig.step()
+    st = rig.api.get("frameworks", "ns/fw")["status"]
+    assert st["observedReconcile"] == "r1"
+    assert {r["taskId"]: r["state"] for r in st["reconciled"]} == {"t1": "TASK_RUNNING", "nope": "TASK_LOST"}
+    rig.api.patch("frameworks", "ns", "fw", {"spec": {"reconcile": {"id": "r2"}}})
+    rig.watch()
+    rig.step()
+    st = rig.api.get("frameworks", "ns/fw")["status"]
+    assert [r["taskId"] for r in st["reconciled"]] == [t.split("/")[1]]
+
+
+def test_a_decline_swept_before_it_was_processed_still_filters_through_the_handlers() -> None:
+    rig, offer = launched_rig()
+    rig.answer(offer, {"type": "Decline", "filters": {"refuseSeconds": 30}})
+    ns, _, _ = offer.partition("/")
+    rig.api.delete_collection("offers", ns, "spec.answer.type=Decline")  # another step's sweep
+    rig.watch()
+    rig.step(advance=1)
+    assert rig.offers() == {} and rig.engine.filters[("ns/fw", "n1")][0] > rig.clock() + 28

@@ -215,7 +215,7 @@ class AllocationCycle:
         metrics.allocation_stage.labels(stage="write", kind=kind).observe(done - t_alloc)
         for reason, n in passed.items():
             metrics.passed_over.labels(reason=reason).inc(n)
-        metrics.allocation_runs.labels(kind=kind).inc()
+        metrics.allocation_runs.inc()
         metrics.allocation_duration.observe(done - started)
         if full:
             metrics.agents.set(len(snap.agents))
