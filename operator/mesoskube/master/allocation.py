@@ -219,6 +219,7 @@ class AllocationCycle:
         metrics.allocation_duration.observe(done - started)
         if full:
             metrics.agents.set(len(snap.agents))
+            self.sweeps += 1
         self.last_cycle = CycleReport(self.cycle, kind, len(snap.agents), len(decisions), passed)
 
     def _send_offer(self, d: OfferDecision, fw: dict | None, attributes: dict, expires: str | None) -> None:

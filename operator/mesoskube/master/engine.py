@@ -75,6 +75,7 @@ class Engine(
     full_allocation_requested: bool = True
     candidates: set[str] = field(default_factory=set)  # agents an event-triggered cycle looks at
     cycle: int = 0
+    sweeps: int = 0  # cycles over every agent (tests wait for these instead of sleeping)
     last_allocation: float = 0.0
     last_full_allocation: float = 0.0
     last_lease_poll: float = 0.0
