@@ -26,6 +26,7 @@ from mesoskube.master.allocation import AllocationCycle
 from mesoskube.master.answers import AnswerHandling
 from mesoskube.master.cache import Cache
 from mesoskube.master.events import EventRecorder
+from mesoskube.master.health import AgentHealth
 from mesoskube.master.lifecycle import FrameworkLifecycle
 from mesoskube.master.objects import is_terminal
 from mesoskube.master.offers import OfferHousekeeping
@@ -67,10 +68,6 @@ class Engine(
     accepted_at: dict[str, float] = field(default_factory=dict)
     killing: set[str] = field(default_factory=set)
     launched: set[str] = field(default_factory=set)  # tasks whose pod was created or seen
-    # Agent health (Mesos's agent removal on missed pings): when the master first saw each node
-    # NotReady, by its own clock, and which nodes are past agentUnreachableTimeout.
-    unready_since: dict[str, float] = field(default_factory=dict)
-    unreachable: set[str] = field(default_factory=set)
     allocation_requested: bool = True
     full_allocation_requested: bool = True
     candidates: set[str] = field(default_factory=set)  # agents an event-triggered cycle looks at
@@ -97,6 +94,12 @@ class Engine(
         # the same task cannot both pass.
         self.launch_lock = threading.Lock()
         self._totals: dict[str, tuple] = {}
+        self.health = AgentHealth(
+            self.settings.agentUnreachableTimeout,
+            on_unreachable=lambda a, s: log.warning(
+                "agent %s NotReady for %.0fs: its tasks are unreachable", a, s
+            ),
+        )
         self.task_queue = WorkQueue(self.clock, on_ready=self.wake.set)
         self.answer_queue = WorkQueue(self.clock, on_ready=self.wake.set)
         self.framework_queue = WorkQueue(self.clock, on_ready=self.wake.set)
@@ -118,8 +121,7 @@ class Engine(
             keys = [
                 k for k, t in self.cache.tasks.items() if t["spec"]["agent"] == agent and not is_terminal(t)
             ]
-        self.unready_since.pop(agent, None)
-        self.unreachable.discard(agent)
+        self.health.forget(agent)
         self._totals.pop(agent, None)
         for k in keys:
             self.task_queue.add(k)

@@ -41,21 +41,8 @@ class TaskSync:
         node's tasks unreachable; Ready again reconciles them."""
         with self.cache.lock:
             nodes = list(self.cache.nodes.values())
-        changed: list[str] = []
-        for n in nodes:
-            if n.ready:
-                self.unready_since.pop(n.name, None)
-                if n.name in self.unreachable:
-                    self.unreachable.discard(n.name)
-                    changed.append(n.name)
-                continue
-            since = self.unready_since.setdefault(n.name, now)
-            if n.name not in self.unreachable and now - since >= self.settings.agentUnreachableTimeout:
-                self.unreachable.add(n.name)
-                log.warning("agent %s NotReady for %.0fs: its tasks are unreachable", n.name, now - since)
-                changed.append(n.name)
-        if changed:
-            agents = set(changed)
+        agents = self.health.observe(nodes, now)
+        if agents:
             with self.cache.lock:
                 keys = [
                     k
@@ -91,7 +78,7 @@ class TaskSync:
             return
         if pod is not None:
             self.launched.add(key)
-        if spec["agent"] in self.unreachable:
+        if self.health.is_unreachable(spec["agent"]):
             if self._partition_aware(task):
                 update = TaskUpdate(
                     TaskState.UNREACHABLE,
