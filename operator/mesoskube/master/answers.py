@@ -216,10 +216,9 @@ class AnswerHandling:
             existing = {k.split("/", 1)[1]: t for k, t in self.cache.tasks.items() if k.startswith(ns + "/")}
             # A restarted master (or a retry) may see an accept it half-processed: its own tasks
             # are not conflicts.
+            in_flight = self._assumed(ns)  # other accepts' names, their creates under way
             already = {
-                n
-                for n, t in existing.items()
-                if t["spec"].get("offer") == offer_name and n not in self._assumed(ns)
+                n for n, t in existing.items() if t["spec"].get("offer") == offer_name and n not in in_flight
             }
             todo = [t for t in answer.tasks if t.name not in already]
             verdict = check_accept(

@@ -199,7 +199,9 @@ class Engine(
 
     def next_wake_in(self) -> float:
         now = self.clock()
-        waits = [self.last_allocation + self.settings.allocationInterval - now, STATUS_INTERVAL]
+        waits = [self.last_full_allocation + self.settings.allocationInterval - now, STATUS_INTERVAL]
+        if self.allocation_requested:
+            waits.append(self.last_allocation + MIN_ALLOCATION_GAP - now)
         for q in (self.task_queue, self.answer_queue, self.framework_queue):
             if (w := q.next_ready_in()) is not None:
                 waits.append(w)
@@ -217,7 +219,8 @@ class Engine(
         self.check_agents(now)
         self.sync_tasks(now)
         self.housekeep_offers(now)
-        due = now - self.last_allocation >= self.settings.allocationInterval
+        # The interval's sweep is due by the last sweep, whatever event-triggered cycles ran since.
+        due = now - self.last_full_allocation >= self.settings.allocationInterval
         if due or (self.allocation_requested and now - self.last_allocation >= MIN_ALLOCATION_GAP):
             self.allocate(now)
 
