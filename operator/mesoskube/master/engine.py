@@ -43,9 +43,7 @@ MIN_ALLOCATION_GAP = 0.05
 
 
 @dataclass
-class Engine(
-    FrameworkLifecycle, AnswerHandling, TaskSync, OfferHousekeeping, AllocationCycle, StatusPublisher
-):
+class Engine(FrameworkLifecycle, AnswerHandling, TaskSync, AllocationCycle):
     writer: Writer
     settings: Settings
     cache: Cache
@@ -99,6 +97,21 @@ class Engine(
             on_unreachable=lambda a, s: log.warning(
                 "agent %s NotReady for %.0fs: its tasks are unreachable", a, s
             ),
+        )
+        self.offers = OfferHousekeeping(
+            self.writer,
+            self.cache,
+            self.clock,
+            self.settings,
+            self.agent_matches,
+            self.events,
+            self._run_all,
+            self.request_allocation,
+        )
+        self.rescind_offers = self.offers.rescind_offers
+        self.housekeep_offers = self.offers.housekeep_offers
+        self.status = StatusPublisher(
+            self.writer, self.cache, self.settings, self.agent_matches, self._run_all
         )
         self.task_queue = WorkQueue(self.clock, on_ready=self.wake.set)
         self.answer_queue = WorkQueue(self.clock, on_ready=self.wake.set)
@@ -206,6 +219,21 @@ class Engine(
             if (w := q.next_ready_in()) is not None:
                 waits.append(w)
         return max(0.0, min(waits))
+
+    def publish_status(self, now: float) -> None:
+        self.status.publish_status(now)
+
+    def run_status(self) -> None:
+        """Status, metrics and task retention on their own clock: a long engine step (a large accept
+        at a low client QPS) must not freeze what `kubectl get frameworks` and dashboards show."""
+        self.ready.wait()
+        while not self.stopping.wait(STATUS_INTERVAL):
+            try:
+                self.status.publish_status(self.clock())
+            except Exception:
+                if self.stopping.is_set():  # the write pool shuts down with the engine
+                    return
+                log.exception("publishing status failed; retrying in %.0fs", STATUS_INTERVAL)
 
     def stop(self) -> None:
         self.stopping.set()
