@@ -43,7 +43,7 @@ MIN_ALLOCATION_GAP = 0.05
 
 
 @dataclass
-class Engine(FrameworkLifecycle, AnswerHandling, TaskSync, AllocationCycle):
+class Engine(FrameworkLifecycle, AnswerHandling, AllocationCycle):
     writer: Writer
     settings: Settings
     cache: Cache
@@ -63,9 +63,6 @@ class Engine(FrameworkLifecycle, AnswerHandling, TaskSync, AllocationCycle):
     bulk_delete: bool = True  # off when the API server or RBAC refuses the field-selected delete
     late_declines: list[dict] = field(default_factory=list)
     lost_accepts: list[dict] = field(default_factory=list)  # accepts whose Offer went before processing
-    accepted_at: dict[str, float] = field(default_factory=dict)
-    killing: set[str] = field(default_factory=set)
-    launched: set[str] = field(default_factory=set)  # tasks whose pod was created or seen
     allocation_requested: bool = True
     full_allocation_requested: bool = True
     candidates: set[str] = field(default_factory=set)  # agents an event-triggered cycle looks at
@@ -98,6 +95,24 @@ class Engine(FrameworkLifecycle, AnswerHandling, TaskSync, AllocationCycle):
                 "agent %s NotReady for %.0fs: its tasks are unreachable", a, s
             ),
         )
+        self.task_queue = WorkQueue(self.clock, on_ready=self.wake.set)
+        self.answer_queue = WorkQueue(self.clock, on_ready=self.wake.set)
+        self.framework_queue = WorkQueue(self.clock, on_ready=self.wake.set)
+        self.tasks = TaskSync(
+            self.writer,
+            self.cache,
+            self.settings,
+            self.events,
+            self.health,
+            self.task_queue,
+            self.process_queue,
+            self.request_allocation,
+        )
+        self.sync_tasks, self.sync_task, self.check_agents = (
+            self.tasks.sync_tasks,
+            self.tasks.sync_task,
+            self.tasks.check_agents,
+        )
         self.offers = OfferHousekeeping(
             self.writer,
             self.cache,
@@ -113,9 +128,6 @@ class Engine(FrameworkLifecycle, AnswerHandling, TaskSync, AllocationCycle):
         self.status = StatusPublisher(
             self.writer, self.cache, self.settings, self.agent_matches, self._run_all
         )
-        self.task_queue = WorkQueue(self.clock, on_ready=self.wake.set)
-        self.answer_queue = WorkQueue(self.clock, on_ready=self.wake.set)
-        self.framework_queue = WorkQueue(self.clock, on_ready=self.wake.set)
 
     # ------------------------------------------------------------------ signals from handlers
 
@@ -141,12 +153,20 @@ class Engine(FrameworkLifecycle, AnswerHandling, TaskSync, AllocationCycle):
         self.request_allocation()
 
     def task_deleted(self, key: str) -> None:
-        """Forget what the engine remembered of a task (its memos would otherwise grow forever)."""
-        self.accepted_at.pop(key, None)
-        self.launched.discard(key)
-        self.killing.discard(key)
-        with self.cache.lock:
-            self.cache.pods_seen.discard(key)
+        self.tasks.forget(key)
+
+    # The task part's memos, read by the accept path and by tests.
+    @property
+    def accepted_at(self) -> dict[str, float]:
+        return self.tasks.accepted_at
+
+    @property
+    def launched(self) -> set[str]:
+        return self.tasks.launched
+
+    @property
+    def killing(self) -> set[str]:
+        return self.tasks.killing
 
     def request_allocation(self, agents: Iterable[str] | None = None) -> None:
         """Ask for an allocation: over `agents` only (resources freed there), or over all of them."""

@@ -204,7 +204,7 @@ class FrameworkLifecycle:
                 for k, t in self.cache.tasks.items()
                 if k.startswith(ns + "/") and t["spec"]["framework"] == name and not is_terminal(t)
             ]
-        self._run_all(lambda t: self._kill(t), tasks)
+        self._run_all(self.tasks.kill, tasks)
         for k in [k for k in self.filters if k[0] == key]:
             del self.filters[k]
 

@@ -3,25 +3,55 @@ and agent health: tasks on a node NotReady past agentUnreachableTimeout become T
 (PARTITION_AWARE frameworks) or TASK_LOST (the others, whose pods are deleted); when the node
 comes back, an unreachable task whose pod still runs is RUNNING again.
 
+A part with declared dependencies (writer, cache, settings, agent health, its work queue); the
+memos of launched tasks are its own and forgotten when a Task goes.
+
 A mixin of the master's Engine (engine.py), which holds the state these methods share.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 from mesoskube import metrics
 from mesoskube.api.models import TERMINAL_TASK_STATES, TaskState
 from mesoskube.master.builders import pod_manifest
-from mesoskube.master.cache import format_time
+from mesoskube.master.cache import Cache, format_time
+from mesoskube.master.events import EventRecorder
+from mesoskube.master.health import AgentHealth
 from mesoskube.master.objects import framework_key, is_terminal, ns_name, task_state
 from mesoskube.master.taskstate import TaskUpdate, for_missing_pod, from_pod
-from mesoskube.master.writer import ApiError
+from mesoskube.master.workqueue import WorkQueue
+from mesoskube.master.writer import ApiError, Writer, delete_pod_quietly
+from mesoskube.settings import Settings
 
 log = logging.getLogger("mesoskube.master")
 
 
+@dataclass
 class TaskSync:
+    writer: Writer
+    cache: Cache
+    settings: Settings
+    events: EventRecorder
+    health: AgentHealth
+    queue: WorkQueue
+    process_queue: Callable[[WorkQueue, Callable], None]
+    request_allocation: Callable[[Iterable[str] | None], None]
+    accepted_at: dict[str, float] = field(default_factory=dict)
+    killing: set[str] = field(default_factory=set)
+    launched: set[str] = field(default_factory=set)  # tasks whose pod was created or seen
+
+    def forget(self, key: str) -> None:
+        """The Task went: drop what was remembered of it (else the memos grow forever)."""
+        self.accepted_at.pop(key, None)
+        self.launched.discard(key)
+        self.killing.discard(key)
+        with self.cache.lock:
+            self.cache.pods_seen.discard(key)
+
     def sync_tasks(self, now: float) -> None:
         def work(key: str) -> None:
             with self.cache.lock:
@@ -34,7 +64,7 @@ class TaskSync:
                 if e.status != 404:  # 404: the Task went; its DELETED event ends it
                     raise
 
-        self.process_queue(self.task_queue, work)
+        self.process_queue(self.queue, work)
 
     def check_agents(self, now: float) -> None:
         """Mesos's agent health by the master's own clock: NotReady past the timeout makes the
@@ -50,7 +80,7 @@ class TaskSync:
                     if t["spec"]["agent"] in agents and not is_terminal(t)
                 ]
             for k in keys:
-                self.task_queue.add(k)
+                self.queue.add(k)
 
     def _partition_aware(self, task: dict) -> bool:
         fw = self.cache.frameworks.get(
@@ -73,7 +103,7 @@ class TaskSync:
         pod, seen = self.cache.pod_of(key)
         agent_present = spec["agent"] in self.cache.nodes
         if pod is not None and not agent_present:
-            self._delete_quietly_pod(ns, name)
+            delete_pod_quietly(self.writer, ns, name)
             self._set_state(key, task, for_missing_pod(False, agent_present=False), now)
             return
         if pod is not None:
@@ -89,7 +119,7 @@ class TaskSync:
                 self._set_state(key, task, update, now)
                 return
             if pod is not None:
-                self._delete_quietly_pod(ns, name)
+                delete_pod_quietly(self.writer, ns, name)
             update = TaskUpdate(
                 TaskState.LOST,
                 "REASON_AGENT_UNREACHABLE",
@@ -101,7 +131,7 @@ class TaskSync:
         if pod is not None and pod.get("metadata", {}).get("deletionTimestamp") is None:
             if spec.get("kill") and key not in self.killing:
                 self.killing.add(key)
-                self._delete_quietly_pod(ns, name)
+                delete_pod_quietly(self.writer, ns, name)
                 return
             update = from_pod(pod)
             if update.state in TERMINAL_TASK_STATES and spec.get("kill"):
@@ -186,7 +216,7 @@ class TaskSync:
         if update.state in TERMINAL_TASK_STATES:
             self.request_allocation([task["spec"]["agent"]])
 
-    def _kill(self, task: dict) -> None:
+    def kill(self, task: dict) -> None:
         ns, name = task["metadata"]["namespace"], task["metadata"]["name"]
         try:
             self.writer.patch("tasks", ns, name, {"spec": {"kill": True}})

@@ -45,6 +45,23 @@ class Writer(Protocol):
     def list_framework_leases(self, namespace: str | None) -> dict[str, dict]: ...
 
 
+def delete_quietly(writer: Writer, plural: str, namespace: str, name: str) -> None:
+    """Delete; an object already gone is fine."""
+    try:
+        writer.delete(plural, namespace, name)
+    except ApiError as e:
+        if e.status != 404:
+            raise
+
+
+def delete_pod_quietly(writer: Writer, namespace: str, name: str) -> None:
+    try:
+        writer.delete_pod(namespace, name)
+    except ApiError as e:
+        if e.status != 404:
+            raise
+
+
 def _translate(fn):
     def wrapped(*args, **kwargs):
         try:
