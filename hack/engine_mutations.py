@@ -71,9 +71,9 @@ muts = [
     ),
     (
         "memo kept",
-        "operator/mesoskube/master/engine.py",
-        "        self.launched.discard(key)\n        self.killing",
-        "        self.killing",
+        "operator/mesoskube/master/tasksync.py",
+        "        self.launched.discard(key)\n        self.killing.discard(key)\n        with",
+        "        self.killing.discard(key)\n        with",
         "test_memos_forget",
     ),
     (
