@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ class FakeApi:
             raise self.failures[op].pop(0)
 
     def _stamp(self, body: dict, ns: str) -> dict:
+        json.dumps(body)  # what the client must serialise: a stray Python object fails here as there
         body = copy.deepcopy(body)
         meta = body.setdefault("metadata", {})
         if not meta.get("name"):

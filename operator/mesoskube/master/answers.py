@@ -7,6 +7,7 @@ A mixin of the master's Engine (engine.py), which holds the state these methods 
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections import defaultdict
 
@@ -228,7 +229,9 @@ class AnswerHandling:
             if verdict.ok:
                 for t in todo:
                     m = self._task_manifest(ns, t, spec, fw_uid, offer_name)
-                    self.cache.assume("tasks", m)
+                    # The cache's own copy: readers memoise parsed resources on cached bodies,
+                    # which must not end up in the request.
+                    self.cache.assume("tasks", copy.deepcopy(m))
                     manifests.append(m)
         if not verdict.ok:
             self.events.warning(fw, "TaskError", f"accept of offer {offer_name} refused: {verdict.message}")
