@@ -5,23 +5,34 @@ An event-triggered cycle looks only at candidate agents (where an event freed re
 allocation candidates); the interval's cycle sweeps all. Every agent or framework passed over is
 counted by reason in mesoskube_allocation_passed_over_total.
 
-A mixin of the master's Engine (engine.py), which holds the state these methods share.
+A part with declared dependencies: the writer, the cache (read), the settings, the refusal
+filters it shares with the answer and lifecycle parts, and a hook applying declines the watch
+reported late; it owns the allocation requests and the cycle's state.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from mesoskube import metrics
 from mesoskube.allocator import allocate
-from mesoskube.allocator.snapshot import Agent, Filter, FrameworkView, OfferDecision, Snapshot
+from mesoskube.allocator.snapshot import (
+    Agent,
+    AllocatorConfig,
+    Filter,
+    FrameworkView,
+    OfferDecision,
+    Snapshot,
+)
 from mesoskube.api.models import DEFAULT_ROLE, FrameworkPhase, OfferPhase
 from mesoskube.master.builders import offer_manifest
-from mesoskube.master.cache import format_time
+from mesoskube.master.cache import Cache, format_time
 from mesoskube.master.objects import (
     add_into,
     framework_key,
@@ -31,8 +42,12 @@ from mesoskube.master.objects import (
     resources_of,
     role_policy,
 )
-from mesoskube.master.writer import ApiError
+from mesoskube.master.writer import ApiError, Writer
 from mesoskube.resources import Resources, subtract_ranges
+from mesoskube.settings import Settings
+
+# (framework, agent) -> (until, refused resources); in memory only, as in Mesos (lost on failover)
+RefusalFilters = dict[tuple[str, str], tuple[float, Resources | None]]
 
 log = logging.getLogger("mesoskube.master")
 
@@ -48,7 +63,44 @@ class CycleReport:
     passed_over: dict[str, int]
 
 
+@dataclass
 class AllocationCycle:
+    writer: Writer
+    cache: Cache
+    settings: Settings
+    agent_matches: Callable[[Mapping[str, str]], bool]
+    allocator_config: AllocatorConfig
+    filters: RefusalFilters
+    apply_late_declines: Callable[[float], None]
+    run_all: Callable[[Callable, Iterable], list]
+    wake: Callable[[], None] = lambda: None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    allocation_requested: bool = True
+    full_allocation_requested: bool = True
+    candidates: set[str] = field(default_factory=set)  # agents an event-triggered cycle looks at
+    cycle: int = 0
+    sweeps: int = 0  # cycles over every agent (tests wait for these instead of sleeping)
+    last_allocation: float = 0.0
+    last_full_allocation: float = 0.0
+    last_cycle: CycleReport | None = None
+
+    def __post_init__(self) -> None:
+        self.port_ranges = self.settings.port_ranges()
+        self._totals: dict[str, tuple] = {}
+
+    def request(self, agents: Iterable[str] | None = None) -> None:
+        """Ask for a cycle: over `agents` only (resources freed there), or over all of them."""
+        with self.lock:
+            if agents is None:
+                self.full_allocation_requested = True
+            else:
+                self.candidates.update(agents)
+            self.allocation_requested = True
+        self.wake()
+
+    def forget_agent(self, agent: str) -> None:
+        self._totals.pop(agent, None)
+
     def snapshot(
         self, now: float, only: set[str] | None = None, passed: dict[str, int] | None = None
     ) -> Snapshot:
@@ -153,7 +205,7 @@ class AllocationCycle:
             roles = {name: role_policy(name, body) for name, body in self.cache.roles.items()}
         # After the cache was read: a decline swept away unprocessed was queued before its offer
         # left the cache, so either its resources were still held above or its filter is here.
-        self._apply_late_declines(now)
+        self.apply_late_declines(now)
         filters = tuple(
             Filter(fw, agent, until, refused)
             for (fw, agent), (until, refused) in self.filters.items()
@@ -180,7 +232,7 @@ class AllocationCycle:
     def allocate(self, now: float) -> None:
         """One cycle: snapshot -> allocate -> write, each stage timed."""
         started = time.perf_counter()
-        with self.dirty_lock:
+        with self.lock:
             full = (
                 self.full_allocation_requested
                 or now - self.last_full_allocation >= self.settings.allocationInterval
@@ -192,7 +244,8 @@ class AllocationCycle:
         if full:
             self.last_full_allocation = now
         self.cycle += 1
-        self.filters = {k: v for k, v in self.filters.items() if v[0] > now}
+        for k in [k for k, v in self.filters.items() if v[0] <= now]:  # in place: the dict is shared
+            self.filters.pop(k, None)
         passed: dict[str, int] = {}
         snap = self.snapshot(now, None if full else candidates, passed)
         t_snap = time.perf_counter()
@@ -204,7 +257,7 @@ class AllocationCycle:
                 fws = {k: self.cache.frameworks.get(k) for k in {d.framework for d in decisions}}
                 labels = {a.name: dict(a.attributes) for a in snap.agents}
             expires = format_time(now + self.settings.offerTimeout) if self.settings.offerTimeout else None
-            self._run_all(
+            self.run_all(
                 lambda d: self._send_offer(d, fws.get(d.framework), labels.get(d.agent, {}), expires),
                 decisions,
             )

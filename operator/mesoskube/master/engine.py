@@ -43,7 +43,7 @@ MIN_ALLOCATION_GAP = 0.05
 
 
 @dataclass
-class Engine(FrameworkLifecycle, AnswerHandling, AllocationCycle):
+class Engine(FrameworkLifecycle, AnswerHandling):
     writer: Writer
     settings: Settings
     cache: Cache
@@ -63,13 +63,6 @@ class Engine(FrameworkLifecycle, AnswerHandling, AllocationCycle):
     bulk_delete: bool = True  # off when the API server or RBAC refuses the field-selected delete
     late_declines: list[dict] = field(default_factory=list)
     lost_accepts: list[dict] = field(default_factory=list)  # accepts whose Offer went before processing
-    allocation_requested: bool = True
-    full_allocation_requested: bool = True
-    candidates: set[str] = field(default_factory=set)  # agents an event-triggered cycle looks at
-    cycle: int = 0
-    sweeps: int = 0  # cycles over every agent (tests wait for these instead of sleeping)
-    last_allocation: float = 0.0
-    last_full_allocation: float = 0.0
     last_lease_poll: float = 0.0
     ready: threading.Event = field(default_factory=threading.Event)
 
@@ -83,12 +76,10 @@ class Engine(FrameworkLifecycle, AnswerHandling, AllocationCycle):
             seed=self.settings.seed,
             max_offers_per_framework=self.settings.maxOffersPerFramework,
         )
-        self.port_ranges = self.settings.port_ranges()
         self.dirty_lock = threading.Lock()
         # Accepts check and reserve task names under this lock, so two accepts in one step naming
         # the same task cannot both pass.
         self.launch_lock = threading.Lock()
-        self._totals: dict[str, tuple] = {}
         self.health = AgentHealth(
             self.settings.agentUnreachableTimeout,
             on_unreachable=lambda a, s: log.warning(
@@ -125,6 +116,18 @@ class Engine(FrameworkLifecycle, AnswerHandling, AllocationCycle):
         )
         self.rescind_offers = self.offers.rescind_offers
         self.housekeep_offers = self.offers.housekeep_offers
+        self.allocation = AllocationCycle(
+            self.writer,
+            self.cache,
+            self.settings,
+            self.agent_matches,
+            self.allocator_config,
+            self.filters,
+            self._apply_late_declines,
+            self._run_all,
+            wake=self.wake.set,
+        )
+        self.snapshot, self.allocate = self.allocation.snapshot, self.allocation.allocate
         self.status = StatusPublisher(
             self.writer, self.cache, self.settings, self.agent_matches, self._run_all
         )
@@ -147,7 +150,7 @@ class Engine(FrameworkLifecycle, AnswerHandling, AllocationCycle):
                 k for k, t in self.cache.tasks.items() if t["spec"]["agent"] == agent and not is_terminal(t)
             ]
         self.health.forget(agent)
-        self._totals.pop(agent, None)
+        self.allocation.forget_agent(agent)
         for k in keys:
             self.task_queue.add(k)
         self.request_allocation()
@@ -170,13 +173,20 @@ class Engine(FrameworkLifecycle, AnswerHandling, AllocationCycle):
 
     def request_allocation(self, agents: Iterable[str] | None = None) -> None:
         """Ask for an allocation: over `agents` only (resources freed there), or over all of them."""
-        with self.dirty_lock:
-            if agents is None:
-                self.full_allocation_requested = True
-            else:
-                self.candidates.update(agents)
-            self.allocation_requested = True
-        self.wake.set()
+        self.allocation.request(agents)
+
+    # The allocation part's state, read by the loop and by tests.
+    @property
+    def cycle(self) -> int:
+        return self.allocation.cycle
+
+    @property
+    def sweeps(self) -> int:
+        return self.allocation.sweeps
+
+    @property
+    def last_cycle(self):
+        return self.allocation.last_cycle
 
     # ------------------------------------------------------------------ loop
 
@@ -232,9 +242,10 @@ class Engine(FrameworkLifecycle, AnswerHandling, AllocationCycle):
 
     def next_wake_in(self) -> float:
         now = self.clock()
-        waits = [self.last_full_allocation + self.settings.allocationInterval - now, STATUS_INTERVAL]
-        if self.allocation_requested:
-            waits.append(self.last_allocation + MIN_ALLOCATION_GAP - now)
+        a = self.allocation
+        waits = [a.last_full_allocation + self.settings.allocationInterval - now, STATUS_INTERVAL]
+        if a.allocation_requested:
+            waits.append(a.last_allocation + MIN_ALLOCATION_GAP - now)
         for q in (self.task_queue, self.answer_queue, self.framework_queue):
             if (w := q.next_ready_in()) is not None:
                 waits.append(w)
@@ -268,9 +279,10 @@ class Engine(FrameworkLifecycle, AnswerHandling, AllocationCycle):
         self.sync_tasks(now)
         self.housekeep_offers(now)
         # The interval's sweep is due by the last sweep, whatever event-triggered cycles ran since.
-        due = now - self.last_full_allocation >= self.settings.allocationInterval
-        if due or (self.allocation_requested and now - self.last_allocation >= MIN_ALLOCATION_GAP):
-            self.allocate(now)
+        a = self.allocation
+        due = now - a.last_full_allocation >= self.settings.allocationInterval
+        if due or (a.allocation_requested and now - a.last_allocation >= MIN_ALLOCATION_GAP):
+            a.allocate(now)
 
     def process_queue(self, queue: WorkQueue, work: Callable[[Hashable], None]) -> None:
         """Run `work` for every ready key of `queue`, each key's outcome reported with `done`:
