@@ -16,7 +16,7 @@ muts = [
     (
         "no name reservation",
         "operator/mesoskube/master/answers.py",
-        '                    self.cache.assume("tasks", m)\n',
+        '                    self.cache.assume("tasks", copy.deepcopy(m))\n',
         "                    pass\n",
         "test_two_accepts_naming_one_task",
     ),
