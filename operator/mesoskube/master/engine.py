@@ -43,7 +43,7 @@ MIN_ALLOCATION_GAP = 0.05
 
 
 @dataclass
-class Engine(FrameworkLifecycle, AnswerHandling):
+class Engine(AnswerHandling):
     writer: Writer
     settings: Settings
     cache: Cache
@@ -63,7 +63,6 @@ class Engine(FrameworkLifecycle, AnswerHandling):
     bulk_delete: bool = True  # off when the API server or RBAC refuses the field-selected delete
     late_declines: list[dict] = field(default_factory=list)
     lost_accepts: list[dict] = field(default_factory=list)  # accepts whose Offer went before processing
-    last_lease_poll: float = 0.0
     ready: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
@@ -128,6 +127,20 @@ class Engine(FrameworkLifecycle, AnswerHandling):
             wake=self.wake.set,
         )
         self.snapshot, self.allocate = self.allocation.snapshot, self.allocation.allocate
+        self.lifecycle = FrameworkLifecycle(
+            self.writer,
+            self.cache,
+            self.settings,
+            self.events,
+            self.framework_queue,
+            self.filters,
+            self.rescind_offers,
+            self.tasks.kill,
+            self.request_allocation,
+            self._run_all,
+        )
+        self.poll_leases = self.lifecycle.poll_leases
+        self.reconcile_frameworks = self.lifecycle.reconcile_frameworks
         self.status = StatusPublisher(
             self.writer, self.cache, self.settings, self.agent_matches, self._run_all
         )

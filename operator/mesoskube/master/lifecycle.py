@@ -1,25 +1,45 @@
 """Framework lifecycle: subscribe, heartbeat Leases, revive, reconcile, failover and TEARDOWN.
 
-A mixin of the master's Engine (engine.py), which holds the state these methods share.
+A part with declared dependencies: the writer, the cache (read), the settings, its work queue,
+the refusal filters (revive and teardown clear a framework's), and the other parts' verbs it
+uses (rescind offers, kill a task, request an allocation).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from mesoskube.api.models import DEFAULT_ROLE, FrameworkPhase, TaskState
 from mesoskube.master import FINALIZER
-from mesoskube.master.cache import format_time, parse_time
+from mesoskube.master.cache import Cache, format_time, parse_time
+from mesoskube.master.events import EventRecorder
 from mesoskube.master.objects import is_terminal, ns_name
-from mesoskube.master.writer import ApiError
+from mesoskube.master.workqueue import WorkQueue
+from mesoskube.master.writer import ApiError, Writer
+from mesoskube.settings import Settings
 
 log = logging.getLogger("mesoskube.master")
 
 LEASE_POLL_INTERVAL = 1.0
 
 
+@dataclass
 class FrameworkLifecycle:
+    writer: Writer
+    cache: Cache
+    settings: Settings
+    events: EventRecorder
+    queue: WorkQueue
+    filters: dict  # the allocation part's refusal filters, shared
+    rescind_offers: Callable[..., int]
+    kill: Callable[[dict], None]
+    request_allocation: Callable[[Iterable[str] | None], None]
+    run_all: Callable[[Callable, Iterable], list]
+    last_lease_poll: float = 0.0
+
     def poll_leases(self, force: bool = False) -> None:
         """Framework heartbeats. Polled with a server-side label filter: watching every Lease would
         also stream each node's heartbeat."""
@@ -38,7 +58,7 @@ class FrameworkLifecycle:
             # A framework whose Lease appeared, renewed or went away is looked at again.
             changed = [k for k in self.cache.frameworks if k in seen or k in had]
         for k in changed:
-            self.framework_queue.add(k)
+            self.queue.add(k)
 
     def reconcile_frameworks(self, now: float) -> None:
         # Failover clocks run whether or not anything changed.
@@ -49,8 +69,8 @@ class FrameworkLifecycle:
                 if (fw.get("status") or {}).get("phase") == FrameworkPhase.DISCONNECTED.value
             ]
         for k in disconnected:
-            if self.framework_queue.failures(k) == 0:  # one in backoff waits for its turn
-                self.framework_queue.add(k)
+            if self.queue.failures(k) == 0:  # one in backoff waits for its turn
+                self.queue.add(k)
 
         def work(key: str) -> None:
             with self.cache.lock:
@@ -61,19 +81,19 @@ class FrameworkLifecycle:
                 self.reconcile_framework(key, fw, now)
             except ApiError as e:
                 if e.status == 409:  # a stale resourceVersion: look again with the newer object
-                    self.framework_queue.add(key)
+                    self.queue.add(key)
                 elif e.status != 404:
                     raise
 
         # In order, on this thread: a framework's steps write its own status, one after another.
-        for key in list(self.framework_queue.drain()):
+        for key in list(self.queue.drain()):
             try:
                 work(key)
             except Exception as e:
                 log.warning("framework %s: %s (retrying)", key, e)
-                self.framework_queue.done(key, e)
+                self.queue.done(key, e)
             else:
-                self.framework_queue.done(key)
+                self.queue.done(key)
 
     def reconcile_framework(self, key: str, fw: dict, now: float) -> None:
         ns, name = ns_name(key)
@@ -204,7 +224,7 @@ class FrameworkLifecycle:
                 for k, t in self.cache.tasks.items()
                 if k.startswith(ns + "/") and t["spec"]["framework"] == name and not is_terminal(t)
             ]
-        self._run_all(self.tasks.kill, tasks)
+        self.run_all(self.kill, tasks)
         for k in [k for k in self.filters if k[0] == key]:
             del self.filters[k]
 
