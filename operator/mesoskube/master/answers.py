@@ -2,23 +2,32 @@
 decline a refusal filter; declined offers are deleted in bulk; an accept whose Offer was deleted
 before the master processed it becomes TASK_LOST Tasks, so the framework hears of it.
 
-A mixin of the master's Engine (engine.py), which holds the state these methods share.
+A part with declared dependencies: the writer, the cache, the clock, the settings, its work
+queue, the refusal filters (shared with the allocation part) and the task part (pods follow their
+Tasks at once); the marks of processed answers are its own.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import threading
 from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 from mesoskube import metrics
 from mesoskube.api.models import DEFAULT_ROLE, AnswerType, OfferAnswer, OfferPhase, TaskState
 from mesoskube.master.builders import task_manifest
-from mesoskube.master.cache import format_time, key_of, parse_time
+from mesoskube.master.cache import Cache, format_time, key_of, parse_time
+from mesoskube.master.events import EventRecorder
 from mesoskube.master.objects import framework_key, ns_name, offer_phase
+from mesoskube.master.tasksync import TaskSync
 from mesoskube.master.validation import check_accept
-from mesoskube.master.writer import ApiError
+from mesoskube.master.workqueue import WorkQueue
+from mesoskube.master.writer import ApiError, Writer, delete_quietly
 from mesoskube.resources import Resources
+from mesoskube.settings import Settings
 
 log = logging.getLogger("mesoskube.master")
 
@@ -31,7 +40,33 @@ SWEEP_SELECTOR = (
 )
 
 
+@dataclass
 class AnswerHandling:
+    writer: Writer
+    cache: Cache
+    clock: Callable[[], float]
+    settings: Settings
+    events: EventRecorder
+    queue: WorkQueue
+    tasks: TaskSync
+    filters: dict  # the allocation part's refusal filters, shared
+    min_allocatable: tuple[Resources, ...]
+    process_queue: Callable[[WorkQueue, Callable], None]
+    request_allocation: Callable[[Iterable[str] | None], None]
+    run_all: Callable[[Callable, Iterable], list]
+    # Declines are deleted in bulk: which were processed (and when), which namespaces to sweep, and
+    # declines a sweep removed before they were processed; accepts whose Offer went first.
+    processed_declines: dict[str, float] = field(default_factory=dict)
+    processed_accepts: dict[str, float] = field(default_factory=dict)
+    sweep: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # namespace -> offer keys
+    bulk_delete: bool = True  # off when the API server or RBAC refuses the field-selected delete
+    late_declines: list[dict] = field(default_factory=list)
+    lost_accepts: list[dict] = field(default_factory=list)
+    # Accepts check and reserve task names under this lock, so two accepts in one step naming
+    # the same task cannot both pass.
+    launch_lock: threading.Lock = field(default_factory=threading.Lock)
+    dirty_lock: threading.Lock = field(default_factory=threading.Lock)
+
     def process_answers(self, now: float) -> None:
         self._apply_lost_accepts(now)
 
@@ -41,7 +76,7 @@ class AnswerHandling:
             if offer is not None and offer["spec"].get("answer"):
                 self.handle_answer(key, offer, now)
 
-        self.process_queue(self.answer_queue, work)
+        self.process_queue(self.queue, work)
         self.sweep_declined_offers()
 
     def sweep_declined_offers(self) -> None:
@@ -70,7 +105,7 @@ class AnswerHandling:
                     # role may lack deletecollection. Delete one by one from now on.
                     log.warning("bulk delete of declined offers refused (%s); deleting one by one", e.reason)
                     self.bulk_delete = False
-            self._run_all(lambda k: self._delete_quietly("offers", *ns_name(k)), keys)
+            self.run_all(lambda k: delete_quietly(self.writer, "offers", *ns_name(k)), keys)
 
     def offer_deleted(self, key: str, body: dict) -> None:
         """Called by the watch handler before the offer leaves the cache. A decline removed by a
@@ -125,7 +160,7 @@ class AnswerHandling:
                 "REASON_INVALID_OFFERS",
             )
 
-    def _apply_late_declines(self, now: float) -> None:
+    def apply_late_declines(self, now: float) -> None:
         with self.dirty_lock:
             late, self.late_declines = self.late_declines, []
         for offer in late:
@@ -179,11 +214,11 @@ class AnswerHandling:
         used = self.launch(offer, answer, fw, now)  # raises (and rolls back) if not every Task was created
         metrics.offers.labels(event="accepted").inc()
         leftover = Resources.from_mapping(spec["resources"]) - used
-        if any(leftover.contains(m) for m in self.allocator_config.min_allocatable):
+        if any(leftover.contains(m) for m in self.min_allocatable):
             self._filter(fw_key, spec["agent"], now + refuse, leftover)
         with self.dirty_lock:
             self.processed_accepts[key] = now
-        self._delete_quietly("offers", ns, name)
+        delete_quietly(self.writer, "offers", ns, name)
         with self.cache.lock:
             self.cache.offers.pop(key, None)
         self.request_allocation([spec["agent"]])
@@ -248,16 +283,16 @@ class AnswerHandling:
             raise
         for body in created:
             k = key_of(body)
-            self.accepted_at[k] = now
+            self.tasks.accepted_at[k] = now
             self.cache.upsert("tasks", body)
         # Already on a pool worker: launching through the pool again could deadlock it. A pod
         # create that fails leaves its Task on the task queue, retried with backoff.
         for body in created:
             k = key_of(body)
             try:
-                self.sync_task(k, body, now)
+                self.tasks.sync_task(k, body, now)
             except Exception:
-                self.task_queue.done(k, RuntimeError("pod create failed"))  # back with backoff
+                self.tasks.queue.done(k, RuntimeError("pod create failed"))  # back with backoff
         return verdict.used
 
     def _assumed(self, ns: str) -> set[str]:
@@ -266,7 +301,7 @@ class AnswerHandling:
     def _roll_back(self, ns: str, manifests: list[dict], created: list[dict]) -> None:
         for body in created:
             try:
-                self._delete_quietly("tasks", ns, body["metadata"]["name"])
+                delete_quietly(self.writer, "tasks", ns, body["metadata"]["name"])
             except Exception as e:  # the retry of the accept will see it as its own
                 log.warning("rolling back task %s/%s: %s", ns, body["metadata"]["name"], e)
                 self.cache.upsert("tasks", body)

@@ -1,4 +1,6 @@
-"""The master's engine: one loop that turns work queues and the cache into API writes.
+"""The master's engine: one loop that turns work queues and the cache into API writes, and the
+composition root of its parts. Each part is a class with declared dependencies (the Writer, the
+cache, the clock, the settings, its work queue, the verbs of other parts it uses), built here.
 
 The watch handlers only put keys on work queues (workqueue.py, client-go's contract) and mark
 agents as allocation candidates. Each step drains the ready keys of each queue: frameworks
@@ -15,7 +17,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ MIN_ALLOCATION_GAP = 0.05
 
 
 @dataclass
-class Engine(AnswerHandling):
+class Engine:
     writer: Writer
     settings: Settings
     cache: Cache
@@ -55,14 +56,6 @@ class Engine(AnswerHandling):
     stopping: threading.Event = field(default_factory=threading.Event)
     # (framework, agent) -> (until, refused resources); in memory only, as in Mesos (lost on failover)
     filters: dict[tuple[str, str], tuple[float, Resources | None]] = field(default_factory=dict)
-    # Declines are deleted in bulk: which were processed (and when), which namespaces to sweep, and
-    # declines a sweep removed before they were processed.
-    processed_declines: dict[str, float] = field(default_factory=dict)
-    processed_accepts: dict[str, float] = field(default_factory=dict)
-    sweep: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # namespace -> offer keys
-    bulk_delete: bool = True  # off when the API server or RBAC refuses the field-selected delete
-    late_declines: list[dict] = field(default_factory=list)
-    lost_accepts: list[dict] = field(default_factory=list)  # accepts whose Offer went before processing
     ready: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
@@ -75,10 +68,6 @@ class Engine(AnswerHandling):
             seed=self.settings.seed,
             max_offers_per_framework=self.settings.maxOffersPerFramework,
         )
-        self.dirty_lock = threading.Lock()
-        # Accepts check and reserve task names under this lock, so two accepts in one step naming
-        # the same task cannot both pass.
-        self.launch_lock = threading.Lock()
         self.health = AgentHealth(
             self.settings.agentUnreachableTimeout,
             on_unreachable=lambda a, s: log.warning(
@@ -115,6 +104,23 @@ class Engine(AnswerHandling):
         )
         self.rescind_offers = self.offers.rescind_offers
         self.housekeep_offers = self.offers.housekeep_offers
+        self.answers = AnswerHandling(
+            self.writer,
+            self.cache,
+            self.clock,
+            self.settings,
+            self.events,
+            self.answer_queue,
+            self.tasks,
+            self.filters,
+            self.allocator_config.min_allocatable,
+            self.process_queue,
+            self.request_allocation,
+            self._run_all,
+        )
+        self.process_answers = self.answers.process_answers
+        self.handle_answer = self.answers.handle_answer
+        self.offer_deleted = self.answers.offer_deleted
         self.allocation = AllocationCycle(
             self.writer,
             self.cache,
@@ -122,7 +128,7 @@ class Engine(AnswerHandling):
             self.agent_matches,
             self.allocator_config,
             self.filters,
-            self._apply_late_declines,
+            self.answers.apply_late_declines,
             self._run_all,
             wake=self.wake.set,
         )
@@ -189,6 +195,14 @@ class Engine(AnswerHandling):
         self.allocation.request(agents)
 
     # The allocation part's state, read by the loop and by tests.
+    @property
+    def processed_declines(self) -> dict[str, float]:
+        return self.answers.processed_declines
+
+    @property
+    def late_declines(self) -> list[dict]:
+        return self.answers.late_declines
+
     @property
     def cycle(self) -> int:
         return self.allocation.cycle
@@ -322,19 +336,3 @@ class Engine(AnswerHandling):
         if not self.workers:
             return [fn(i) for i in items]
         return list(self.pool.map(fn, items))
-
-    # ------------------------------------------------------------------ helpers for the parts
-
-    def _delete_quietly(self, plural: str, ns: str, name: str) -> None:
-        try:
-            self.writer.delete(plural, ns, name)
-        except ApiError as e:
-            if e.status != 404:
-                raise
-
-    def _delete_quietly_pod(self, ns: str, name: str) -> None:
-        try:
-            self.writer.delete_pod(ns, name)
-        except ApiError as e:
-            if e.status != 404:
-                raise
