@@ -5,8 +5,6 @@ comes back, an unreachable task whose pod still runs is RUNNING again.
 
 A part with declared dependencies (writer, cache, settings, agent health, its work queue); the
 memos of launched tasks are its own and forgotten when a Task goes.
-
-A mixin of the master's Engine (engine.py), which holds the state these methods share.
 """
 
 from __future__ import annotations
