@@ -123,4 +123,8 @@ def wait_sweeps(master, n: int = 3, timeout: float = 20) -> None:
         time.sleep(n * 1.0 + 0.5)
         return
     start = master.engine.sweeps
-    eventually(lambda: master.engine.sweeps >= start + n, timeout=timeout, what=f"{n} allocation sweeps")
+    eventually(
+        lambda: master.engine.sweeps >= start + n and master.engine.allocation.offers_in_flight == 0,
+        timeout=timeout,
+        what=f"{n} allocation sweeps and their Offer writes",
+    )

@@ -85,3 +85,48 @@ def test_passed_over_frameworks_and_agents_are_counted_by_reason() -> None:
     passed = rig.engine.last_cycle.passed_over
     assert passed["filtered"] == 1 and passed["no_eligible_framework"] == 1
     assert passed["agent_not_ready"] == 1
+
+
+def test_an_offer_is_assumed_in_the_cache_and_forgotten_when_its_create_fails() -> None:
+    from mesoskube.master.writer import ApiError
+
+    rig = Rig(allocationInterval=10)
+    rig.node("n1")
+    rig.api.fail("create:offers", ApiError(503, "ServiceUnavailable"))
+    rig.framework()  # subscribed, and the cycle right after tries to offer n1
+    assert rig.api.names("offers") == set() and rig.cache.offers == {}
+    assert rig.engine.allocation.offers_in_flight == 0
+    rig.step(advance=0.1)  # the failure asked for a cycle over n1 again
+    assert [o["spec"]["agent"] for o in rig.offers().values()] == ["n1"]
+    assert not rig.cache.assumed["offers"], "the watch's copy replaced the assumed one"
+
+
+class DeferredPool:
+    """An executor that runs what it was given only when told (EMULATED concurrency, no threads)."""
+
+    def __init__(self) -> None:
+        self.pending: list = []
+
+    def submit(self, fn, *args):
+        self.pending.append((fn, args))
+
+    def run(self) -> None:
+        pending, self.pending = self.pending, []
+        for fn, args in pending:
+            fn(*args)
+
+
+def test_offer_writes_run_off_the_cycle_and_the_next_cycle_counts_them_while_under_way() -> None:
+    rig = Rig(allocationInterval=10)
+    rig.node("n1")
+    rig.engine.allocation.offer_pool = pool = DeferredPool()
+    rig.framework()
+    assert rig.api.names("offers") == set() and len(pool.pending) == 1, "the cycle did not wait"
+    assert rig.engine.allocation.offers_in_flight == 1
+    agent = rig.engine.snapshot(rig.clock()).agents[0]
+    assert agent.available.cpus == 0, "the assumed offer holds n1"
+    rig.step(advance=10)
+    assert len(pool.pending) == 1, "n1 is not offered twice"
+    pool.run()
+    rig.watch()
+    assert len(rig.api.names("offers")) == 1 and rig.engine.allocation.offers_in_flight == 0

@@ -12,11 +12,14 @@ reported late; it owns the allocation requests and the cycle's state.
 
 from __future__ import annotations
 
+import copy
 import logging
+import secrets
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -42,7 +45,7 @@ from mesoskube.master.objects import (
     resources_of,
     role_policy,
 )
-from mesoskube.master.writer import ApiError, Writer
+from mesoskube.master.writer import Writer
 from mesoskube.resources import Resources, subtract_ranges
 from mesoskube.settings import Settings
 
@@ -74,6 +77,9 @@ class AllocationCycle:
     apply_late_declines: Callable[[float], None]
     run_all: Callable[[Callable, Iterable], list]
     wake: Callable[[], None] = lambda: None
+    # Offer creates run here, not on the engine's write pool, so answers never queue behind a
+    # cycle's Offer writes; None writes inline (unit tests).
+    offer_pool: Executor | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     allocation_requested: bool = True
     full_allocation_requested: bool = True
@@ -87,6 +93,13 @@ class AllocationCycle:
     def __post_init__(self) -> None:
         self.port_ranges = self.settings.port_ranges()
         self._totals: dict[str, tuple] = {}
+        self._in_flight = 0
+
+    @property
+    def offers_in_flight(self) -> int:
+        """Offers decided and assumed in the cache whose create has not returned yet."""
+        with self.lock:
+            return self._in_flight
 
     def request(self, agents: Iterable[str] | None = None) -> None:
         """Ask for a cycle: over `agents` only (resources freed there), or over all of them."""
@@ -257,10 +270,18 @@ class AllocationCycle:
                 fws = {k: self.cache.frameworks.get(k) for k in {d.framework for d in decisions}}
                 labels = {a.name: dict(a.attributes) for a in snap.agents}
             expires = format_time(now + self.settings.offerTimeout) if self.settings.offerTimeout else None
-            self.run_all(
-                lambda d: self._send_offer(d, fws.get(d.framework), labels.get(d.agent, {}), expires),
-                decisions,
-            )
+            for d in decisions:
+                body = self._offer_body(d, fws.get(d.framework), labels.get(d.agent, {}), expires)
+                if body is None:
+                    continue
+                # Assumed at once: the next cycle counts it even while its create is under way.
+                self.cache.assume("offers", {**copy.deepcopy(body), "status": {}})
+                with self.lock:
+                    self._in_flight += 1
+                if self.offer_pool is None:
+                    self._create_offer(body, d.agent)
+                else:
+                    self.offer_pool.submit(self._create_offer, body, d.agent)
         done = time.perf_counter()
         kind = "sweep" if full else "candidates"
         metrics.allocation_stage.labels(stage="snapshot", kind=kind).observe(t_snap - started)
@@ -275,17 +296,31 @@ class AllocationCycle:
             self.sweeps += 1
         self.last_cycle = CycleReport(self.cycle, kind, len(snap.agents), len(decisions), passed)
 
-    def _send_offer(self, d: OfferDecision, fw: dict | None, attributes: dict, expires: str | None) -> None:
+    def _offer_body(
+        self, d: OfferDecision, fw: dict | None, attributes: dict, expires: str | None
+    ) -> dict | None:
         if fw is None:
-            return
+            return None
         ns, name = ns_name(d.framework)
         body = offer_manifest(name, fw["metadata"]["uid"], d.role, d.agent, d.resources, attributes, expires)
+        # Named here, not by generateName, so the cache can hold it before the API answers.
+        body["metadata"].pop("generateName", None)
+        body["metadata"]["name"] = f"{name[:40]}-{secrets.token_hex(4)}"
         body["metadata"]["namespace"] = ns
+        return body
+
+    def _create_offer(self, body: dict, agent: str) -> None:
+        key = f"{body['metadata']['namespace']}/{body['metadata']['name']}"
         try:
-            created = self.writer.create("offers", ns, body)
-        except ApiError as e:  # the agent stays free: the next cycle offers it again
-            log.warning("offer for %s on %s not created: %s", d.framework, d.agent, e)
+            created = self.writer.create("offers", body["metadata"]["namespace"], body)
+        except Exception as e:  # forget the assumption: the agent is free again for the next cycle
+            log.warning("offer %s on %s not created: %s", key, agent, e)
+            self.cache.forget("offers", key)
+            self.request([agent])
             return
+        finally:
+            with self.lock:
+                self._in_flight -= 1
         created.setdefault("status", {})
         self.cache.upsert("offers", created)
         metrics.offers.labels(event="sent").inc()

@@ -60,6 +60,11 @@ class Engine:
 
     def __post_init__(self) -> None:
         self.pool = ThreadPoolExecutor(max(1, self.workers), thread_name_prefix="mesoskube-write")
+        self.offer_pool = (
+            ThreadPoolExecutor(max(1, self.workers // 2), thread_name_prefix="mesoskube-offer")
+            if self.workers
+            else None
+        )
         self.events = EventRecorder(self.writer, self.pool if self.workers else None)
         self.agent_matches = parse_selector(self.settings.agentSelector)
         self.allocator_config = AllocatorConfig(
@@ -131,6 +136,7 @@ class Engine:
             self.answers.apply_late_declines,
             self._run_all,
             wake=self.wake.set,
+            offer_pool=self.offer_pool,
         )
         self.snapshot, self.allocate = self.allocation.snapshot, self.allocation.allocate
         self.lifecycle = FrameworkLifecycle(
@@ -265,6 +271,8 @@ class Engine:
             except Exception:  # queue work never raises here; this guards the loop's own code
                 log.exception("engine step failed; retrying next step")
                 self.stopping.wait(0.2)
+        if self.offer_pool is not None:
+            self.offer_pool.shutdown(wait=True, cancel_futures=True)
         self.pool.shutdown(wait=True, cancel_futures=True)
 
     def next_wake_in(self) -> float:
