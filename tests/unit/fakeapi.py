@@ -67,6 +67,7 @@ class FakeApi:
         if ns:
             meta["namespace"] = ns
         meta.setdefault("uid", f"uid-{meta['name']}")
+        meta.setdefault("generation", 1)
         meta.setdefault("creationTimestamp", format_time(self.clock()))
         meta["resourceVersion"] = str(next(self._rv))
         return body
@@ -90,6 +91,8 @@ class FakeApi:
     def patch(self, plural: str, namespace: str, name: str, body: dict) -> dict:
         self._check(f"patch:{plural}")
         obj = self._existing(plural, namespace, name)
+        if "spec" in body:
+            obj["metadata"]["generation"] = obj["metadata"].get("generation", 1) + 1
         for part in ("spec", "metadata"):
             if part in body:
                 obj.setdefault(part, {}).update(

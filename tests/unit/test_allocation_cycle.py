@@ -130,3 +130,24 @@ def test_offer_writes_run_off_the_cycle_and_the_next_cycle_counts_them_while_und
     pool.run()
     rig.watch()
     assert len(rig.api.names("offers")) == 1 and rig.engine.allocation.offers_in_flight == 0
+
+
+def test_a_framework_status_write_triggers_no_full_cycle_but_lifting_suppress_does() -> None:
+    """The master's own status writes on a Framework came back as events that each asked for a
+    full allocation, so event-triggered cycles over candidates never happened."""
+    rig = Rig(allocationInterval=10)
+    rig.node("n1")
+    rig.framework()
+    rig.step(advance=10)
+    cycle = rig.engine.cycle
+    rig.api.patch_status("frameworks", "ns", "fw", {"status": {"tasks": 0, "offers": 1}})
+    rig.watch()
+    rig.step(advance=0.1)
+    assert rig.engine.cycle == cycle
+    rig.api.patch("frameworks", "ns", "fw", {"spec": {"suppress": True}})
+    rig.watch()
+    rig.step(advance=0.1)
+    rig.api.patch("frameworks", "ns", "fw", {"spec": {"suppress": False}})
+    rig.watch()
+    rig.step(advance=0.1)
+    assert rig.engine.cycle > cycle and rig.engine.last_cycle.kind == "sweep"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mesoskube.api.models import DEFAULT_ROLE, FrameworkPhase, TaskState
 from mesoskube.master import FINALIZER
@@ -39,6 +39,7 @@ class FrameworkLifecycle:
     request_allocation: Callable[[Iterable[str] | None], None]
     run_all: Callable[[Callable, Iterable], list]
     last_lease_poll: float = 0.0
+    seen_generation: dict[str, int | None] = field(default_factory=dict)
 
     def poll_leases(self, force: bool = False) -> None:
         """Framework heartbeats. Polled with a server-side label filter: watching every Lease would
@@ -76,6 +77,7 @@ class FrameworkLifecycle:
             with self.cache.lock:
                 fw = self.cache.frameworks.get(key)
             if fw is None:
+                self.seen_generation.pop(key, None)
                 return
             try:
                 self.reconcile_framework(key, fw, now)
@@ -115,6 +117,7 @@ class FrameworkLifecycle:
                 )
             return
         if phase is None:
+            self.seen_generation[key] = meta.get("generation")
             if FINALIZER not in (meta.get("finalizers") or []):
                 self.writer.patch(
                     "frameworks",
@@ -186,8 +189,13 @@ class FrameworkLifecycle:
                     "observedReconcile": reconcile.get("id"),
                 },
             )
-        if not spec.get("suppress"):
-            self.request_allocation()
+        # A spec change (suppress lifted, roles changed) may make agents offerable to it; the
+        # master's own status writes and heartbeats change nothing an allocation reads.
+        generation = meta.get("generation")
+        if self.seen_generation.get(key) != generation:
+            self.seen_generation[key] = generation
+            if not spec.get("suppress"):
+                self.request_allocation()
 
     def reconcile_answer(self, ns: str, framework: str, task_ids: list[str] | None) -> list[dict]:
         with self.cache.lock:
