@@ -89,6 +89,7 @@ test-e2e-installed: venv binaries images
 lint: venv binaries
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit/test_import_contract.py
 	$(BIN)/actionlint-$$(. operator/mesoskube/cluster/versions.env && echo $$ACTIONLINT_VERSION) .github/workflows/*.yaml
 	$(BIN)/helm-$$(. operator/mesoskube/cluster/versions.env && echo $$HELM_VERSION) lint --strict charts/mesoskube
 

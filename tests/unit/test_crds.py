@@ -263,8 +263,10 @@ def test_optional_fields_prune_null_instead_of_storing_it() -> None:
 
 def test_defaults_are_written_into_the_schema() -> None:
     fw = root_schema("Framework")
-    assert at(fw, "spec.defaultFilters.refuseSeconds")["default"] == 5
-    assert at(fw, "spec.defaultFilters")["default"] == {}
+    # No schema default for refusals: the master's defaultRefuseSeconds applies when none is given
+    # (a schema default of 5 s filled every object in, so the setting never took effect).
+    assert "default" not in at(fw, "spec.defaultFilters.refuseSeconds")
+    assert "default" not in at(fw, "spec.defaultFilters")
     assert at(fw, "spec.roles")["default"] == ["*"]
     assert at(fw, "spec.failoverTimeoutSeconds")["default"] == 0
     assert at(fw, "spec.suppress")["default"] is False
@@ -300,7 +302,7 @@ def test_defaults_are_written_into_the_schema() -> None:
                 "answer": {
                     "type": "Accept",
                     "tasks": [{"name": "t", "resources": {"cpus": 1}}],
-                    "filters": {},
+                    "filters": {"refuseSeconds": 1},
                 },
             },
         ),
@@ -318,7 +320,7 @@ def test_api_server_defaults_equal_model_defaults(model: type[Model], kind: str,
 def test_optional_spec_gets_its_defaults_from_a_bare_object() -> None:
     root = root_schema("Framework")
     obj = apply_defaults(root, {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": "Framework"})
-    assert obj["spec"]["defaultFilters"] == {"refuseSeconds": 5}
+    assert "defaultFilters" not in obj["spec"]  # the master's defaultRefuseSeconds applies
     assert obj["spec"]["roles"] == ["*"]
     assert "status" not in obj
 

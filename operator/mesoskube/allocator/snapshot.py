@@ -81,6 +81,9 @@ class Snapshot:
     frameworks: tuple[FrameworkView, ...]
     roles: Mapping[str, RolePolicy] = field(default_factory=lambda: MappingProxyType({}))
     filters: tuple[Filter, ...] = ()
+    # The whole cluster's resources, for shares, when `agents` holds only some of them (an
+    # event-triggered cycle over candidate agents); None = the sum of `agents`.
+    total: Resources | None = None
 
 
 @dataclass(frozen=True, slots=True)

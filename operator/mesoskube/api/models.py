@@ -15,8 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from mesoskube import TASK_IMAGE
 from mesoskube.resources import Resources
 
-# Mesos defaults (reference/mesos-semantics.md).
-DEFAULT_REFUSE_SECONDS = 5.0
+# Mesos defaults (reference/mesos-semantics.md). The default refusal (5 s) is the master's
+# defaultRefuseSeconds setting, not a schema default: a schema default would fill every object in
+# and the setting would never apply.
 DEFAULT_FAILOVER_TIMEOUT_SECONDS = 0.0
 DEFAULT_ROLE = "*"
 
@@ -152,9 +153,14 @@ class TaskInfo(Model):
 
 class Filters(Model):
     refuseSeconds: Annotated[
-        float,
-        Field(ge=0, le=31536000, description="Do not re-offer this agent to this framework for this long."),
-    ] = DEFAULT_REFUSE_SECONDS
+        float | None,
+        Field(
+            ge=0,
+            le=31536000,
+            description="Do not re-offer this agent to this framework for this long; unset = the "
+            "framework's defaultFilters, else the master's defaultRefuseSeconds.",
+        ),
+    ] = None
 
 
 class AnswerType(StrEnum):
@@ -225,7 +231,7 @@ class FrameworkSpec(Model):
         ),
     ] = DEFAULT_FAILOVER_TIMEOUT_SECONDS
     capabilities: list[Capability] = Field(default_factory=list, max_length=8)
-    defaultFilters: Filters = Field(default_factory=Filters)
+    defaultFilters: Filters | None = None
     suppress: bool = Field(default=False, description="SUPPRESS: no offers until set back to false.")
     revive: Annotated[
         int, Field(ge=0, description="REVIVE: bump to clear this framework's filters at once.")
@@ -331,6 +337,7 @@ class TaskState(StrEnum):
     KILLED = "TASK_KILLED"
     ERROR = "TASK_ERROR"
     LOST = "TASK_LOST"
+    UNREACHABLE = "TASK_UNREACHABLE"  # partition-aware frameworks only; not terminal
     DROPPED = "TASK_DROPPED"
     GONE = "TASK_GONE"
 
