@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from mesoskube.master import LABEL_TASK
 from mesoskube.master.cache import Cache
 from mesoskube.master.engine import Engine
 from mesoskube.master.handlers import Handlers
+from mesoskube.master.objects import is_task_pod
 from mesoskube.settings import Settings
 from tests.unit.fakeapi import FakeApi, FakeClock
 
@@ -89,7 +89,7 @@ class Rig:
     def watch(self) -> None:
         def on_event(plural: str, key: str, body: dict, deleted: bool) -> None:
             if plural == "pods":
-                assert LABEL_TASK in body["metadata"]["labels"]
+                assert is_task_pod(body, self.settings.schedulerName)  # the master watches only these
             self.handlers.event(plural, "DELETED" if deleted else "MODIFIED", body)
 
         self.api.sync_cache(self.cache, on_event)

@@ -138,3 +138,29 @@ def test_a_refused_binding_is_task_error_saying_so():
     assert w.statuses[-1]["state"] == "TASK_ERROR"
     assert "cannot bind pod p to n1: replaced or bound elsewhere" in w.statuses[-1]["message"]
     assert w.events == ["TASK_ERROR"]
+
+
+def test_an_accept_adopting_a_pod_binds_it_through_the_engine_and_mirrors_it():
+    """The whole path over the emulated API: offer, accept naming the pod, a Binding (no pod
+    created), the bound pod mirrored into its Task."""
+    from tests.unit.enginerig import Rig, task_info
+
+    rig = Rig()
+    user_pod = pending_pod()
+    user_pod["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "500m", "memory": "256Mi"}}
+    rig.api.create("pods", "ns", user_pod)
+    rig.node("n1")
+    rig.framework()
+    rig.step()
+    offer = rig.offer_on("n1")
+    adopting = task_info("p", cpus=0.5, pod={"name": "p", "uid": "pod-uid"})
+    adopting["resources"]["mem"] = 256
+    rig.accept(offer, adopting)
+    rig.watch()
+    rig.step()
+    assert rig.api.get("pods", "ns/p")["spec"]["nodeName"] == "n1"
+    assert rig.api.names("pods") == {"p"}  # bound, not created
+    rig.run_pod("ns/p")
+    rig.settle()
+    assert rig.state("ns/p") == "TASK_RUNNING"
+    assert rig.task("ns/p")["status"]["podName"] == "p"
