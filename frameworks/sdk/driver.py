@@ -288,7 +288,9 @@ class SchedulerDriver:
             "apiVersion": f"{API_GROUP}/{API_VERSION}",
             "kind": "Framework",
             "metadata": {"name": self.framework_name, "namespace": self.namespace, "labels": self.labels},
-            "spec": self._framework_spec(),
+            # The principal is who we are: the chart's admission policy accepts no other, and lets
+            # only it answer this framework's offers and kill its tasks.
+            "spec": {**self._framework_spec(), "principal": self.kube.whoami()},
         }
         deadline = time.monotonic() + 60
         while True:

@@ -14,11 +14,14 @@ from mesoskube.api.install import install_crds
 from mesoskube.kube import Kube
 from mesoskube.master.runner import Master
 from mesoskube.settings import Settings
+from tests.cluster.identity import install_admission_policies
 
 
 @pytest.fixture(scope="session")
 def crds(kube: Kube) -> None:
+    """The CRDs and the chart's admission policies (the framework contract the API server enforces)."""
     install_crds(kube)
+    install_admission_policies(kube)
 
 
 StartMaster = Callable[..., Master]

@@ -15,6 +15,7 @@ from mesoskube import metrics
 from mesoskube.api.models import DEFAULT_ROLE, AnswerType, OfferAnswer, OfferPhase, TaskState
 from mesoskube.master.builders import task_manifest
 from mesoskube.master.cache import format_time, key_of, parse_time
+from mesoskube.master.contract import parse_answer, refuse_invalid_answer
 from mesoskube.master.objects import framework_key, ns_name, offer_phase
 from mesoskube.master.validation import check_accept
 from mesoskube.resources import Resources
@@ -105,7 +106,10 @@ class AnswerHandling:
     def handle_answer(self, key: str, offer: dict, now: float) -> None:
         ns, name = ns_name(key)
         spec, status = offer["spec"], offer.get("status") or {}
-        answer = OfferAnswer.model_validate(spec["answer"])
+        answer = parse_answer(spec["answer"])
+        if isinstance(answer, str):
+            refuse_invalid_answer(self, offer, answer)
+            return
         phase = offer_phase(offer)
         if phase != OfferPhase.OUTSTANDING.value:
             if not status.get("answerRefused"):
@@ -194,7 +198,12 @@ class AnswerHandling:
 
     def _create_task(self, ns: str, task, spec: dict, fw_uid: str, offer_name: str) -> dict:
         role = spec.get("role") or DEFAULT_ROLE
-        manifest = task_manifest(task, spec["framework"], fw_uid, role, spec["agent"], offer_name)
+        with self.cache.lock:
+            fw = self.cache.frameworks.get(framework_key(ns, spec["framework"])) or {}
+        tolerations = (fw.get("spec") or {}).get("tolerations")
+        manifest = task_manifest(
+            task, spec["framework"], fw_uid, role, spec["agent"], offer_name, tolerations
+        )
         return self.kube.create("tasks", ns, manifest)
 
     def _error_task(self, ns: str, task, spec: dict, fw_uid: str, offer_name: str, message: str) -> None:

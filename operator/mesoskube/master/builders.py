@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from mesoskube import API_GROUP, API_VERSION
 from mesoskube.api.models import TaskInfo
 from mesoskube.master import (
@@ -17,6 +19,16 @@ SCHEDULER_NAME = "mesoskube"
 # Fake nodes carry this taint; real agents may carry their own, tolerated through node config.
 TOLERATIONS = [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}]
 MAX_HOST_PORTS = 64
+# Pod Security Standards "restricted": a task runs as non-root, without privilege escalation or
+# capabilities, under the runtime's default seccomp profile. An image that needs root fails to
+# start (CreateContainerConfigError) rather than running with more than a framework should get.
+POD_SECURITY = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "runAsNonRoot": True,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
 
 
 def owner_ref(kind: str, name: str, uid: str, controller: bool = True) -> dict:
@@ -61,7 +73,13 @@ def offer_manifest(
 
 
 def task_manifest(
-    task: TaskInfo, framework: str, framework_uid: str, role: str, agent: str, offer: str
+    task: TaskInfo,
+    framework: str,
+    framework_uid: str,
+    role: str,
+    agent: str,
+    offer: str,
+    tolerations: list[dict] | None = None,
 ) -> dict:
     spec = {
         "framework": framework,
@@ -76,6 +94,8 @@ def task_manifest(
         spec["runSeconds"] = task.runSeconds
     if task.executor:
         spec["executor"] = task.executor
+    if tolerations:
+        spec["tolerations"] = tolerations
     return {
         "apiVersion": API,
         "kind": "Task",
@@ -119,6 +139,7 @@ def pod_manifest(task: dict) -> dict:
         "name": "task",
         "image": container.get("image") or "registry.k8s.io/pause:3.10",
         "resources": {"requests": requests, "limits": requests},
+        "securityContext": copy.deepcopy(CONTAINER_SECURITY),
     }
     for key in ("command", "args", "env"):
         if container.get(key):
@@ -146,7 +167,8 @@ def pod_manifest(task: dict) -> dict:
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
             "terminationGracePeriodSeconds": 5,
-            "tolerations": TOLERATIONS,
+            "securityContext": copy.deepcopy(POD_SECURITY),
+            "tolerations": TOLERATIONS + list(spec.get("tolerations") or []),
             "containers": [main],
         },
     }
