@@ -27,6 +27,7 @@ from mesoskube.master.objects import (
     resources_of,
     role_policy,
 )
+from mesoskube.master.taints import framework_tolerations
 from mesoskube.resources import Resources, subtract_ranges
 
 log = logging.getLogger("mesoskube.master")
@@ -87,7 +88,7 @@ class AllocationCycle:
                     a.gpus - used.gpus - h[3] if a.gpus > used.gpus + h[3] else 0.0,
                     subtract_ranges(self.port_ranges, taken_ports) if taken_ports else self.port_ranges,
                 )
-                agents.append(Agent(n.name, total, available, MappingProxyType(n.labels)))
+                agents.append(Agent(n.name, total, available, MappingProxyType(n.labels), n.taints))
             allocated = {
                 fw: {role: Resources(*v) for role, v in roles.items()} for fw, roles in alloc.items()
             }
@@ -106,6 +107,7 @@ class AllocationCycle:
                         suppressed_roles=frozenset(roles) if sp.get("suppress") else frozenset(),
                         allocated=MappingProxyType(allocated.get(k, {})),
                         outstanding_offers=outstanding.get(k, 0),
+                        tolerations=framework_tolerations(sp),
                     )
                 )
             roles = {name: role_policy(name, body) for name, body in self.cache.roles.items()}

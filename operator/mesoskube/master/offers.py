@@ -15,6 +15,7 @@ from kubernetes.client.exceptions import ApiException
 from mesoskube import metrics
 from mesoskube.api.models import FrameworkPhase, OfferPhase
 from mesoskube.master.cache import format_time, key_of, parse_time
+from mesoskube.master.contract import closed_at
 from mesoskube.master.objects import add_into, framework_key, is_terminal, offer_phase, resources_of
 from mesoskube.resources import SCALARS, Resources
 
@@ -113,9 +114,7 @@ class OfferHousekeeping:
                 o
                 for o in self.cache.offers.values()
                 if offer_phase(o) != OfferPhase.OUTSTANDING.value
-                and (parse_time((o.get("status") or {}).get("closedAt")) or now)
-                + self.settings.offerRetention
-                <= now
+                and closed_at(o, now) + self.settings.offerRetention <= now
             ]
         for o in old:
             self._delete_quietly("offers", o["metadata"]["namespace"], o["metadata"]["name"])
