@@ -337,3 +337,63 @@ def test_a_role_not_allowed_for_the_namespace_cannot_be_subscribed_to(
             kube.custom.delete_cluster_custom_object(
                 "mesoskube.io", "v1alpha1", "mesosroles", r["metadata"]["name"]
             )
+
+
+# ------------------------------------------------------------------ agents and task pods
+
+
+def test_tainted_agent_is_offered_only_to_a_framework_that_tolerates_it(kube, namespace, fake_nodes, master):
+    plain_node, tainted = fake_nodes(2, "cpu=2,memory=4Gi")
+    kube.core.patch_node(
+        tainted, {"spec": {"taints": [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]}}
+    )
+    master()
+    plain = RawFramework.subscribe(kube, namespace, "plain")
+    tolerant = RawFramework.subscribe(
+        kube, namespace, "tolerant", tolerations=[{"key": "dedicated", "operator": "Equal", "value": "gpu"}]
+    )
+    (offer,) = tolerant.wait_offers(1, agent=tainted)
+    eventually(lambda: plain.offers(), timeout=15, what="an offer to plain")
+    assert {o["spec"]["agent"] for o in plain.offers()} == {plain_node}
+    tolerant.accept(offer, [task("t1", 1, 512, run_seconds=30)])
+    tolerant.wait_task_state("t1", "TASK_RUNNING")
+    pod = kube.core.read_namespaced_pod("t1", namespace)
+    assert any(t.key == "dedicated" and t.value == "gpu" for t in pod.spec.tolerations)
+
+
+def test_node_marked_for_deletion_by_the_autoscaler_is_not_offered(kube, namespace, fake_nodes, master):
+    keep, doomed = fake_nodes(2, "cpu=2,memory=4Gi")
+    master()
+    fw = RawFramework.subscribe(kube, namespace, "fw")
+    fw.wait_offers(2)
+    kube.core.patch_node(
+        doomed,
+        {
+            "spec": {
+                "taints": [
+                    {"key": "ToBeDeletedByClusterAutoscaler", "value": "1700000000", "effect": "NoSchedule"}
+                ]
+            }
+        },
+    )
+    eventually(
+        lambda: {o["spec"]["agent"] for o in fw.offers()} == {keep},
+        timeout=15,
+        what="doomed node's offer rescinded",
+    )
+
+
+def test_task_pods_run_with_a_restricted_security_context(kube, namespace, fake_nodes, master):
+    fake_nodes(1, "cpu=2,memory=4Gi")
+    master()
+    fw = RawFramework.subscribe(kube, namespace, "fw")
+    (offer,) = fw.wait_offers(1)
+    fw.accept(offer, [task("t1", 1, 512, run_seconds=30)])
+    fw.wait_task_state("t1", "TASK_RUNNING")
+    spec = kube.core.read_namespaced_pod("t1", namespace).spec
+    assert (
+        spec.security_context.run_as_non_root
+        and spec.security_context.seccomp_profile.type == "RuntimeDefault"
+    )
+    sc = spec.containers[0].security_context
+    assert sc.allow_privilege_escalation is False and sc.capabilities.drop == ["ALL"] and sc.run_as_non_root
