@@ -13,7 +13,7 @@ BIN := $(MESOSKUBE_CACHE)/bin
 PYTEST_ARGS ?=
 
 .PHONY: help venv binaries deps crds check-crds test test-unit test-cluster test-existing-cluster \
-        test-e2e-installed lint demo demo-down bench compare-modes clean
+        test-e2e-installed lint demo demo-down bench compare-modes clean fuzz
 
 help:
 	@echo "make demo    local control plane + master + Spark frameworks, live"
@@ -58,6 +58,12 @@ test-cluster: venv binaries
 # The same suite against an existing cluster (kind in CI): KUBECONFIG names it; kwok runs locally.
 test-existing-cluster: venv binaries
 	$(PY) -m pytest tests --existing-cluster $(PYTEST_ARGS)
+
+# The contract fuzzer, long: FUZZ_EXAMPLES cases per kind (Frameworks, answers, forged Tasks,
+# MesosRoles) with a random seed, against a real API server and master; prints the tally per kind.
+FUZZ_EXAMPLES ?= 400
+fuzz: venv binaries
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_SEED=$${FUZZ_SEED:-random} $(PY) -m pytest tests/cluster/test_fuzz.py -s -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # Against a master installed by the Helm chart (no in-process master).
 test-e2e-installed: venv binaries
