@@ -29,9 +29,10 @@ from tests.cluster.mesos import RawFramework
 from tests.helpers import eventually
 
 API = "mesoskube.io/v1alpha1"
-# A refusal must say what is wrong: a field path, or which rule or policy.
+# A refusal must say what is wrong: a field path, which rule or policy, or (RBAC) which verb.
 NAMED = re.compile(
     r"spec\.|metadata\.name|ValidatingAdmissionPolicy|unknown field|Unsupported value|Invalid value"
+    r"|cannot (create|patch|update|delete) resource"
 )
 
 # ------------------------------------------------------------------ strategies
@@ -88,6 +89,25 @@ answers = st.fixed_dictionaries(
         "filters": st.fixed_dictionaries({}, optional={"refuseSeconds": st.one_of(st.floats(-1, 1), junk)}),
     },
 )
+# Mostly well-formed answers too: launches (and over-sized accepts) must be exercised, not only
+# schema refusals.
+good_tasks = st.fixed_dictionaries(
+    {
+        "name": dns,
+        "resources": st.fixed_dictionaries(
+            {
+                "cpus": st.sampled_from([0.01, 0.5, 1, 2, 4, 5]),
+                "mem": st.sampled_from([0, 32, 512, 8192, 9000]),
+            }
+        ),
+    },
+    optional={"runSeconds": st.floats(0, 2), "runSecs": st.just(1), "labels": st.just({"app": "fuzz"})},
+)
+answers = st.one_of(
+    answers,
+    st.fixed_dictionaries({"type": st.just("Accept"), "tasks": st.lists(good_tasks, min_size=1, max_size=3)}),
+    st.fixed_dictionaries({"type": st.just("Decline")}, optional={"filters": st.just({"refuseSeconds": 0})}),
+)
 framework_specs = st.fixed_dictionaries(
     {},
     optional={
@@ -135,6 +155,8 @@ forged_tasks = st.fixed_dictionaries(
 class Tally:
     tried: Counter = field(default_factory=Counter)
     rejected: Counter = field(default_factory=Counter)
+    launched: int = 0  # tasks launched from valid answers (the launch path was exercised)
+    refused_by_master: int = 0  # stored answers the master refused (TASK_ERROR, Invalid offer)
     launched_bad: list[str] = field(default_factory=list)
     unnamed: list[str] = field(default_factory=list)
     model_disagrees: list[str] = field(default_factory=list)
@@ -143,6 +165,8 @@ class Tally:
         return {
             "tried": dict(self.tried),
             "rejected_by_api": dict(self.rejected),
+            "tasks_launched_from_valid_answers": self.launched,
+            "answers_refused_by_the_master": self.refused_by_master,
             "launches_from_bad_input": len(self.launched_bad),
             "refusals_not_naming_a_field": len(self.unnamed),
             "stored_but_model_rejects": len(self.model_disagrees),
@@ -232,18 +256,20 @@ class Fuzzer:
 
     def answer(self, answer: dict) -> None:
         self.tally.tried["answer"] += 1
-        (offer,) = self.fw.wait_offers(1, timeout=30)
+        offer = self.fw.wait_offers(1, timeout=30)[0]
         name = offer["metadata"]["name"]
         existing = {t["metadata"]["name"] for t in self.admin.list("tasks", self.namespace)}
         try:
-            self.fw.answer(offer, answer)
+            stored = self.fw.kube.patch("offers", self.namespace, name, {"spec": {"answer": answer}})
         except ApiException as e:
+            if e.status == 404:  # rescinded under us (a pod of the last case left): not a verdict
+                self.tally.tried["answer"] -= 1
+                return
             _refused(self.tally, "answer", e)
             return
         except ValueError:  # not JSON (the client refuses to send it)
             self.tally.rejected["answer"] += 1
             return
-        stored = self.admin.get("offers", self.namespace, name)
         valid = _model_ok(OfferAnswer, stored["spec"]["answer"])
         fits = False
         if valid:
@@ -271,6 +297,10 @@ class Fuzzer:
         ]
         if launched and not (valid and fits):
             self.tally.launched_bad.append(f"{launched} launched from {stored['spec']['answer']}")
+        self.tally.launched += len(launched)
+        self.tally.refused_by_master += stored["spec"]["answer"].get("type") == "Accept" and not (
+            valid and fits
+        )
         self._reset()
 
     def _reset(self) -> None:

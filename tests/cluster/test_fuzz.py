@@ -8,13 +8,22 @@ import logging
 import os
 
 import pytest
-from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import HealthCheck, example, given, seed, settings
 
 from tests.cluster.fuzz import Fuzzer, kinds
 from tests.cluster.identity import bind_framework_role, service_account, username
 from tests.cluster.mesos import RawFramework
 from tests.helpers import eventually
 
+# Always tried as well: a launch, an accept beyond the offer, the misspelt field.
+EXPLICIT = {
+    "answer": [
+        {"type": "Accept", "tasks": [{"name": "ok", "resources": {"cpus": 1, "mem": 64}, "runSeconds": 1}]},
+        {"type": "Accept", "tasks": [{"name": "huge", "resources": {"cpus": 64, "mem": 64}}]},
+        {"type": "Accept", "tasks": [{"name": "typo", "resources": {"cpus": 1}, "runSecs": 5}]},
+    ],
+    "framework": [{"roles": ["x" * 129]}],
+}
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "8"))
 SEED = os.environ.get("FUZZ_SEED", "12")
 
@@ -55,11 +64,15 @@ def test_fuzz_the_contract(fuzzer, kind, caplog):
 
     if SEED != "random":
         case = seed(int(SEED))(case)
+    for value in EXPLICIT.get(kind, []):
+        case = example(value)(case)
 
     case()
     tally = fz.tally
     print(json.dumps({"kind": kind, **tally.summary()}))
     assert tally.tried[kind] > 0
+    if kind == "answer":
+        assert tally.launched >= 1 and tally.refused_by_master >= 1  # both paths were exercised
     assert tally.launched_bad == []
     assert tally.unnamed == []
     assert tally.model_disagrees == []
