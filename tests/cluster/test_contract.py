@@ -397,3 +397,47 @@ def test_task_pods_run_with_a_restricted_security_context(kube, namespace, fake_
     )
     sc = spec.containers[0].security_context
     assert sc.allow_privilege_escalation is False and sc.capabilities.drop == ["ALL"] and sc.run_as_non_root
+
+
+# ------------------------------------------------------------------ the master trusts only what it made
+
+
+def test_master_ignores_offers_and_tasks_it_did_not_make(kube, namespace, fake_nodes, master):
+    """Made by hand by someone the policies trust (an admin): the issue's 64-cpu pre-answered Offer
+    on a 4-cpu node launched a 32-cpu pod, and a Task of a framework that does not exist got one."""
+    (node,) = fake_nodes(1, "cpu=4,memory=8Gi")
+    master()
+    fw = RawFramework.subscribe(kube, namespace, "fw")
+    fw.wait_offers(1)
+    forged = {
+        "apiVersion": "mesoskube.io/v1alpha1",
+        "kind": "Offer",
+        "metadata": {"name": "forged"},
+        "spec": {
+            "framework": "fw",
+            "agent": node,
+            "resources": {"cpus": 64, "mem": 1024},
+            "answer": {"type": "Accept", "tasks": [task("big", 32, 512)]},
+        },
+    }
+    kube.create("offers", namespace, forged)
+    ghost = {
+        "apiVersion": "mesoskube.io/v1alpha1",
+        "kind": "Task",
+        "metadata": {"name": "ghost"},
+        "spec": {"framework": "nobody", "agent": node, "resources": {"cpus": 1}},
+    }
+    kube.create("tasks", namespace, ghost)
+    offer = eventually(
+        lambda: (
+            (o := kube.get("offers", namespace, "forged")).get("status", {}).get("phase") == "Invalid" and o
+        ),
+        timeout=15,
+        what="forged offer marked Invalid",
+    )
+    assert offer["status"]["reason"] == "REASON_NOT_FROM_MASTER"
+    t = fw.wait_task_state("ghost", "TASK_ERROR", timeout=15)
+    assert t["status"]["reason"] == "REASON_NOT_FROM_MASTER"
+    assert "not made by the mesoskube master" in fw.wait_event("OfferIgnored", involved="forged")
+    assert fw.task_state("big") is None
+    assert kube.core.list_namespaced_pod(namespace).items == []

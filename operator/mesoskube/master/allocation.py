@@ -167,5 +167,6 @@ class AllocationCycle:
             log.warning("offer for %s on %s not created: %s", d.framework, d.agent, e.reason)
             return
         created.setdefault("status", {})
+        self.provenance.made(created)
         self.cache.upsert("offers", created)
         metrics.offers.labels(event="sent").inc()

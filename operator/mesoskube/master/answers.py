@@ -15,7 +15,7 @@ from mesoskube import metrics
 from mesoskube.api.models import DEFAULT_ROLE, AnswerType, OfferAnswer, OfferPhase, TaskState
 from mesoskube.master.builders import task_manifest
 from mesoskube.master.cache import format_time, key_of, parse_time
-from mesoskube.master.contract import parse_answer, refuse_invalid_answer
+from mesoskube.master.contract import ignore_foreign_offer, parse_answer, refuse_invalid_answer
 from mesoskube.master.objects import framework_key, ns_name, offer_phase
 from mesoskube.master.validation import check_accept
 from mesoskube.resources import Resources
@@ -106,6 +106,9 @@ class AnswerHandling:
     def handle_answer(self, key: str, offer: dict, now: float) -> None:
         ns, name = ns_name(key)
         spec, status = offer["spec"], offer.get("status") or {}
+        if not self.provenance.trusted(offer):
+            ignore_foreign_offer(self, offer)
+            return
         answer = parse_answer(spec["answer"])
         if isinstance(answer, str):
             refuse_invalid_answer(self, offer, answer)
@@ -204,7 +207,15 @@ class AnswerHandling:
         manifest = task_manifest(
             task, spec["framework"], fw_uid, role, spec["agent"], offer_name, tolerations
         )
-        return self.kube.create("tasks", ns, manifest)
+        key = f"{ns}/{task.name}"
+        self.provenance.expect(key)  # before the create: its watch event may come first
+        try:
+            body = self.kube.create("tasks", ns, manifest)
+        except ApiException:
+            self.provenance.abandon(key)
+            raise
+        self.provenance.made(body, key)
+        return body
 
     def _error_task(self, ns: str, task, spec: dict, fw_uid: str, offer_name: str, message: str) -> None:
         try:

@@ -8,11 +8,12 @@ does not know is refused on the Offer, naming them, and launches nothing.
 from __future__ import annotations
 
 import logging
+import threading
 
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from mesoskube.api.models import OfferAnswer, OfferPhase
+from mesoskube.api.models import OfferAnswer, OfferPhase, TaskState
 from mesoskube.master.cache import format_time, parse_time
 
 log = logging.getLogger("mesoskube.master")
@@ -71,3 +72,81 @@ def closed_at(offer: dict, now: float) -> float:
     closedAt) counts from its creation, so offerRetention still removes it."""
     status = offer.get("status") or {}
     return parse_time(status.get("closedAt")) or parse_time(offer["metadata"].get("creationTimestamp")) or now
+
+
+NOT_FROM_MASTER = "REASON_NOT_FROM_MASTER"
+
+
+class Provenance:
+    """The Offers and Tasks this master made, by uid (plus those its first LIST found, which an
+    earlier master made: only the master may create them where the chart's policies are installed).
+    Anything else (an Offer or Task created by hand) is never acted on. A Task's key is recorded
+    before its create call, so the watch event of a Task being created cannot be taken for a forgery."""
+
+    def __init__(self) -> None:
+        self._uids: set[str] = set()
+        self._pending: set[str] = set()
+        self._lock = threading.Lock()
+
+    def expect(self, key: str) -> None:
+        with self._lock:
+            self._pending.add(key)
+
+    def made(self, body: dict, key: str | None = None) -> None:
+        with self._lock:
+            self._uids.add(body["metadata"]["uid"])
+            if key is not None:
+                self._pending.discard(key)
+
+    def abandon(self, key: str) -> None:
+        with self._lock:
+            self._pending.discard(key)
+
+    def trusted(self, body: dict, key: str | None = None) -> bool:
+        with self._lock:
+            return body["metadata"].get("uid") in self._uids or (key is not None and key in self._pending)
+
+
+def ignore_foreign_offer(engine, offer: dict) -> None:
+    """An answered Offer the master did not make: closed as Invalid, saying why; nothing launches."""
+    status = offer.get("status") or {}
+    if status.get("reason") == NOT_FROM_MASTER:
+        return
+    ns, name = offer["metadata"]["namespace"], offer["metadata"]["name"]
+    msg = "ignored: this Offer was not made by the mesoskube master (offers are made only by it)"
+    try:
+        body = engine.kube.patch_status(
+            "offers",
+            ns,
+            name,
+            {"status": {"phase": OfferPhase.INVALID.value, "reason": NOT_FROM_MASTER, "message": msg,
+                        "closedAt": format_time(engine.clock())}},
+        )  # fmt: skip
+    except ApiException as e:
+        if e.status == 404:
+            return
+        raise
+    engine.cache.upsert("offers", body)
+    engine.events.warning(body, "OfferIgnored", msg)
+    log.warning("offer %s/%s ignored: not made by the master", ns, name)
+
+
+def ignore_foreign_task(engine, task: dict) -> None:
+    """A Task the master did not create from an accept: TASK_ERROR saying why; it gets no pod."""
+    ns, name = task["metadata"]["namespace"], task["metadata"]["name"]
+    msg = "ignored: this Task was not created by the mesoskube master from an accepted offer"
+    try:
+        body = engine.kube.patch_status(
+            "tasks",
+            ns,
+            name,
+            {"status": {"state": TaskState.ERROR.value, "reason": NOT_FROM_MASTER, "message": msg,
+                        "finishedAt": format_time(engine.clock())}},
+        )  # fmt: skip
+    except ApiException as e:
+        if e.status == 404:
+            return
+        raise
+    engine.cache.upsert("tasks", body)
+    engine.events.warning(body, TaskState.ERROR.value, f"{NOT_FROM_MASTER}: {msg}")
+    log.warning("task %s/%s ignored: not created by the master", ns, name)

@@ -27,6 +27,7 @@ from mesoskube.master import LABEL_TASK
 from mesoskube.master.allocation import AllocationCycle
 from mesoskube.master.answers import AnswerHandling
 from mesoskube.master.cache import Cache
+from mesoskube.master.contract import Provenance
 from mesoskube.master.events import EventRecorder
 from mesoskube.master.lifecycle import FrameworkLifecycle
 from mesoskube.master.objects import is_terminal
@@ -71,6 +72,7 @@ class Engine(
     last_allocation: float = 0.0
     last_lease_poll: float = 0.0
     ready: threading.Event = field(default_factory=threading.Event)
+    provenance: Provenance = field(default_factory=Provenance)  # what this master made (contract.py)
 
     def __post_init__(self) -> None:
         self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="mesoskube-write")
@@ -132,6 +134,8 @@ class Engine(
         for store in ("frameworks", "offers", "tasks"):
             for obj in self.kube.list(store, ns):
                 self.cache.upsert(store, obj)
+                if store != "frameworks":
+                    self.provenance.made(obj)  # an earlier master's
         for obj in self.kube.custom.list_cluster_custom_object("mesoskube.io", "v1alpha1", "mesosroles")[
             "items"
         ]:

@@ -13,6 +13,7 @@ from mesoskube import metrics
 from mesoskube.api.models import TERMINAL_TASK_STATES, TaskState
 from mesoskube.master.builders import pod_manifest
 from mesoskube.master.cache import format_time
+from mesoskube.master.contract import ignore_foreign_task
 from mesoskube.master.objects import ns_name, task_state
 from mesoskube.master.taskstate import TaskUpdate, for_missing_pod, from_pod
 
@@ -44,6 +45,9 @@ class TaskSync:
         task = self.cache.tasks.get(key) or task  # the newest we hold: work may wait in the pool
         spec, status = task["spec"], task.get("status") or {}
         state = task_state(task)
+        if state not in TERMINAL_TASK_STATES and not self.provenance.trusted(task, key):
+            ignore_foreign_task(self, task)
+            return
         if state in TERMINAL_TASK_STATES:
             self.accepted_at.pop(key, None)
             self.launched.discard(key)
