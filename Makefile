@@ -63,7 +63,7 @@ test-existing-cluster: venv binaries
 # MesosRoles) with a random seed, against a real API server and master; prints the tally per kind.
 FUZZ_EXAMPLES ?= 400
 fuzz: venv binaries
-	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_SEED=$${FUZZ_SEED:-random} $(PY) -m pytest tests/cluster/test_fuzz.py -s -q -p no:cacheprovider $(PYTEST_ARGS)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_SEED=$${FUZZ_SEED:-random} $(PY) -m pytest tests/cluster/test_fuzz.py -s -q -p no:cacheprovider --timeout=0 $(PYTEST_ARGS)
 
 # Against a master installed by the Helm chart (no in-process master).
 test-e2e-installed: venv binaries
