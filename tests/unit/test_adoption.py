@@ -86,6 +86,7 @@ def rig(task: dict, bind_error: int | None = None, with_node: bool = True) -> tu
     cache.upsert("tasks", task)
     writer = Writer(cache, bind_error)
     e = Engine(writer=writer, settings=Settings(), cache=cache, clock=lambda: NOW, workers=0)  # type: ignore[arg-type]
+    e.provenance.made(task)  # the master made it (an accept): a forged Task gets no binding
     return e, writer
 
 

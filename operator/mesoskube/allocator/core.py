@@ -21,6 +21,7 @@ from mesoskube.allocator.snapshot import (
     RolePolicy,
     Snapshot,
     SorterKind,
+    tolerated,
 )
 from mesoskube.allocator.sorter import DRFSorter, RandomSorter, Sorter, scalars_only
 from mesoskube.resources import SCALARS, Resources
@@ -130,6 +131,13 @@ def _contains_scalars(resources: Resources, minimum: Resources) -> bool:
     )
 
 
+def _quota_starves(capped: Resources, remaining: Resources) -> bool:
+    """A role whose quota leaves it no cpus (or no mem) on an agent that has some gets no offer
+    there: a 0-cpu offer of all the agent's memory runs nothing useful and holds the memory away
+    from every other role (Mesos's quota headroom likewise offers no resources beyond the limit)."""
+    return (remaining.cpus > 0 and capped.cpus <= 0) or (remaining.mem > 0 and capped.mem <= 0)
+
+
 def _quota_headroom(policy: RolePolicy | None, held: Resources) -> Resources | None:
     """What the role may still be given, or None when it has no quota limit."""
     if policy is None or policy.quota_limit is None:
@@ -147,6 +155,7 @@ class _Cycle:
     filtered: dict[str, dict[str, list[Resources | None]]]  # agent -> framework -> refused resources
     min_allocatable: tuple[Resources, ...]
     offers_left: dict[str, int] | None  # framework -> offers it may still be sent; None = no cap
+    views: dict[str, FrameworkView]
     passed_over: dict[str, int] | None = None  # reason -> count, when the caller asks
 
     @classmethod
@@ -178,6 +187,7 @@ class _Cycle:
             }
             if config.max_offers_per_framework
             else None,
+            views={fw.key: fw for fw in snapshot.frameworks},
         )
 
     def allocate_agent(self, agent: Agent) -> list[OfferDecision]:
@@ -187,7 +197,7 @@ class _Cycle:
         if self.passed_over is not None and not _is_allocatable(remaining, self.min_allocatable):
             self._pass("below_min_allocatable")
         while _is_allocatable(remaining, self.min_allocatable):
-            decision = self._next_offer(agent.name, remaining, offered)
+            decision = self._next_offer(agent, remaining, offered)
             if decision is None:
                 if not decisions:
                     self._pass("no_eligible_framework")
@@ -213,15 +223,22 @@ class _Cycle:
         if self.offers_left is not None:
             self.offers_left[decision.framework] -= 1
 
-    def _next_offer(self, agent: str, remaining: Resources, offered: set[str]) -> OfferDecision | None:
-        refused = self.filtered.get(agent, _NONE_REFUSED)
+    def _next_offer(self, agent: Agent, remaining: Resources, offered: set[str]) -> OfferDecision | None:
+        refused = self.filtered.get(agent.name, _NONE_REFUSED)
+        # A framework that does not tolerate the agent's taints is passed over like a filtered one.
+        if agent.taints:
+            offered = offered | {
+                k for k, fw in self.views.items() if not tolerated(fw.tolerations, agent.taints)
+            }
         for role in self.roles.sort():
             resources = self._capped_by_quota(role, remaining)
+            if resources is not remaining and _quota_starves(resources, remaining):
+                continue
             framework = self._first_eligible(role, refused, offered, resources)
             if framework is None:
                 continue
             if resources is remaining or _is_allocatable(resources, self.min_allocatable):
-                return OfferDecision(framework=framework, role=role, agent=agent, resources=resources)
+                return OfferDecision(framework=framework, role=role, agent=agent.name, resources=resources)
         return None
 
     def _capped_by_quota(self, role: str, remaining: Resources) -> Resources:

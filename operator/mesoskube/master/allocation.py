@@ -36,6 +36,7 @@ from mesoskube.allocator.snapshot import (
 from mesoskube.api.models import DEFAULT_ROLE, FrameworkPhase, OfferPhase
 from mesoskube.master.builders import offer_manifest
 from mesoskube.master.cache import Cache, format_time
+from mesoskube.master.contract import Provenance
 from mesoskube.master.objects import (
     add_into,
     framework_key,
@@ -45,6 +46,7 @@ from mesoskube.master.objects import (
     resources_of,
     role_policy,
 )
+from mesoskube.master.taints import framework_tolerations
 from mesoskube.master.writer import Writer
 from mesoskube.resources import Resources, subtract_ranges
 from mesoskube.settings import Settings
@@ -76,6 +78,7 @@ class AllocationCycle:
     filters: RefusalFilters
     apply_late_declines: Callable[[float], None]
     run_all: Callable[[Callable, Iterable], list]
+    provenance: Provenance  # the Offers it creates are recorded as the master's (contract.py)
     wake: Callable[[], None] = lambda: None
     # Offer creates run here, not on the engine's write pool, so answers never queue behind a
     # cycle's Offer writes; None writes inline (unit tests).
@@ -194,7 +197,7 @@ class AllocationCycle:
                     a.gpus - used.gpus - h[3] if a.gpus > used.gpus + h[3] else 0.0,
                     subtract_ranges(self.port_ranges, taken_ports) if taken_ports else self.port_ranges,
                 )
-                agents.append(Agent(n.name, total, available, MappingProxyType(n.labels)))
+                agents.append(Agent(n.name, total, available, MappingProxyType(n.labels), n.taints))
             allocated = {
                 fw: {role: Resources(*v) for role, v in roles.items()} for fw, roles in alloc.items()
             }
@@ -213,6 +216,7 @@ class AllocationCycle:
                         suppressed_roles=frozenset(roles) if sp.get("suppress") else frozenset(),
                         allocated=MappingProxyType(allocated.get(k, {})),
                         outstanding_offers=outstanding.get(k, 0),
+                        tolerations=framework_tolerations(sp),
                     )
                 )
             roles = {name: role_policy(name, body) for name, body in self.cache.roles.items()}
@@ -311,10 +315,12 @@ class AllocationCycle:
 
     def _create_offer(self, body: dict, agent: str) -> None:
         key = f"{body['metadata']['namespace']}/{body['metadata']['name']}"
+        self.provenance.expect(key)  # before the create: a framework may answer before it returns
         try:
             created = self.writer.create("offers", body["metadata"]["namespace"], body)
         except Exception as e:  # forget the assumption: the agent is free again for the next cycle
             log.warning("offer %s on %s not created: %s", key, agent, e)
+            self.provenance.abandon(key)
             self.cache.forget("offers", key)
             self.request([agent])
             return
@@ -322,5 +328,6 @@ class AllocationCycle:
             with self.lock:
                 self._in_flight -= 1
         created.setdefault("status", {})
+        self.provenance.made(created, key)
         self.cache.upsert("offers", created)
         metrics.offers.labels(event="sent").inc()

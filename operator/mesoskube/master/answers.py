@@ -20,6 +20,7 @@ from mesoskube import metrics
 from mesoskube.api.models import DEFAULT_ROLE, AnswerType, OfferAnswer, OfferPhase, TaskState
 from mesoskube.master.builders import task_manifest
 from mesoskube.master.cache import Cache, format_time, key_of, parse_time
+from mesoskube.master.contract import Provenance, ignore_foreign_offer, parse_answer, refuse_invalid_answer
 from mesoskube.master.events import EventRecorder
 from mesoskube.master.objects import framework_key, ns_name, offer_phase
 from mesoskube.master.tasksync import TaskSync
@@ -54,6 +55,7 @@ class AnswerHandling:
     process_queue: Callable[[WorkQueue, Callable], None]
     request_allocation: Callable[[Iterable[str] | None], None]
     run_all: Callable[[Callable, Iterable], list]
+    provenance: Provenance  # what this master made: only those Offers are acted on (contract.py)
     # Declines are deleted in bulk: which were processed (and when), which namespaces to sweep, and
     # declines a sweep removed before they were processed; accepts whose Offer went first.
     processed_declines: dict[str, float] = field(default_factory=dict)
@@ -174,7 +176,13 @@ class AnswerHandling:
     def handle_answer(self, key: str, offer: dict, now: float) -> None:
         ns, name = ns_name(key)
         spec, status = offer["spec"], offer.get("status") or {}
-        answer = OfferAnswer.model_validate(spec["answer"])
+        if not self.provenance.trusted(offer, key):
+            ignore_foreign_offer(self.writer, self.cache, self.events, self.clock, offer)
+            return
+        answer = parse_answer(spec["answer"])
+        if isinstance(answer, str):
+            refuse_invalid_answer(self.writer, self.cache, self.events, self.clock, offer, answer)
+            return
         phase = offer_phase(offer)
         if phase != OfferPhase.OUTSTANDING.value:
             if not status.get("answerRefused"):
@@ -279,7 +287,7 @@ class AnswerHandling:
         created: list[dict] = []
         try:
             for m in manifests:
-                created.append(self.writer.create("tasks", ns, m))
+                created.append(self._create_task(ns, m))
         except BaseException:
             self._roll_back(ns, manifests, created)
             raise
@@ -312,9 +320,23 @@ class AnswerHandling:
         for m in manifests:
             self.cache.forget("tasks", key_of(m))
 
+    def _create_task(self, ns: str, manifest: dict) -> dict:
+        key = key_of(manifest)
+        self.provenance.expect(key)  # before the create: its watch event may come first
+        try:
+            body = self.writer.create("tasks", ns, manifest)
+        except BaseException:
+            self.provenance.abandon(key)
+            raise
+        self.provenance.made(body, key)
+        return body
+
     def _task_manifest(self, ns: str, task, spec: dict, fw_uid: str, offer_name: str) -> dict:
         role = spec.get("role") or DEFAULT_ROLE
-        m = task_manifest(task, spec["framework"], fw_uid, role, spec["agent"], offer_name)
+        with self.cache.lock:
+            fw = self.cache.frameworks.get(framework_key(ns, spec["framework"])) or {}
+        tolerations = (fw.get("spec") or {}).get("tolerations")
+        m = task_manifest(task, spec["framework"], fw_uid, role, spec["agent"], offer_name, tolerations)
         m["metadata"]["namespace"] = ns
         return m
 
@@ -330,7 +352,7 @@ class AnswerHandling:
         reason: str = "REASON_TASK_INVALID",
     ) -> None:
         try:
-            self.writer.create("tasks", ns, self._task_manifest(ns, task, spec, fw_uid, offer_name))
+            self._create_task(ns, self._task_manifest(ns, task, spec, fw_uid, offer_name))
         except ApiError as e:
             if e.status != 409:
                 raise

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from kubernetes.utils import parse_quantity
 
+from mesoskube.master.taints import marked_for_deletion, node_taints
 from mesoskube.resources import Resources, normalize_ranges
 
 MB = 2**20
@@ -45,6 +46,7 @@ class NodeInfo:
     ready: bool
     unschedulable: bool
     deleting: bool
+    taints: tuple = ()
 
     @property
     def offerable(self) -> bool:
@@ -62,7 +64,8 @@ def node_info(body: dict) -> NodeInfo:
         labels=dict(body["metadata"].get("labels") or {}),
         ready=ready,
         unschedulable=bool((body.get("spec") or {}).get("unschedulable")),
-        deleting=bool(body["metadata"].get("deletionTimestamp")),
+        deleting=bool(body["metadata"].get("deletionTimestamp")) or marked_for_deletion(body),
+        taints=node_taints(body),
     )
 
 

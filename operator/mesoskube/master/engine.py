@@ -25,6 +25,7 @@ from mesoskube.allocator.snapshot import AllocatorConfig
 from mesoskube.master.allocation import AllocationCycle
 from mesoskube.master.answers import AnswerHandling
 from mesoskube.master.cache import Cache
+from mesoskube.master.contract import Provenance
 from mesoskube.master.events import EventRecorder
 from mesoskube.master.health import AgentHealth
 from mesoskube.master.lifecycle import FrameworkLifecycle
@@ -56,6 +57,7 @@ class Engine:
     # (framework, agent) -> (until, refused resources); in memory only, as in Mesos (lost on failover)
     filters: dict[tuple[str, str], tuple[float, Resources | None]] = field(default_factory=dict)
     ready: threading.Event = field(default_factory=threading.Event)
+    provenance: Provenance = field(default_factory=Provenance)  # what this master made (contract.py)
 
     def __post_init__(self) -> None:
         self.pool = ThreadPoolExecutor(max(1, self.workers), thread_name_prefix="mesoskube-write")
@@ -90,6 +92,7 @@ class Engine:
             self.task_queue,
             self.process_queue,
             self.request_allocation,
+            self.provenance,
         )
         self.sync_tasks, self.sync_task, self.check_agents = (
             self.tasks.sync_tasks,
@@ -121,6 +124,7 @@ class Engine:
             self.process_queue,
             self.request_allocation,
             self._run_all,
+            self.provenance,
         )
         self.process_answers = self.answers.process_answers
         self.handle_answer = self.answers.handle_answer
@@ -134,6 +138,7 @@ class Engine:
             self.filters,
             self.answers.apply_late_declines,
             self._run_all,
+            self.provenance,
             wake=self.wake.set,
             offer_pool=self.offer_pool,
         )
@@ -234,6 +239,8 @@ class Engine:
         for store in ("frameworks", "offers", "tasks"):
             for obj in w.list(store, ns):  # type: ignore[attr-defined]
                 self.cache.upsert(store, obj)
+                if store != "frameworks":
+                    self.provenance.made(obj)  # an earlier master's
         for obj in w.list_roles():  # type: ignore[attr-defined]
             self.cache.upsert("roles", obj)
         self.enqueue_all()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from mesoskube import metrics
 from mesoskube.api.models import FrameworkPhase, OfferPhase
 from mesoskube.master.cache import Cache, format_time, key_of, parse_time
+from mesoskube.master.contract import closed_at
 from mesoskube.master.events import EventRecorder
 from mesoskube.master.objects import add_into, framework_key, is_terminal, offer_phase, resources_of
 from mesoskube.master.writer import ApiError, Writer
@@ -126,9 +127,7 @@ class OfferHousekeeping:
                 o
                 for o in self.cache.offers.values()
                 if offer_phase(o) != OfferPhase.OUTSTANDING.value
-                and (parse_time((o.get("status") or {}).get("closedAt")) or now)
-                + self.settings.offerRetention
-                <= now
+                and closed_at(o, now) + self.settings.offerRetention <= now
             ]
         for o in old:
             try:

@@ -19,6 +19,7 @@ from mesoskube.api.models import TERMINAL_TASK_STATES, TaskState
 from mesoskube.master.adoption import PodAdoption
 from mesoskube.master.builders import pod_manifest
 from mesoskube.master.cache import Cache, format_time
+from mesoskube.master.contract import Provenance, ignore_foreign_task
 from mesoskube.master.events import EventRecorder
 from mesoskube.master.health import AgentHealth
 from mesoskube.master.objects import framework_key, is_terminal, ns_name, task_state
@@ -40,6 +41,7 @@ class TaskSync:
     queue: WorkQueue
     process_queue: Callable[[WorkQueue, Callable], None]
     request_allocation: Callable[[Iterable[str] | None], None]
+    provenance: Provenance  # what this master made: only those Tasks get pods (contract.py)
     accepted_at: dict[str, float] = field(default_factory=dict)
     killing: set[str] = field(default_factory=set)
     launched: set[str] = field(default_factory=set)  # tasks whose pod was created, bound or seen
@@ -97,6 +99,9 @@ class TaskSync:
         task = self.cache.tasks.get(key) or task  # the newest we hold
         spec, status = task["spec"], task.get("status") or {}
         state = task_state(task)
+        if state not in TERMINAL_TASK_STATES and not self.provenance.trusted(task, key):
+            ignore_foreign_task(self.writer, self.cache, self.events, lambda: now, task)
+            return
         if state in TERMINAL_TASK_STATES:
             self.accepted_at.pop(key, None)
             self.launched.discard(key)
