@@ -393,3 +393,25 @@ def test_a_decline_swept_before_it_was_processed_still_filters_through_the_handl
     rig.watch()
     rig.step(advance=1)
     assert rig.offers() == {} and rig.engine.filters[("ns/fw", "n1")][0] > rig.clock() + 28
+
+
+def test_an_offer_or_task_the_master_did_not_make_launches_nothing_and_says_why() -> None:
+    """Provenance through the engine's parts: Offers the allocation made and Tasks the answers made
+    are acted on; an answered Offer or a Task created by someone else is closed with a reason."""
+    rig, offer = launched_rig()
+    made = rig.api.get("offers", offer)
+    forged = {
+        "metadata": {"name": "forged"},
+        "spec": {**made["spec"], "answer": {"type": "Accept", "tasks": [task_info("f1")]}},
+    }
+    rig.api.create("offers", "ns", forged)
+    task = {"metadata": {"name": "f2"}, "spec": {"framework": "fw", "role": "*", "agent": "n1",
+                                                 "resources": {"cpus": 1}}}  # fmt: skip
+    rig.api.create("tasks", "ns", task)
+    rig.accept(offer, task_info("t1"))
+    rig.settle()
+    status = rig.api.get("offers", "ns/forged")["status"]
+    assert (status["phase"], status["reason"]) == ("Invalid", "REASON_NOT_FROM_MASTER")
+    assert rig.task("ns/f1") is None and rig.api.get("pods", "ns/f1") is None
+    assert rig.state("ns/f2") == "TASK_ERROR" and rig.api.get("pods", "ns/f2") is None
+    assert rig.api.get("pods", "ns/t1")["spec"]["nodeName"] == "n1"  # the master's own launched
