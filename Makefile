@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help venv binaries deps images install crds check-crds test test-unit test-cluster \
         test-existing-cluster test-e2e-installed lint demo demo-down bench compare-modes \
-        bench-mesos-http clean
+        bench-mesos-http clean fuzz
 
 help:
 	@echo "make demo    local control plane + master + Spark frameworks, live"
@@ -81,6 +81,12 @@ test-cluster: venv binaries images
 test-existing-cluster: venv binaries
 	$(PY) -m pytest tests --existing-cluster $(PYTEST_ARGS)
 
+# The contract fuzzer, long: FUZZ_EXAMPLES cases per kind (Frameworks, answers, forged Tasks,
+# MesosRoles) with a random seed, against a real API server and master; prints the tally per kind.
+FUZZ_EXAMPLES ?= 400
+fuzz: venv binaries
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_SEED=$${FUZZ_SEED:-random} $(PY) -m pytest tests/cluster/test_fuzz.py -s -q -p no:cacheprovider --timeout=0 $(PYTEST_ARGS)
+
 # The master's cluster tests against the master installed by the Helm chart as a pod on a real node
 # of the local cluster (no in-process master); with KUBECONFIG=... --existing-cluster, any cluster.
 test-e2e-installed: venv binaries images
@@ -89,6 +95,7 @@ test-e2e-installed: venv binaries images
 lint: venv binaries
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit/test_import_contract.py
 	$(BIN)/actionlint-$$(. operator/mesoskube/cluster/versions.env && echo $$ACTIONLINT_VERSION) .github/workflows/*.yaml
 	$(BIN)/helm-$$(. operator/mesoskube/cluster/versions.env && echo $$HELM_VERSION) lint --strict charts/mesoskube
 

@@ -84,7 +84,7 @@ def synthetic_cache(nodes: int, frameworks: int, tasks_per_node: int = 4, offers
 def time_cycle(nodes: int, frameworks: int, repeats: int = 3) -> dict[str, float]:
     """Median seconds of the engine's snapshot and of the allocator for one cycle (after a warm-up
     cycle, as in a running master whose parsed resources are memoised)."""
-    engine = Engine(kube=None, settings=Settings(), cache=synthetic_cache(nodes, frameworks))  # type: ignore[arg-type]
+    engine = Engine(writer=None, settings=Settings(), cache=synthetic_cache(nodes, frameworks))  # type: ignore[arg-type]
     engine.snapshot(time.time())
     snaps, allocs = [], []
     for _ in range(repeats):

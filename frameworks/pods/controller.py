@@ -30,6 +30,7 @@ from mesoskube.kube import Kube
 from mesoskube.master import LABEL_TASK
 from mesoskube.master.events import EventRecorder
 from mesoskube.master.selector import parse_selector
+from mesoskube.master.writer import KubeWriter
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class PodsFramework:
         self._stopped = threading.Event()
         self._synced = {"nodes": threading.Event(), "namespaces": threading.Event()}
         self._pool = ThreadPoolExecutor(2, thread_name_prefix="pods-events")
-        self._events = EventRecorder(kube, self._pool, component=COMPONENT)
+        self._events = EventRecorder(KubeWriter(kube), self._pool, component=COMPONENT)
         self._threads: list[threading.Thread] = []
 
     # ------------------------------------------------------------------ lifecycle

@@ -115,6 +115,7 @@ class SchedulerDriver:
         offer_batch_window: float = 0.05,
         watch_timeout: int = 60,
         labels: dict[str, str] | None = None,
+        tolerations: Sequence[dict[str, Any]] = (),
     ) -> None:
         self.scheduler = scheduler
         self.framework_name = framework_name
@@ -131,6 +132,7 @@ class SchedulerDriver:
         self.offer_batch_window = float(offer_batch_window)
         self.watch_timeout = int(watch_timeout)
         self.labels = dict(labels or {})
+        self.tolerations = [dict(t) for t in tolerations]
         self.stats = DriverStats()
 
         self.framework_id: str | None = None
@@ -281,6 +283,8 @@ class SchedulerDriver:
             spec["defaultFilters"] = {"refuseSeconds": self.default_refuse_seconds}
         if self.user:
             spec["user"] = self.user
+        if self.tolerations:
+            spec["tolerations"] = self.tolerations
         return spec
 
     def _subscribe(self) -> None:
@@ -288,7 +292,9 @@ class SchedulerDriver:
             "apiVersion": f"{API_GROUP}/{API_VERSION}",
             "kind": "Framework",
             "metadata": {"name": self.framework_name, "namespace": self.namespace, "labels": self.labels},
-            "spec": self._framework_spec(),
+            # The principal is who we are: the chart's admission policy accepts no other, and lets
+            # only it answer this framework's offers and kill its tasks.
+            "spec": {**self._framework_spec(), "principal": self.kube.whoami()},
         }
         deadline = time.monotonic() + 60
         while True:

@@ -128,6 +128,12 @@ class Kube:
     def rbac(self) -> client.RbacAuthorizationV1Api:
         return client.RbacAuthorizationV1Api(self.api)
 
+    def whoami(self) -> str:
+        """The username this client authenticates as (SelfSubjectReview, GA since Kubernetes 1.28):
+        a Framework's spec.principal, which admission checks against the creating user."""
+        review = client.AuthenticationV1Api(self.api).create_self_subject_review(client.V1SelfSubjectReview())
+        return review.status.user_info.username
+
     # Custom resources of our group, by plural.
     def create(self, plural: str, namespace: str, body: dict) -> dict:
         return self.custom.create_namespaced_custom_object(API_GROUP, API_VERSION, namespace, plural, body)

@@ -7,6 +7,18 @@ from prometheus_client import Counter, Gauge, Histogram
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 allocation_runs = Counter("mesoskube_allocation_runs_total", "Allocation cycles run.")
+allocation_stage = Histogram(
+    "mesoskube_allocation_stage_seconds",
+    "Time of each stage of the allocation pipeline (snapshot, allocate, write), by kind of cycle: "
+    "sweep (all agents, each interval) or candidates (event-triggered, the agents an event freed).",
+    ["stage", "kind"],
+    buckets=_LATENCY,
+)
+passed_over = Counter(
+    "mesoskube_allocation_passed_over_total",
+    "Agents or frameworks an allocation cycle passed over, by reason.",
+    ["reason"],
+)
 allocation_duration = Histogram(
     "mesoskube_allocation_duration_seconds",
     "Time of one allocation cycle (snapshot, allocator, offer writes).",

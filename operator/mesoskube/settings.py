@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mesoskube.allocator.snapshot import SorterKind
+from mesoskube.master.selector import SelectorError, parse_selector
 from mesoskube.resources import Resources, parse_ranges
 
 ENV_PREFIX = "MESOSKUBE_"
@@ -39,7 +40,11 @@ class Settings(BaseModel):
         float, Field(ge=0, description="Filter length for a decline without filters (Mesos: 5 s).")
     ] = 5.0
     agentSelector: Annotated[
-        str, Field(description="Label selector choosing which nodes are agents; empty = every node.")
+        str,
+        Field(
+            description="Label selector (the API server's syntax: =, !=, in, notin, exists, !key) choosing "
+            "which nodes are agents; empty = every node."
+        ),
     ] = ""
     portRange: Annotated[
         str,
@@ -68,6 +73,14 @@ class Settings(BaseModel):
     offerRetention: Annotated[
         float, Field(ge=0, description="Seconds a rescinded or expired Offer stays visible before deletion.")
     ] = 30.0
+    agentUnreachableTimeout: Annotated[
+        float,
+        Field(
+            gt=0,
+            description="Seconds a node may stay NotReady before its tasks become TASK_UNREACHABLE "
+            "(PARTITION_AWARE frameworks) or TASK_LOST (others); Mesos: 75 s of missed pings.",
+        ),
+    ] = 75.0
     maxCompletedTasksPerFramework: Annotated[
         int,
         Field(ge=0, description="Terminal Tasks kept per framework; older ones are deleted (Mesos: 1000)."),
@@ -118,6 +131,17 @@ class Settings(BaseModel):
             "in the master's process; false = run it apart (`mesoskube pods run`) or not at all."
         ),
     ] = True
+
+    @field_validator("agentSelector")
+    @classmethod
+    def _check_agent_selector(cls, v: str) -> str:
+        try:
+            parse_selector(v)
+        except SelectorError as e:
+            raise ValueError(
+                f"agentSelector: {e}; use the API server's syntax, e.g. 'zone in (a,b),!gpu'"
+            ) from e
+        return v
 
     @field_validator("minAllocatable")
     @classmethod

@@ -14,12 +14,17 @@ from mesoskube.api.install import install_crds
 from mesoskube.kube import Kube
 from mesoskube.master.runner import Master
 from mesoskube.settings import Settings
+from tests.cluster.identity import install_admission_policies
 
 
 @pytest.fixture(scope="session")
 def crds(request: pytest.FixtureRequest, kube: Kube) -> None:
+    """The CRDs and the chart's admission policies (the framework contract the API server enforces).
+    A Helm-installed master comes with its own policies, which trust it (ours would not)."""
     install_crds(kube)
-    if request.config.getoption("--installed-master") and not request.config.getoption("--existing-cluster"):
+    if not request.config.getoption("--installed-master"):
+        install_admission_policies(kube)
+    elif not request.config.getoption("--existing-cluster"):
         # The local control plane: install the chart with the locally built image, once per session.
         from mesoskube.cluster.install import install_master
         from mesoskube.cluster.local import LocalCluster

@@ -113,3 +113,18 @@ def task(name: str, cpus: float, mem: float, run_seconds: float | None = None, *
 
 def wait(seconds: float) -> None:
     time.sleep(seconds)
+
+
+def wait_sweeps(master, n: int = 3, timeout: float = 20) -> None:
+    """Wait until the master has looked at every agent `n` more times (full allocation cycles):
+    whatever it would offer by then, it has offered. Event-driven for an in-process master; a
+    Helm-installed one (master is None) is waited for by its default 1 s interval."""
+    if master is None:
+        time.sleep(n * 1.0 + 0.5)
+        return
+    start = master.engine.sweeps
+    eventually(
+        lambda: master.engine.sweeps >= start + n and master.engine.allocation.offers_in_flight == 0,
+        timeout=timeout,
+        what=f"{n} allocation sweeps and their Offer writes",
+    )

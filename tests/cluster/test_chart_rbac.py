@@ -31,6 +31,10 @@ from tests.cluster.test_pods_framework import (  # noqa: F401 - the in-process p
     test_a_pod_that_fits_nowhere_stays_pending_with_an_event,
 )
 from tests.helpers import eventually, offer_requests
+from tests.unit.rbac_from_code import master_grants
+
+# Granted to every authenticated user (system:basic-user, system:discovery): not the chart's.
+EVERYONE_GROUPS = {"authorization.k8s.io", "authentication.k8s.io"}
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "mesoskube"
 RELEASE_NS = "mesoskube-rbac-test"
@@ -38,7 +42,12 @@ RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
 
 
 def apply_identity(
-    kube: Kube, kubeconfig: str, directory: Path, release: str, drop_verbs: frozenset[str] = frozenset()
+    kube: Kube,
+    kubeconfig: str,
+    directory: Path,
+    release: str,
+    drop_verbs: frozenset[str] = frozenset(),
+    helm_args: tuple[str, ...] = (),
 ) -> tuple[str, list[dict]]:
     """Apply the chart's ServiceAccount, ClusterRole and binding (rendered as `release`, minus
     `drop_verbs`); return a kubeconfig with a token of that ServiceAccount, and the objects."""
@@ -50,17 +59,16 @@ def apply_identity(
             str(CHART),
             "--namespace",
             RELEASE_NS,
-            "--kube-version",
-            "1.34.0",
+            *helm_args,
         ],
         check=True,
         capture_output=True,
         text=True,
     ).stdout
-    objects = [o for o in yaml.safe_load_all(rendered) if o and o.get("kind") in RBAC_KINDS]
-    assert {o["kind"] for o in objects} == RBAC_KINDS
+    objects = [o for o in yaml.safe_load_all(rendered) if o and o.get("kind") in RBAC_KINDS | {"RoleBinding"}]
+    assert {o["kind"] for o in objects} >= RBAC_KINDS
     for o in objects:
-        if o["kind"] == "ClusterRole":
+        if o["kind"] == "ClusterRole" and drop_verbs:
             rules = [{**r, "verbs": [v for v in r["verbs"] if v not in drop_verbs]} for r in o["rules"]]
             o["rules"] = [r for r in rules if r["verbs"]]
     try:
@@ -99,6 +107,8 @@ def remove_identity(kube: Kube, objects: list[dict]) -> None:
                 kube.rbac.delete_cluster_role(name)
             elif kind == "ClusterRoleBinding":
                 kube.rbac.delete_cluster_role_binding(name)
+            elif kind == "RoleBinding":
+                kube.rbac.delete_namespaced_role_binding(name, obj["metadata"]["namespace"])
             else:
                 kube.core.delete_namespaced_service_account(name, RELEASE_NS)
         except ApiException:
@@ -171,5 +181,74 @@ def test_without_deletecollection_declined_offers_are_deleted_one_by_one(
             assert offer_requests("delete") - deletes == 3
             time.sleep(2)
             assert fw.offers() == []
+    finally:
+        remove_identity(kube, objects)
+
+
+def _rules(k: Kube, namespace: str) -> set[tuple[str, str, str]]:
+    """What `kubectl auth can-i --list -n NAMESPACE` shows for this identity (SelfSubjectRulesReview)."""
+    review = client.AuthorizationV1Api(k.api).create_self_subject_rules_review(
+        client.V1SelfSubjectRulesReview(spec=client.V1SelfSubjectRulesReviewSpec(namespace=namespace))
+    )
+    return {
+        (g, r, v)
+        for rule in review.status.resource_rules
+        for g in rule.api_groups or [""]
+        for r in rule.resources or []
+        for v in rule.verbs
+        if g not in EVERYONE_GROUPS
+    }
+
+
+def test_chart_identity_can_list_shows_exactly_the_verbs_the_code_calls(chart_identity, namespace):
+    k = Kube.connect(chart_identity)
+    code = master_grants()
+    assert _rules(k, namespace) == {g for g in code if g[0] not in EVERYONE_GROUPS}
+    # The review groups are hidden in the list (every user may review itself); the Mesos HTTP
+    # API's TokenReview and SubjectAccessReview are asked one by one.
+    auth = client.AuthorizationV1Api(k.api)
+    for group, resource, verb in sorted(g for g in code if g[0] in EVERYONE_GROUPS):
+        review = auth.create_self_subject_access_review(
+            client.V1SelfSubjectAccessReview(
+                spec=client.V1SelfSubjectAccessReviewSpec(
+                    resource_attributes=client.V1ResourceAttributes(group=group, resource=resource, verb=verb)
+                )
+            )
+        )
+        assert review.status.allowed, (group, resource, verb)
+
+
+def _pod(name: str, task_pod: bool = True) -> dict:
+    meta: dict = {"name": name}
+    if task_pod:
+        meta["labels"] = {"mesoskube.io/task": name}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta,
+            "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}}  # fmt: skip
+
+
+def test_chart_identity_creates_no_pod_in_kube_system_and_only_task_pods(chart_identity, namespace):
+    """The cluster-wide pod grant is held by the master-pods admission policy."""
+    k = Kube.connect(chart_identity)
+    with pytest.raises(ApiException) as err:
+        k.core.create_namespaced_pod("kube-system", _pod("evil"))
+    assert err.value.status == 403 and "runs no pods in namespace kube-system" in err.value.body
+    with pytest.raises(ApiException) as err:
+        k.core.create_namespaced_pod(namespace, _pod("plain", task_pod=False))
+    assert err.value.status == 403 and "only task pods" in err.value.body
+    with pytest.raises(ApiException) as err:
+        k.core.create_namespaced_pod(namespace, _pod("unowned"))
+    assert err.value.status == 403 and "owned by its Task" in err.value.body
+
+
+def test_with_task_namespaces_pod_create_is_granted_only_there(kube, kubeconfig, crds, namespace, tmp_path):
+    path, objects = apply_identity(
+        kube, kubeconfig, tmp_path, "rbac-tasks", helm_args=("--set", f"rbac.taskNamespaces={{{namespace}}}")
+    )
+    try:
+        k = Kube.connect(path)
+        pods = {("", "pods", "create"), ("", "pods", "delete")}
+        eventually(lambda: pods <= _rules(k, namespace), timeout=10, what="task pod grant in the namespace")
+        assert not pods & _rules(k, "kube-system")
+        assert not pods & _rules(k, "default")
     finally:
         remove_identity(kube, objects)

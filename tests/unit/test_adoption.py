@@ -3,40 +3,35 @@ task before the binding. Engine bookkeeping with a recording writer, no API serv
 
 from __future__ import annotations
 
-from kubernetes.client.exceptions import ApiException
-
 from mesoskube.master.cache import Cache
 from mesoskube.master.engine import Engine
+from mesoskube.master.writer import ApiError
 from mesoskube.settings import Settings
 
 NOW = 1000.0
 
 
-class Core:
-    def __init__(self) -> None:
-        self.deleted: list[str] = []
-        self.events: list[str] = []
-
-    def delete_namespaced_pod(self, name, ns, **_):
-        self.deleted.append(name)
-
-    def create_namespaced_event(self, ns, body):
-        self.events.append(body["reason"])
-
-
 class Writer:
-    """Records the master's writes; patch_status answers with the patched Task."""
+    """Records the master's writes (the Writer's surface this path uses); patch_status answers
+    with the patched Task."""
 
     def __init__(self, cache: Cache, bind_error: int | None = None) -> None:
         self.cache, self.bind_error = cache, bind_error
         self.bindings: list[tuple[str, dict]] = []
         self.statuses: list[dict] = []
-        self.core = Core()
+        self.deleted: list[str] = []
+        self.events: list[str] = []
 
     def bind_pod(self, ns, binding):
         if self.bind_error:
-            raise ApiException(status=self.bind_error, reason="Conflict")
+            raise ApiError(self.bind_error, "Conflict")
         self.bindings.append((ns, binding))
+
+    def delete_pod(self, ns, name):
+        self.deleted.append(name)
+
+    def create_event(self, ns, body):
+        self.events.append(body["reason"])
 
     def patch_status(self, plural, ns, name, body):
         self.statuses.append(body["status"])
@@ -90,7 +85,8 @@ def rig(task: dict, bind_error: int | None = None, with_node: bool = True) -> tu
     cache.upsert_pod(pending_pod(), ours=True)
     cache.upsert("tasks", task)
     writer = Writer(cache, bind_error)
-    e = Engine(kube=writer, settings=Settings(), cache=cache, clock=lambda: NOW)  # type: ignore[arg-type]
+    e = Engine(writer=writer, settings=Settings(), cache=cache, clock=lambda: NOW, workers=0)  # type: ignore[arg-type]
+    e.provenance.made(task)  # the master made it (an accept): a forged Task gets no binding
     return e, writer
 
 
@@ -119,13 +115,13 @@ def test_launch_binds_the_pod_with_its_uid_and_writes_no_status_until_it_runs():
     e.cache.upsert_pod(running, ours=True)
     e.sync_task("ns/p", e.cache.tasks["ns/p"], NOW)
     assert w.statuses[-1]["state"] == "TASK_RUNNING" and w.statuses[-1]["podName"] == "p"
-    assert len(w.bindings) == 1 and w.core.deleted == []
+    assert len(w.bindings) == 1 and w.deleted == []
 
 
 def test_a_kill_before_the_binding_leaves_the_pod_alone():
     e, w = rig(adopting_task(kill=True))
     e.sync_task("ns/p", e.cache.tasks["ns/p"], NOW)
-    assert w.bindings == [] and w.core.deleted == []
+    assert w.bindings == [] and w.deleted == []
     assert w.statuses[-1]["state"] == "TASK_KILLED"
     assert w.statuses[-1]["reason"] == "REASON_TASK_KILLED_DURING_LAUNCH"
 
@@ -133,7 +129,7 @@ def test_a_kill_before_the_binding_leaves_the_pod_alone():
 def test_an_agent_gone_before_the_binding_is_task_lost_and_the_pod_stays():
     e, w = rig(adopting_task(), with_node=False)
     e.sync_task("ns/p", e.cache.tasks["ns/p"], NOW)
-    assert w.bindings == [] and w.core.deleted == []
+    assert w.bindings == [] and w.deleted == []
     assert w.statuses[-1]["state"] == "TASK_LOST"
 
 
@@ -142,5 +138,30 @@ def test_a_refused_binding_is_task_error_saying_so():
     e.sync_task("ns/p", e.cache.tasks["ns/p"], NOW)
     assert w.statuses[-1]["state"] == "TASK_ERROR"
     assert "cannot bind pod p to n1: replaced or bound elsewhere" in w.statuses[-1]["message"]
-    e.pool.shutdown(wait=True)
-    assert w.core.events == ["TASK_ERROR"]
+    assert w.events == ["TASK_ERROR"]
+
+
+def test_an_accept_adopting_a_pod_binds_it_through_the_engine_and_mirrors_it():
+    """The whole path over the emulated API: offer, accept naming the pod, a Binding (no pod
+    created), the bound pod mirrored into its Task."""
+    from tests.unit.enginerig import Rig, task_info
+
+    rig = Rig()
+    user_pod = pending_pod()
+    user_pod["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "500m", "memory": "256Mi"}}
+    rig.api.create("pods", "ns", user_pod)
+    rig.node("n1")
+    rig.framework()
+    rig.step()
+    offer = rig.offer_on("n1")
+    adopting = task_info("p", cpus=0.5, pod={"name": "p", "uid": "pod-uid"})
+    adopting["resources"]["mem"] = 256
+    rig.accept(offer, adopting)
+    rig.watch()
+    rig.step()
+    assert rig.api.get("pods", "ns/p")["spec"]["nodeName"] == "n1"
+    assert rig.api.names("pods") == {"p"}  # bound, not created
+    rig.run_pod("ns/p")
+    rig.settle()
+    assert rig.state("ns/p") == "TASK_RUNNING"
+    assert rig.task("ns/p")["status"]["podName"] == "p"

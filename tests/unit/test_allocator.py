@@ -20,8 +20,11 @@ from mesoskube.allocator import (
     RolePolicy,
     Snapshot,
     SorterKind,
+    Taint,
+    Toleration,
     allocate,
     dominant_share,
+    tolerated,
 )
 from mesoskube.resources import Resources
 
@@ -421,3 +424,49 @@ def test_filter_passes_once_the_agent_holds_more_than_was_refused() -> None:
     )
     (offer,) = allocate(snapshot, now=1.0)
     assert offer.framework == "ns/a" and offer.resources.cpus == 2
+
+
+# ------------------------------------------------------------------ taints and quota edges
+
+
+def test_tainted_agent_goes_only_to_frameworks_that_tolerate_it() -> None:
+    tainted = Agent(
+        name="gpu-0",
+        total=agent("x").total,
+        available=agent("x").total,
+        taints=(Taint("dedicated", "gpu", "NoSchedule"), Taint("maintenance", "", "NoExecute")),
+    )
+    plain = FrameworkView(key="ns/a")
+    half = FrameworkView(key="ns/b", tolerations=(Toleration("dedicated", "Equal", "gpu"),))
+    full = FrameworkView(
+        key="ns/c", tolerations=(Toleration("dedicated", "Equal", "gpu"), Toleration("maintenance", "Exists"))
+    )
+    decisions = allocate(Snapshot(agents=(tainted,), frameworks=(plain, half, full)), now=0.0)
+    assert [d.framework for d in decisions] == ["ns/c"]
+    assert allocate(Snapshot(agents=(tainted,), frameworks=(plain, half)), now=0.0) == []
+
+
+@pytest.mark.parametrize(
+    "toleration,taint,ok",
+    [
+        (Toleration("k", "Equal", "v"), Taint("k", "v", "NoSchedule"), True),
+        (Toleration("k", "Equal", "v"), Taint("k", "w", "NoSchedule"), False),
+        (Toleration("k", "Exists"), Taint("k", "w", "NoExecute"), True),
+        (Toleration("", "Exists"), Taint("anything", "", "NoExecute"), True),
+        (Toleration("k", "Exists", effect="NoSchedule"), Taint("k", "", "NoExecute"), False),
+    ],
+)
+def test_toleration_matching_follows_kubernetes(toleration, taint, ok) -> None:
+    assert tolerated((toleration,), (taint,)) is ok
+
+
+def test_role_at_its_cpu_quota_gets_no_zero_cpu_offers_of_the_memory() -> None:
+    """At its cpu quota a role was still offered 0 cpus and all the memory of every agent."""
+    snapshot = Snapshot(
+        agents=(agent("node-0"), agent("node-1")),
+        frameworks=(framework("ns/a", "capped", capped=Resources(cpus=2)), framework("ns/b", "open")),
+        roles={"capped": RolePolicy("capped", quota_limit=Resources(cpus=2))},
+    )
+    decisions = allocate(snapshot, now=0.0)
+    assert {d.framework for d in decisions} == {"ns/b"}
+    assert all(d.resources.cpus == 4 and d.resources.mem == 8192 for d in decisions)

@@ -204,13 +204,18 @@ def test_no_json_schema_leftovers_anywhere() -> None:
     assert not found
 
 
-def test_status_preserves_unknown_fields_and_spec_does_not() -> None:
+def test_status_preserves_unknown_fields_and_spec_only_in_answered_tasks() -> None:
+    """Unknown spec fields are pruned, except in an accept's tasks: kept there so the task-fields
+    admission policy (and the master) can reject a misspelt field by name instead of dropping it."""
+    kept = {}
     for resource in RESOURCES:
         root = root_schema(resource.kind)
         assert root["properties"]["status"].get("x-kubernetes-preserve-unknown-fields") is True
         assert resource.status.model_config.get("extra") == "allow"
-        spec_nodes = walk(root["properties"]["spec"])
-        assert not any(n.get("x-kubernetes-preserve-unknown-fields") for _, n in spec_nodes)
+        for path, node in walk(root["properties"]["spec"]):
+            if node.get("x-kubernetes-preserve-unknown-fields"):
+                kept[resource.kind] = path
+    assert kept == {"Offer": ".answer.tasks[*]"}
 
 
 def test_field_constraints_are_carried_over() -> None:
@@ -236,6 +241,7 @@ def test_field_constraints_are_carried_over() -> None:
     assert at(offer, "spec.attributes") == {
         "description": "Agent attributes (node labels).",
         "type": "object",
+        "maxProperties": 256,
         "additionalProperties": {"type": "string"},
     }
     ports = at(offer, "spec.resources.ports")
@@ -263,8 +269,10 @@ def test_optional_fields_prune_null_instead_of_storing_it() -> None:
 
 def test_defaults_are_written_into_the_schema() -> None:
     fw = root_schema("Framework")
-    assert at(fw, "spec.defaultFilters.refuseSeconds")["default"] == 5
-    assert at(fw, "spec.defaultFilters")["default"] == {}
+    # No schema default for refusals: the master's defaultRefuseSeconds applies when none is given
+    # (a schema default of 5 s filled every object in, so the setting never took effect).
+    assert "default" not in at(fw, "spec.defaultFilters.refuseSeconds")
+    assert "default" not in at(fw, "spec.defaultFilters")
     assert at(fw, "spec.roles")["default"] == ["*"]
     assert at(fw, "spec.failoverTimeoutSeconds")["default"] == 0
     assert at(fw, "spec.suppress")["default"] is False
@@ -300,7 +308,7 @@ def test_defaults_are_written_into_the_schema() -> None:
                 "answer": {
                     "type": "Accept",
                     "tasks": [{"name": "t", "resources": {"cpus": 1}}],
-                    "filters": {},
+                    "filters": {"refuseSeconds": 1},
                 },
             },
         ),
@@ -318,7 +326,7 @@ def test_api_server_defaults_equal_model_defaults(model: type[Model], kind: str,
 def test_optional_spec_gets_its_defaults_from_a_bare_object() -> None:
     root = root_schema("Framework")
     obj = apply_defaults(root, {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": "Framework"})
-    assert obj["spec"]["defaultFilters"] == {"refuseSeconds": 5}
+    assert "defaultFilters" not in obj["spec"]  # the master's defaultRefuseSeconds applies
     assert obj["spec"]["roles"] == ["*"]
     assert "status" not in obj
 
@@ -363,18 +371,34 @@ def test_every_cel_rule_has_a_message_and_sits_where_the_model_put_it() -> None:
             assert rule.get("message"), f"{kind}{path}: rule {rule['rule']!r} has no message"
             rules.setdefault(f"{kind}{path}", []).append(rule["rule"])
     assert set(rules) == {
+        "Framework",
         "Framework.spec",
         "Offer.spec",
         "Offer.spec.answer",
         "Offer.spec.answer.tasks[*]",
         "Task.spec",
+        "Framework.spec.tolerations[*]",
+        "Task.spec.tolerations[*]",
     }
-    assert len(rules["Offer.spec"]) == 2 and len(rules["Task.spec"]) == 2
+    assert rules["Framework"] == ["size(self.metadata.name) <= 63"]
     assert "MULTI_ROLE" in rules["Framework.spec"][0]
     assert rules["Offer.spec.answer.tasks[*]"] == [
         "self.resources.cpus > 0.0 || self.resources.mem > 0.0",
         "!has(self.pod) || self.pod.name == self.name",
     ]
+
+
+def test_every_master_written_spec_field_is_frozen() -> None:
+    """On an Offer only spec.answer is the framework's (written once); on a Task only spec.kill."""
+    for kind, model, writable in (("Offer", OfferSpec, {"answer"}), ("Task", TaskSpec, {"kill"})):
+        rules = root_schema(kind)["properties"]["spec"]["x-kubernetes-validations"]
+        frozen = {r["fieldPath"][1:] for r in rules if r.get("reason") == "FieldValueForbidden"}
+        assert frozen == set(model.model_fields) - writable, kind
+        for r in rules:
+            if r.get("reason") == "FieldValueForbidden":
+                assert "oldSelf" in r["rule"] and r["fieldPath"][1:] in r["message"]
+    fw_rules = root_schema("Framework")["properties"]["spec"]["x-kubernetes-validations"]
+    assert any(r.get("fieldPath") == ".principal" for r in fw_rules)
 
 
 def test_strings_and_lists_in_cel_rules_are_bounded() -> None:

@@ -31,7 +31,7 @@ def engine() -> Engine:
             "status": {"phase": "Subscribed"},
         },
     )
-    return Engine(kube=None, settings=Settings(agentSelector=""), cache=cache, clock=lambda: NOW)  # type: ignore[arg-type]
+    return Engine(writer=None, settings=Settings(agentSelector=""), cache=cache, clock=lambda: NOW, workers=0)  # type: ignore[arg-type]
 
 
 def declined(name: str = "o1", refuse: float | None = 7, phase: str | None = None) -> dict:

@@ -64,6 +64,9 @@ class FakeKube:
         self.objects: dict[tuple[str, str], dict] = {}
         self.coordination = FakeCoordination()
 
+    def whoami(self) -> str:
+        return "system:serviceaccount:ns:fw"
+
     def create(self, plural, ns, body):
         self.writes.append(("create", plural, body["metadata"]["name"], body))
         key = (plural, body["metadata"]["name"])
@@ -422,7 +425,12 @@ def test_subscribe_creates_the_lease_first_then_the_framework():
     assert spec["holderIdentity"] == d.identity and spec["leaseDurationSeconds"] == 15
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", spec["renewTime"])
     created = kube.objects[("frameworks", "fw")]
-    assert created["spec"] == {"roles": ["a"], "failoverTimeoutSeconds": 30.0, "capabilities": []}
+    assert created["spec"] == {
+        "roles": ["a"],
+        "failoverTimeoutSeconds": 30.0,
+        "capabilities": [],
+        "principal": "system:serviceaccount:ns:fw",
+    }
     # Renewal: one JSON patch that also adds the owner reference (once), guarded by a test op.
     d._renew_lease()
     d._renew_lease()

@@ -14,6 +14,9 @@ from mesoskube.allocator.snapshot import (
     RolePolicy,
     Snapshot,
     SorterKind,
+    Taint,
+    Toleration,
+    tolerated,
 )
 from mesoskube.allocator.sorter import DRFSorter, RandomSorter, Sorter, dominant_share
 
@@ -30,6 +33,9 @@ __all__ = [
     "Snapshot",
     "Sorter",
     "SorterKind",
+    "Taint",
+    "Toleration",
     "allocate",
     "dominant_share",
+    "tolerated",
 ]

@@ -21,6 +21,7 @@ from mesoskube.allocator.snapshot import (
     RolePolicy,
     Snapshot,
     SorterKind,
+    tolerated,
 )
 from mesoskube.allocator.sorter import DRFSorter, RandomSorter, Sorter, scalars_only
 from mesoskube.resources import SCALARS, Resources
@@ -30,18 +31,34 @@ _NONE_REFUSED: dict[str, list[Resources | None]] = {}
 DEFAULT_CONFIG = AllocatorConfig()
 
 
-def allocate(snapshot: Snapshot, now: float, config: AllocatorConfig = DEFAULT_CONFIG) -> list[OfferDecision]:
+def cycle_rng(seed: int, cycle: int) -> random.Random:
+    """The generator of one cycle: replayable from (seed, cycle number), different every cycle (one
+    generator re-seeded alike each cycle made the same framework win every tie, forever)."""
+    return random.Random(f"mesoskube:{seed}:{cycle}")
+
+
+def allocate(
+    snapshot: Snapshot,
+    now: float,
+    config: AllocatorConfig = DEFAULT_CONFIG,
+    cycle: int = 0,
+    passed_over: dict[str, int] | None = None,
+) -> list[OfferDecision]:
     """Offer every agent's available resources to frameworks by hierarchical DRF (or random order).
 
     Each agent's leftover goes whole to the first eligible (role, framework) in sorter order,
     capped by that role's quota headroom; whatever the cap leaves is offered on to the next role.
-    Decisions are returned in the order they were made.
+    Decisions are returned in the order they were made. `cycle` numbers the cycle for the agent
+    shuffle and the random sorter; `passed_over`, if given, counts by reason each time a framework
+    was skipped for an agent ("filtered", "offer_cap") or an agent was left unoffered
+    ("below_min_allocatable", "no_eligible_framework").
     """
-    rng = random.Random(config.seed)
-    cycle = _Cycle.build(snapshot, now, config, rng)
+    rng = cycle_rng(config.seed, cycle)
+    cycle_state = _Cycle.build(snapshot, now, config, rng)
+    cycle_state.passed_over = passed_over
     decisions: list[OfferDecision] = []
     for agent in _shuffled(snapshot.agents, rng):
-        decisions.extend(cycle.allocate_agent(agent))
+        decisions.extend(cycle_state.allocate_agent(agent))
     return decisions
 
 
@@ -114,6 +131,13 @@ def _contains_scalars(resources: Resources, minimum: Resources) -> bool:
     )
 
 
+def _quota_starves(capped: Resources, remaining: Resources) -> bool:
+    """A role whose quota leaves it no cpus (or no mem) on an agent that has some gets no offer
+    there: a 0-cpu offer of all the agent's memory runs nothing useful and holds the memory away
+    from every other role (Mesos's quota headroom likewise offers no resources beyond the limit)."""
+    return (remaining.cpus > 0 and capped.cpus <= 0) or (remaining.mem > 0 and capped.mem <= 0)
+
+
 def _quota_headroom(policy: RolePolicy | None, held: Resources) -> Resources | None:
     """What the role may still be given, or None when it has no quota limit."""
     if policy is None or policy.quota_limit is None:
@@ -131,10 +155,12 @@ class _Cycle:
     filtered: dict[str, dict[str, list[Resources | None]]]  # agent -> framework -> refused resources
     min_allocatable: tuple[Resources, ...]
     offers_left: dict[str, int] | None  # framework -> offers it may still be sent; None = no cap
+    views: dict[str, FrameworkView]
+    passed_over: dict[str, int] | None = None  # reason -> count, when the caller asks
 
     @classmethod
     def build(cls, snapshot: Snapshot, now: float, config: AllocatorConfig, rng: random.Random) -> _Cycle:
-        total = _cluster_total(snapshot.agents)
+        total = snapshot.total if snapshot.total is not None else _cluster_total(snapshot.agents)
 
         def new_sorter() -> Sorter:
             if config.sorter == SorterKind.RANDOM:
@@ -161,15 +187,20 @@ class _Cycle:
             }
             if config.max_offers_per_framework
             else None,
+            views={fw.key: fw for fw in snapshot.frameworks},
         )
 
     def allocate_agent(self, agent: Agent) -> list[OfferDecision]:
         remaining = agent.available
         offered: set[str] = set()  # Mesos makes at most one offer per framework per agent
         decisions: list[OfferDecision] = []
+        if self.passed_over is not None and not _is_allocatable(remaining, self.min_allocatable):
+            self._pass("below_min_allocatable")
         while _is_allocatable(remaining, self.min_allocatable):
-            decision = self._next_offer(agent.name, remaining, offered)
+            decision = self._next_offer(agent, remaining, offered)
             if decision is None:
+                if not decisions:
+                    self._pass("no_eligible_framework")
                 break
             decisions.append(decision)
             offered.add(decision.framework)
@@ -180,6 +211,10 @@ class _Cycle:
             remaining = remaining - decision.resources
         return decisions
 
+    def _pass(self, reason: str) -> None:
+        if self.passed_over is not None:
+            self.passed_over[reason] = self.passed_over.get(reason, 0) + 1
+
     def _record(self, decision: OfferDecision) -> None:
         # Later agents in this cycle must see the new shares, or DRF would not interleave.
         scalars = scalars_only(decision.resources)
@@ -188,15 +223,22 @@ class _Cycle:
         if self.offers_left is not None:
             self.offers_left[decision.framework] -= 1
 
-    def _next_offer(self, agent: str, remaining: Resources, offered: set[str]) -> OfferDecision | None:
-        refused = self.filtered.get(agent, _NONE_REFUSED)
+    def _next_offer(self, agent: Agent, remaining: Resources, offered: set[str]) -> OfferDecision | None:
+        refused = self.filtered.get(agent.name, _NONE_REFUSED)
+        # A framework that does not tolerate the agent's taints is passed over like a filtered one.
+        if agent.taints:
+            offered = offered | {
+                k for k, fw in self.views.items() if not tolerated(fw.tolerations, agent.taints)
+            }
         for role in self.roles.sort():
             resources = self._capped_by_quota(role, remaining)
+            if resources is not remaining and _quota_starves(resources, remaining):
+                continue
             framework = self._first_eligible(role, refused, offered, resources)
             if framework is None:
                 continue
             if resources is remaining or _is_allocatable(resources, self.min_allocatable):
-                return OfferDecision(framework=framework, role=role, agent=agent, resources=resources)
+                return OfferDecision(framework=framework, role=role, agent=agent.name, resources=resources)
         return None
 
     def _capped_by_quota(self, role: str, remaining: Resources) -> Resources:
@@ -209,7 +251,12 @@ class _Cycle:
         left = self.offers_left
         for framework in self.frameworks[role].sort():
             if left is not None and left[framework] <= 0:
+                self._pass("offer_cap")
                 continue  # at its offer cap: the agent goes to the next framework, as if filtered
-            if framework not in offered and not _is_refused(refused.get(framework), candidate):
-                return framework
+            if framework in offered:
+                continue
+            if _is_refused(refused.get(framework), candidate):
+                self._pass("filtered")
+                continue
+            return framework
         return None

@@ -22,6 +22,37 @@ class SorterKind(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Taint:
+    """A node taint that keeps tasks off (NoSchedule or NoExecute; PreferNoSchedule is not kept)."""
+
+    key: str
+    value: str = ""
+    effect: str = "NoSchedule"
+
+
+@dataclass(frozen=True, slots=True)
+class Toleration:
+    """Kubernetes toleration semantics: Exists matches any value (and, with no key, any taint);
+    Equal needs the value; no effect matches every effect."""
+
+    key: str = ""
+    operator: str = "Equal"
+    value: str = ""
+    effect: str = ""
+
+    def tolerates(self, taint: Taint) -> bool:
+        if self.effect and self.effect != taint.effect:
+            return False
+        if self.operator == "Exists":
+            return not self.key or self.key == taint.key
+        return self.key == taint.key and self.value == taint.value
+
+
+def tolerated(tolerations: tuple[Toleration, ...], taints: tuple[Taint, ...]) -> bool:
+    return all(any(t.tolerates(taint) for t in tolerations) for taint in taints)
+
+
+@dataclass(frozen=True, slots=True)
 class Agent:
     """A node offered as a Mesos agent."""
 
@@ -30,6 +61,8 @@ class Agent:
     # Allocatable minus requests of every non-terminal pod on the node, minus outstanding offers.
     available: Resources
     attributes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # Offered only to frameworks that tolerate every one of them.
+    taints: tuple[Taint, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +75,7 @@ class FrameworkView:
     # Resources held per role: non-terminal tasks plus outstanding offers (Mesos counts both).
     allocated: Mapping[str, Resources] = field(default_factory=lambda: MappingProxyType({}))
     outstanding_offers: int = 0
+    tolerations: tuple[Toleration, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +115,9 @@ class Snapshot:
     frameworks: tuple[FrameworkView, ...]
     roles: Mapping[str, RolePolicy] = field(default_factory=lambda: MappingProxyType({}))
     filters: tuple[Filter, ...] = ()
+    # The whole cluster's resources, for shares, when `agents` holds only some of them (an
+    # event-triggered cycle over candidate agents); None = the sum of `agents`.
+    total: Resources | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -301,6 +301,10 @@ def crd_object(resource: CustomResource) -> dict[str, Any]:
             "status": status,
         },
     }
+    if resource.validations:
+        root["x-kubernetes-validations"] = [
+            {k: r[k] for k in _CEL_KEYS if k in r} for r in resource.validations
+        ]
     if resource.spec_required:
         root["required"] = ["spec"]
     elif "default" not in spec:

@@ -15,21 +15,52 @@ from pydantic import BaseModel, ConfigDict, Field
 from mesoskube import TASK_IMAGE
 from mesoskube.resources import Resources
 
-# Mesos defaults (reference/mesos-semantics.md).
-DEFAULT_REFUSE_SECONDS = 5.0
+# Mesos defaults (reference/mesos-semantics.md). The default refusal (5 s) is the master's
+# defaultRefuseSeconds setting, not a schema default: a schema default would fill every object in
+# and the setting would never apply.
 DEFAULT_FAILOVER_TIMEOUT_SECONDS = 0.0
 DEFAULT_ROLE = "*"
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 ROLE_NAME = r"^(\*|[a-zA-Z0-9_][a-zA-Z0-9_.\-]*)$"
 PORT_RANGES = r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$"
+# Kubernetes label values: what Task labels and agent attributes (node labels) become or come from.
+LabelValue = Annotated[str, Field(max_length=63, pattern=r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")]
 
 
-def cel(rule: str, message: str, reason: str | None = None) -> dict[str, str]:
+def cel(rule: str, message: str, reason: str | None = None, field_path: str | None = None) -> dict[str, str]:
     out = {"rule": rule, "message": message}
     if reason:
         out["reason"] = reason
+    if field_path:
+        out["fieldPath"] = field_path
     return out
+
+
+def frozen(*fields: str, optional: tuple[str, ...] = (), writer: str = "the master") -> list[dict[str, str]]:
+    """Transition rules (oldSelf) keeping the named fields of an object as they were created: one
+    rule per field, so the error names it. An optional field may be neither added nor removed."""
+    rules = []
+    for name in fields:
+        rules.append(
+            cel(
+                f"self.{name} == oldSelf.{name}",
+                f"spec.{name} is set by {writer} and immutable",
+                "FieldValueForbidden",
+                f".{name}",
+            )
+        )
+    for name in optional:
+        rules.append(
+            cel(
+                f"has(self.{name}) == has(oldSelf.{name}) "
+                f"&& (!has(self.{name}) || self.{name} == oldSelf.{name})",
+                f"spec.{name} is set by {writer} and immutable",
+                "FieldValueForbidden",
+                f".{name}",
+            )
+        )
+    return rules
 
 
 class Model(BaseModel):
@@ -67,7 +98,7 @@ class QuotaLimits(Model):
 
 class EnvVar(Model):
     name: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")]
-    value: str = ""
+    value: Annotated[str, Field(max_length=16384)] = ""
 
 
 class ContainerInfo(Model):
@@ -81,8 +112,9 @@ class ContainerInfo(Model):
             description="Container image; the default is a busybox shell, imported into real nodes.",
         ),
     ] = TASK_IMAGE
-    command: list[str] = Field(default_factory=list, max_length=64)
-    args: list[str] = Field(default_factory=list, max_length=256)
+    # Bounded so the API server's CEL cost estimate for the Task's immutability rules stays small.
+    command: list[Annotated[str, Field(max_length=4096)]] = Field(default_factory=list, max_length=64)
+    args: list[Annotated[str, Field(max_length=4096)]] = Field(default_factory=list, max_length=256)
     env: list[EnvVar] = Field(default_factory=list, max_length=128)
 
 
@@ -100,11 +132,46 @@ class PodRef(Model):
     ]
 
 
+class Toleration(Model):
+    """A Kubernetes toleration: agents with NoSchedule/NoExecute taints are offered only to frameworks
+    that tolerate them, and their task pods carry these tolerations."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.operator != 'Exists' || !has(self.value)",
+                    "a toleration with operator Exists has no value",
+                ),
+                cel(
+                    "has(self.key) || self.operator == 'Exists'",
+                    "a toleration without a key needs operator Exists",
+                ),
+                cel(
+                    "!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+                    "tolerationSeconds is only allowed with effect NoExecute",
+                ),
+            ]
+        }
+    )
+
+    key: Annotated[str | None, Field(max_length=317)] = None
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: Annotated[str | None, Field(max_length=63)] = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    tolerationSeconds: Annotated[int | None, Field(ge=0)] = None
+
+
 class TaskInfo(Model):
     """A task a framework launches from an accepted offer (Mesos TaskInfo)."""
 
     model_config = ConfigDict(
         json_schema_extra={
+            # Kept, not pruned: a misspelt field (`runSecs`) must be an error naming it, and CEL
+            # cannot see fields the schema does not declare. The chart's ValidatingAdmissionPolicy
+            # `...-task-fields` rejects any key not in TASK_INFO_FIELDS; the master refuses such an
+            # accept too (extra="forbid") where that policy is not installed.
+            "additionalProperties": True,
             "x-kubernetes-validations": [
                 cel(
                     "self.resources.cpus > 0.0 || self.resources.mem > 0.0",
@@ -115,7 +182,7 @@ class TaskInfo(Model):
                     "!has(self.pod) || self.pod.name == self.name",
                     "a task adopting a pod takes the pod's name: set name to pod.name",
                 ),
-            ]
+            ],
         }
     )
 
@@ -130,7 +197,9 @@ class TaskInfo(Model):
     ]
     resources: ResourceQuantities
     container: ContainerInfo = Field(default_factory=ContainerInfo)
-    labels: dict[str, str] = Field(default_factory=dict, description="Copied onto the Pod.")
+    labels: dict[str, LabelValue] = Field(
+        default_factory=dict, max_length=64, description="Copied onto the Pod."
+    )
     runSeconds: Annotated[
         float | None,
         Field(
@@ -152,9 +221,14 @@ class TaskInfo(Model):
 
 class Filters(Model):
     refuseSeconds: Annotated[
-        float,
-        Field(ge=0, le=31536000, description="Do not re-offer this agent to this framework for this long."),
-    ] = DEFAULT_REFUSE_SECONDS
+        float | None,
+        Field(
+            ge=0,
+            le=31536000,
+            description="Do not re-offer this agent to this framework for this long; unset = the "
+            "framework's defaultFilters, else the master's defaultRefuseSeconds.",
+        ),
+    ] = None
 
 
 class AnswerType(StrEnum):
@@ -209,6 +283,7 @@ class FrameworkSpec(Model):
                     "(has(self.capabilities) && 'MULTI_ROLE' in self.capabilities)",
                     "roles can only change for frameworks with the MULTI_ROLE capability",
                 ),
+                *frozen(optional=("principal",), writer="the framework's creator"),
             ]
         }
     )
@@ -225,13 +300,28 @@ class FrameworkSpec(Model):
         ),
     ] = DEFAULT_FAILOVER_TIMEOUT_SECONDS
     capabilities: list[Capability] = Field(default_factory=list, max_length=8)
-    defaultFilters: Filters = Field(default_factory=Filters)
+    defaultFilters: Filters | None = None
     suppress: bool = Field(default=False, description="SUPPRESS: no offers until set back to false.")
     revive: Annotated[
         int, Field(ge=0, description="REVIVE: bump to clear this framework's filters at once.")
     ] = 0
     reconcile: ReconcileRequest | None = None
     user: Annotated[str | None, Field(max_length=128)] = None
+    tolerations: list[Toleration] = Field(
+        default_factory=list, max_length=32, description="Taints of agents this framework may be offered."
+    )
+    principal: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=512,
+            description=(
+                "Mesos principal: the Kubernetes user that created the framework (checked at "
+                "admission: it must be the creating user). Only it, or the master, may answer the "
+                "framework's offers, kill its tasks and delete it."
+            ),
+        ),
+    ] = None
 
 
 class FrameworkPhase(StrEnum):
@@ -291,11 +381,9 @@ class OfferSpec(Model):
                     "!has(oldSelf.answer) || (has(self.answer) && self.answer == oldSelf.answer)",
                     "an offer is answered once: spec.answer cannot change after it is set",
                 ),
-                cel(
-                    "self.framework == oldSelf.framework && self.agent == oldSelf.agent "
-                    "&& self.resources == oldSelf.resources",
-                    "spec.framework, spec.agent and spec.resources are set by the master and immutable",
-                ),
+                # Everything but the answer is the master's: a framework that rewrote spec.role
+                # before accepting escaped its role's quota and share.
+                *frozen("framework", "role", "agent", "resources", optional=("attributes", "expiresAt")),
             ]
         }
     )
@@ -304,7 +392,9 @@ class OfferSpec(Model):
     role: Annotated[str, Field(pattern=ROLE_NAME, max_length=128)] = DEFAULT_ROLE
     agent: Annotated[str, Field(min_length=1, max_length=253, description="Node name.")]
     resources: ResourceQuantities
-    attributes: dict[str, str] = Field(default_factory=dict, description="Agent attributes (node labels).")
+    attributes: dict[str, str] = Field(
+        default_factory=dict, max_length=256, description="Agent attributes (node labels)."
+    )
     expiresAt: str | None = Field(default=None, description="RFC 3339; unset = never (no offerTimeout).")
     answer: OfferAnswer | None = None
 
@@ -331,6 +421,7 @@ class TaskState(StrEnum):
     KILLED = "TASK_KILLED"
     ERROR = "TASK_ERROR"
     LOST = "TASK_LOST"
+    UNREACHABLE = "TASK_UNREACHABLE"  # partition-aware frameworks only; not terminal
     DROPPED = "TASK_DROPPED"
     GONE = "TASK_GONE"
 
@@ -352,10 +443,14 @@ class TaskSpec(Model):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                cel(
-                    "self.framework == oldSelf.framework && self.agent == oldSelf.agent "
-                    "&& self.resources == oldSelf.resources",
-                    "a launched task's framework, agent and resources are immutable",
+                # A launched task is the master's record of an accept; only `kill` is the framework's.
+                *frozen(
+                    "framework",
+                    "role",
+                    "agent",
+                    "resources",
+                    "container",
+                    optional=("offer", "labels", "runSeconds", "executor", "tolerations", "pod"),
                 ),
                 cel("!oldSelf.kill || self.kill", "spec.kill cannot be unset once set"),
             ]
@@ -368,10 +463,11 @@ class TaskSpec(Model):
     offer: Annotated[str | None, Field(max_length=253)] = None
     resources: ResourceQuantities
     container: ContainerInfo = Field(default_factory=ContainerInfo)
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, LabelValue] = Field(default_factory=dict, max_length=64)
     runSeconds: Annotated[float | None, Field(ge=0)] = None
     executor: Annotated[str | None, Field(max_length=63)] = None
     pod: PodRef | None = Field(default=None, description="The adopted pod, if the task did not create one.")
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
     kill: bool = Field(default=False, description="KILL: set true to kill the task.")
 
 
@@ -395,6 +491,18 @@ class MesosRoleSpec(Model):
         1.0
     )
     quota: QuotaLimits | None = Field(default=None, description="Limits on what the role may hold.")
+    # Mesos role ACLs (register_frameworks): who may subscribe with this role. Checked at admission
+    # by the chart's ValidatingAdmissionPolicy mesoskube-role-access. Unset = anyone.
+    allowedNamespaces: list[Annotated[str, Field(max_length=63, pattern=DNS_LABEL)]] | None = Field(
+        default=None,
+        max_length=256,
+        description="Namespaces whose Frameworks may use this role; unset = any.",
+    )
+    allowedPrincipals: list[Annotated[str, Field(max_length=512)]] | None = Field(
+        default=None,
+        max_length=256,
+        description="Users (system:serviceaccount:NS:NAME) whose Frameworks may use this role; unset = any.",
+    )
 
 
 class MesosRoleStatus(Model):
@@ -430,6 +538,8 @@ class CustomResource(BaseModel):
     # Fields `kubectl get --field-selector` (and the master's bulk deletes) can select on.
     selectable: list[str] = []
     spec_required: bool = True
+    # CEL rules on the whole object (they may read metadata.name).
+    validations: list[dict[str, str]] = []
     categories: ClassVar[list[str]] = ["mesos", "mesoskube"]
 
 
@@ -449,6 +559,14 @@ RESOURCES: list[CustomResource] = [
         spec=FrameworkSpec,
         status=FrameworkStatus,
         spec_required=False,
+        validations=[
+            cel(
+                "size(self.metadata.name) <= 63",
+                "metadata.name: a Framework's name is a label value on its Offers, Tasks and Pods, "
+                "so at most 63 characters",
+                "FieldValueInvalid",
+            )
+        ],
         columns=[
             _col("Roles", "string", ".spec.roles"),
             _col("State", "string", ".status.phase"),
@@ -456,7 +574,13 @@ RESOURCES: list[CustomResource] = [
             _col("Tasks", "integer", ".status.tasks"),
             _col("CPUs", "number", ".status.allocated.cpus"),
             _col("Mem", "number", ".status.allocated.mem"),
-            _col("Share", "number", ".status.dominantShare", description="Dominant share (weighted)."),
+            _col(
+                "Share",
+                "number",
+                ".status.dominantShare",
+                description="Dominant share of the cluster, unweighted (frameworks in a role weigh the same; "
+                "the role's weight is in the MesosRole's Share).",
+            ),
             AGE,
         ],
     ),
@@ -515,7 +639,12 @@ RESOURCES: list[CustomResource] = [
             _col("Quota-CPUs", "number", ".spec.quota.cpus"),
             _col("Quota-Mem", "number", ".spec.quota.mem"),
             _col("Frameworks", "integer", ".status.frameworks"),
-            _col("Share", "number", ".status.dominantShare"),
+            _col(
+                "Share",
+                "number",
+                ".status.dominantShare",
+                description="Weighted dominant share: dominant share / weight, what DRF orders roles by.",
+            ),
             AGE,
         ],
     ),

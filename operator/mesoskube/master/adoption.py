@@ -3,25 +3,36 @@ tasks. At accept the pods are checked with the rest of the accept (all or none);
 master binds the pod to the agent (a Binding, as kube-scheduler does) where it would create one.
 From then on the pod is mirrored into its Task like any other.
 
-A mixin of the master's Engine (engine.py), kept apart from tasksync.py: sync_task calls `adopt`
-once, before it mirrors the pod.
+A part with declared dependencies (the writer, the cache, the settings, and the task part's
+`launched` memo and state writer), kept apart from tasksync.py: sync_task calls `adopt` once,
+before it mirrors the pod; the accept calls `check_adoptions`.
 """
 
 from __future__ import annotations
 
 import logging
-
-from kubernetes.client.exceptions import ApiException
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from mesoskube.api.models import TaskInfo, TaskState
 from mesoskube.master.builders import binding_manifest
+from mesoskube.master.cache import Cache
 from mesoskube.master.taskstate import TaskUpdate
 from mesoskube.master.validation import AcceptVerdict, check_adopted_pods
+from mesoskube.master.writer import ApiError, Writer
+from mesoskube.settings import Settings
 
 log = logging.getLogger("mesoskube.master")
 
 
+@dataclass
 class PodAdoption:
+    writer: Writer
+    cache: Cache
+    settings: Settings
+    launched: set[str]  # the task part's: tasks whose pod was created, bound or seen
+    set_state: Callable[[str, dict, TaskUpdate, float], None]  # the task part's status write
+
     def check_adoptions(self, ns: str, tasks: list[TaskInfo]) -> AcceptVerdict:
         """The accept's adopting tasks against the pods as the master's cache holds them."""
         adopting = [t for t in tasks if t.pod is not None]
@@ -56,16 +67,16 @@ class PodAdoption:
         else:
             update = self._bind(key, spec)
         if update is not None:
-            self._set_state(key, task, update, now)
+            self.set_state(key, task, update, now)
         return True
 
     def _bind(self, key: str, spec: dict) -> TaskUpdate | None:
         ns, name = key.split("/", 1)
         try:
-            self.kube.bind_pod(ns, binding_manifest(name, spec["pod"]["uid"], spec["agent"]))
-        except ApiException as e:
+            self.writer.bind_pod(ns, binding_manifest(name, spec["pod"]["uid"], spec["agent"]))
+        except ApiError as e:
             if e.status not in (404, 409, 422):
-                raise
+                raise  # retriable or unexpected: the task queue retries with backoff
             why = "not found" if e.status == 404 else "replaced or bound elsewhere"
             return TaskUpdate(
                 TaskState.ERROR,

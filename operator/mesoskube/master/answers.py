@@ -1,27 +1,38 @@
-"""Answered offers: an accept becomes Tasks and Pods (all or none), a decline a refusal filter;
-declined offers are deleted in bulk.
+"""Answered offers: an accept becomes Tasks and Pods (all or none, rolled back on failure), a
+decline a refusal filter; declined offers are deleted in bulk; an accept whose Offer was deleted
+before the master processed it becomes TASK_LOST Tasks, so the framework hears of it.
 
-A mixin of the master's Engine (engine.py), which holds the state these methods share.
+A part with declared dependencies: the writer, the cache, the clock, the settings, its work
+queue, the refusal filters (shared with the allocation part) and the task part (pods follow their
+Tasks at once); the marks of processed answers are its own.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+import threading
 from collections import defaultdict
-
-from kubernetes.client.exceptions import ApiException
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 from mesoskube import metrics
 from mesoskube.api.models import DEFAULT_ROLE, AnswerType, OfferAnswer, OfferPhase, TaskState
 from mesoskube.master.builders import task_manifest
-from mesoskube.master.cache import format_time, key_of, parse_time
+from mesoskube.master.cache import Cache, format_time, key_of, parse_time
+from mesoskube.master.contract import Provenance, ignore_foreign_offer, parse_answer, refuse_invalid_answer
+from mesoskube.master.events import EventRecorder
 from mesoskube.master.objects import framework_key, ns_name, offer_phase
+from mesoskube.master.tasksync import TaskSync
 from mesoskube.master.validation import check_accept
+from mesoskube.master.workqueue import WorkQueue
+from mesoskube.master.writer import ApiError, Writer, delete_quietly
 from mesoskube.resources import Resources
+from mesoskube.settings import Settings
 
 log = logging.getLogger("mesoskube.master")
 
-STALE_DECLINE_MARK = 60.0
+STALE_MARK = 60.0
 # Declined and still outstanding: a decline of a rescinded or expired offer was refused and stays
 # visible for offerRetention like its offer.
 SWEEP_SELECTOR = (
@@ -30,15 +41,44 @@ SWEEP_SELECTOR = (
 )
 
 
+@dataclass
 class AnswerHandling:
+    writer: Writer
+    cache: Cache
+    clock: Callable[[], float]
+    settings: Settings
+    events: EventRecorder
+    queue: WorkQueue
+    tasks: TaskSync
+    filters: dict  # the allocation part's refusal filters, shared
+    min_allocatable: tuple[Resources, ...]
+    process_queue: Callable[[WorkQueue, Callable], None]
+    request_allocation: Callable[[Iterable[str] | None], None]
+    run_all: Callable[[Callable, Iterable], list]
+    provenance: Provenance  # what this master made: only those Offers are acted on (contract.py)
+    # Declines are deleted in bulk: which were processed (and when), which namespaces to sweep, and
+    # declines a sweep removed before they were processed; accepts whose Offer went first.
+    processed_declines: dict[str, float] = field(default_factory=dict)
+    processed_accepts: dict[str, float] = field(default_factory=dict)
+    sweep: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # namespace -> offer keys
+    bulk_delete: bool = True  # off when the API server or RBAC refuses the field-selected delete
+    late_declines: list[dict] = field(default_factory=list)
+    lost_accepts: list[dict] = field(default_factory=list)
+    # Accepts check and reserve task names under this lock, so two accepts in one step naming
+    # the same task cannot both pass.
+    launch_lock: threading.Lock = field(default_factory=threading.Lock)
+    dirty_lock: threading.Lock = field(default_factory=threading.Lock)
+
     def process_answers(self, now: float) -> None:
-        with self.dirty_lock:
-            keys, self.answered = self.answered, set()
-        with self.cache.lock:
-            offers = [(k, self.cache.offers[k]) for k in keys if k in self.cache.offers]
-        # Accepts first: launching is what frameworks wait for; a decline only returns resources.
-        offers.sort(key=lambda kv: (kv[1]["spec"].get("answer") or {}).get("type") != AnswerType.ACCEPT.value)
-        self._run_all(lambda kv: self._answer(kv[0], kv[1], now), offers)
+        self._apply_lost_accepts(now)
+
+        def work(key: str) -> None:
+            with self.cache.lock:
+                offer = self.cache.offers.get(key)
+            if offer is not None and offer["spec"].get("answer"):
+                self.handle_answer(key, offer, now)
+
+        self.process_queue(self.queue, work)
         self.sweep_declined_offers()
 
     def sweep_declined_offers(self) -> None:
@@ -49,14 +89,15 @@ class AnswerHandling:
         with self.dirty_lock:
             sweep, self.sweep = self.sweep, defaultdict(set)
             # A DELETED event that overtook the processing leaves its mark behind: forget it later.
-            for key in [k for k, t in self.processed_declines.items() if now - t > STALE_DECLINE_MARK]:
-                del self.processed_declines[key]
+            for marks in (self.processed_declines, self.processed_accepts):
+                for key in [k for k, t in marks.items() if now - t > STALE_MARK]:
+                    del marks[key]
         for ns, keys in sweep.items():
             if self.bulk_delete:
                 try:
-                    self.kube.delete_collection("offers", ns, SWEEP_SELECTOR)
+                    self.writer.delete_collection("offers", ns, SWEEP_SELECTOR)
                     continue
-                except ApiException as e:
+                except ApiError as e:
                     if e.status not in (400, 403, 404, 405):
                         log.warning("deleting declined offers in %s failed: %s", ns, e.reason)
                         with self.dirty_lock:
@@ -66,46 +107,82 @@ class AnswerHandling:
                     # role may lack deletecollection. Delete one by one from now on.
                     log.warning("bulk delete of declined offers refused (%s); deleting one by one", e.reason)
                     self.bulk_delete = False
-            self._run_all(lambda k: self._delete_quietly("offers", *ns_name(k)), keys)
+            self.run_all(lambda k: delete_quietly(self.writer, "offers", *ns_name(k)), keys)
 
     def offer_deleted(self, key: str, body: dict) -> None:
         """Called by the watch handler before the offer leaves the cache. A decline removed by a
         sweep before this master processed it still sets its filter (else its agent would be
-        offered right back); accepts are never swept, so they cannot be lost this way."""
+        offered right back). An accept deleted before it was processed (by the framework, a
+        garbage collector, a person) becomes TASK_LOST Tasks: the framework must hear of it."""
         answer = body["spec"].get("answer") or {}
+        self.request_allocation([body["spec"]["agent"]])
         with self.dirty_lock:
             if self.processed_declines.pop(key, None) is not None:
                 return
-            if (
-                answer.get("type") == AnswerType.DECLINE.value
-                and offer_phase(body) == OfferPhase.OUTSTANDING.value
-            ):
+            if self.processed_accepts.pop(key, None) is not None:
+                return
+            if offer_phase(body) != OfferPhase.OUTSTANDING.value:
+                return
+            if answer.get("type") == AnswerType.DECLINE.value:
                 self.late_declines.append(body)
-                self.answered.discard(key)
+            elif answer.get("type") == AnswerType.ACCEPT.value:
+                self.lost_accepts.append(body)
 
-    def _apply_late_declines(self, now: float) -> None:
+    def _apply_lost_accepts(self, now: float) -> None:
+        with self.dirty_lock:
+            lost, self.lost_accepts = self.lost_accepts, []
+        for offer in lost:
+            try:
+                self._lose_accept(offer)
+            except Exception as e:
+                log.warning("accept of deleted offer %s: %s; retrying", key_of(offer), e)
+                with self.dirty_lock:
+                    self.lost_accepts.append(offer)
+
+    def _lose_accept(self, offer: dict) -> None:
+        ns, spec = offer["metadata"]["namespace"], offer["spec"]
+        fw_key = framework_key(ns, spec["framework"])
+        with self.cache.lock:
+            fw = self.cache.frameworks.get(fw_key)
+        if fw is None:
+            return
+        answer = OfferAnswer.model_validate(spec["answer"])
+        msg = f"offer {offer['metadata']['name']} was deleted before the master processed its accept"
+        for t in answer.tasks:
+            if self.cache.tasks.get(f"{ns}/{t.name}") is not None:
+                continue  # launched (before a restart) or a name in use: not this accept's to report
+            self._error_task(
+                ns,
+                t,
+                spec,
+                fw["metadata"]["uid"],
+                offer["metadata"]["name"],
+                msg,
+                TaskState.LOST,
+                "REASON_INVALID_OFFERS",
+            )
+
+    def apply_late_declines(self, now: float) -> None:
         with self.dirty_lock:
             late, self.late_declines = self.late_declines, []
         for offer in late:
             spec = offer["spec"]
             fw_key = framework_key(offer["metadata"]["namespace"], spec["framework"])
             answer = OfferAnswer.model_validate(spec["answer"])
-            refuse = answer.filters.refuseSeconds if answer.filters else self._default_refuse(fw_key)
+            refuse = self.refuse_seconds(answer, fw_key)
             metrics.offers.labels(event="declined").inc()
             self._filter(fw_key, spec["agent"], now + refuse, Resources.from_mapping(spec["resources"]))
-
-    def _answer(self, key: str, offer: dict, now: float) -> None:
-        try:
-            self.handle_answer(key, offer, now)
-        except ApiException as e:
-            if e.status not in (404, 409):
-                log.warning("answer to offer %s failed: %s", key, e.reason)
-                self.mark_answered(key)
 
     def handle_answer(self, key: str, offer: dict, now: float) -> None:
         ns, name = ns_name(key)
         spec, status = offer["spec"], offer.get("status") or {}
-        answer = OfferAnswer.model_validate(spec["answer"])
+        if not self.provenance.trusted(offer, key):
+            ignore_foreign_offer(self.writer, self.cache, self.events, self.clock, offer)
+            return
+        answer = parse_answer(spec["answer"])
+        if isinstance(answer, str):
+            refuse_invalid_answer(self.writer, self.cache, self.events, self.clock, offer, answer)
+            return
         phase = offer_phase(offer)
         if phase != OfferPhase.OUTSTANDING.value:
             if not status.get("answerRefused"):
@@ -113,9 +190,14 @@ class AnswerHandling:
                     f"answer refused: the offer was {phase.lower()} before it was answered "
                     f"({status.get('reason') or 'no reason'}); wait for a new offer"
                 )
-                self.kube.patch_status(
-                    "offers", ns, name, {"status": {"answerRefused": True, "message": msg}}
-                )
+                try:
+                    self.writer.patch_status(
+                        "offers", ns, name, {"status": {"answerRefused": True, "message": msg}}
+                    )
+                except ApiError as e:
+                    if e.status == 404:
+                        return
+                    raise
                 self.events.warning(offer, "AnswerRefused", msg)
             return
         fw_key = framework_key(ns, spec["framework"])
@@ -124,7 +206,7 @@ class AnswerHandling:
             metrics.offer_decision.observe(max(0.0, now - created))
         with self.cache.lock:
             fw = self.cache.frameworks.get(fw_key)
-        refuse = answer.filters.refuseSeconds if answer.filters else self._default_refuse(fw_key)
+        refuse = self.refuse_seconds(answer, fw_key)
         if answer.type == AnswerType.DECLINE:
             metrics.offers.labels(event="declined").inc()
             self._filter(fw_key, spec["agent"], now + refuse, Resources.from_mapping(spec["resources"]))
@@ -135,89 +217,158 @@ class AnswerHandling:
                 self.sweep[ns].add(key)
             with self.cache.lock:
                 self.cache.offers.pop(key, None)
-            self.request_allocation()
+            self.request_allocation([spec["agent"]])
             return
+        used = self.launch(offer, answer, fw, now)  # raises (and rolls back) if not every Task was created
         metrics.offers.labels(event="accepted").inc()
-        used = self.launch(offer, answer, fw, now)
         leftover = Resources.from_mapping(spec["resources"]) - used
-        if any(leftover.contains(m) for m in self.allocator_config.min_allocatable):
+        if any(leftover.contains(m) for m in self.min_allocatable):
             self._filter(fw_key, spec["agent"], now + refuse, leftover)
-        self._delete_quietly("offers", ns, name)
+        with self.dirty_lock:
+            self.processed_accepts[key] = now
+        delete_quietly(self.writer, "offers", ns, name)
         with self.cache.lock:
             self.cache.offers.pop(key, None)
-        self.request_allocation()
+        self.request_allocation([spec["agent"]])
 
-    def _default_refuse(self, fw_key: str) -> float:
+    def refuse_seconds(self, answer: OfferAnswer, fw_key: str) -> float:
+        """The answer's filter, else the framework's defaultFilters, else the master's setting."""
+        if answer.filters is not None and answer.filters.refuseSeconds is not None:
+            return answer.filters.refuseSeconds
         with self.cache.lock:
             fw = self.cache.frameworks.get(fw_key) or {}
         defaults = (fw.get("spec") or {}).get("defaultFilters") or {}
-        return float(defaults.get("refuseSeconds", self.settings.defaultRefuseSeconds))
+        if defaults.get("refuseSeconds") is not None:
+            return float(defaults["refuseSeconds"])
+        return self.settings.defaultRefuseSeconds
 
     def _filter(self, fw_key: str, agent: str, until: float, refused: Resources) -> None:
         if until > self.clock():
             self.filters[(fw_key, agent)] = (until, refused)
 
     def launch(self, offer: dict, answer: OfferAnswer, fw: dict | None, now: float) -> Resources:
-        """Create the accept's Tasks (then their Pods via sync_tasks); all or nothing."""
+        """Create every Task of the accept, or none: names are checked and reserved in the cache
+        (assumed) under one lock, so concurrent accepts cannot both claim a name; if a create
+        fails, the Tasks created so far are deleted again and the error goes to the work queue,
+        which retries the whole accept. Pods follow each Task at once."""
         ns, spec = offer["metadata"]["namespace"], offer["spec"]
         offer_name = offer["metadata"]["name"]
         if fw is None:
             return Resources()
-        with self.cache.lock:
-            existing = {k.split("/", 1)[1]: t for k, t in self.cache.tasks.items() if k.startswith(ns + "/")}
-        # A restarted master may see an accept it half-processed: its own tasks are not conflicts.
-        already = {n for n, t in existing.items() if t["spec"].get("offer") == offer_name}
-        todo = [t for t in answer.tasks if t.name not in already]
-        verdict = check_accept(
-            Resources.from_mapping(spec["resources"]), answer.tasks, set(existing) - already
-        )
-        if verdict.ok and not (adoption := self.check_adoptions(ns, todo)).ok:
-            verdict = adoption
         fw_uid = fw["metadata"]["uid"]
+        with self.launch_lock, self.cache.lock:
+            existing = {k.split("/", 1)[1]: t for k, t in self.cache.tasks.items() if k.startswith(ns + "/")}
+            # A restarted master (or a retry) may see an accept it half-processed: its own tasks
+            # are not conflicts.
+            in_flight = self._assumed(ns)  # other accepts' names, their creates under way
+            already = {
+                n for n, t in existing.items() if t["spec"].get("offer") == offer_name and n not in in_flight
+            }
+            todo = [t for t in answer.tasks if t.name not in already]
+            verdict = check_accept(
+                Resources.from_mapping(spec["resources"]), answer.tasks, set(existing) - already
+            )
+            if verdict.ok and not (adoption := self.tasks.adoption.check_adoptions(ns, todo)).ok:
+                verdict = adoption
+            manifests = []
+            if verdict.ok:
+                for t in todo:
+                    m = self._task_manifest(ns, t, spec, fw_uid, offer_name)
+                    # The cache's own copy: readers memoise parsed resources on cached bodies,
+                    # which must not end up in the request.
+                    self.cache.assume("tasks", copy.deepcopy(m))
+                    manifests.append(m)
         if not verdict.ok:
             self.events.warning(fw, "TaskError", f"accept of offer {offer_name} refused: {verdict.message}")
             for t in todo:
-                self._error_task(ns, t, spec, fw_uid, offer_name, verdict.message)
+                if t.name not in existing:  # a name in use belongs to another task: leave it alone
+                    self._error_task(ns, t, spec, fw_uid, offer_name, verdict.message)
             return Resources()
-
-        def create(task) -> None:
-            body = self._create_task(ns, task, spec, fw_uid, offer_name)
+        created: list[dict] = []
+        try:
+            for m in manifests:
+                created.append(self._create_task(ns, m))
+        except BaseException:
+            self._roll_back(ns, manifests, created)
+            raise
+        for body in created:
             k = key_of(body)
-            self.accepted_at[k] = now
+            self.tasks.accepted_at[k] = now
             self.cache.upsert("tasks", body)
-            # The pod follows its Task at once: waiting for the next step would queue every pod of a
-            # large accept behind every Task of it.
-            self._sync_task(k, body, now)
-
-        # Already on a pool worker: launching through the pool again could deadlock it.
-        for t in todo:
-            create(t)
+        # Already on a pool worker: launching through the pool again could deadlock it. A pod
+        # create that fails leaves its Task on the task queue, retried with backoff.
+        for body in created:
+            k = key_of(body)
+            try:
+                self.tasks.sync_task(k, body, now)
+            except Exception:
+                self.tasks.queue.done(k, RuntimeError("pod create failed"))  # back with backoff
         return verdict.used
 
-    def _create_task(self, ns: str, task, spec: dict, fw_uid: str, offer_name: str) -> dict:
-        role = spec.get("role") or DEFAULT_ROLE
-        manifest = task_manifest(task, spec["framework"], fw_uid, role, spec["agent"], offer_name)
-        return self.kube.create("tasks", ns, manifest)
+    def _assumed(self, ns: str) -> set[str]:
+        return {k.split("/", 1)[1] for k in self.cache.assumed["tasks"] if k.startswith(ns + "/")}
 
-    def _error_task(self, ns: str, task, spec: dict, fw_uid: str, offer_name: str, message: str) -> None:
+    def _roll_back(self, ns: str, manifests: list[dict], created: list[dict]) -> None:
+        for body in created:
+            try:
+                delete_quietly(self.writer, "tasks", ns, body["metadata"]["name"])
+            except Exception as e:  # the retry of the accept will see it as its own
+                log.warning("rolling back task %s/%s: %s", ns, body["metadata"]["name"], e)
+                self.cache.upsert("tasks", body)
+                continue
+            self.cache.delete("tasks", key_of(body))
+        for m in manifests:
+            self.cache.forget("tasks", key_of(m))
+
+    def _create_task(self, ns: str, manifest: dict) -> dict:
+        key = key_of(manifest)
+        self.provenance.expect(key)  # before the create: its watch event may come first
         try:
-            self._create_task(ns, task, spec, fw_uid, offer_name)
-        except ApiException as e:
+            body = self.writer.create("tasks", ns, manifest)
+        except BaseException:
+            self.provenance.abandon(key)
+            raise
+        self.provenance.made(body, key)
+        return body
+
+    def _task_manifest(self, ns: str, task, spec: dict, fw_uid: str, offer_name: str) -> dict:
+        role = spec.get("role") or DEFAULT_ROLE
+        with self.cache.lock:
+            fw = self.cache.frameworks.get(framework_key(ns, spec["framework"])) or {}
+        tolerations = (fw.get("spec") or {}).get("tolerations")
+        m = task_manifest(task, spec["framework"], fw_uid, role, spec["agent"], offer_name, tolerations)
+        m["metadata"]["namespace"] = ns
+        return m
+
+    def _error_task(
+        self,
+        ns: str,
+        task,
+        spec: dict,
+        fw_uid: str,
+        offer_name: str,
+        message: str,
+        state: TaskState = TaskState.ERROR,
+        reason: str = "REASON_TASK_INVALID",
+    ) -> None:
+        try:
+            self._create_task(ns, self._task_manifest(ns, task, spec, fw_uid, offer_name))
+        except ApiError as e:
             if e.status != 409:
                 raise
             return
-        body = self.kube.patch_status(
+        body = self.writer.patch_status(
             "tasks",
             ns,
             task.name,
             {
                 "status": {
-                    "state": TaskState.ERROR.value,
-                    "reason": "REASON_TASK_INVALID",
+                    "state": state.value,
+                    "reason": reason,
                     "message": message,
                     "finishedAt": format_time(self.clock()),
                 }
             },
         )
         self.cache.upsert("tasks", body)
-        self.events.warning(body, TaskState.ERROR.value, f"REASON_TASK_INVALID: {message}")
+        self.events.warning(body, state.value, f"{reason}: {message}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from mesoskube import API_GROUP, API_VERSION, TASK_IMAGE
 from mesoskube.api.models import TaskInfo
 from mesoskube.master import (
@@ -17,8 +19,10 @@ SCHEDULER_NAME = "mesoskube"
 # Fake nodes carry this taint; real agents may carry their own, tolerated through node config.
 TOLERATIONS = [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}]
 MAX_HOST_PORTS = 64
-# Pod Security `restricted`, so task pods run in namespaces that enforce it. Host ports are the one
-# thing a task may ask for that no level but `privileged` allows.
+# Pod Security `restricted`, so task pods run in namespaces that enforce it: non-root (a fixed uid, so
+# an image without a USER still starts), no privilege escalation or capabilities, the runtime's
+# default seccomp profile. Host ports are the one thing a task may ask for that no level but
+# `privileged` allows.
 TASK_UID = 65532
 POD_SECURITY = {
     "runAsNonRoot": True,
@@ -26,7 +30,12 @@ POD_SECURITY = {
     "runAsGroup": TASK_UID,
     "seccompProfile": {"type": "RuntimeDefault"},
 }
-CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "runAsNonRoot": True,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
 
 
 def owner_ref(kind: str, name: str, uid: str, controller: bool = True) -> dict:
@@ -71,7 +80,13 @@ def offer_manifest(
 
 
 def task_manifest(
-    task: TaskInfo, framework: str, framework_uid: str, role: str, agent: str, offer: str
+    task: TaskInfo,
+    framework: str,
+    framework_uid: str,
+    role: str,
+    agent: str,
+    offer: str,
+    tolerations: list[dict] | None = None,
 ) -> dict:
     spec = {
         "framework": framework,
@@ -88,6 +103,8 @@ def task_manifest(
         spec["executor"] = task.executor
     if task.pod is not None:
         spec["pod"] = task.pod.model_dump()
+    if tolerations:
+        spec["tolerations"] = tolerations
     return {
         "apiVersion": API,
         "kind": "Task",
@@ -146,7 +163,7 @@ def pod_manifest(task: dict) -> dict:
         "imagePullPolicy": "IfNotPresent",
         # Limits equal requests: the kernel enforces what was offered (cpu shares, memory OOM kill).
         "resources": {"requests": requests, "limits": requests},
-        "securityContext": CONTAINER_SECURITY,
+        "securityContext": copy.deepcopy(CONTAINER_SECURITY),
     }
     for key in ("command", "args", "env"):
         if container.get(key):
@@ -178,8 +195,8 @@ def pod_manifest(task: dict) -> dict:
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
             "terminationGracePeriodSeconds": 5,
-            "securityContext": POD_SECURITY,
-            "tolerations": TOLERATIONS,
+            "securityContext": copy.deepcopy(POD_SECURITY),
+            "tolerations": TOLERATIONS + list(spec.get("tolerations") or []),
             "containers": [main],
         },
     }

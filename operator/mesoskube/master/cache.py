@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from kubernetes.utils import parse_quantity
 
+from mesoskube.master.taints import marked_for_deletion, node_taints
 from mesoskube.resources import Resources, normalize_ranges
 
 MB = 2**20
@@ -45,6 +46,7 @@ class NodeInfo:
     ready: bool
     unschedulable: bool
     deleting: bool
+    taints: tuple = ()
 
     @property
     def offerable(self) -> bool:
@@ -62,7 +64,8 @@ def node_info(body: dict) -> NodeInfo:
         labels=dict(body["metadata"].get("labels") or {}),
         ready=ready,
         unschedulable=bool((body.get("spec") or {}).get("unschedulable")),
-        deleting=bool(body["metadata"].get("deletionTimestamp")),
+        deleting=bool(body["metadata"].get("deletionTimestamp")) or marked_for_deletion(body),
+        taints=node_taints(body),
     )
 
 
@@ -131,6 +134,10 @@ class Cache:
     tasks: dict[str, dict] = field(default_factory=dict)
     roles: dict[str, dict] = field(default_factory=dict)
     leases: dict[str, dict] = field(default_factory=dict)
+    # Objects the master wrote (or is writing) that the watch has not shown yet, kube-scheduler's
+    # assume/forget: an assumed Task holds its name and resources from before its create is sent;
+    # `forget` drops it if the create failed; the watch's copy replaces it.
+    assumed: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     _versions: dict[str, int] = field(default_factory=dict)
 
     def _fresh(self, kind: str, body: dict) -> bool:
@@ -140,27 +147,37 @@ class Cache:
             rv = int(meta.get("resourceVersion") or 0)
         except ValueError:
             return True
-        k = f"{kind}:{meta.get('uid')}"
+        k = f"{kind}:{meta.get('name') if kind == 'node' else key_of(body)}"
         if rv and self._versions.get(k, 0) > rv:
             return False
         self._versions[k] = rv
         return True
 
     # ---- nodes and pods
-    def upsert_node(self, body: dict) -> None:
+    def upsert_node(self, body: dict) -> bool:
+        """True when what the master reads of the node changed (not on a mere heartbeat)."""
         with self.lock:
-            if self._fresh("node", body):
-                self.nodes[body["metadata"]["name"]] = node_info(body)
+            if not self._fresh("node", body):
+                return False
+            info = node_info(body)
+            old = self.nodes.get(info.name)
+            if old == info:
+                return False
+            self.nodes[info.name] = info
+            return True
 
     def delete_node(self, name: str) -> None:
         with self.lock:
             self.nodes.pop(name, None)
+            self._versions.pop(f"node:{name}", None)
 
-    def upsert_pod(self, body: dict, ours: bool) -> None:
+    def upsert_pod(self, body: dict, ours: bool) -> str | None:
+        """The node whose usage went down (a pod finished or moved), if any."""
         key = key_of(body)
         with self.lock:
             if not self._fresh("pod", body):
-                return
+                return None
+            old = self.pods.get(key)
             self._drop_pod_usage(key)
             usage = pod_usage(body)
             if usage is not None:
@@ -169,13 +186,18 @@ class Cache:
             if ours:
                 self.pod_bodies[key] = body
                 self.pods_seen.add(key)
+            return old.node if old is not None and (usage is None or usage.node != old.node) else None
 
-    def delete_pod(self, key: str, ours: bool = False) -> None:
+    def delete_pod(self, key: str, ours: bool = False) -> str | None:
+        """The node the pod held resources on, if any."""
         with self.lock:
+            old = self.pods.get(key)
             self._drop_pod_usage(key)
             self.pod_bodies.pop(key, None)
+            self._versions.pop(f"pod:{key}", None)
             if ours:
                 self.pods_seen.add(key)
+            return old.node if old is not None else None
 
     def pod_of(self, key: str) -> tuple[dict | None, bool]:
         """(our pod for task `key` or None, whether the watch has ever shown it), read together."""
@@ -194,8 +216,34 @@ class Cache:
     def upsert(self, store: str, body: dict) -> None:
         with self.lock:
             if self._fresh(store, body):
-                getattr(self, store)[key_of(body)] = body
+                key = key_of(body)
+                getattr(self, store)[key] = body
+                self.assumed[store].discard(key)
 
     def delete(self, store: str, key: str) -> None:
         with self.lock:
             getattr(self, store).pop(key, None)
+            self._versions.pop(f"{store}:{key}", None)
+            self.assumed[store].discard(key)
+
+    def assume(self, store: str, body: dict) -> bool:
+        """Hold `body` (not yet written) under its key; False if the key is taken."""
+        key = key_of(body)
+        with self.lock:
+            objects = getattr(self, store)
+            if key in objects:
+                return False
+            objects[key] = body
+            self.assumed[store].add(key)
+            return True
+
+    def is_assumed(self, store: str, key: str) -> bool:
+        with self.lock:
+            return key in self.assumed[store]
+
+    def forget(self, store: str, key: str) -> None:
+        """Drop an assumed object whose write failed (a real one the watch showed stays)."""
+        with self.lock:
+            if key in self.assumed[store]:
+                self.assumed[store].discard(key)
+                getattr(self, store).pop(key, None)

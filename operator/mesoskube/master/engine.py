@@ -1,12 +1,15 @@
-"""The master's engine: one thread that turns the cache into API writes.
+"""The master's engine: one loop that turns work queues and the cache into API writes, and the
+composition root of its parts. Each part is a class with declared dependencies (the Writer, the
+cache, the clock, the settings, its work queue, the verbs of other parts it uses), built here.
 
-Each step: framework lifecycle (subscribe, revive, reconcile, failover, teardown: lifecycle.py),
-answered offers (accept -> Tasks and Pods, decline -> filters: answers.py), task status from pods
-(tasksync.py), offer rescinds and expiry (offers.py), then an allocation when one is due (interval
-or coalesced trigger: allocation.py). Status and metrics are published on a second thread
-(status.py). Every write fans out to a small thread pool; the allocator itself is pure and runs on
-an immutable snapshot. This module holds the state those parts share, the signals the watch
-handlers send, and the loop.
+The watch handlers only put keys on work queues (workqueue.py, client-go's contract) and mark
+agents as allocation candidates. Each step drains the ready keys of each queue: frameworks
+(lifecycle.py), answered offers (accept -> Tasks and Pods, decline -> filters: answers.py), tasks
+(state from pods, pod creation, kills, agent health: tasksync.py); then offer housekeeping
+(offers.py) and, when due, the allocation pipeline (allocation.py). A key whose work raised
+anything comes back after a per-key backoff; none is dropped. Status and metrics are published on a
+second thread (status.py). Every write goes through one Writer (writer.py), fanned out to a small
+thread pool; the allocator itself is pure and runs on an immutable snapshot.
 """
 
 from __future__ import annotations
@@ -14,26 +17,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from kubernetes.client.exceptions import ApiException
-
 from mesoskube.allocator.snapshot import AllocatorConfig
-from mesoskube.kube import Kube
-from mesoskube.master.adoption import PodAdoption
 from mesoskube.master.allocation import AllocationCycle
 from mesoskube.master.answers import AnswerHandling
 from mesoskube.master.cache import Cache
+from mesoskube.master.contract import Provenance
 from mesoskube.master.events import EventRecorder
+from mesoskube.master.health import AgentHealth
 from mesoskube.master.lifecycle import FrameworkLifecycle
 from mesoskube.master.objects import is_task_pod, is_terminal
 from mesoskube.master.offers import OfferHousekeeping
 from mesoskube.master.selector import parse_selector
 from mesoskube.master.status import STATUS_INTERVAL, StatusPublisher
 from mesoskube.master.tasksync import TaskSync
+from mesoskube.master.workqueue import WorkQueue
+from mesoskube.master.writer import ApiError, Writer
 from mesoskube.resources import Resources
 from mesoskube.settings import Settings
 
@@ -42,45 +44,29 @@ MIN_ALLOCATION_GAP = 0.05
 
 
 @dataclass
-class Engine(
-    FrameworkLifecycle,
-    AnswerHandling,
-    TaskSync,
-    PodAdoption,
-    OfferHousekeeping,
-    AllocationCycle,
-    StatusPublisher,
-):
-    kube: Kube
+class Engine:
+    writer: Writer
     settings: Settings
     cache: Cache
     clock: Callable[[], float] = time.time
+    # 0 runs every write inline on the engine's thread (unit tests: deterministic order).
     workers: int = 16
 
     wake: threading.Event = field(default_factory=threading.Event)
     stopping: threading.Event = field(default_factory=threading.Event)
     # (framework, agent) -> (until, refused resources); in memory only, as in Mesos (lost on failover)
     filters: dict[tuple[str, str], tuple[float, Resources | None]] = field(default_factory=dict)
-    dirty_tasks: set[str] = field(default_factory=set)
-    dirty_frameworks: set[str] = field(default_factory=set)
-    answered: set[str] = field(default_factory=set)
-    # Declines are deleted in bulk: which were processed (and when), which namespaces to sweep, and
-    # declines a sweep removed before they were processed.
-    processed_declines: dict[str, float] = field(default_factory=dict)
-    sweep: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # namespace -> offer keys
-    bulk_delete: bool = True  # off when the API server or RBAC refuses the field-selected delete
-    late_declines: list[dict] = field(default_factory=list)
-    accepted_at: dict[str, float] = field(default_factory=dict)
-    killing: set[str] = field(default_factory=set)
-    launched: set[str] = field(default_factory=set)  # tasks whose pod was created or seen
-    allocation_requested: bool = True
-    last_allocation: float = 0.0
-    last_lease_poll: float = 0.0
     ready: threading.Event = field(default_factory=threading.Event)
+    provenance: Provenance = field(default_factory=Provenance)  # what this master made (contract.py)
 
     def __post_init__(self) -> None:
-        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="mesoskube-write")
-        self.events = EventRecorder(self.kube, self.pool)
+        self.pool = ThreadPoolExecutor(max(1, self.workers), thread_name_prefix="mesoskube-write")
+        self.offer_pool = (
+            ThreadPoolExecutor(max(1, self.workers // 2), thread_name_prefix="mesoskube-offer")
+            if self.workers
+            else None
+        )
+        self.events = EventRecorder(self.writer, self.pool if self.workers else None)
         self.agent_matches = parse_selector(self.settings.agentSelector)
         self.allocator_config = AllocatorConfig(
             min_allocatable=self.settings.min_allocatable_resources(),
@@ -88,26 +74,103 @@ class Engine(
             seed=self.settings.seed,
             max_offers_per_framework=self.settings.maxOffersPerFramework,
         )
-        self.port_ranges = self.settings.port_ranges()
-        self.dirty_lock = threading.Lock()
-        self._totals: dict[str, tuple] = {}
+        self.health = AgentHealth(
+            self.settings.agentUnreachableTimeout,
+            on_unreachable=lambda a, s: log.warning(
+                "agent %s NotReady for %.0fs: its tasks are unreachable", a, s
+            ),
+        )
+        self.task_queue = WorkQueue(self.clock, on_ready=self.wake.set)
+        self.answer_queue = WorkQueue(self.clock, on_ready=self.wake.set)
+        self.framework_queue = WorkQueue(self.clock, on_ready=self.wake.set)
+        self.tasks = TaskSync(
+            self.writer,
+            self.cache,
+            self.settings,
+            self.events,
+            self.health,
+            self.task_queue,
+            self.process_queue,
+            self.request_allocation,
+            self.provenance,
+        )
+        self.sync_tasks, self.sync_task, self.check_agents = (
+            self.tasks.sync_tasks,
+            self.tasks.sync_task,
+            self.tasks.check_agents,
+        )
+        self.offers = OfferHousekeeping(
+            self.writer,
+            self.cache,
+            self.clock,
+            self.settings,
+            self.agent_matches,
+            self.events,
+            self._run_all,
+            self.request_allocation,
+        )
+        self.rescind_offers = self.offers.rescind_offers
+        self.housekeep_offers = self.offers.housekeep_offers
+        self.answers = AnswerHandling(
+            self.writer,
+            self.cache,
+            self.clock,
+            self.settings,
+            self.events,
+            self.answer_queue,
+            self.tasks,
+            self.filters,
+            self.allocator_config.min_allocatable,
+            self.process_queue,
+            self.request_allocation,
+            self._run_all,
+            self.provenance,
+        )
+        self.process_answers = self.answers.process_answers
+        self.handle_answer = self.answers.handle_answer
+        self.offer_deleted = self.answers.offer_deleted
+        self.allocation = AllocationCycle(
+            self.writer,
+            self.cache,
+            self.settings,
+            self.agent_matches,
+            self.allocator_config,
+            self.filters,
+            self.answers.apply_late_declines,
+            self._run_all,
+            self.provenance,
+            wake=self.wake.set,
+            offer_pool=self.offer_pool,
+        )
+        self.snapshot, self.allocate = self.allocation.snapshot, self.allocation.allocate
+        self.lifecycle = FrameworkLifecycle(
+            self.writer,
+            self.cache,
+            self.settings,
+            self.events,
+            self.framework_queue,
+            self.filters,
+            self.rescind_offers,
+            self.tasks.kill,
+            self.request_allocation,
+            self._run_all,
+        )
+        self.poll_leases = self.lifecycle.poll_leases
+        self.reconcile_frameworks = self.lifecycle.reconcile_frameworks
+        self.status = StatusPublisher(
+            self.writer, self.cache, self.settings, self.agent_matches, self._run_all
+        )
 
     # ------------------------------------------------------------------ signals from handlers
 
     def mark_task(self, key: str) -> None:
-        with self.dirty_lock:
-            self.dirty_tasks.add(key)
-        self.wake.set()
+        self.task_queue.add(key)
 
     def mark_framework(self, key: str) -> None:
-        with self.dirty_lock:
-            self.dirty_frameworks.add(key)
-        self.wake.set()
+        self.framework_queue.add(key)
 
     def mark_answered(self, key: str) -> None:
-        with self.dirty_lock:
-            self.answered.add(key)
-        self.wake.set()
+        self.answer_queue.add(key)
 
     def agent_removed(self, agent: str) -> None:
         """Tasks on a removed node are LOST; their pods are deleted (no kubelet will ever report them)."""
@@ -115,13 +178,52 @@ class Engine(
             keys = [
                 k for k, t in self.cache.tasks.items() if t["spec"]["agent"] == agent and not is_terminal(t)
             ]
-        with self.dirty_lock:
-            self.dirty_tasks.update(keys)
+        self.health.forget(agent)
+        self.allocation.forget_agent(agent)
+        for k in keys:
+            self.task_queue.add(k)
         self.request_allocation()
 
-    def request_allocation(self) -> None:
-        self.allocation_requested = True
-        self.wake.set()
+    def task_deleted(self, key: str) -> None:
+        self.tasks.forget(key)
+
+    # The task part's memos, read by the accept path and by tests.
+    @property
+    def accepted_at(self) -> dict[str, float]:
+        return self.tasks.accepted_at
+
+    @property
+    def launched(self) -> set[str]:
+        return self.tasks.launched
+
+    @property
+    def killing(self) -> set[str]:
+        return self.tasks.killing
+
+    def request_allocation(self, agents: Iterable[str] | None = None) -> None:
+        """Ask for an allocation: over `agents` only (resources freed there), or over all of them."""
+        self.allocation.request(agents)
+
+    # The allocation part's state, read by the loop and by tests.
+    @property
+    def processed_declines(self) -> dict[str, float]:
+        return self.answers.processed_declines
+
+    @property
+    def late_declines(self) -> list[dict]:
+        return self.answers.late_declines
+
+    @property
+    def cycle(self) -> int:
+        return self.allocation.cycle
+
+    @property
+    def sweeps(self) -> int:
+        return self.allocation.sweeps
+
+    @property
+    def last_cycle(self):
+        return self.allocation.last_cycle
 
     # ------------------------------------------------------------------ loop
 
@@ -129,40 +231,81 @@ class Engine(
         """LIST everything once before the first allocation, so a restarted master never offers
         resources that are already offered or launched."""
         ns = self.settings.namespace or None
-        for node in self.kube.api.sanitize_for_serialization(self.kube.core.list_node())["items"]:
+        w = self.writer
+        for node in w.list_nodes():  # type: ignore[attr-defined]
             self.cache.upsert_node(node)
-        pods = self.kube.api.sanitize_for_serialization(self.kube.core.list_pod_for_all_namespaces())
-        for pod in pods["items"]:
+        for pod in w.list_pods():  # type: ignore[attr-defined]
             self.cache.upsert_pod(pod, ours=is_task_pod(pod, self.settings.schedulerName))
         for store in ("frameworks", "offers", "tasks"):
-            for obj in self.kube.list(store, ns):
+            for obj in w.list(store, ns):  # type: ignore[attr-defined]
                 self.cache.upsert(store, obj)
-        for obj in self.kube.custom.list_cluster_custom_object("mesoskube.io", "v1alpha1", "mesosroles")[
-            "items"
-        ]:
+                if store != "frameworks":
+                    self.provenance.made(obj)  # an earlier master's
+        for obj in w.list_roles():  # type: ignore[attr-defined]
             self.cache.upsert("roles", obj)
-        with self.cache.lock:
-            self.dirty_tasks.update(self.cache.tasks)
-            self.dirty_frameworks.update(self.cache.frameworks)
-            self.answered.update(k for k, o in self.cache.offers.items() if o["spec"].get("answer"))
+        self.enqueue_all()
         self.poll_leases(force=True)
         self.ready.set()
 
+    def enqueue_all(self) -> None:
+        with self.cache.lock:
+            tasks = list(self.cache.tasks)
+            frameworks = list(self.cache.frameworks)
+            answered = [k for k, o in self.cache.offers.items() if o["spec"].get("answer")]
+        for k in tasks:
+            self.task_queue.add(k)
+        for k in frameworks:
+            self.framework_queue.add(k)
+        for k in answered:
+            self.answer_queue.add(k)
+
     def run(self) -> None:
-        self.seed()
         while not self.stopping.is_set():
-            now = self.clock()
-            next_allocation = self.last_allocation + self.settings.allocationInterval - now
-            self.wake.wait(timeout=max(0.0, min(next_allocation, STATUS_INTERVAL)))
+            try:
+                self.seed()
+                break
+            except Exception:  # the API server may not answer yet: keep trying, never die silently
+                log.exception("initial LIST failed; retrying")
+                self.stopping.wait(1.0)
+        while not self.stopping.is_set():
+            self.wake.wait(timeout=self.next_wake_in())
             self.wake.clear()
             if self.stopping.is_set():
                 break
             try:
                 self.step()
-            except Exception:  # a bad object or a failed write must not stop the master
+            except Exception:  # queue work never raises here; this guards the loop's own code
                 log.exception("engine step failed; retrying next step")
-                time.sleep(0.2)
+                self.stopping.wait(0.2)
+        if self.offer_pool is not None:
+            self.offer_pool.shutdown(wait=True, cancel_futures=True)
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def next_wake_in(self) -> float:
+        now = self.clock()
+        a = self.allocation
+        waits = [a.last_full_allocation + self.settings.allocationInterval - now, STATUS_INTERVAL]
+        if a.allocation_requested:
+            waits.append(a.last_allocation + MIN_ALLOCATION_GAP - now)
+        for q in (self.task_queue, self.answer_queue, self.framework_queue):
+            if (w := q.next_ready_in()) is not None:
+                waits.append(w)
+        return max(0.0, min(waits))
+
+    def publish_status(self, now: float) -> None:
+        self.status.publish_status(now)
+
+    def run_status(self) -> None:
+        """Status, metrics and task retention on their own clock: a long engine step (a large accept
+        at a low client QPS) must not freeze what `kubectl get frameworks` and dashboards show."""
+        self.ready.wait()
+        while not self.stopping.wait(STATUS_INTERVAL):
+            try:
+                self.status.publish_status(self.clock())
+            except Exception:
+                if self.stopping.is_set():  # the write pool shuts down with the engine
+                    return
+                log.exception("publishing status failed; retrying in %.0fs", STATUS_INTERVAL)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -173,27 +316,37 @@ class Engine(
         self.poll_leases()
         self.reconcile_frameworks(now)
         self.process_answers(now)
+        self.check_agents(now)
         self.sync_tasks(now)
         self.housekeep_offers(now)
-        due = now - self.last_allocation >= self.settings.allocationInterval
-        if due or (self.allocation_requested and now - self.last_allocation >= MIN_ALLOCATION_GAP):
-            self.allocate(now)
+        # The interval's sweep is due by the last sweep, whatever event-triggered cycles ran since.
+        a = self.allocation
+        due = now - a.last_full_allocation >= self.settings.allocationInterval
+        if due or (a.allocation_requested and now - a.last_allocation >= MIN_ALLOCATION_GAP):
+            a.allocate(now)
+
+    def process_queue(self, queue: WorkQueue, work: Callable[[Hashable], None]) -> None:
+        """Run `work` for every ready key of `queue`, each key's outcome reported with `done`:
+        ANY exception re-queues the key with backoff, so no work is lost to an unexpected error."""
+
+        def one(key: Hashable) -> None:
+            try:
+                work(key)
+            except Exception as e:
+                failures = queue.failures(key)
+                # One line per key's first failures, not a traceback per step during an outage.
+                level = logging.WARNING if failures < 3 else logging.DEBUG
+                what = f"{e.status} {e.reason}" if isinstance(e, ApiError) else f"{type(e).__name__}: {e}"
+                log.log(level, "%s: %s (retry %d in %.2fs)", key, what, failures + 1, queue.backoff(failures))
+                if not isinstance(e, ApiError):
+                    log.debug("traceback of %s", key, exc_info=True)
+                queue.done(key, e)
+            else:
+                queue.done(key)
+
+        self._run_all(one, list(queue.drain()))
 
     def _run_all(self, fn: Callable, items: Iterable) -> list:
+        if not self.workers:
+            return [fn(i) for i in items]
         return list(self.pool.map(fn, items))
-
-    # ------------------------------------------------------------------ helpers for the parts
-
-    def _delete_quietly(self, plural: str, ns: str, name: str) -> None:
-        try:
-            self.kube.delete(plural, ns, name)
-        except ApiException as e:
-            if e.status != 404:
-                raise
-
-    def _delete_quietly_pod(self, ns: str, name: str) -> None:
-        try:
-            self.kube.core.delete_namespaced_pod(name, ns, grace_period_seconds=0)
-        except ApiException as e:
-            if e.status != 404:
-                raise

@@ -7,17 +7,17 @@ import logging
 from concurrent.futures import Executor
 from datetime import UTC, datetime
 
-from kubernetes.client.exceptions import ApiException
-
-from mesoskube.kube import Kube
+from mesoskube.master.writer import ApiError, Writer
 
 log = logging.getLogger("mesoskube.master.events")
 COMPONENT = "mesoskube-master"
 
 
 class EventRecorder:
-    def __init__(self, kube: Kube, pool: Executor, component: str = COMPONENT) -> None:
-        self.kube, self.pool, self.component = kube, pool, component
+    def __init__(self, writer: Writer, pool: Executor | None, component: str = COMPONENT) -> None:
+        # No pool: written inline (unit tests). `component` names the writer in the Event's source
+        # (the pods framework records its own Events through this class).
+        self.writer, self.pool, self.component = writer, pool, component
 
     def normal(self, obj: dict, reason: str, message: str) -> None:
         self._post(obj, "Normal", reason, message)
@@ -50,9 +50,12 @@ class EventRecorder:
 
         def post() -> None:
             try:
-                self.kube.core.create_namespaced_event(ns, body)
-            except ApiException as e:
+                self.writer.create_event(ns, body)
+            except ApiError as e:
                 log.debug("event %s on %s not recorded: %s", reason, meta["name"], e.reason)
 
+        if self.pool is None:
+            post()
+            return
         with contextlib.suppress(RuntimeError):  # the pool is shut down while the master stops
             self.pool.submit(post)

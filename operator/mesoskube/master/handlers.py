@@ -1,8 +1,13 @@
-"""kopf handlers: translate watch events into cache updates and engine signals; no API calls here."""
+"""kopf handlers: translate watch events into cache updates and work-queue keys; no API calls and
+no decisions here. Allocation requests name the agents whose resources changed (candidates);
+a node's heartbeat, which changes nothing the master reads, requests nothing.
+
+`Handlers` is plain code (the engine's unit tests feed it events); `register` wires it to kopf.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
@@ -13,74 +18,85 @@ from mesoskube.master.engine import Engine
 from mesoskube.master.objects import is_task_pod
 
 
+@dataclass
+class Handlers:
+    cache: Cache
+    engine: Engine
+
+    def node(self, event_type: str, body: dict) -> None:
+        name = body["metadata"]["name"]
+        if event_type == "DELETED":
+            self.cache.delete_node(name)
+            self.engine.agent_removed(name)
+        elif self.cache.upsert_node(body):
+            self.engine.request_allocation([name])
+
+    def pod(self, event_type: str, body: dict) -> None:
+        key = key_of(body)
+        ours = is_task_pod(body, self.engine.settings.schedulerName)
+        if event_type == "DELETED":
+            freed = self.cache.delete_pod(key, ours=ours)
+        else:
+            freed = self.cache.upsert_pod(body, ours=ours)
+        if ours:
+            self.engine.mark_task(key)
+        if freed:
+            self.engine.request_allocation([freed])
+
+    def role(self, event_type: str, body: dict) -> None:
+        if event_type == "DELETED":
+            self.cache.delete("roles", body["metadata"]["name"])
+        else:
+            self.cache.upsert("roles", body)
+        self.engine.request_allocation()
+
+    def mirrored(self, store: str, event_type: str, body: dict) -> None:
+        """Frameworks, Offers, Tasks: keep the cache in step; a deletion frees resources on its agent."""
+        key = key_of(body)
+        if event_type == "DELETED":
+            if store == "offers":
+                self.engine.offer_deleted(key, body)
+            elif store == "tasks":
+                self.engine.task_deleted(key)
+            self.cache.delete(store, key)
+            agent = (body.get("spec") or {}).get("agent")
+            self.engine.request_allocation([agent] if agent else None)
+            return
+        self.cache.upsert(store, body)
+        if store == "frameworks":
+            self.engine.mark_framework(key)
+        elif store == "tasks":
+            self.engine.mark_task(key)
+        elif body["spec"].get("answer"):
+            self.engine.mark_answered(key)
+
+    def event(self, kind: str, event_type: str, body: dict) -> None:
+        if kind == "nodes":
+            self.node(event_type, body)
+        elif kind == "pods":
+            self.pod(event_type, body)
+        elif kind == "mesosroles":
+            self.role(event_type, body)
+        else:
+            self.mirrored(kind, event_type, body)
+
+
 def register(
     registry: kopf.OperatorRegistry, cache: Cache, engine: Engine, connection: kopf.ConnectionInfo
 ) -> None:
+    handlers = Handlers(cache, engine)
+
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
         return connection
 
-    @kopf.on.event("nodes", registry=registry)
-    async def node_event(event: dict, **_: Any) -> None:
-        body = event["object"]
-        if event.get("type") == "DELETED":
-            cache.delete_node(body["metadata"]["name"])
-            engine.agent_removed(body["metadata"]["name"])
-        else:
-            cache.upsert_node(body)
-        engine.request_allocation()
-
-    @kopf.on.event("pods", registry=registry)
-    async def pod_event(event: dict, **_: Any) -> None:
-        body = event["object"]
-        key = key_of(body)
-        ours = is_task_pod(body, engine.settings.schedulerName)
-        if event.get("type") == "DELETED":
-            cache.delete_pod(key, ours=ours)
-        else:
-            cache.upsert_pod(body, ours=ours)
-        if ours:
-            engine.mark_task(key)
-
-    def mirror(
-        store: str, changed: Callable[[str, dict], None], deleted: Callable[[str, dict], None] | None = None
-    ) -> Callable:
-        """A handler keeping `store` in step with the watch; a deletion frees resources, so it asks
-        for an allocation (after `deleted`, if given); any other event calls `changed`."""
-
+    def on(kind: str):
         async def handler(event: dict, **_: Any) -> None:
-            body = event["object"]
-            key = key_of(body)
-            if event.get("type") == "DELETED":
-                if deleted is not None:
-                    deleted(key, body)
-                cache.delete(store, key)
-                engine.request_allocation()
-            else:
-                cache.upsert(store, body)
-                changed(key, body)
+            handlers.event(kind, event.get("type") or "", event["object"])
 
         return handler
 
-    def offer_changed(key: str, body: dict) -> None:
-        if body["spec"].get("answer"):
-            engine.mark_answered(key)
-
-    kopf.on.event(API_GROUP, "frameworks", registry=registry, id="mirror-frameworks")(
-        mirror("frameworks", lambda key, _: engine.mark_framework(key))
-    )
-    kopf.on.event(API_GROUP, "offers", registry=registry, id="mirror-offers")(
-        mirror("offers", offer_changed, engine.offer_deleted)
-    )
-    kopf.on.event(API_GROUP, "tasks", registry=registry, id="mirror-tasks")(
-        mirror("tasks", lambda key, _: engine.mark_task(key))
-    )
-
-    @kopf.on.event(API_GROUP, "mesosroles", registry=registry)
-    async def role_event(event: dict, **_: Any) -> None:
-        body = event["object"]
-        if event.get("type") == "DELETED":
-            cache.delete("roles", body["metadata"]["name"])
-        else:
-            cache.upsert("roles", body)
-        engine.request_allocation()
+    kopf.on.event("nodes", registry=registry, id="nodes")(on("nodes"))
+    kopf.on.event("pods", registry=registry, id="pods")(on("pods"))
+    for kind in ("frameworks", "offers", "tasks", "mesosroles"):
+        kopf.on.event(API_GROUP, kind, registry=registry, id=f"mirror-{kind}")(on(kind))

@@ -1,26 +1,46 @@
 """Framework lifecycle: subscribe, heartbeat Leases, revive, reconcile, failover and TEARDOWN.
 
-A mixin of the master's Engine (engine.py), which holds the state these methods share.
+A part with declared dependencies: the writer, the cache (read), the settings, its work queue,
+the refusal filters (revive and teardown clear a framework's), and the other parts' verbs it
+uses (rescind offers, kill a task, request an allocation).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-
-from kubernetes.client.exceptions import ApiException
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 from mesoskube.api.models import DEFAULT_ROLE, FrameworkPhase, TaskState
-from mesoskube.master import FINALIZER, LABEL_FRAMEWORK
-from mesoskube.master.cache import format_time, parse_time
+from mesoskube.master import FINALIZER
+from mesoskube.master.cache import Cache, format_time, parse_time
+from mesoskube.master.events import EventRecorder
 from mesoskube.master.objects import is_terminal, ns_name
+from mesoskube.master.workqueue import WorkQueue
+from mesoskube.master.writer import ApiError, Writer
+from mesoskube.settings import Settings
 
 log = logging.getLogger("mesoskube.master")
 
 LEASE_POLL_INTERVAL = 1.0
 
 
+@dataclass
 class FrameworkLifecycle:
+    writer: Writer
+    cache: Cache
+    settings: Settings
+    events: EventRecorder
+    queue: WorkQueue
+    filters: dict  # the allocation part's refusal filters, shared
+    rescind_offers: Callable[..., int]
+    kill: Callable[[dict], None]
+    request_allocation: Callable[[Iterable[str] | None], None]
+    run_all: Callable[[Callable, Iterable], list]
+    last_lease_poll: float = 0.0
+    seen_generation: dict[str, int | None] = field(default_factory=dict)
+
     def poll_leases(self, force: bool = False) -> None:
         """Framework heartbeats. Polled with a server-side label filter: watching every Lease would
         also stream each node's heartbeat."""
@@ -28,44 +48,54 @@ class FrameworkLifecycle:
         if not force and now - self.last_lease_poll < LEASE_POLL_INTERVAL:
             return
         self.last_lease_poll = now
-        sel = LABEL_FRAMEWORK
-        if self.settings.namespace:
-            leases = self.kube.coordination.list_namespaced_lease(self.settings.namespace, label_selector=sel)
-        else:
-            leases = self.kube.coordination.list_lease_for_all_namespaces(label_selector=sel)
-        seen = {}
-        for lease in leases.items:
-            renew = lease.spec.renew_time
-            seen[f"{lease.metadata.namespace}/{lease.metadata.name}"] = {
-                "renew": renew.timestamp() if renew else 0.0,
-                "duration": float(lease.spec.lease_duration_seconds or 15),
-            }
+        try:
+            seen = self.writer.list_framework_leases(self.settings.namespace or None)
+        except ApiError as e:
+            log.warning("listing framework Leases failed: %s %s", e.status, e.reason)
+            return
         with self.cache.lock:
             had = self.cache.leases
             self.cache.leases = seen
             # A framework whose Lease appeared, renewed or went away is looked at again.
             changed = [k for k in self.cache.frameworks if k in seen or k in had]
-        with self.dirty_lock:
-            self.dirty_frameworks.update(changed)
+        for k in changed:
+            self.queue.add(k)
 
     def reconcile_frameworks(self, now: float) -> None:
-        with self.dirty_lock:
-            keys, self.dirty_frameworks = self.dirty_frameworks, set()
         # Failover clocks run whether or not anything changed.
         with self.cache.lock:
-            keys |= {
+            disconnected = [
                 k
                 for k, fw in self.cache.frameworks.items()
                 if (fw.get("status") or {}).get("phase") == FrameworkPhase.DISCONNECTED.value
-            }
-            items = [(k, self.cache.frameworks.get(k)) for k in keys]
-        for key, fw in items:
-            if fw is not None:
-                try:
-                    self.reconcile_framework(key, fw, now)
-                except ApiException as e:
-                    if e.status not in (404, 409):
-                        raise
+            ]
+        for k in disconnected:
+            if self.queue.failures(k) == 0:  # one in backoff waits for its turn
+                self.queue.add(k)
+
+        def work(key: str) -> None:
+            with self.cache.lock:
+                fw = self.cache.frameworks.get(key)
+            if fw is None:
+                self.seen_generation.pop(key, None)
+                return
+            try:
+                self.reconcile_framework(key, fw, now)
+            except ApiError as e:
+                if e.status == 409:  # a stale resourceVersion: look again with the newer object
+                    self.queue.add(key)
+                elif e.status != 404:
+                    raise
+
+        # In order, on this thread: a framework's steps write its own status, one after another.
+        for key in list(self.queue.drain()):
+            try:
+                work(key)
+            except Exception as e:
+                log.warning("framework %s: %s (retrying)", key, e)
+                self.queue.done(key, e)
+            else:
+                self.queue.done(key)
 
     def reconcile_framework(self, key: str, fw: dict, now: float) -> None:
         ns, name = ns_name(key)
@@ -74,7 +104,7 @@ class FrameworkLifecycle:
         if meta.get("deletionTimestamp"):
             self.teardown(key, fw, "framework deleted (TEARDOWN)")
             if FINALIZER in (meta.get("finalizers") or []):
-                self.kube.patch(
+                self.writer.patch(
                     "frameworks",
                     ns,
                     name,
@@ -87,8 +117,9 @@ class FrameworkLifecycle:
                 )
             return
         if phase is None:
+            self.seen_generation[key] = meta.get("generation")
             if FINALIZER not in (meta.get("finalizers") or []):
-                self.kube.patch(
+                self.writer.patch(
                     "frameworks",
                     ns,
                     name,
@@ -158,8 +189,13 @@ class FrameworkLifecycle:
                     "observedReconcile": reconcile.get("id"),
                 },
             )
-        if not spec.get("suppress"):
-            self.request_allocation()
+        # A spec change (suppress lifted, roles changed) may make agents offerable to it; the
+        # master's own status writes and heartbeats change nothing an allocation reads.
+        generation = meta.get("generation")
+        if self.seen_generation.get(key) != generation:
+            self.seen_generation[key] = generation
+            if not spec.get("suppress"):
+                self.request_allocation()
 
     def reconcile_answer(self, ns: str, framework: str, task_ids: list[str] | None) -> list[dict]:
         with self.cache.lock:
@@ -196,11 +232,11 @@ class FrameworkLifecycle:
                 for k, t in self.cache.tasks.items()
                 if k.startswith(ns + "/") and t["spec"]["framework"] == name and not is_terminal(t)
             ]
-        self._run_all(lambda t: self._kill(t), tasks)
+        self.run_all(self.kill, tasks)
         for k in [k for k in self.filters if k[0] == key]:
             del self.filters[k]
 
     def _patch_fw_status(self, key: str, patch: dict) -> None:
         ns, name = ns_name(key)
-        body = self.kube.patch_status("frameworks", ns, name, {"status": patch})
+        body = self.writer.patch_status("frameworks", ns, name, {"status": patch})
         self.cache.upsert("frameworks", body)

@@ -1,27 +1,41 @@
 """Offers that must close: agent gone, framework gone, offerTimeout, resources taken by others;
 one Event per framework and cause; closed offers deleted after offerRetention.
 
-A mixin of the master's Engine (engine.py), which holds the state these methods share.
+A part with declared dependencies: it reads the cache, decides which offers close, and hands the
+writes to the Writer (through `run_all`, the engine's write pool).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable
-
-from kubernetes.client.exceptions import ApiException
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 from mesoskube import metrics
 from mesoskube.api.models import FrameworkPhase, OfferPhase
-from mesoskube.master.cache import format_time, key_of, parse_time
+from mesoskube.master.cache import Cache, format_time, key_of, parse_time
+from mesoskube.master.contract import closed_at
+from mesoskube.master.events import EventRecorder
 from mesoskube.master.objects import add_into, framework_key, is_terminal, offer_phase, resources_of
+from mesoskube.master.writer import ApiError, Writer
 from mesoskube.resources import SCALARS, Resources
+from mesoskube.settings import Settings
 
 log = logging.getLogger("mesoskube.master")
 
 
+@dataclass
 class OfferHousekeeping:
+    writer: Writer
+    cache: Cache
+    clock: Callable[[], float]
+    settings: Settings
+    agent_matches: Callable[[Mapping[str, str]], bool]
+    events: EventRecorder
+    run_all: Callable[[Callable, Iterable], list]
+    request_allocation: Callable[[Iterable[str] | None], None]
+
     def rescind_offers(
         self,
         which: Callable[[dict], bool],
@@ -40,22 +54,22 @@ class OfferHousekeeping:
         def rescind(o: dict) -> None:
             ns, name = o["metadata"]["namespace"], o["metadata"]["name"]
             try:
-                body = self.kube.patch_status(
+                body = self.writer.patch_status(
                     "offers",
                     ns,
                     name,
                     {"status": {"phase": phase.value, "reason": reason, "message": message, "closedAt": now}},
                 )
-            except ApiException as e:
-                if e.status == 404:
-                    return
-                raise
+            except ApiError as e:
+                if e.status != 404:  # still outstanding in the cache: housekeeping tries again next step
+                    log.warning("rescinding offer %s/%s: %s", ns, name, e)
+                return
             self.cache.upsert("offers", body)
             metrics.offers.labels(event="expired" if phase == OfferPhase.EXPIRED else "rescinded").inc()
 
-        self._run_all(rescind, victims)
+        self.run_all(rescind, victims)
         if victims:
-            self.request_allocation()
+            self.request_allocation({o["spec"]["agent"] for o in victims})
             if reason != "REASON_FRAMEWORK_REMOVED":  # nobody is left to read it
                 self._record_closed_offers(victims, phase, reason, message)
         return len(victims)
@@ -113,12 +127,15 @@ class OfferHousekeeping:
                 o
                 for o in self.cache.offers.values()
                 if offer_phase(o) != OfferPhase.OUTSTANDING.value
-                and (parse_time((o.get("status") or {}).get("closedAt")) or now)
-                + self.settings.offerRetention
-                <= now
+                and closed_at(o, now) + self.settings.offerRetention <= now
             ]
         for o in old:
-            self._delete_quietly("offers", o["metadata"]["namespace"], o["metadata"]["name"])
+            try:
+                self.writer.delete("offers", o["metadata"]["namespace"], o["metadata"]["name"])
+            except ApiError as e:
+                if e.status != 404:  # tried again next step: the offer is still in the cache
+                    log.warning("deleting closed offer %s: %s", key_of(o), e)
+                    continue
             with self.cache.lock:
                 self.cache.offers.pop(key_of(o), None)
 

@@ -16,6 +16,7 @@ from mesoskube.kube import Kube
 from mesoskube.master.cache import Cache
 from mesoskube.master.engine import Engine
 from mesoskube.master.handlers import register
+from mesoskube.master.writer import KubeWriter
 from mesoskube.settings import Settings
 
 log = logging.getLogger("mesoskube.master")
@@ -55,7 +56,7 @@ class Master:
     cache: Cache = field(default_factory=Cache)
 
     def __post_init__(self) -> None:
-        self.engine = Engine(self.kube, self.settings, self.cache)
+        self.engine = Engine(KubeWriter(self.kube), self.settings, self.cache)
         self.registry = kopf.OperatorRegistry()
         register(self.registry, self.cache, self.engine, connection_info(self.kube))
         self._stop_flag: threading.Event = threading.Event()

@@ -1,27 +1,40 @@
 """Framework and role status, metrics and completed-task retention, on their own thread.
 
-A mixin of the master's Engine (engine.py), which holds the state these methods share.
+A part with declared dependencies: it reads the cache, decides what to write, and hands the
+writes to the Writer (through `run_all`, the engine's write pool).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import defaultdict
-
-from kubernetes.client.exceptions import ApiException
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 
 from mesoskube import metrics
 from mesoskube.allocator import dominant_share
 from mesoskube.api.models import DEFAULT_ROLE, OfferPhase, TaskState
+from mesoskube.master.cache import Cache
 from mesoskube.master.objects import framework_key, is_terminal, ns_name, offer_phase, resources_of
+from mesoskube.master.writer import ApiError, Writer
 from mesoskube.resources import SCALARS, Resources
+from mesoskube.settings import Settings
 
 log = logging.getLogger("mesoskube.master")
 
 STATUS_INTERVAL = 2.0
 
 
+@dataclass
 class StatusPublisher:
+    writer: Writer
+    cache: Cache  # read, and refreshed with what the writes return
+    settings: Settings
+    agent_matches: Callable[[Mapping[str, str]], bool]
+    run_all: Callable[[Callable, Iterable], list]
+    _metric_frameworks: set[str] = field(default_factory=set)
+
     def publish_status(self, now: float) -> None:
         with self.cache.lock:
             frameworks = dict(self.cache.frameworks)
@@ -91,7 +104,16 @@ class StatusPublisher:
             have = {x: (body.get("status") or {}).get(x) for x in want}
             if have != want:
                 writes.append(("roles", name, want))
-        self._run_all(self._write_status, writes)
+        # Series of frameworks that went: without this the exporter keeps one per framework ever seen.
+        live = {k for k in frameworks}
+        for gone in self._metric_frameworks - live:
+            with contextlib.suppress(KeyError):
+                metrics.framework_share.remove(gone)
+            for r in SCALARS:
+                with contextlib.suppress(KeyError):
+                    metrics.framework_allocated.remove(gone, r)
+        self._metric_frameworks = live
+        self.run_all(self._write_status, writes)
         self.prune_completed_tasks(tasks)
 
     def prune_completed_tasks(self, tasks: list[dict]) -> None:
@@ -106,7 +128,7 @@ class StatusPublisher:
             if len(finished) > keep:
                 finished.sort(key=lambda t: (t.get("status") or {}).get("finishedAt") or "")
                 old.extend(finished[: len(finished) - keep])
-        self._run_all(
+        self.run_all(
             lambda t: self._delete_quietly("tasks", t["metadata"]["namespace"], t["metadata"]["name"]), old
         )
 
@@ -114,25 +136,18 @@ class StatusPublisher:
         store, key, status = item
         try:
             if store == "roles":
-                body = self.kube.custom.patch_cluster_custom_object_status(
-                    "mesoskube.io", "v1alpha1", "mesosroles", key, {"status": status}
-                )
+                body = self.writer.patch_role_status(key, {"status": status})
             else:
                 ns, name = ns_name(key)
-                body = self.kube.patch_status("frameworks", ns, name, {"status": status})
+                body = self.writer.patch_status("frameworks", ns, name, {"status": status})
             self.cache.upsert(store, body)
-        except ApiException as e:
+        except ApiError as e:
             if e.status != 404:
                 log.warning("status of %s %s not written: %s", store, key, e.reason)
 
-    def run_status(self) -> None:
-        """Status, metrics and task retention on their own clock: a long engine step (a large accept
-        at a low client QPS) must not freeze what `kubectl get frameworks` and dashboards show."""
-        self.ready.wait()
-        while not self.stopping.wait(STATUS_INTERVAL):
-            try:
-                self.publish_status(self.clock())
-            except Exception:
-                if self.stopping.is_set():  # the write pool shuts down with the engine
-                    return
-                log.exception("publishing status failed; retrying in %.0fs", STATUS_INTERVAL)
+    def _delete_quietly(self, plural: str, ns: str, name: str) -> None:
+        try:
+            self.writer.delete(plural, ns, name)
+        except ApiError as e:
+            if e.status != 404:
+                raise

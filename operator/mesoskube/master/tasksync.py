@@ -1,49 +1,107 @@
-"""Task state from its pod (TASK_STAGING .. TASK_LOST), pod creation for launched tasks, kills.
+"""Task state from its pod (TASK_STAGING .. TASK_LOST), pod creation for launched tasks, kills,
+and agent health: tasks on a node NotReady past agentUnreachableTimeout become TASK_UNREACHABLE
+(PARTITION_AWARE frameworks) or TASK_LOST (the others, whose pods are deleted); when the node
+comes back, an unreachable task whose pod still runs is RUNNING again.
 
-A mixin of the master's Engine (engine.py), which holds the state these methods share.
+A part with declared dependencies (writer, cache, settings, agent health, its work queue); the
+memos of launched tasks are its own and forgotten when a Task goes. It builds the adoption part
+(adoption.py), which shares its `launched` memo and its status write.
 """
 
 from __future__ import annotations
 
 import logging
-
-from kubernetes.client.exceptions import ApiException
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 from mesoskube import metrics
 from mesoskube.api.models import TERMINAL_TASK_STATES, TaskState
+from mesoskube.master.adoption import PodAdoption
 from mesoskube.master.builders import pod_manifest
-from mesoskube.master.cache import format_time
-from mesoskube.master.objects import ns_name, task_state
+from mesoskube.master.cache import Cache, format_time
+from mesoskube.master.contract import Provenance, ignore_foreign_task
+from mesoskube.master.events import EventRecorder
+from mesoskube.master.health import AgentHealth
+from mesoskube.master.objects import framework_key, is_terminal, ns_name, task_state
 from mesoskube.master.taskstate import TaskUpdate, for_missing_pod, from_pod
+from mesoskube.master.workqueue import WorkQueue
+from mesoskube.master.writer import ApiError, Writer, delete_pod_quietly
+from mesoskube.settings import Settings
 
 log = logging.getLogger("mesoskube.master")
 
 
+@dataclass
 class TaskSync:
-    def sync_tasks(self, now: float) -> None:
-        with self.dirty_lock:
-            keys, self.dirty_tasks = self.dirty_tasks, set()
-        with self.cache.lock:
-            work = [(k, t) for k in keys if (t := self.cache.tasks.get(k)) is not None]
-        self._run_all(lambda w: self._sync_task(*w, now), work)
+    writer: Writer
+    cache: Cache
+    settings: Settings
+    events: EventRecorder
+    health: AgentHealth
+    queue: WorkQueue
+    process_queue: Callable[[WorkQueue, Callable], None]
+    request_allocation: Callable[[Iterable[str] | None], None]
+    provenance: Provenance  # what this master made: only those Tasks get pods (contract.py)
+    accepted_at: dict[str, float] = field(default_factory=dict)
+    killing: set[str] = field(default_factory=set)
+    launched: set[str] = field(default_factory=set)  # tasks whose pod was created, bound or seen
 
-    def _sync_task(self, key: str, task: dict, now: float) -> None:
-        try:
-            self.sync_task(key, task, now)
-        except ApiException as e:
-            if e.status == 404:
-                return
-            if e.status == 409:
-                self.mark_task(key)
-                return
-            log.warning("task %s: %s", key, e.reason)
-            self.mark_task(key)
+    def __post_init__(self) -> None:
+        # Tasks adopting an existing pod: bound where others get a pod created (adoption.py).
+        self.adoption = PodAdoption(self.writer, self.cache, self.settings, self.launched, self._set_state)
+
+    def forget(self, key: str) -> None:
+        """The Task went: drop what was remembered of it (else the memos grow forever)."""
+        self.accepted_at.pop(key, None)
+        self.launched.discard(key)
+        self.killing.discard(key)
+        with self.cache.lock:
+            self.cache.pods_seen.discard(key)
+
+    def sync_tasks(self, now: float) -> None:
+        def work(key: str) -> None:
+            with self.cache.lock:
+                task = self.cache.tasks.get(key)
+                if task is None or key in self.cache.assumed["tasks"]:
+                    return  # gone, or its create is still under way (launch syncs it then)
+            try:
+                self.sync_task(key, task, now)
+            except ApiError as e:
+                if e.status != 404:  # 404: the Task went; its DELETED event ends it
+                    raise
+
+        self.process_queue(self.queue, work)
+
+    def check_agents(self, now: float) -> None:
+        """Mesos's agent health by the master's own clock: NotReady past the timeout makes the
+        node's tasks unreachable; Ready again reconciles them."""
+        with self.cache.lock:
+            nodes = list(self.cache.nodes.values())
+        agents = self.health.observe(nodes, now)
+        if agents:
+            with self.cache.lock:
+                keys = [
+                    k
+                    for k, t in self.cache.tasks.items()
+                    if t["spec"]["agent"] in agents and not is_terminal(t)
+                ]
+            for k in keys:
+                self.queue.add(k)
+
+    def _partition_aware(self, task: dict) -> bool:
+        fw = self.cache.frameworks.get(
+            framework_key(task["metadata"]["namespace"], task["spec"]["framework"])
+        )
+        return "PARTITION_AWARE" in ((fw or {}).get("spec") or {}).get("capabilities", [])
 
     def sync_task(self, key: str, task: dict, now: float) -> None:
         ns, name = ns_name(key)
-        task = self.cache.tasks.get(key) or task  # the newest we hold: work may wait in the pool
+        task = self.cache.tasks.get(key) or task  # the newest we hold
         spec, status = task["spec"], task.get("status") or {}
         state = task_state(task)
+        if state not in TERMINAL_TASK_STATES and not self.provenance.trusted(task, key):
+            ignore_foreign_task(self.writer, self.cache, self.events, lambda: now, task)
+            return
         if state in TERMINAL_TASK_STATES:
             self.accepted_at.pop(key, None)
             self.launched.discard(key)
@@ -53,18 +111,38 @@ class TaskSync:
         # The pod as of now, not as of when this work was queued: it may have been shown since.
         pod, seen = self.cache.pod_of(key)
         agent_present = spec["agent"] in self.cache.nodes
-        if spec.get("pod") and self.adopt(key, task, pod, seen, now):
+        if spec.get("pod") and self.adoption.adopt(key, task, pod, seen, now):
             return
         if pod is not None and not agent_present:
-            self._delete_quietly_pod(ns, name)
+            delete_pod_quietly(self.writer, ns, name)
             self._set_state(key, task, for_missing_pod(False, agent_present=False), now)
             return
         if pod is not None:
             self.launched.add(key)
+        if self.health.is_unreachable(spec["agent"]):
+            if self._partition_aware(task):
+                update = TaskUpdate(
+                    TaskState.UNREACHABLE,
+                    "REASON_AGENT_UNREACHABLE",
+                    f"the agent's node has been NotReady for {self.settings.agentUnreachableTimeout:.0f}s "
+                    "or more",
+                )
+                self._set_state(key, task, update, now)
+                return
+            if pod is not None:
+                delete_pod_quietly(self.writer, ns, name)
+            update = TaskUpdate(
+                TaskState.LOST,
+                "REASON_AGENT_UNREACHABLE",
+                f"the agent's node was NotReady for {self.settings.agentUnreachableTimeout:.0f}s; "
+                "the task is gone (the framework is not PARTITION_AWARE)",
+            )
+            self._set_state(key, task, update, now)
+            return
         if pod is not None and pod.get("metadata", {}).get("deletionTimestamp") is None:
             if spec.get("kill") and key not in self.killing:
                 self.killing.add(key)
-                self._delete_quietly_pod(ns, name)
+                delete_pod_quietly(self.writer, ns, name)
                 return
             update = from_pod(pod)
             if update.state in TERMINAL_TASK_STATES and spec.get("kill"):
@@ -101,8 +179,10 @@ class TaskSync:
             )
             return
         try:
-            self.kube.core.create_namespaced_pod(ns, pod_manifest(task))
-        except ApiException as e:
+            self.writer.create_pod(ns, pod_manifest(task))
+        except ApiError as e:
+            if e.retriable:
+                raise  # 429, 5xx, a reset connection: the task queue retries with backoff
             if e.status != 409:
                 self._set_state(
                     key,
@@ -140,16 +220,17 @@ class TaskSync:
         if update.state in TERMINAL_TASK_STATES:
             patch["finishedAt"] = format_time(now)
             self.killing.discard(key)
-            self.request_allocation()
             if update.state not in (TaskState.FINISHED, TaskState.KILLED):
                 self.events.warning(task, update.state.value, f"{update.reason}: {update.message}")
-        body = self.kube.patch_status("tasks", ns, name, {"status": patch})
+        body = self.writer.patch_status("tasks", ns, name, {"status": patch})
         self.cache.upsert("tasks", body)
+        if update.state in TERMINAL_TASK_STATES:
+            self.request_allocation([task["spec"]["agent"]])
 
-    def _kill(self, task: dict) -> None:
+    def kill(self, task: dict) -> None:
         ns, name = task["metadata"]["namespace"], task["metadata"]["name"]
         try:
-            self.kube.patch("tasks", ns, name, {"spec": {"kill": True}})
-        except ApiException as e:
+            self.writer.patch("tasks", ns, name, {"spec": {"kill": True}})
+        except ApiError as e:
             if e.status != 404:
                 raise

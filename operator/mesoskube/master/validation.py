@@ -10,6 +10,21 @@ from mesoskube.master.cache import pod_requests
 from mesoskube.resources import SCALARS, Resources, format_ranges, subtract_ranges
 
 
+def _port_clash(wanted: list[tuple[str, Resources]]) -> str:
+    """Two tasks of one accept on one host port would both be launched on the same node."""
+    owner: dict[int, str] = {}
+    clashes: list[str] = []
+    for name, r in wanted:
+        for lo, hi in r.ports:
+            for port in range(lo, hi + 1):
+                if port in owner and owner[port] != name:
+                    clashes.append(f"{port} ({owner[port]} and {name})")
+                owner.setdefault(port, name)
+                if len(clashes) >= 5:
+                    return ", ".join(clashes)
+    return ", ".join(clashes)
+
+
 @dataclass(frozen=True, slots=True)
 class AcceptVerdict:
     ok: bool
@@ -26,7 +41,13 @@ def check_accept(offered: Resources, tasks: list[TaskInfo], existing_task_names:
     taken = sorted(set(names) & existing_task_names)
     if taken:
         return AcceptVerdict(False, f"task names already used in this framework: {', '.join(taken)}")
-    used = Resources.total(t.resources.to_resources() for t in tasks)
+    wanted = [(t.name, t.resources.to_resources()) for t in tasks]
+    clash = _port_clash(wanted)
+    if clash:
+        return AcceptVerdict(
+            False, f"tasks ask for the same host ports: {clash}; give each task its own ports"
+        )
+    used = Resources.total(r for _, r in wanted)
     short = offered.shortfall(used)
     if short:
         what = "; ".join(f"{name}: {detail}" for name, detail in short.items())

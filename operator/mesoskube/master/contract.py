@@ -1,0 +1,160 @@
+"""The framework contract, where the master itself must enforce it (pure checks plus one writer).
+
+The API server enforces most of it (CEL rules in the CRDs, the chart's ValidatingAdmissionPolicies);
+what is here covers a cluster without those policies: an answer whose tasks carry fields the model
+does not know is refused on the Offer, naming them, and launches nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from pydantic import ValidationError
+
+from mesoskube.api.models import OfferAnswer, OfferPhase, TaskState
+from mesoskube.master.cache import Cache, format_time, parse_time
+from mesoskube.master.events import EventRecorder
+from mesoskube.master.writer import ApiError, Writer
+
+log = logging.getLogger("mesoskube.master")
+
+
+def answer_errors(error: ValidationError) -> str:
+    """One line naming every offending field as a framework writes it (spec.answer.tasks[0].runSecs)."""
+    parts = []
+    for err in error.errors():
+        path = "spec.answer"
+        for step in err["loc"]:
+            path += f"[{step}]" if isinstance(step, int) else f".{step}"
+        what = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        parts.append(f"{path}: {what}")
+    return "; ".join(parts)
+
+
+def parse_answer(raw: dict) -> OfferAnswer | str:
+    """The answer, or a message naming what is wrong with it."""
+    try:
+        return OfferAnswer.model_validate(raw)
+    except ValidationError as e:
+        return answer_errors(e)
+
+
+def refuse_invalid_answer(
+    writer: Writer, cache: Cache, events: EventRecorder, clock: Callable[[], float], offer: dict, message: str
+) -> None:
+    """Close the offer as Invalid (deleted after offerRetention like a rescinded one); nothing launches."""
+    ns, name = offer["metadata"]["namespace"], offer["metadata"]["name"]
+    msg = f"answer refused, nothing launched: {message}"
+    try:
+        body = writer.patch_status(
+            "offers",
+            ns,
+            name,
+            {
+                "status": {
+                    "phase": OfferPhase.INVALID.value,
+                    "reason": "REASON_INVALID_ANSWER",
+                    "message": msg,
+                    "answerRefused": True,
+                    "closedAt": format_time(clock()),
+                }
+            },
+        )
+    except ApiError as e:
+        if e.status == 404:
+            return
+        raise
+    cache.upsert("offers", body)
+    events.warning(body, "AnswerRefused", msg)
+    log.info("offer %s/%s: %s", ns, name, msg)
+
+
+def closed_at(offer: dict, now: float) -> float:
+    """When a closed offer closed. One closed by hand (a status written without the master's
+    closedAt) counts from its creation, so offerRetention still removes it."""
+    status = offer.get("status") or {}
+    return parse_time(status.get("closedAt")) or parse_time(offer["metadata"].get("creationTimestamp")) or now
+
+
+NOT_FROM_MASTER = "REASON_NOT_FROM_MASTER"
+
+
+class Provenance:
+    """The Offers and Tasks this master made, by uid (plus those its first LIST found, which an
+    earlier master made: only the master may create them where the chart's policies are installed).
+    Anything else (an Offer or Task created by hand) is never acted on. A Task's key is recorded
+    before its create call, so the watch event of a Task being created cannot be taken for a forgery."""
+
+    def __init__(self) -> None:
+        self._uids: set[str] = set()
+        self._pending: set[str] = set()
+        self._lock = threading.Lock()
+
+    def expect(self, key: str) -> None:
+        with self._lock:
+            self._pending.add(key)
+
+    def made(self, body: dict, key: str | None = None) -> None:
+        with self._lock:
+            self._uids.add(body["metadata"]["uid"])
+            if key is not None:
+                self._pending.discard(key)
+
+    def abandon(self, key: str) -> None:
+        with self._lock:
+            self._pending.discard(key)
+
+    def trusted(self, body: dict, key: str | None = None) -> bool:
+        with self._lock:
+            return body["metadata"].get("uid") in self._uids or (key is not None and key in self._pending)
+
+
+def ignore_foreign_offer(
+    writer: Writer, cache: Cache, events: EventRecorder, clock: Callable[[], float], offer: dict
+) -> None:
+    """An answered Offer the master did not make: closed as Invalid, saying why; nothing launches."""
+    status = offer.get("status") or {}
+    if status.get("reason") == NOT_FROM_MASTER:
+        return
+    ns, name = offer["metadata"]["namespace"], offer["metadata"]["name"]
+    msg = "ignored: this Offer was not made by the mesoskube master (offers are made only by it)"
+    try:
+        body = writer.patch_status(
+            "offers",
+            ns,
+            name,
+            {"status": {"phase": OfferPhase.INVALID.value, "reason": NOT_FROM_MASTER, "message": msg,
+                        "closedAt": format_time(clock())}},
+        )  # fmt: skip
+    except ApiError as e:
+        if e.status == 404:
+            return
+        raise
+    cache.upsert("offers", body)
+    events.warning(body, "OfferIgnored", msg)
+    log.warning("offer %s/%s ignored: not made by the master", ns, name)
+
+
+def ignore_foreign_task(
+    writer: Writer, cache: Cache, events: EventRecorder, clock: Callable[[], float], task: dict
+) -> None:
+    """A Task the master did not create from an accept: TASK_ERROR saying why; it gets no pod."""
+    ns, name = task["metadata"]["namespace"], task["metadata"]["name"]
+    msg = "ignored: this Task was not created by the mesoskube master from an accepted offer"
+    try:
+        body = writer.patch_status(
+            "tasks",
+            ns,
+            name,
+            {"status": {"state": TaskState.ERROR.value, "reason": NOT_FROM_MASTER, "message": msg,
+                        "finishedAt": format_time(clock())}},
+        )  # fmt: skip
+    except ApiError as e:
+        if e.status == 404:
+            return
+        raise
+    cache.upsert("tasks", body)
+    events.warning(body, TaskState.ERROR.value, f"{NOT_FROM_MASTER}: {msg}")
+    log.warning("task %s/%s ignored: not created by the master", ns, name)

@@ -1,0 +1,162 @@
+"""The master's one door to the API: the Writer interface its parts hand their writes to, and
+KubeWriter, the only master module that imports the Kubernetes client (an import contract in
+tests/unit/test_import_contract.py holds that).
+
+Every failure reaches the parts as an ApiError with an HTTP status (0 for a transport failure: a
+reset connection, a read timeout), so they decide on statuses without knowing the client.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from kubernetes.client.exceptions import ApiException
+
+from mesoskube import API_GROUP, API_VERSION
+from mesoskube.kube import Kube
+from mesoskube.master import LABEL_FRAMEWORK
+
+# Statuses worth retrying: the request may succeed later unchanged. Others (400, 403, 409, 422) will not.
+RETRIABLE = frozenset({0, 408, 425, 429, 500, 502, 503, 504})
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, reason: str = "") -> None:
+        super().__init__(f"{status} {reason}".strip())
+        self.status, self.reason = status, reason
+
+    @property
+    def retriable(self) -> bool:
+        return self.status in RETRIABLE
+
+
+class Writer(Protocol):
+    """What the master's parts may ask of the API. Raises ApiError."""
+
+    def create(self, plural: str, namespace: str, body: dict) -> dict: ...
+    def patch(self, plural: str, namespace: str, name: str, body: dict) -> dict: ...
+    def patch_status(self, plural: str, namespace: str, name: str, body: dict) -> dict: ...
+    def delete(self, plural: str, namespace: str, name: str) -> None: ...
+    def delete_collection(self, plural: str, namespace: str, field_selector: str) -> None: ...
+    def create_pod(self, namespace: str, body: dict) -> dict: ...
+    def delete_pod(self, namespace: str, name: str) -> None: ...
+    def bind_pod(self, namespace: str, binding: dict) -> None: ...
+    def create_event(self, namespace: str, body: dict) -> None: ...
+    def patch_role_status(self, name: str, body: dict) -> dict: ...
+    def list_framework_leases(self, namespace: str | None) -> dict[str, dict]: ...
+
+
+def delete_quietly(writer: Writer, plural: str, namespace: str, name: str) -> None:
+    """Delete; an object already gone is fine."""
+    try:
+        writer.delete(plural, namespace, name)
+    except ApiError as e:
+        if e.status != 404:
+            raise
+
+
+def delete_pod_quietly(writer: Writer, namespace: str, name: str) -> None:
+    try:
+        writer.delete_pod(namespace, name)
+    except ApiError as e:
+        if e.status != 404:
+            raise
+
+
+def _translate(fn):
+    def wrapped(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ApiException as e:
+            raise ApiError(int(e.status or 0), str(e.reason or "")) from e
+        except (OSError, TimeoutError) as e:  # urllib3's errors derive from these
+            raise ApiError(0, f"{type(e).__name__}: {e}") from e
+
+    wrapped.__name__ = fn.__name__
+    wrapped.__doc__ = fn.__doc__
+    return wrapped
+
+
+class KubeWriter:
+    """Writer over the Kube client layer; also the reads the master's start needs (seed LISTs)."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+
+    @_translate
+    def create(self, plural: str, namespace: str, body: dict) -> dict:
+        return self.kube.create(plural, namespace, body)
+
+    @_translate
+    def patch(self, plural: str, namespace: str, name: str, body: dict) -> dict:
+        return self.kube.patch(plural, namespace, name, body)
+
+    @_translate
+    def patch_status(self, plural: str, namespace: str, name: str, body: dict) -> dict:
+        return self.kube.patch_status(plural, namespace, name, body)
+
+    @_translate
+    def delete(self, plural: str, namespace: str, name: str) -> None:
+        self.kube.delete(plural, namespace, name)
+
+    @_translate
+    def delete_collection(self, plural: str, namespace: str, field_selector: str) -> None:
+        self.kube.delete_collection(plural, namespace, field_selector)
+
+    @_translate
+    def create_pod(self, namespace: str, body: dict) -> dict:
+        pod = self.kube.core.create_namespaced_pod(namespace, body)
+        return self.kube.api.sanitize_for_serialization(pod)
+
+    @_translate
+    def delete_pod(self, namespace: str, name: str) -> None:
+        self.kube.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+
+    @_translate
+    def bind_pod(self, namespace: str, binding: dict) -> None:
+        """A Binding of an adopted pod to its agent; 409 when it is bound or replaced (uid)."""
+        self.kube.bind_pod(namespace, binding)
+
+    @_translate
+    def create_event(self, namespace: str, body: dict) -> None:
+        self.kube.core.create_namespaced_event(namespace, body)
+
+    @_translate
+    def patch_role_status(self, name: str, body: dict) -> dict:
+        return self.kube.custom.patch_cluster_custom_object_status(
+            API_GROUP, API_VERSION, "mesosroles", name, body
+        )
+
+    @_translate
+    def list_framework_leases(self, namespace: str | None) -> dict[str, dict]:
+        """Framework heartbeats by "namespace/name": {"renew": epoch seconds, "duration": seconds}."""
+        coord = self.kube.coordination
+        if namespace:
+            leases = coord.list_namespaced_lease(namespace, label_selector=LABEL_FRAMEWORK)
+        else:
+            leases = coord.list_lease_for_all_namespaces(label_selector=LABEL_FRAMEWORK)
+        out = {}
+        for lease in leases.items:
+            renew = lease.spec.renew_time
+            out[f"{lease.metadata.namespace}/{lease.metadata.name}"] = {
+                "renew": renew.timestamp() if renew else 0.0,
+                "duration": float(lease.spec.lease_duration_seconds or 15),
+            }
+        return out
+
+    # ---- reads for the start (seed)
+    @_translate
+    def list_nodes(self) -> list[dict]:
+        return self.kube.api.sanitize_for_serialization(self.kube.core.list_node())["items"]
+
+    @_translate
+    def list_pods(self) -> list[dict]:
+        return self.kube.api.sanitize_for_serialization(self.kube.core.list_pod_for_all_namespaces())["items"]
+
+    @_translate
+    def list(self, plural: str, namespace: str | None) -> list[dict]:
+        return self.kube.list(plural, namespace)
+
+    @_translate
+    def list_roles(self) -> list[dict]:
+        return self.kube.custom.list_cluster_custom_object(API_GROUP, API_VERSION, "mesosroles")["items"]

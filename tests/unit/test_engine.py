@@ -1,0 +1,417 @@
+"""The master's engine over an emulated API (tests/unit/fakeapi.py) with a fake clock: the defects
+issue 11 lists, each reproduced, and the engine's behaviour around them. No threads, no sleeps."""
+
+from __future__ import annotations
+
+import pytest
+
+from mesoskube import metrics
+from mesoskube.api.models import FrameworkSpec, OfferAnswer
+from mesoskube.master.writer import ApiError
+from tests.unit.enginerig import Rig, task_info
+
+
+def launched_rig(**settings) -> tuple[Rig, str]:
+    rig = Rig(**settings)
+    rig.node("n1")
+    rig.framework()
+    rig.step()  # allocation
+    return rig, rig.offer_on("n1")
+
+
+# ---------------------------------------------------------------- launch and the work queue
+
+
+def test_an_accept_becomes_a_task_and_a_pod_and_the_offer_goes() -> None:
+    rig, offer = launched_rig()
+    rig.accept(offer, task_info("t1"))
+    rig.watch()
+    rig.step()
+    assert rig.task("ns/t1")["spec"]["agent"] == "n1"
+    assert rig.api.get("pods", "ns/t1")["spec"]["nodeName"] == "n1"
+    assert rig.api.get("offers", offer) is None
+    rig.run_pod("ns/t1")
+    rig.watch()
+    rig.step()
+    assert rig.state("ns/t1") == "TASK_RUNNING"
+
+
+def test_an_exception_that_is_not_an_api_error_requeues_the_answer_with_backoff() -> None:
+    """Defect: a read timeout or reset connection dropped the step's queued keys, so the answered
+    offer held its agent and an offer slot until the master restarted."""
+    rig, offer = launched_rig()
+    rig.api.fail("create:tasks", ConnectionResetError("connection reset by peer"))
+    rig.accept(offer, task_info("t1"))
+    rig.watch()
+    rig.step()
+    assert rig.task("ns/t1") is None and rig.api.get("offers", offer) is not None
+    assert offer in rig.engine.answer_queue  # not lost: waiting out its backoff
+    rig.step(advance=rig.engine.answer_queue.backoff(0))
+    assert rig.task("ns/t1") is not None and rig.api.get("offers", offer) is None
+
+
+def test_an_accept_is_all_or_none_a_failed_create_rolls_back_the_tasks_created() -> None:
+    rig, offer = launched_rig()
+    original = rig.api.create
+    created = []
+
+    def create(plural, ns, body):
+        if plural == "tasks" and len(created) == 1:
+            created.append(body["metadata"]["name"])
+            raise ApiError(503, "ServiceUnavailable")
+        out = original(plural, ns, body)
+        if plural == "tasks":
+            created.append(body["metadata"]["name"])
+        return out
+
+    rig.api.create = create  # type: ignore[method-assign]
+    rig.accept(offer, task_info("t1"), task_info("t2"), task_info("t3"))
+    rig.watch()
+    rig.step()
+    assert rig.api.names("tasks") == set(), "t1 was created, then rolled back"
+    assert not rig.cache.tasks and not rig.cache.assumed["tasks"]
+    assert rig.api.names("pods") == set()
+    rig.api.create = original  # type: ignore[method-assign]
+    rig.step(advance=1)
+    assert rig.api.names("tasks") == {"t1", "t2", "t3"}
+    assert rig.api.names("pods") == {"t1", "t2", "t3"}
+
+
+def test_two_accepts_naming_one_task_in_one_step_launch_it_once_and_refuse_the_other_whole() -> None:
+    """Defect: both accepts passed the name check; the second create got 409, which was swallowed:
+    the offer was never deleted or retried, and the rest of that accept stayed launched."""
+    rig = Rig()
+    rig.node("n1")
+    rig.node("n2")
+    rig.framework()
+    rig.step()
+    a, b = rig.offer_on("n1"), rig.offer_on("n2")
+    rig.accept(a, task_info("t1"))
+    rig.accept(b, task_info("t1"), task_info("t2"))
+    rig.watch()
+    # The second accept is handled while the first one's create is in flight (the pool runs
+    # answers concurrently): the worst moment for the name check.
+    original = rig.api.create
+    interleaved = []
+
+    def create(plural, ns, body):
+        if plural == "tasks" and not interleaved:
+            interleaved.append(True)
+            rig.engine.handle_answer(b, rig.cache.offers[b], rig.clock())
+            rig.engine.snapshot(rig.clock())  # and a cycle reads the cache (it memoises on bodies)
+        return original(plural, ns, body)
+
+    rig.api.create = create  # type: ignore[method-assign]
+    rig.step()
+    rig.settle()
+    assert rig.task("ns/t1")["spec"]["offer"] == a.split("/")[1]
+    assert rig.state("ns/t2") == "TASK_ERROR"
+    assert "already used" in rig.task("ns/t2")["status"]["message"]
+    assert rig.api.names("pods") == {"t1"}
+    assert rig.api.get("offers", a) is None and rig.api.get("offers", b) is None
+
+
+# ---------------------------------------------------------------- host ports
+
+
+def test_host_ports_of_a_launched_task_without_a_pod_yet_are_not_offered_again() -> None:
+    """Defect: a just-launched task's ports were offered again until its pod appeared on the watch."""
+    rig, offer = launched_rig()
+    rig.accept(offer, task_info("t1", cpus=1, ports="31000-31009"))
+    rig.watch()
+    rig.step(watch=False)  # Task and Pod created; the watch has not shown the pod yet
+    rig.cache.upsert("tasks", rig.api.get("tasks", "ns/t1"))
+    agent = {a.name: a for a in rig.engine.snapshot(rig.clock()).agents}["n1"]
+    assert not any(lo <= 31005 <= hi for lo, hi in agent.available.ports)
+    assert agent.available.cpus == 7
+
+
+def test_two_tasks_of_one_accept_asking_for_one_host_port_are_refused() -> None:
+    """Defect: both were launched on the same node."""
+    rig, offer = launched_rig()
+    rig.accept(offer, task_info("t1", ports="31000-31001"), task_info("t2", ports="31001"))
+    rig.watch()
+    rig.step()
+    assert rig.state("ns/t1") == rig.state("ns/t2") == "TASK_ERROR"
+    assert "31001" in rig.task("ns/t2")["status"]["message"]
+    assert rig.api.names("pods") == set()
+
+
+# ---------------------------------------------------------------- refusal filters
+
+
+def test_the_masters_default_refuse_seconds_applies_when_the_answer_and_framework_omit_it() -> None:
+    """Defect: the CRD filled in 5 s everywhere, so --default-refuse-seconds never took effect."""
+    assert FrameworkSpec().defaultFilters is None
+    assert OfferAnswer.model_validate({"type": "Decline", "filters": {}}).filters.refuseSeconds is None
+    rig, offer = launched_rig(defaultRefuseSeconds=20)
+    rig.answer(offer, {"type": "Decline"})
+    rig.watch()
+    now = rig.clock()
+    rig.step()
+    assert rig.engine.filters[("ns/fw", "n1")][0] == now + 20
+    rig.step(advance=19)
+    assert rig.offers() == {}, "still filtered"
+    rig.step(advance=2)
+    rig.step()
+    assert len(rig.offers()) == 1
+
+
+def test_a_framework_default_filter_beats_the_masters_setting() -> None:
+    rig = Rig(defaultRefuseSeconds=20)
+    rig.node("n1")
+    rig.framework(defaultFilters={"refuseSeconds": 3})
+    rig.step()
+    rig.answer(rig.offer_on("n1"), {"type": "Decline", "filters": {}})
+    rig.watch()
+    now = rig.clock()
+    rig.step()
+    assert rig.engine.filters[("ns/fw", "n1")][0] == now + 3
+
+
+# ---------------------------------------------------------------- lost accepts and pod errors
+
+
+def test_an_offer_deleted_between_accept_and_processing_gives_the_framework_task_lost() -> None:
+    """Defect: the accept was lost silently (no Task, no status update)."""
+    rig, offer = launched_rig()
+    rig.accept(offer, task_info("t1"), task_info("t2"))
+    ns, _, name = offer.partition("/")
+    rig.api.delete("offers", ns, name)  # by the framework, a person or a garbage collector
+    rig.watch()  # MODIFIED (answer) and DELETED arrive together
+    rig.step()
+    for t in ("ns/t1", "ns/t2"):
+        assert rig.state(t) == "TASK_LOST"
+        assert rig.task(t)["status"]["reason"] == "REASON_INVALID_OFFERS"
+    assert rig.api.names("pods") == set()
+
+
+@pytest.mark.parametrize("status", [429, 500, 503, 0])
+def test_a_transient_pod_create_error_is_retried_with_backoff_not_task_error(status: int) -> None:
+    """Defect: any pod-create error but 409 made the task TASK_ERROR for good."""
+    rig, offer = launched_rig()
+    rig.api.fail("create:pods", ApiError(status, "transient"), times=2)
+    rig.accept(offer, task_info("t1"))
+    rig.watch()
+    rig.step()
+    assert rig.state("ns/t1") is None and rig.api.names("pods") == set()
+    q = rig.engine.task_queue
+    assert "ns/t1" in q
+    rig.step(advance=q.backoff(0))
+    assert rig.api.names("pods") == set() and q.failures("ns/t1") == 2
+    rig.step(advance=q.backoff(1))
+    assert rig.api.names("pods") == {"t1"}
+    assert rig.state("ns/t1") is None  # TASK_STAGING until the pod's first real phase
+
+
+def test_a_pod_the_api_server_rejects_for_good_is_task_error() -> None:
+    rig, offer = launched_rig()
+    rig.api.fail("create:pods", ApiError(422, "Invalid"))
+    rig.accept(offer, task_info("t1"))
+    rig.watch()
+    rig.step()
+    assert rig.state("ns/t1") == "TASK_ERROR"
+    assert rig.task("ns/t1")["status"]["reason"] == "REASON_POD_REJECTED"
+
+
+# ---------------------------------------------------------------- agent health
+
+
+def running_task(rig: Rig, name: str, framework: str, agent: str) -> str:
+    for _ in range(3):
+        rig.step(advance=1)
+        if any(o["spec"]["agent"] == agent for o in rig.offers(framework).values()):
+            break
+    rig.accept(rig.offer_on(agent, framework), task_info(name))
+    rig.watch()
+    rig.step()
+    rig.run_pod(f"ns/{name}")
+    rig.watch()
+    rig.step()
+    assert rig.state(f"ns/{name}") == "TASK_RUNNING"
+    return f"ns/{name}"
+
+
+def test_tasks_on_a_node_notready_past_the_timeout_become_unreachable_or_lost_and_come_back() -> None:
+    """Defect: tasks on a NotReady node stayed TASK_RUNNING forever."""
+    rig = Rig(agentUnreachableTimeout=60)
+    rig.node("n1")
+    rig.framework("aware", capabilities=["PARTITION_AWARE"])
+    rig.framework("plain")
+    aware = running_task(rig, "ta", "aware", "n1")
+    plain = running_task(rig, "tp", "plain", "n1")
+    rig.node("n1", ready=False)
+    rig.step()
+    rig.step(advance=30)
+    assert rig.state(aware) == rig.state(plain) == "TASK_RUNNING"  # not yet past the timeout
+    rig.step(advance=31)
+    rig.step()
+    assert rig.state(aware) == "TASK_UNREACHABLE"
+    assert rig.state(plain) == "TASK_LOST"
+    assert rig.task(plain)["status"]["reason"] == "REASON_AGENT_UNREACHABLE"
+    assert rig.api.get("pods", plain) is None, "a non-partition-aware task's pod is removed"
+    assert rig.api.get("pods", aware) is not None
+    rig.node("n1", ready=True)
+    rig.step()
+    rig.step()
+    assert rig.state(aware) == "TASK_RUNNING", "its pod still runs: reconciled"
+    assert rig.state(plain) == "TASK_LOST"
+
+
+def test_a_node_that_flaps_back_before_the_timeout_changes_nothing() -> None:
+    rig = Rig(agentUnreachableTimeout=60)
+    rig.node("n1")
+    rig.framework()
+    t = running_task(rig, "t1", "fw", "n1")
+    rig.node("n1", ready=False)
+    rig.step(advance=50)
+    rig.node("n1", ready=True)
+    rig.step(advance=50)
+    rig.node("n1", ready=False)
+    rig.step(advance=50)
+    assert rig.state(t) == "TASK_RUNNING"
+
+
+# ---------------------------------------------------------------- bounded memos
+
+
+def test_memos_forget_tasks_offers_and_frameworks_that_went() -> None:
+    """Defect: Cache._versions, launched, accepted_at and per-framework metric series grew forever."""
+    rig, offer = launched_rig()
+    rig.accept(offer, task_info("t1"))
+    rig.watch()
+    rig.step()
+    rig.engine.publish_status(rig.clock())
+    assert ("ns/fw",) in {
+        tuple(s.labels.values()) for m in metrics.framework_share.collect() for s in m.samples
+    }
+    assert "ns/t1" in rig.engine.launched
+    rig.api.delete("pods", "ns", "t1")
+    rig.api.delete("tasks", "ns", "t1")
+    rig.api.objects["frameworks"].clear()
+    rig.watch()
+    rig.step()
+    rig.engine.publish_status(rig.clock())
+    e = rig.engine
+    assert "ns/t1" not in e.launched and "ns/t1" not in e.accepted_at and "ns/t1" not in e.killing
+    assert not [k for k in rig.cache._versions if "t1" in k or offer in k or "ns/fw" in k]
+    assert ("ns/fw",) not in {
+        tuple(s.labels.values()) for m in metrics.framework_share.collect() for s in m.samples
+    }
+
+
+# ---------------------------------------------------------------- behaviour covered before only on a cluster
+
+
+def test_offers_are_rescinded_when_their_agent_goes_and_its_tasks_are_lost() -> None:
+    rig = Rig()
+    rig.node("n1")
+    rig.node("n2")
+    rig.framework()
+    t = running_task(rig, "t1", "fw", "n1")
+    rig.step(advance=6)  # the leftover filter lapses: n1 offered again
+    other = rig.offer_on("n2")
+    rig.handlers.event("nodes", "DELETED", {"metadata": {"name": "n2"}})
+    rig.handlers.event("nodes", "DELETED", {"metadata": {"name": "n1"}})
+    rig.step()
+    rig.step()
+    assert rig.api.get("offers", other)["status"]["phase"] == "Rescinded"
+    assert rig.state(t) == "TASK_LOST"
+    assert "OffersRescinded" in [reason for reason, _ in rig.api.events()]
+
+
+def test_an_unanswered_offer_expires_after_the_offer_timeout_and_goes_after_retention() -> None:
+    rig = Rig(offerTimeout=10, offerRetention=5)
+    rig.node("n1")
+    rig.framework()
+    rig.step()
+    offer = rig.offer_on("n1")
+    rig.step(advance=9)
+    assert rig.api.get("offers", offer).get("status", {}).get("phase") in (None, "Outstanding")
+    rig.step(advance=2)
+    assert rig.api.get("offers", offer)["status"]["phase"] == "Expired"
+    rig.step(advance=6)
+    assert rig.api.get("offers", offer) is None
+
+
+def test_a_late_answer_to_a_rescinded_offer_is_refused_on_the_offer() -> None:
+    rig = Rig(offerTimeout=10)
+    rig.node("n1")
+    rig.framework()
+    rig.step()
+    offer = rig.offer_on("n1")
+    rig.step(advance=11)
+    rig.accept(offer, task_info("t1"))
+    rig.watch()
+    rig.step()
+    status = rig.api.get("offers", offer)["status"]
+    assert status["answerRefused"] is True and "expired" in status["message"]
+    assert rig.task("ns/t1") is None
+
+
+def test_a_lapsed_heartbeat_disconnects_and_the_failover_timeout_tears_down() -> None:
+    rig = Rig()
+    rig.node("n1")
+    rig.framework(failoverTimeoutSeconds=30)
+    t = running_task(rig, "t1", "fw", "n1")
+    rig.api.leases["ns/fw"] = {"renew": rig.clock() - 20, "duration": 15}
+    rig.engine.poll_leases(force=True)
+    rig.step()
+    assert rig.api.get("frameworks", "ns/fw")["status"]["phase"] == "Disconnected"
+    rig.step(advance=29)
+    assert rig.api.get("frameworks", "ns/fw")["status"]["phase"] == "Disconnected"
+    rig.step(advance=2)
+    assert rig.api.get("frameworks", "ns/fw")["status"]["phase"] == "TornDown"
+    assert rig.task(t)["spec"]["kill"] is True
+    rig.step()
+    assert rig.api.get("pods", t) is None
+
+
+def test_explicit_and_implicit_reconciliation_answer_on_the_framework_status() -> None:
+    rig = Rig()
+    rig.node("n1")
+    rig.framework()
+    t = running_task(rig, "t1", "fw", "n1")
+    rig.api.patch("frameworks", "ns", "fw", {"spec": {"reconcile": {"id": "r1", "taskIds": ["t1", "nope"]}}})
+    rig.watch()
+    rig.step()
+    st = rig.api.get("frameworks", "ns/fw")["status"]
+    assert st["observedReconcile"] == "r1"
+    assert {r["taskId"]: r["state"] for r in st["reconciled"]} == {"t1": "TASK_RUNNING", "nope": "TASK_LOST"}
+    rig.api.patch("frameworks", "ns", "fw", {"spec": {"reconcile": {"id": "r2"}}})
+    rig.watch()
+    rig.step()
+    st = rig.api.get("frameworks", "ns/fw")["status"]
+    assert [r["taskId"] for r in st["reconciled"]] == [t.split("/")[1]]
+
+
+def test_a_decline_swept_before_it_was_processed_still_filters_through_the_handlers() -> None:
+    rig, offer = launched_rig()
+    rig.answer(offer, {"type": "Decline", "filters": {"refuseSeconds": 30}})
+    ns, _, _ = offer.partition("/")
+    rig.api.delete_collection("offers", ns, "spec.answer.type=Decline")  # another step's sweep
+    rig.watch()
+    rig.step(advance=1)
+    assert rig.offers() == {} and rig.engine.filters[("ns/fw", "n1")][0] > rig.clock() + 28
+
+
+def test_an_offer_or_task_the_master_did_not_make_launches_nothing_and_says_why() -> None:
+    """Provenance through the engine's parts: Offers the allocation made and Tasks the answers made
+    are acted on; an answered Offer or a Task created by someone else is closed with a reason."""
+    rig, offer = launched_rig()
+    made = rig.api.get("offers", offer)
+    forged = {
+        "metadata": {"name": "forged"},
+        "spec": {**made["spec"], "answer": {"type": "Accept", "tasks": [task_info("f1")]}},
+    }
+    rig.api.create("offers", "ns", forged)
+    task = {"metadata": {"name": "f2"}, "spec": {"framework": "fw", "role": "*", "agent": "n1",
+                                                 "resources": {"cpus": 1}}}  # fmt: skip
+    rig.api.create("tasks", "ns", task)
+    rig.accept(offer, task_info("t1"))
+    rig.settle()
+    status = rig.api.get("offers", "ns/forged")["status"]
+    assert (status["phase"], status["reason"]) == ("Invalid", "REASON_NOT_FROM_MASTER")
+    assert rig.task("ns/f1") is None and rig.api.get("pods", "ns/f1") is None
+    assert rig.state("ns/f2") == "TASK_ERROR" and rig.api.get("pods", "ns/f2") is None
+    assert rig.api.get("pods", "ns/t1")["spec"]["nodeName"] == "n1"  # the master's own launched
