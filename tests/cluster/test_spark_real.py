@@ -1,0 +1,201 @@
+"""Real Spark 4 (pyspark from PyPI) on real kubelet nodes, its executor pods placed through offers
+by the pods framework: `mesoskube spark submit APP --conf spark.mesos.*` in client mode (the driver
+runs here, on the host; executors in pods on real-0/real-1). Nothing is emulated."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from mesoskube.kube import Kube
+from tests.helpers import eventually
+
+APPS = Path(__file__).parent / "spark_apps"
+IMAGE = "mesoskube.local/spark:4.3.0"
+FRAMEWORK_LABEL = "mesoskube.io/framework"
+
+
+@pytest.fixture(scope="module")
+def spark_image(kubeconfig: str) -> str:
+    """The Spark image on every real node (built by `make images`, imported once per tarball)."""
+    from mesoskube.cluster import images, kubelets
+    from mesoskube.cluster.local import LocalCluster
+    from tests.conftest import TEST_CLUSTER
+
+    if importlib.util.find_spec("pyspark") is None:
+        pytest.fail("real Spark needs the pinned pyspark in this venv: pip install -e '.[spark]' (make venv)")
+    t0 = time.monotonic()
+    kubelets.ensure_images(LocalCluster(TEST_CLUSTER), [images.build_spark()])
+    print(f"\nspark image on the real nodes in {time.monotonic() - t0:.1f}s")
+    return IMAGE
+
+
+def base_conf(namespace: str) -> list[str]:
+    from mesoskube.cluster.realnodes import host_ip
+
+    conf = {
+        "spark.mesos.coarse": "true",
+        "spark.kubernetes.container.image": IMAGE,
+        "spark.kubernetes.container.image.pullPolicy": "Never",
+        # Small executors: CI has 2 cores. Spark counts 1 core per executor; the pod requests 0.25.
+        "spark.executor.cores": "1",
+        "spark.kubernetes.executor.request.cores": "0.25",
+        "spark.executor.memory": "512m",
+        "spark.mesos.executor.memoryOverhead": "256",
+        # The driver runs on this machine; executors (pod network) reach it at the host's address.
+        "spark.driver.host": host_ip(),
+        "spark.shuffle.readHostLocalDisk": "false",
+        "spark.ui.enabled": "false",
+        "spark.sql.shuffle.partitions": "4",
+    }
+    return [f"--conf={k}={v}" for k, v in conf.items()]
+
+
+def submit(kubeconfig: str, namespace: str, app: Path, args: list[str], extra: dict[str, str], log: Path):
+    argv = [
+        sys.executable, "-m", "mesoskube.cli", "spark", "submit", "--kubeconfig", kubeconfig,
+        "--namespace", namespace, *base_conf(namespace),
+        *(f"--conf={k}={v}" for k, v in extra.items()), str(app), *args,
+    ]  # fmt: skip
+    env = {**os.environ, "KUBECONFIG": kubeconfig}
+    return subprocess.Popen(argv, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, text=True)
+
+
+def tail(path: Path, n: int = 40) -> str:
+    return "\n".join(path.read_text().splitlines()[-n:]) if path.exists() else ""
+
+
+def executor_tasks(kube: Kube, namespace: str, framework: str) -> list[dict]:
+    return kube.list("tasks", namespace, label_selector=f"{FRAMEWORK_LABEL}={framework}")
+
+
+@pytest.mark.timeout(300)
+def test_client_mode_word_count_and_pi_with_executors_placed_through_offers(
+    kube, kubeconfig, namespace, real_nodes, master, spark_image, tmp_path
+):
+    """Word count checked exactly and pi within tolerance; the executors are Tasks on the agent the
+    constraint allows (real-1 only), as many as spark.cores.max / spark.executor.cores."""
+    master(podsFramework=True)
+    words = ["mesos", "offer", "spark", "kube", "drf"]
+    want: Counter[str] = Counter()
+    lines = []
+    for i in range(500):
+        line = [words[(i * 7 + j) % len(words)] for j in range(i % 6 + 1)]
+        want.update(line)
+        lines.append(" ".join(line))
+    data = tmp_path / "words.txt"
+    data.write_text("\n".join(lines) + "\n")
+    result, release, log = tmp_path / "result.json", tmp_path / "release", tmp_path / "submit.log"
+    target = real_nodes[-1]
+    t0 = time.monotonic()
+    proc = submit(
+        kubeconfig,
+        namespace,
+        APPS / "wordcount_pi.py",
+        [str(data), str(result), str(release)],
+        {
+            "spark.cores.max": "2",
+            "spark.mesos.constraints": f"kubernetes.io/hostname:{target}",
+            "spark.app.name": "wordcount-pi",
+        },
+        log,
+    )
+    try:
+        eventually(
+            lambda: result.exists() or proc.poll() is not None,
+            timeout=240,
+            interval=0.5,
+            what="the application's result",
+        )
+        assert result.exists(), f"submit exited {proc.returncode} without a result:\n{tail(log)}"
+        print(f"\nresult after {time.monotonic() - t0:.1f}s")
+        out = json.loads(result.read_text())
+        assert out["counts"] == dict(want)
+        assert abs(out["pi"] - 3.14159) < 0.02, out["pi"]
+        framework = out["app_id"]  # the executors' spark-app-selector, the Framework's name
+        tasks = executor_tasks(kube, namespace, framework)
+        pods = {p.metadata.name: p for p in kube.core.list_namespaced_pod(
+            namespace, label_selector=f"spark-app-selector={framework}").items}  # fmt: skip
+        assert sorted(out["executor_pods"]) == sorted(pods), (out["executor_pods"], sorted(pods))
+        # spark.cores.max=2 / spark.executor.cores=1: two executors, never more.
+        assert len(tasks) == 2 == len(pods), [t["metadata"]["name"] for t in tasks]
+        for t in tasks:
+            pod = pods[t["metadata"]["name"]]
+            assert t["spec"]["agent"] == pod.spec.node_name == target  # the constraint held
+            assert t["spec"]["resources"]["cpus"] == 0.25
+            assert t["status"]["state"] == "TASK_RUNNING"
+        fw = kube.get("frameworks", namespace, framework)
+        assert fw["spec"]["roles"] == ["*"]
+        for name, pod in sorted(pods.items()):
+            created = pod.metadata.creation_timestamp
+            bound = next(c.last_transition_time for c in pod.status.conditions if c.type == "PodScheduled")
+            started = pod.status.container_statuses[0].state.running.started_at
+            print(
+                f"{name}: bound through an offer {(bound - created).total_seconds():.0f}s "
+                f"and running {(started - created).total_seconds():.0f}s after Spark created it"
+            )
+    finally:
+        release.touch()
+        try:
+            proc.wait(60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        print(tail(log, 15))
+    assert proc.returncode == 0, tail(log)
+    print(f"submit to exit {time.monotonic() - t0:.1f}s")
+
+
+@pytest.mark.timeout(180)
+def test_an_unsatisfiable_constraint_leaves_a_real_app_waiting_with_a_message(
+    kube, kubeconfig, namespace, real_nodes, master, spark_image, tmp_path
+):
+    master(podsFramework=True)
+    log = tmp_path / "submit.log"
+    proc = submit(
+        kubeconfig,
+        namespace,
+        APPS / "wordcount_pi.py",
+        ["/dev/null", str(tmp_path / "r.json"), str(tmp_path / "release")],
+        {"spark.cores.max": "1", "spark.mesos.constraints": "zone:nowhere"},
+        log,
+    )
+    try:
+
+        def waiting_message() -> tuple[str, list[str]] | None:
+            for fw in kube.list("frameworks", namespace):
+                name = fw["metadata"]["name"]
+                events = kube.core.list_namespaced_event(
+                    namespace, field_selector=f"involvedObject.name={name}"
+                ).items
+                msgs = [e.message for e in events if e.reason == "PodUnschedulable"]
+                if msgs:
+                    return name, msgs
+            assert proc.poll() is None, f"submit exited {proc.returncode}:\n{tail(log)}"
+            return None
+
+        name, msgs = eventually(waiting_message, timeout=120, interval=0.5, what="PodUnschedulable")
+        assert "didn't match Pod's node affinity/selector" in msgs[0], msgs
+        fw = kube.get("frameworks", namespace, name)
+        assert (fw.get("status") or {}).get("phase") == "Subscribed"
+        assert not executor_tasks(kube, namespace, name)
+        described = subprocess.run(
+            ["kubectl", "--kubeconfig", kubeconfig, "-n", namespace, "describe", "framework", name],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert "didn't match Pod's node affinity/selector" in described.stdout, described.stdout
+        assert proc.poll() is None, "the driver waits for executors; it did not crash"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
