@@ -199,3 +199,52 @@ def test_an_unsatisfiable_constraint_leaves_a_real_app_waiting_with_a_message(
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.mark.timeout(240)
+def test_plain_spark_submit_naming_mesoskube_as_scheduler_is_placed_through_offers(
+    kube, kubeconfig, namespace, real_nodes, master, spark_image, tmp_path
+):
+    """No `mesoskube spark submit`: pyspark's own spark-submit with spark.kubernetes.* keys only
+    (the README's example); the executor pods still become Tasks of the application's Framework."""
+    from mesoskube.cluster.realnodes import host_ip
+    from mesoskube.frameworks.spark.submit import find_spark_submit, master_url
+
+    master(podsFramework=True)
+    data = tmp_path / "words.txt"
+    data.write_text("a b a\n")
+    result, release, log = tmp_path / "result.json", tmp_path / "release", tmp_path / "submit.log"
+    conf = {
+        "spark.kubernetes.scheduler.name": "mesoskube",
+        "spark.kubernetes.namespace": namespace,
+        "spark.kubernetes.container.image": IMAGE,
+        "spark.kubernetes.container.image.pullPolicy": "Never",
+        "spark.executor.instances": "1",
+        "spark.executor.cores": "1",
+        "spark.kubernetes.executor.request.cores": "0.25",
+        "spark.executor.memory": "512m",
+        "spark.driver.host": host_ip(),
+        "spark.ui.enabled": "false",
+    }
+    argv = [find_spark_submit(), "--master", master_url(kubeconfig), "--deploy-mode", "client"]
+    for k, v in conf.items():
+        argv += ["--conf", f"{k}={v}"]
+    argv += [str(APPS / "wordcount_pi.py"), str(data), str(result), str(release)]
+    env = {**os.environ, "KUBECONFIG": kubeconfig}
+    proc = subprocess.Popen(argv, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, text=True)
+    try:
+        eventually(lambda: result.exists() or proc.poll() is not None, timeout=180, interval=0.5)
+        assert result.exists(), f"spark-submit exited {proc.returncode}:\n{tail(log)}"
+        out = json.loads(result.read_text())
+        assert out["counts"] == {"a": 2, "b": 1}
+        assert abs(out["pi"] - 3.14159) < 0.02
+        (t,) = executor_tasks(kube, namespace, out["app_id"])
+        assert t["spec"]["agent"] in real_nodes and t["status"]["state"] == "TASK_RUNNING"
+    finally:
+        release.touch()
+        try:
+            proc.wait(60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, tail(log)
