@@ -248,3 +248,62 @@ def test_plain_spark_submit_naming_mesoskube_as_scheduler_is_placed_through_offe
             if proc.poll() is None:
                 proc.kill()
     assert proc.returncode == 0, tail(log)
+
+
+@pytest.mark.timeout(300)
+def test_dynamic_allocation_grows_executors_through_offers_and_releases_them_when_idle(
+    kube, kubeconfig, namespace, real_nodes, master, spark_image, tmp_path
+):
+    """spark.dynamicAllocation.enabled with shuffle tracking: queued tasks add executors (each bound
+    through an offer, up to spark.cores.max / spark.executor.cores = 3), idle ones are released
+    after spark.dynamicAllocation.executorIdleTimeout; the running Task count over time is printed."""
+    master(podsFramework=True)
+    done, release, log = tmp_path / "done", tmp_path / "release", tmp_path / "submit.log"
+    proc = submit(
+        kubeconfig,
+        namespace,
+        APPS / "dynamic.py",
+        [str(done), str(release)],
+        {
+            "spark.cores.max": "3",
+            "spark.dynamicAllocation.enabled": "true",
+            "spark.dynamicAllocation.minExecutors": "0",
+            "spark.dynamicAllocation.initialExecutors": "1",
+            "spark.dynamicAllocation.schedulerBacklogTimeout": "1s",
+            "spark.dynamicAllocation.sustainedSchedulerBacklogTimeout": "1s",
+            "spark.dynamicAllocation.executorIdleTimeout": "5s",
+        },
+        log,
+    )
+    t0 = time.monotonic()
+    counts: list[tuple[float, int]] = []
+
+    def running() -> int:
+        n = sum(
+            1 for t in kube.list("tasks", namespace) if (t.get("status") or {}).get("state") == "TASK_RUNNING"
+        )
+        if not counts or counts[-1][1] != n:
+            counts.append((time.monotonic() - t0, n))
+        return n
+
+    try:
+        peak = eventually(
+            lambda: (running() >= 2 and running()) or (proc.poll() is not None and -1),
+            timeout=180,
+            interval=0.5,
+            what="executors added while tasks queue",
+        )
+        assert peak > 0, f"submit exited {proc.returncode}:\n{tail(log)}"
+        eventually(lambda: done.exists() or proc.poll() is not None, timeout=120, interval=0.5)
+        assert done.read_text() == str(sum(range(16)))
+        assert max(n for _, n in counts) <= 3  # spark.cores.max
+        eventually(lambda: running() == 0, timeout=60, interval=0.5, what="idle executors released")
+    finally:
+        print("\nrunning executor Tasks over time: " + ", ".join(f"{t:.0f}s:{n}" for t, n in counts))
+        release.touch()
+        try:
+            proc.wait(60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, tail(log)
