@@ -307,3 +307,99 @@ def test_dynamic_allocation_grows_executors_through_offers_and_releases_them_whe
             if proc.poll() is None:
                 proc.kill()
     assert proc.returncode == 0, tail(log)
+
+
+@pytest.mark.timeout(240)
+def test_cluster_deploy_mode_places_the_driver_pod_through_offers_and_submit_returns(
+    kube, kubeconfig, namespace, real_nodes, master, spark_image
+):
+    """Plain spark-submit --deploy-mode cluster: the driver pod is itself bound through an offer (a
+    Task of the application's Framework, as Mesos's cluster dispatcher placed drivers), submit
+    returns while the driver runs, and the driver's executors are placed the same way."""
+    import shutil
+    import tempfile
+
+    from mesoskube.frameworks.spark.submit import find_spark_submit, master_url
+
+    master(podsFramework=True)
+    # The driver creates its executor pods as this ServiceAccount.
+    kube.core.create_namespaced_service_account(namespace, {"metadata": {"name": "spark"}})
+    rules = [{"apiGroups": [""], "resources": ["pods", "services", "configmaps", "persistentvolumeclaims"],
+              "verbs": ["*"]}]  # fmt: skip
+    rbac = client_rbac(kube)
+    rbac.create_namespaced_role(namespace, {"metadata": {"name": "spark-driver"}, "rules": rules})
+    rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "spark-driver"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "spark-driver"},
+            "subjects": [{"kind": "ServiceAccount", "name": "spark", "namespace": namespace}],
+        },
+    )
+    # The real nodes share this machine: the app and its data reach the driver pod by hostPath
+    # (uid 185 must read and write there, hence a world-writable directory of its own).
+    shared = Path(tempfile.mkdtemp(prefix="mesoskube-spark-"))
+    shared.chmod(0o777)
+    try:
+        (shared / "words.txt").write_text("x y x\n")
+        conf = {
+            "spark.kubernetes.scheduler.name": "mesoskube",
+            "spark.kubernetes.namespace": namespace,
+            "spark.kubernetes.authenticate.driver.serviceAccountName": "spark",
+            "spark.kubernetes.container.image": IMAGE,
+            "spark.kubernetes.container.image.pullPolicy": "Never",
+            "spark.kubernetes.submission.waitAppCompletion": "false",
+            "spark.executor.instances": "1",
+            "spark.executor.cores": "1",
+            "spark.kubernetes.executor.request.cores": "0.25",
+            "spark.kubernetes.driver.request.cores": "0.25",
+            "spark.executor.memory": "512m",
+            "spark.driver.memory": "512m",
+            "spark.ui.enabled": "false",
+            "spark.kubernetes.driver.volumes.hostPath.apps.mount.path": "/apps",
+            "spark.kubernetes.driver.volumes.hostPath.apps.options.path": str(APPS),
+            "spark.kubernetes.driver.volumes.hostPath.shared.mount.path": "/shared",
+            "spark.kubernetes.driver.volumes.hostPath.shared.options.path": str(shared),
+        }
+        argv = [find_spark_submit(), "--master", master_url(kubeconfig), "--deploy-mode", "cluster"]
+        for k, v in conf.items():
+            argv += ["--conf", f"{k}={v}"]
+        argv += [
+            "local:///apps/wordcount_pi.py",
+            "/shared/words.txt",
+            "/shared/result.json",
+            "/shared/release",
+        ]
+        env = {**os.environ, "KUBECONFIG": kubeconfig}
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        result = shared / "result.json"
+        assert not result.exists(), "submit returned at once, before the driver's result"
+        eventually(result.exists, timeout=180, interval=0.5, what="the driver's result")
+        out = json.loads(result.read_text())
+        assert out["counts"] == {"x": 2, "y": 1}
+        assert abs(out["pi"] - 3.14159) < 0.02
+        tasks = {t["metadata"]["name"]: t for t in executor_tasks(kube, namespace, out["app_id"])}
+        pods = kube.core.list_namespaced_pod(namespace, label_selector=f"spark-app-selector={out['app_id']}")
+        roles = {p.metadata.labels["spark-role"]: p for p in pods.items}
+        assert set(roles) == {"driver", "executor"}, sorted(roles)
+        for pod in roles.values():
+            assert tasks[pod.metadata.name]["spec"]["agent"] == pod.spec.node_name in real_nodes
+        (shared / "release").touch()
+        eventually(
+            lambda: (
+                kube.core.read_namespaced_pod(roles["driver"].metadata.name, namespace).status.phase
+                == "Succeeded"
+            ),
+            timeout=90,
+            what="the driver pod Succeeded",
+        )
+    finally:
+        (shared / "release").touch()
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+def client_rbac(kube: Kube):
+    from kubernetes import client
+
+    return client.RbacAuthorizationV1Api(kube.api)
