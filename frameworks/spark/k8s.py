@@ -13,7 +13,7 @@ per `spark-app-selector`) and places them through offers. The keys Spark's Mesos
 - spark.mesos.extra.cores: advertised on top of the cores the pod requests
   (spark.kubernetes.executor.request.cores);
 - spark.mesos.constraints: required node affinity in the executor pod template;
-- spark.mesos.role: the executors' mesoskube.io/role label (the Framework's role);
+- spark.mesos.role: the executors' mesoskube.io/role annotation (the Framework's role);
 - spark.mesos.rejectOfferDuration[ForUnmetConstraints]: the executors' refuse-seconds annotations.
 Any other spark.* key passes through unchanged (spark.kubernetes.container.image, ...).
 """
@@ -135,7 +135,8 @@ def translate(
             "(default 2), not every offered core as Mesos mode did"
         )
     role = conf.framework_role
-    out[f"spark.kubernetes.executor.label.{ROLE_KEY}"] = role
+    # An annotation, not a label: "*" (the default role) is no valid label value.
+    out[f"spark.kubernetes.executor.annotation.{ROLE_KEY}"] = role
     out[f"spark.kubernetes.executor.annotation.{REFUSE_KEY}"] = _seconds(conf.reject_offer_duration_s)
     out[f"spark.kubernetes.executor.annotation.{REFUSE_UNMET_KEY}"] = _seconds(
         conf.unmet_constraints_refuse_s

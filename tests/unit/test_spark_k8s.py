@@ -47,7 +47,7 @@ def test_explicit_overhead_role_and_refuse_times_become_labels_and_annotations()
     )
     c = s.conf
     assert c["spark.executor.memoryOverhead"] == "1024m"
-    assert c["spark.kubernetes.executor.label.mesoskube.io/role"] == "batch"
+    assert c["spark.kubernetes.executor.annotation.mesoskube.io/role"] == "batch"
     assert c["spark.kubernetes.executor.annotation.mesoskube.io/refuse-seconds"] == "120"
     assert c["spark.kubernetes.executor.annotation.mesoskube.io/refuse-seconds-unmet-constraints"] == "10"
 
@@ -55,7 +55,7 @@ def test_explicit_overhead_role_and_refuse_times_become_labels_and_annotations()
 def test_unmet_constraint_refusal_defaults_to_reject_offer_duration_and_role_to_star():
     c = translate({**IMAGE, "spark.executor.cores": "1", "spark.mesos.rejectOfferDuration": "30s"}, "ns").conf
     assert c["spark.kubernetes.executor.annotation.mesoskube.io/refuse-seconds-unmet-constraints"] == "30"
-    assert c["spark.kubernetes.executor.label.mesoskube.io/role"] == "*"
+    assert c["spark.kubernetes.executor.annotation.mesoskube.io/role"] == "*"
 
 
 def test_constraints_become_required_node_affinity():
