@@ -192,7 +192,7 @@ def test_a_node_whose_kubelet_dies_loses_its_tasks_and_gets_nothing_until_it_is_
         # The node-lifecycle controller marks it NotReady after its grace period (40 s); then the
         # master's agent timeout makes the task lost (the framework is not partition-aware).
         lost = fw.wait_task_state("doomed", "TASK_LOST", timeout=150)
-        assert lost["status"]["reason"] in ("REASON_AGENT_DISCONNECTED", "REASON_AGENT_REMOVED")
+        assert lost["status"]["reason"] in ("REASON_AGENT_UNREACHABLE", "REASON_AGENT_REMOVED")
         assert all(o["spec"]["agent"] != victim for o in fw.offers())
     finally:
         nodes.start_kubelet(local_cluster.state(), spec)
