@@ -29,6 +29,7 @@ from mesoskube.master.answers import AnswerHandling
 from mesoskube.master.cache import Cache
 from mesoskube.master.events import EventRecorder
 from mesoskube.master.lifecycle import FrameworkLifecycle
+from mesoskube.master.liveness import LeaseLiveness
 from mesoskube.master.objects import is_terminal
 from mesoskube.master.offers import OfferHousekeeping
 from mesoskube.master.selector import parse_selector
@@ -49,6 +50,7 @@ class Engine(
     settings: Settings
     cache: Cache
     clock: Callable[[], float] = time.time
+    monotonic: Callable[[], float] = time.monotonic  # durations (framework liveness), never timestamps
     workers: int = 16
 
     wake: threading.Event = field(default_factory=threading.Event)
@@ -70,6 +72,7 @@ class Engine(
     allocation_requested: bool = True
     last_allocation: float = 0.0
     last_lease_poll: float = 0.0
+    liveness: LeaseLiveness = field(default_factory=LeaseLiveness)  # framework heartbeats, master's clock
     ready: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
