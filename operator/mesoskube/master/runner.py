@@ -20,14 +20,25 @@ log = logging.getLogger("mesoskube.master")
 
 
 def connection_info(kube: Kube) -> kopf.ConnectionInfo:
-    """kopf talks to the same API server, with the same credentials, as our client layer."""
+    """kopf talks to the same API server, with the same credentials, as our client layer.
+
+    Read the way kopf's own `login_via_client` reads the kubernetes client's configuration (the
+    header's scheme and token split as in RFC 7235: the in-cluster loader stores "bearer <token>",
+    lower-case), but from our Configuration, so `--kubeconfig` is honoured. Called on every login:
+    kopf logs in again after a 401, and `get_api_key_with_prefix` runs the client's refresh hook,
+    which re-reads a rotated projected ServiceAccount token.
+    """
     cfg = kube.api.configuration
-    auth = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken") or ""
-    token = auth.removeprefix("Bearer ").strip() or None
+    header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix("authorization")
+    parts = header.split(" ", 1) if header else []
+    scheme, token = (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1]) if parts else (None, None)
     return kopf.ConnectionInfo(
         server=cfg.host,
         ca_path=cfg.ssl_ca_cert,
         insecure=not cfg.verify_ssl,
+        username=cfg.username or None,
+        password=cfg.password or None,
+        scheme=scheme,
         token=token,
         certificate_path=cfg.cert_file,
         private_key_path=cfg.key_file,
@@ -55,7 +66,7 @@ class Master:
     def __post_init__(self) -> None:
         self.engine = Engine(self.kube, self.settings, self.cache)
         self.registry = kopf.OperatorRegistry()
-        register(self.registry, self.cache, self.engine, connection_info(self.kube))
+        register(self.registry, self.cache, self.engine, lambda: connection_info(self.kube))
         self._stop_flag: threading.Event = threading.Event()
         self._threads: list[threading.Thread] = []
 
