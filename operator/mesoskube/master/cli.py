@@ -45,5 +45,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     from mesoskube.master.runner import Master
 
-    Master(Kube.connect(args.kubeconfig, qps=args.kube_api_qps, burst=args.kube_api_burst), settings).run()
-    return 0
+    return Master(
+        Kube.connect(args.kubeconfig, qps=args.kube_api_qps, burst=args.kube_api_burst), settings
+    ).run()

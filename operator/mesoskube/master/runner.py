@@ -1,22 +1,32 @@
-"""Run the master: the engine thread plus kopf's watch loop, in the foreground or in a thread (tests)."""
+"""Run a master replica: leader election, the engine thread plus kopf's watch loop, the probes; in the
+foreground or in a thread (tests)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+import socket
 import threading
+import time
+import uuid
 from dataclasses import dataclass, field
 
 import kopf
 from prometheus_client import start_http_server
 
+from mesoskube import metrics
 from mesoskube.kube import Kube
 from mesoskube.master.cache import Cache
+from mesoskube.master.election import LeaderElector
 from mesoskube.master.engine import Engine
 from mesoskube.master.handlers import register
+from mesoskube.master.health import HealthServer, Probe, liveness, readiness
 from mesoskube.settings import Settings
 
 log = logging.getLogger("mesoskube.master")
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 
 def connection_info(kube: Kube) -> kopf.ConnectionInfo:
@@ -57,11 +67,29 @@ def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
     return ks
 
 
+def lease_namespace(settings: Settings) -> str:
+    if settings.leaseNamespace:
+        return settings.leaseNamespace
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    try:
+        with open(SERVICE_ACCOUNT_NAMESPACE) as f:
+            return f.read().strip() or "default"
+    except OSError:
+        return "default"
+
+
 @dataclass
 class Master:
+    """One master replica. Without leader election it leads from the start. With it, the replica
+    seeds its cache and keeps it warm through kopf's watches (reads only) until it holds the Lease;
+    then the engine and status threads start writing. A leader that loses the Lease stops at once
+    (`lost` is set; in the foreground the process exits 1 and is restarted, as kube-scheduler is)."""
+
     kube: Kube
     settings: Settings
     cache: Cache = field(default_factory=Cache)
+    exit_on_lost: bool = False
 
     def __post_init__(self) -> None:
         self.engine = Engine(self.kube, self.settings, self.cache)
@@ -69,6 +97,29 @@ class Master:
         register(self.registry, self.cache, self.engine, lambda: connection_info(self.kube))
         self._stop_flag: threading.Event = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.lost = threading.Event()
+        self.elector: LeaderElector | None = None
+        if self.settings.leaderElect:
+            # The client's elector logs each try at INFO (every retryPeriod on a standby).
+            logging.getLogger("leaderelection").setLevel(logging.WARNING)
+            self.elector = LeaderElector(
+                self.kube,
+                name=self.settings.leaseName,
+                namespace=lease_namespace(self.settings),
+                identity=self.settings.identity
+                or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
+                lease_duration=self.settings.leaseDuration,
+                renew_deadline=self.settings.renewDeadline,
+                retry_period=self.settings.retryPeriod,
+                on_started=lambda: metrics.leader.set(1),
+                on_lost=self._leadership_lost,
+            )
+        self._engine_thread: threading.Thread | None = None
+        self.health: HealthServer | None = None
+
+    @property
+    def leading(self) -> bool:
+        return self.elector is None or self.elector.leading.is_set()
 
     async def operator(self, stop_flag: threading.Event | None = None) -> None:
         await kopf.operator(
@@ -77,54 +128,116 @@ class Master:
             standalone=True,
             clusterwide=not self.settings.namespace,
             namespaces=[self.settings.namespace] if self.settings.namespace else [],
-            liveness_endpoint=f"http://0.0.0.0:{self.settings.healthPort}/healthz"
-            if self.settings.healthPort
-            else None,
+            liveness_endpoint=None,  # health.py serves /healthz and /readyz on healthPort
             # A threading.Event stop flag is awaited in an executor thread that asyncio.run then joins
-            # on exit; in the foreground kopf's own SIGTERM/SIGINT handling is the stop signal instead.
+            # on exit.
             stop_flag=stop_flag,
         )
 
+    def _engine_main(self) -> None:
+        self.engine.seed()
+        if self.elector is not None:
+            while not self.elector.leading.wait(0.05):
+                if self.engine.stopping.is_set():
+                    return
+            self.engine.mark_all()  # the cache is warm; whatever the last leader left is looked at now
+        if self.engine.stopping.is_set():
+            return
+        t = threading.Thread(target=self.engine.run_status, name="mesoskube-status", daemon=True)
+        t.start()
+        self._threads.append(t)
+        self.engine.loop()
+
     def start_engine(self) -> None:
-        for target, name in (
-            (self.engine.run, "mesoskube-engine"),
-            (self.engine.run_status, "mesoskube-status"),
-        ):
-            t = threading.Thread(target=target, name=name, daemon=True)
+        if self.settings.healthPort:
+            self.health = HealthServer(self.settings.healthPort, self.liveness, self.readiness).start()
+        if self.elector is None:
+            metrics.leader.set(1)
+        else:
+            t = threading.Thread(target=self.elector.run, name="mesoskube-election", daemon=True)
             t.start()
             self._threads.append(t)
+        self._engine_thread = threading.Thread(target=self._engine_main, name="mesoskube-engine", daemon=True)
+        self._engine_thread.start()
 
-    def run(self) -> None:
-        """Foreground: metrics server, engine thread, kopf in this thread's event loop."""
+    def liveness(self) -> Probe:
+        return liveness(
+            time.monotonic(),
+            leading=self.leading,
+            engine_alive=self._engine_thread is not None and self._engine_thread.is_alive(),
+            engine_heartbeat=self.engine.heartbeat,
+            election_heartbeat=None if self.elector is None else self.elector.heartbeat,
+            timeout=self.settings.livenessTimeout,
+        )
+
+    def readiness(self) -> Probe:
+        return readiness(self.leading, self.engine.ready.is_set(), election=self.elector is not None)
+
+    def _leadership_lost(self) -> None:
+        metrics.leader.set(0)
+        self.engine.stop()
+        self.lost.set()
+        if self.exit_on_lost:
+            # Writes still in flight must not outlive the Lease: no graceful anything.
+            log.error("leadership lost: exiting")
+            logging.shutdown()
+            os._exit(1)
+
+    def run(self) -> int:
+        """Foreground: metrics and health servers, engine, kopf; until SIGTERM or SIGINT. Then the
+        engine stops writing and the Lease is released at once, so a standby takes over within its
+        retry period (kopf's own signal handling would first wind its watches down)."""
+        self.exit_on_lost = True
         if self.settings.metricsPort:
             start_http_server(self.settings.metricsPort)
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        kopf_thread = self._start_kopf()
         self.start_engine()
-        try:
-            asyncio.run(self.operator())
-        finally:
-            self._stop_flag.set()
-            self.engine.stop()
+        while not stop.wait(1.0):
+            if not kopf_thread.is_alive():
+                log.error("kopf's watch loop ended; stopping")
+                self.stop()
+                return 1
+        log.info("stopping: engine first, then the Lease")
+        self.stop()
+        return 0
 
-    def start_in_thread(self, timeout: float = 30) -> Master:
-        """Background (tests, benchmarks, demo): returns once the first LIST has seeded the cache."""
+    def _start_kopf(self) -> threading.Thread:
         # Off the main thread kopf cannot install signal handlers and says so; here that is intended
-        # (stop() ends it), so the warning would only alarm whoever reads the demo's output.
+        # (stop() ends it), so the warning would only alarm whoever reads the output.
         logging.getLogger("kopf._core.reactor.running").addFilter(_SIGNALS_IGNORED)
-        self.start_engine()
         t = threading.Thread(
             target=lambda: asyncio.run(self.operator(self._stop_flag)), name="mesoskube-kopf", daemon=True
         )
         t.start()
         self._threads.append(t)
+        return t
+
+    def start_in_thread(self, timeout: float = 30) -> Master:
+        """Background (tests, benchmarks, demo): returns once the first LIST has seeded the cache."""
+        self.start_engine()
+        self._start_kopf()
         if not self.engine.ready.wait(timeout):
             raise TimeoutError("master did not finish its first LIST")
         return self
 
     def stop(self, timeout: float = 15) -> None:
+        """Stop writing first (the engine finishes its step and its writes), then give the Lease up."""
         self.engine.stop()
+        if self.elector is not None:
+            self.elector.stop()
+        if self._engine_thread is not None:
+            self._engine_thread.join(timeout)
+        if self.elector is not None and not (self._engine_thread and self._engine_thread.is_alive()):
+            self.elector.release()
+        metrics.leader.set(0)
         self._stop_flag.set()
         for t in self._threads:
             t.join(timeout)
+        if self.health is not None:
+            self.health.stop()
 
 
 class _SignalsIgnoredFilter(logging.Filter):

@@ -1,0 +1,152 @@
+"""Leader election of master replicas on a coordination.k8s.io Lease.
+
+The Lease record and the acquire-or-renew decision are the kubernetes client's
+(`kubernetes.leaderelection`: LeaseLock and LeaderElection.try_acquire_or_renew, client-go's rule:
+a standby takes over only once the holder's record has not changed for a lease duration *as
+observed by the standby's own clock*; updates are optimistic, so two candidates cannot both win).
+Its loop is not used: it cannot be stopped, never releases the Lease, allows no retry period under
+1 s and uses the process-wide default client. This loop adds those, and client-go's renew deadline:
+a leader that has not renewed for `renew_deadline` stops leading (the runner then exits, as
+kube-scheduler does), which is before any standby can take over (`lease_duration` > `renew_deadline`).
+
+`release()` (on SIGTERM, after the engine has stopped writing) empties the holder and sets a 1 s
+duration, as client-go's ReleaseOnCancel does: a standby then acquires on its next retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from kubernetes.leaderelection.leaderelection import LeaderElection
+from kubernetes.leaderelection.leaderelectionrecord import LeaderElectionRecord
+from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
+
+from mesoskube.kube import Kube
+
+log = logging.getLogger("mesoskube.master.election")
+
+
+class _TimedLeases:
+    """The three Lease calls LeaseLock makes, on our client, each with a request timeout: a hung
+    request must not outlive the renew deadline."""
+
+    def __init__(self, kube: Kube, timeout: float) -> None:
+        self.api, self.timeout = kube.coordination, timeout
+
+    def read_namespaced_lease(self, name: str, namespace: str) -> Any:
+        return self.api.read_namespaced_lease(name, namespace, _request_timeout=self.timeout)
+
+    def create_namespaced_lease(self, namespace: str, body: Any) -> Any:
+        return self.api.create_namespaced_lease(namespace, body, _request_timeout=self.timeout)
+
+    def replace_namespaced_lease(self, name: str, namespace: str, body: Any) -> Any:
+        return self.api.replace_namespaced_lease(name, namespace, body, _request_timeout=self.timeout)
+
+
+@dataclass
+class _Config:
+    """What LeaderElection.try_acquire_or_renew reads from its config (its own Config class exits
+    the process on a retry period under 1 s)."""
+
+    lock: LeaseLock
+    lease_duration: int
+
+
+class LeaderElector:
+    def __init__(
+        self,
+        kube: Kube,
+        name: str,
+        namespace: str,
+        identity: str,
+        lease_duration: int,
+        renew_deadline: float,
+        retry_period: float,
+        on_started: Callable[[], None],
+        on_lost: Callable[[], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not lease_duration > renew_deadline > retry_period > 0:
+            raise ValueError(
+                f"leader election needs leaseDuration ({lease_duration}) > renewDeadline ({renew_deadline})"
+                f" > retryPeriod ({retry_period}) > 0"
+            )
+        self.name, self.namespace, self.identity = name, namespace, identity
+        self.renew_deadline, self.retry_period = renew_deadline, retry_period
+        self.on_started, self.on_lost, self.clock = on_started, on_lost, clock
+        self.lock = LeaseLock(name, namespace, identity)
+        self.lock.api_instance = _TimedLeases(kube, timeout=max(0.5, renew_deadline / 2))
+        self.election = LeaderElection(_Config(self.lock, int(lease_duration)))
+        self.leading = threading.Event()
+        self.stopped = threading.Event()
+        self.heartbeat = clock()  # last turn of the loop (liveness)
+        self.last_renew = 0.0
+        self._release_lock = threading.Lock()
+
+    def _try(self) -> bool:
+        try:
+            return bool(self.election.try_acquire_or_renew())
+        except Exception as e:  # a transport error: LeaseLock only catches ApiException
+            log.debug("lease %s/%s: %s", self.namespace, self.name, e)
+            return False
+
+    def run(self) -> None:
+        """Until stop(): acquire, then renew; calls on_started once on acquiring, on_lost if the
+        renew deadline passes (and then returns: a master that lost the Lease does not try again)."""
+        log.info("candidate %s for lease %s/%s", self.identity, self.namespace, self.name)
+        while not self.stopped.is_set():
+            now = self.clock()
+            self.heartbeat = now
+            with self._release_lock:
+                if self.stopped.is_set():
+                    break
+                ok = self._try()
+            now = self.clock()
+            if self.leading.is_set():
+                if ok:
+                    self.last_renew = now
+                elif now - self.last_renew > self.renew_deadline:
+                    log.error("lease %s/%s not renewed for %.1fs: leadership lost", *self._where(now))
+                    self.leading.clear()
+                    self.on_lost()
+                    return
+            elif ok:
+                self.last_renew = now
+                self.leading.set()
+                log.info("%s is the leader (lease %s/%s)", self.identity, self.namespace, self.name)
+                self.on_started()
+            self.stopped.wait(self.retry_period)
+
+    def _where(self, now: float) -> tuple[str, str, float]:
+        return self.namespace, self.name, now - self.last_renew
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def release(self) -> bool:
+        """Give the Lease up (only if we hold it); a standby acquires it on its next retry."""
+        self.stopped.set()
+        with self._release_lock:
+            if not self.leading.is_set():
+                return False
+            self.leading.clear()
+            try:
+                found, record = self.lock.get(self.name, self.namespace)
+                if not found or record.holder_identity != self.identity:
+                    return False
+                now = str(datetime.now())
+                released = self.lock.update(
+                    self.name, self.namespace, LeaderElectionRecord("", "1", now, now)
+                )
+            except Exception as e:
+                log.warning("releasing lease %s/%s failed: %s", self.namespace, self.name, e)
+                return False
+            if released:
+                log.info("released lease %s/%s", self.namespace, self.name)
+            return bool(released)
