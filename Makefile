@@ -13,7 +13,7 @@ BIN := $(MESOSKUBE_CACHE)/bin
 PYTEST_ARGS ?=
 
 .PHONY: help venv binaries deps crds check-crds test test-unit test-cluster test-existing-cluster \
-        test-e2e-installed lint demo demo-down bench compare-modes clean
+        test-e2e-installed lint demo demo-down bench compare-modes chaos clean
 
 help:
 	@echo "make demo    local control plane + master + Spark frameworks, live"
@@ -21,6 +21,7 @@ help:
 	@echo "make lint    ruff, actionlint, helm lint"
 	@echo "make crds    regenerate crds/ (and the chart's copy) from the pydantic models"
 	@echo "make bench   mesoskube vs kube-scheduler on kwok nodes (writes bench/results/)"
+	@echo "make chaos   leader kills, apiserver/etcd restarts, node loss under load (bench/results/chaos.md)"
 
 # Debian packages the scripts call (openssl for the apiserver's service-account keys).
 deps:
@@ -80,6 +81,12 @@ bench: venv binaries
 
 compare-modes: venv binaries
 	$(PY) -m bench.compare_modes
+
+# Leader SIGKILLs, kube-apiserver/etcd restarts, node deletions under a 1,000-task workload, 20 runs
+# (CHAOS_ARGS="--runs 3 --tasks 300" for a shorter one); writes bench/results/chaos.{json,md}.
+CHAOS_ARGS ?=
+chaos: venv binaries
+	$(PY) -m bench.chaos $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -232,6 +232,7 @@ class Master:
             self._engine_thread.join(timeout)
         if self.elector is not None and not (self._engine_thread and self._engine_thread.is_alive()):
             self.elector.release()
+        self.engine.pool.shutdown(wait=False)  # a standby that never led never ended the engine loop
         metrics.leader.set(0)
         self._stop_flag.set()
         for t in self._threads:
