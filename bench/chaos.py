@@ -99,6 +99,10 @@ class Replicas:
         self.logdir = logdir
         self.procs: dict[str, subprocess.Popen] = {}
         self.health: dict[str, int] = {}
+        # Lease identity of each replica's current process: a restarted process is a new candidate
+        # (as a new pod is), or it would take its dead predecessor's Lease over at once.
+        self.identity: dict[str, str] = {}
+        self.starts = Counter()
         self.exits: list[tuple[str, int]] = []
         self.lock = threading.Lock()
         self.stopping = threading.Event()
@@ -110,6 +114,8 @@ class Replicas:
         self.supervisor.start()
 
     def _start(self, ident: str) -> None:
+        self.starts[ident] += 1
+        self.identity[ident] = f"{ident}-{self.starts[ident]}"
         log_file = open(self.logdir / f"{ident}.log", "ab")  # noqa: SIM115 - handed to the child
         argv = [
             sys.executable, "-m", "mesoskube.cli", "master", "run",
@@ -119,7 +125,7 @@ class Replicas:
             "--leader-elect", "true",
             "--lease-namespace", self.namespace,
             "--lease-name", LEASE,
-            "--identity", ident,
+            "--identity", self.identity[ident],
             "--metrics-port", "0",
             "--health-port", str(self.health[ident]),
             "--allocation-interval", "0.5",
@@ -147,6 +153,10 @@ class Replicas:
                 return r.status == 200
         except OSError:
             return False
+
+    def replica_of(self, identity: str | None) -> str | None:
+        with self.lock:
+            return next((r for r, i in self.identity.items() if i == identity), None)
 
     def signal(self, ident: str, sig: int) -> None:
         with self.lock:
@@ -321,10 +331,11 @@ class Chaos:
             time.sleep(0.1)
 
     def failover(self, replicas: Replicas, workload: Workload, sig: int) -> tuple[float | None, float | None]:
-        leader = None
+        holder = leader = None
         deadline = time.monotonic() + 60
         while leader is None and time.monotonic() < deadline:
-            leader = lease_holder(self.kube, self.namespace)
+            holder = lease_holder(self.kube, self.namespace)
+            leader = replicas.replica_of(holder)
             if leader is None:
                 time.sleep(0.1)
         if leader is None:
@@ -332,10 +343,11 @@ class Chaos:
         self.wait_standby_ready(replicas, leader)
         t0 = time.monotonic()
         replicas.signal(leader, sig)
+        old = holder
         to_lease = to_offer = None
         while time.monotonic() - t0 < 60 and to_lease is None:
             holder = lease_holder(self.kube, self.namespace)
-            if holder and holder != leader:
+            if holder and holder != old:
                 to_lease = time.monotonic() - t0
             else:
                 time.sleep(0.02)

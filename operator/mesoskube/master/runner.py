@@ -115,6 +115,7 @@ class Master:
                 on_lost=self._leadership_lost,
             )
         self._engine_thread: threading.Thread | None = None
+        self._status_thread: threading.Thread | None = None
         self.health: HealthServer | None = None
 
     @property
@@ -143,9 +144,10 @@ class Master:
             self.engine.mark_all()  # the cache is warm; whatever the last leader left is looked at now
         if self.engine.stopping.is_set():
             return
-        t = threading.Thread(target=self.engine.run_status, name="mesoskube-status", daemon=True)
-        t.start()
-        self._threads.append(t)
+        self._status_thread = threading.Thread(
+            target=self.engine.run_status, name="mesoskube-status", daemon=True
+        )
+        self._status_thread.start()
         self.engine.loop()
 
     def start_engine(self) -> None:
@@ -228,9 +230,10 @@ class Master:
         self.engine.stop()
         if self.elector is not None:
             self.elector.stop()
-        if self._engine_thread is not None:
-            self._engine_thread.join(timeout)
-        if self.elector is not None and not (self._engine_thread and self._engine_thread.is_alive()):
+        writers = [t for t in (self._engine_thread, self._status_thread) if t is not None]
+        for t in writers:
+            t.join(timeout)
+        if self.elector is not None and not any(t.is_alive() for t in writers):
             self.elector.release()
         self.engine.pool.shutdown(wait=False)  # a standby that never led never ended the engine loop
         metrics.leader.set(0)
