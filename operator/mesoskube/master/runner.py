@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import kopf
 from prometheus_client import start_http_server
 
-from mesoskube import metrics
+from mesoskube import API_GROUP, API_VERSION, metrics
 from mesoskube.kube import Kube
 from mesoskube.master.cache import Cache
 from mesoskube.master.election import LeaderElector
@@ -79,6 +79,32 @@ def lease_namespace(settings: Settings) -> str:
         return "default"
 
 
+OUR_RESOURCES = frozenset({"frameworks", "offers", "tasks", "mesosroles"})
+
+
+def wait_for_resources(kube: Kube, stop: threading.Event, timeout: float = 5.0) -> None:
+    """Until the API server answers and serves mesoskube.io/v1alpha1 with our resources."""
+    delay, warned = 0.2, False
+    while not stop.is_set():
+        try:
+            got = kube.custom.get_api_resources(API_GROUP, API_VERSION, _request_timeout=timeout)
+            if got.resources and {r.name for r in got.resources} >= OUR_RESOURCES:
+                return
+            why = "the mesoskube.io CRDs are not served"
+        except Exception as e:
+            why = _short(e)
+        if not warned:
+            log.warning("waiting for the API server (%s)", why)
+            warned = True
+        stop.wait(delay)
+        delay = min(delay * 2, 5.0)
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).splitlines()[0] if str(e) else ""
+    return f"{type(e).__name__}: {text[:160]}"
+
+
 @dataclass
 class Master:
     """One master replica. Without leader election it leads from the start. With it, the replica
@@ -136,29 +162,50 @@ class Master:
         )
 
     def _engine_main(self) -> None:
-        self.engine.seed()
-        if self.elector is not None:
-            while not self.elector.leading.wait(0.05):
-                if self.engine.stopping.is_set():
-                    return
-            self.engine.mark_all()  # the cache is warm; whatever the last leader left is looked at now
-        if self.engine.stopping.is_set():
-            return
-        self._status_thread = threading.Thread(
-            target=self.engine.run_status, name="mesoskube-status", daemon=True
-        )
-        self._status_thread.start()
-        self.engine.loop()
+        try:
+            if not self._seed():
+                return
+            if self.elector is not None:
+                # Only a synced replica stands for election: one that leads can allocate at once.
+                t = threading.Thread(target=self.elector.run, name="mesoskube-election", daemon=True)
+                t.start()
+                self._threads.append(t)
+                while not self.elector.leading.wait(0.05):
+                    if self.engine.stopping.is_set():
+                        return
+                self.engine.mark_all()  # the cache is warm; whatever the last leader left is looked at now
+            if self.engine.stopping.is_set():
+                return
+            self._status_thread = threading.Thread(
+                target=self.engine.run_status, name="mesoskube-status", daemon=True
+            )
+            self._status_thread.start()
+            self.engine.loop()
+        finally:
+            if not self.engine.stopping.is_set():  # the engine died under us: nobody may lead here
+                log.error("the engine thread ended unexpectedly")
+                self._leadership_lost()
+
+    def _seed(self) -> bool:
+        """The first LIST, retried until it succeeds: a master started while the API server is away
+        (or not yet serving our CRDs) waits for it instead of running without an engine."""
+        delay = 0.2
+        while not self.engine.stopping.is_set():
+            try:
+                wait_for_resources(self.kube, self.engine.stopping)
+                self.engine.seed()
+                return True
+            except Exception as e:
+                log.warning("seeding the cache failed (%s); retrying in %.1fs", _short(e), delay)
+                self.engine.stopping.wait(delay)
+                delay = min(delay * 2, 5.0)
+        return False
 
     def start_engine(self) -> None:
         if self.settings.healthPort:
             self.health = HealthServer(self.settings.healthPort, self.liveness, self.readiness).start()
         if self.elector is None:
             metrics.leader.set(1)
-        else:
-            t = threading.Thread(target=self.elector.run, name="mesoskube-election", daemon=True)
-            t.start()
-            self._threads.append(t)
         self._engine_thread = threading.Thread(target=self._engine_main, name="mesoskube-engine", daemon=True)
         self._engine_thread.start()
 
@@ -178,6 +225,8 @@ class Master:
     def _leadership_lost(self) -> None:
         metrics.leader.set(0)
         self.engine.stop()
+        if self.elector is not None:
+            self.elector.stop()
         self.lost.set()
         if self.exit_on_lost:
             # Writes still in flight must not outlive the Lease: no graceful anything.
@@ -195,6 +244,11 @@ class Master:
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
+        # kopf resolves its resources once, at start: with the API server away or our CRDs not yet
+        # served it would never watch them.
+        wait_for_resources(self.kube, stop)
+        if stop.is_set():
+            return 0
         kopf_thread = self._start_kopf()
         self.start_engine()
         while not stop.wait(1.0):
@@ -219,6 +273,7 @@ class Master:
 
     def start_in_thread(self, timeout: float = 30) -> Master:
         """Background (tests, benchmarks, demo): returns once the first LIST has seeded the cache."""
+        wait_for_resources(self.kube, self._stop_flag)
         self.start_engine()
         self._start_kopf()
         if not self.engine.ready.wait(timeout):
