@@ -15,6 +15,7 @@ duration, as client-go's ReleaseOnCancel does: a standby then acquires on its ne
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from kubernetes import client
 from kubernetes.leaderelection.leaderelection import LeaderElection
 from kubernetes.leaderelection.leaderelectionrecord import LeaderElectionRecord
 from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
@@ -30,6 +32,7 @@ from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 from mesoskube.kube import Kube
 
 log = logging.getLogger("mesoskube.master.election")
+WATCHDOG_PERIOD = 0.1
 
 
 class _TimedLeases:
@@ -37,7 +40,10 @@ class _TimedLeases:
     request must not outlive the renew deadline."""
 
     def __init__(self, kube: Kube, timeout: float) -> None:
-        self.api, self.timeout = kube.coordination, timeout
+        # Our own client, without urllib3's 3 retries per call: one try is bounded by `timeout`.
+        cfg = copy.copy(kube.api.configuration)
+        cfg.retries = False
+        self.api, self.timeout = client.CoordinationV1Api(client.ApiClient(cfg)), timeout
 
     def read_namespaced_lease(self, name: str, namespace: str) -> Any:
         return self.api.read_namespaced_lease(name, namespace, _request_timeout=self.timeout)
@@ -88,6 +94,29 @@ class LeaderElector:
         self.heartbeat = clock()  # last turn of the loop (liveness)
         self.last_renew = 0.0
         self._release_lock = threading.Lock()
+        self._lost_lock = threading.Lock()
+
+    def _watchdog(self) -> None:
+        """The renew deadline, kept even while a renewal hangs in a request: leadership ends at most
+        renew_deadline + WATCHDOG_PERIOD after the last successful renewal was *sent*."""
+        while not self.stopped.wait(WATCHDOG_PERIOD):
+            if self.leading.is_set() and self.clock() - self.last_renew > self.renew_deadline:
+                self._lose()
+                return
+
+    def _lose(self) -> None:
+        with self._lost_lock:
+            if not self.leading.is_set():
+                return
+            self.leading.clear()
+        log.error(
+            "lease %s/%s not renewed for %.1fs: leadership lost",
+            self.namespace,
+            self.name,
+            self.clock() - self.last_renew,
+        )
+        self.stopped.set()
+        self.on_lost()
 
     def _try(self) -> bool:
         try:
@@ -100,31 +129,27 @@ class LeaderElector:
         """Until stop(): acquire, then renew; calls on_started once on acquiring, on_lost if the
         renew deadline passes (and then returns: a master that lost the Lease does not try again)."""
         log.info("candidate %s for lease %s/%s", self.identity, self.namespace, self.name)
+        watchdog = threading.Thread(target=self._watchdog, name="mesoskube-election-watchdog", daemon=True)
+        watchdog.start()
         while not self.stopped.is_set():
-            now = self.clock()
-            self.heartbeat = now
+            sent = self.clock()  # a renewal counts from when it was sent: the conservative end
+            self.heartbeat = sent
             with self._release_lock:
                 if self.stopped.is_set():
                     break
                 ok = self._try()
-            now = self.clock()
             if self.leading.is_set():
                 if ok:
-                    self.last_renew = now
-                elif now - self.last_renew > self.renew_deadline:
-                    log.error("lease %s/%s not renewed for %.1fs: leadership lost", *self._where(now))
-                    self.leading.clear()
-                    self.on_lost()
+                    self.last_renew = sent
+                elif self.clock() - self.last_renew > self.renew_deadline:
+                    self._lose()
                     return
-            elif ok:
-                self.last_renew = now
+            elif ok and not self.stopped.is_set():
+                self.last_renew = sent
                 self.leading.set()
                 log.info("%s is the leader (lease %s/%s)", self.identity, self.namespace, self.name)
                 self.on_started()
             self.stopped.wait(self.retry_period)
-
-    def _where(self, now: float) -> tuple[str, str, float]:
-        return self.namespace, self.name, now - self.last_renew
 
     def stop(self) -> None:
         self.stopped.set()
