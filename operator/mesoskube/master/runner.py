@@ -181,6 +181,8 @@ class Master:
             )
             self._status_thread.start()
             self.engine.loop()
+        except Exception:
+            log.exception("the engine thread failed")
         finally:
             if not self.engine.stopping.is_set():  # the engine died under us: nobody may lead here
                 log.error("the engine thread ended unexpectedly")
