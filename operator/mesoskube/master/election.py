@@ -87,7 +87,8 @@ class LeaderElector:
         self.renew_deadline, self.retry_period = renew_deadline, retry_period
         self.on_started, self.on_lost, self.clock = on_started, on_lost, clock
         self.lock = LeaseLock(name, namespace, identity)
-        self.lock.api_instance = _TimedLeases(kube, timeout=max(0.5, renew_deadline / 2))
+        # A slow answer may still be a renewal in time: the watchdog, not the timeout, keeps the deadline.
+        self.lock.api_instance = _TimedLeases(kube, timeout=renew_deadline)
         self.election = LeaderElection(_Config(self.lock, int(lease_duration)))
         self.leading = threading.Event()
         self.stopped = threading.Event()
@@ -95,6 +96,7 @@ class LeaderElector:
         self.last_renew = 0.0
         self._release_lock = threading.Lock()
         self._lost_lock = threading.Lock()
+        self.last_error = ""
 
     def _watchdog(self) -> None:
         """The renew deadline, kept even while a renewal hangs in a request: leadership ends at most
@@ -120,9 +122,10 @@ class LeaderElector:
 
     def _try(self) -> bool:
         try:
+            self.last_error = ""
             return bool(self.election.try_acquire_or_renew())
         except Exception as e:  # a transport error: LeaseLock only catches ApiException
-            log.debug("lease %s/%s: %s", self.namespace, self.name, e)
+            self.last_error = f"{type(e).__name__}: {str(e)[:120]}"
             return False
 
     def run(self) -> None:
@@ -139,6 +142,15 @@ class LeaderElector:
                     break
                 ok = self._try()
             if self.leading.is_set():
+                took = self.clock() - sent
+                if not ok or took > self.renew_deadline / 2:
+                    # Rare on a healthy API server; the way to tell a tight renewDeadline from an outage.
+                    log.warning(
+                        "lease renewal %s after %.2fs%s",
+                        "succeeded" if ok else "failed",
+                        took,
+                        f" ({self.last_error})" if self.last_error else "",
+                    )
                 if ok:
                     self.last_renew = sent
                 elif self.clock() - self.last_renew > self.renew_deadline:

@@ -126,8 +126,10 @@ class Master:
         self.lost = threading.Event()
         self.elector: LeaderElector | None = None
         if self.settings.leaderElect:
-            # The client's elector logs each try at INFO (every retryPeriod on a standby).
-            logging.getLogger("leaderelection").setLevel(logging.WARNING)
+            # The client's elector logs each try at INFO (every retryPeriod on a standby): keep its
+            # failures only.
+            logging.getLogger("leaderelection").setLevel(logging.INFO)
+            logging.getLogger("leaderelection").addFilter(_ELECTION_FAILURES)
             self.elector = LeaderElector(
                 self.kube,
                 name=self.settings.leaseName,
@@ -306,4 +308,10 @@ class _SignalsIgnoredFilter(logging.Filter):
         return not str(record.msg).startswith("OS signals are ignored")
 
 
+class _ElectionFailuresFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return str(record.msg).startswith(("Failed", "Error retrieving"))
+
+
+_ELECTION_FAILURES = _ElectionFailuresFilter()
 _SIGNALS_IGNORED = _SignalsIgnoredFilter()  # one instance: addFilter skips a filter already added
