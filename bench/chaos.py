@@ -61,6 +61,7 @@ from mesoskube.frameworks.sdk import (
 )
 from mesoskube.kube import Kube
 from mesoskube.master import LABEL_TASK
+from mesoskube.settings import Settings
 
 log = logging.getLogger("chaos")
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,6 +88,10 @@ class Config:
     seed: int = 0
     cluster: str = "chaos"
     replicas: int = 2
+    # The replicas' election timings (settings.py defaults unless given).
+    lease_duration: int = Settings.model_fields["leaseDuration"].default
+    renew_deadline: float = Settings.model_fields["renewDeadline"].default
+    retry_period: float = Settings.model_fields["retryPeriod"].default
 
 
 # ---------------------------------------------------------------------------- master replicas
@@ -95,8 +100,10 @@ class Config:
 class Replicas:
     """`mesoskube master run` replicas with leader election, restarted when they exit."""
 
-    def __init__(self, kubeconfig: str, namespace: str, selector: str, count: int, logdir: Path) -> None:
-        self.kubeconfig, self.namespace, self.selector = kubeconfig, namespace, selector
+    def __init__(
+        self, kubeconfig: str, namespace: str, selector: str, count: int, logdir: Path, cfg: Config
+    ) -> None:
+        self.kubeconfig, self.namespace, self.selector, self.cfg = kubeconfig, namespace, selector, cfg
         self.logdir = logdir
         self.procs: dict[str, subprocess.Popen] = {}
         self.health: dict[str, int] = {}
@@ -127,6 +134,9 @@ class Replicas:
             "--lease-namespace", self.namespace,
             "--lease-name", LEASE,
             "--identity", self.identity[ident],
+            "--lease-duration", str(self.cfg.lease_duration),
+            "--renew-deadline", str(self.cfg.renew_deadline),
+            "--retry-period", str(self.cfg.retry_period),
             "--metrics-port", "0",
             "--health-port", str(self.health[ident]),
             "--allocation-interval", "0.5",
@@ -278,6 +288,12 @@ class RunResult:
     nodes_deleted: int = 0
     events: list[str] = field(default_factory=list)
     replica_exits: list[list] = field(default_factory=list)
+    task_states: dict[str, int] = field(default_factory=dict)  # Task objects by status.state at the end
+    framework_ended: dict[str, int] = field(default_factory=dict)  # terminal states the framework counted
+    # A Task ended as failed (ERROR, LOST, ...) while its pod ran anyway: the framework relaunches the
+    # work, so it runs twice.
+    ran_but_reported_failed: int = 0
+    leadership_lost: int = 0  # renew deadline passed (the leader exited 1 and was restarted)
     framework_torn_down: bool = False
     duration_s: float = 0.0
     completed: bool = False
@@ -419,7 +435,7 @@ class Chaos:
         logdir.mkdir(parents=True, exist_ok=True)
         self.add_nodes(cfg.nodes)
         replicas = Replicas(
-            self.kubeconfig, self.namespace, f"mesoskube.io/chaos={self.run_id}", cfg.replicas, logdir
+            self.kubeconfig, self.namespace, f"mesoskube.io/chaos={self.run_id}", cfg.replicas, logdir, cfg
         )
         workload = Workload(cfg.tasks, cfg.concurrency, cfg.run_seconds, self.rng)
         driver = SchedulerDriver(
@@ -438,6 +454,9 @@ class Chaos:
         finally:
             stop.set()
             r.replica_exits = [list(e) for e in replicas.exits]
+            r.leadership_lost = sum(
+                f.read_text(errors="replace").count("leadership lost: exiting") for f in logdir.glob("*.log")
+            )
             try:
                 driver.stop()
             except Exception:
@@ -472,6 +491,9 @@ class Chaos:
         tasks = {t["metadata"]["name"]: t for t in self.kube.list("tasks", self.namespace)}
         pods = self.kube.core.list_namespaced_pod(self.namespace, label_selector=LABEL_TASK).items
         r.tasks, r.pods = len(tasks), len(pods)
+        r.task_states = dict(
+            Counter((t.get("status") or {}).get("state") or "TASK_STAGING" for t in tasks.values())
+        )
         r.tasks_finished = workload.finished
         per_task = Counter(p.metadata.labels[LABEL_TASK] for p in pods)
         dup = [n for n, c in per_task.items() if c > 1]
@@ -493,6 +515,7 @@ class Chaos:
             updates = {k: list(v) for k, v in workload.updates.items()}
             r.answers_not_stored = len(workload.not_stored)
             r.tasks_lost = sum(workload.ended[s] for s in ("TASK_LOST", "TASK_DROPPED"))
+            r.framework_ended = dict(workload.ended)
         never = [n for n in accepted if n not in tasks and not updates.get(n)]
         r.accepted_never_created = len(never)
         pod_phase = {p.metadata.name: p.status.phase for p in pods}
@@ -502,6 +525,12 @@ class Chaos:
             and pod_phase.get(n) in (None, "Succeeded", "Failed")
         ]  # fmt: skip
         r.stuck_after_pod_ended = len(stuck)
+        ran = [
+            n for n, t in tasks.items()
+            if (t.get("status") or {}).get("state") in TERMINAL - {"TASK_FINISHED"}
+            and pod_phase.get(n) in ("Running", "Succeeded")
+        ]  # fmt: skip
+        r.ran_but_reported_failed = len(ran)
         missed = [
             n for n, t in tasks.items()
             if (t.get("status") or {}).get("state") in TERMINAL
@@ -516,6 +545,7 @@ class Chaos:
             "accepted_never_created": never[:20],
             "stuck_after_pod_ended": stuck[:20],
             "status_updates_missed": missed[:20],
+            "ran_but_reported_failed": ran[:20],
         }
 
 
@@ -528,6 +558,7 @@ DEFECTS = (
     "accepted_never_created",
     "stuck_after_pod_ended",
     "status_updates_missed",
+    "ran_but_reported_failed",
 )
 
 
@@ -554,12 +585,12 @@ def markdown(cfg: Config, results: list[RunResult]) -> str:
         f"{cfg.leader_kills} leader SIGKILLs, {cfg.graceful_stops} graceful stop, {cfg.apiserver_restarts} "
         f"kube-apiserver restart, {cfg.etcd_restarts} etcd restart, {cfg.node_deletions} x "
         f"{cfg.nodes_per_deletion} kwok nodes deleted; {cfg.replicas} master replicas (subprocesses) with "
-        "leader election; seed "
-        f"{cfg.seed}. Everything shares one 2-core machine.",
+        f"leader election (leaseDuration {cfg.lease_duration} s, renewDeadline {cfg.renew_deadline} s, "
+        f"retryPeriod {cfg.retry_period} s); seed {cfg.seed}. Everything shares one 2-core machine.",
         "",
         "| run | finished | tasks | pods | dup pods | pods w/o Task | accepted never created | stuck | "
-        "status missed | lost+relaunched | answers not stored | torn down | duration |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "status missed | lost+relaunched | answers not stored | torn down | leadership lost | duration |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
@@ -567,7 +598,7 @@ def markdown(cfg: Config, results: list[RunResult]) -> str:
             f"{r.duplicate_pods} | {r.pods_without_task} | {r.accepted_never_created} | "
             f"{r.stuck_after_pod_ended} | {r.status_updates_missed} | {r.tasks_lost} | "
             f"{r.answers_not_stored} | "
-            f"{'yes' if r.framework_torn_down else 'no'} | {r.duration_s:.0f} s |"
+            f"{'yes' if r.framework_torn_down else 'no'} | {r.leadership_lost} | {r.duration_s:.0f} s |"
         )
     totals = {d: sum(getattr(r, d) for r in results) for d in DEFECTS}
     lines += [
@@ -598,6 +629,8 @@ def markdown(cfg: Config, results: list[RunResult]) -> str:
     ]
     for r in results:
         lines.append(f"- run {r.run}: " + "; ".join(r.events))
+        if r.task_states:
+            lines.append(f"  - Task states at the end: {r.task_states}; ends counted: {r.framework_ended}")
         bad = {k: v for k, v in r.details.items() if v}
         if bad:
             lines.append(f"  - examples: {json.dumps(bad)}")
@@ -613,13 +646,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nodes", type=int, default=Config.nodes)
     p.add_argument("--leader-kills", type=int, default=Config.leader_kills)
     p.add_argument("--seed", type=int, default=Config.seed)
+    p.add_argument("--lease-duration", type=int, default=Config.lease_duration)
+    p.add_argument("--renew-deadline", type=float, default=Config.renew_deadline)
+    p.add_argument("--retry-period", type=float, default=Config.retry_period)
     p.add_argument("--cluster", default=Config.cluster, help="local control plane name (started if needed)")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "chaos"))
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("mesoskube").setLevel(logging.WARNING)
     cfg = Config(runs=args.runs, tasks=args.tasks, nodes=args.nodes, leader_kills=args.leader_kills,
-                 seed=args.seed, cluster=args.cluster)  # fmt: skip
+                 seed=args.seed, cluster=args.cluster, lease_duration=args.lease_duration,
+                 renew_deadline=args.renew_deadline, retry_period=args.retry_period)  # fmt: skip
     cluster = LocalCluster(cfg.cluster)
     cluster.up()
     kubeconfig = str(cluster.kubeconfig)
