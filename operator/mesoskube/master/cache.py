@@ -130,7 +130,6 @@ class Cache:
     offers: dict[str, dict] = field(default_factory=dict)
     tasks: dict[str, dict] = field(default_factory=dict)
     roles: dict[str, dict] = field(default_factory=dict)
-    leases: dict[str, dict] = field(default_factory=dict)
     _versions: dict[str, int] = field(default_factory=dict)
 
     def _fresh(self, kind: str, body: dict) -> bool:
@@ -190,7 +189,7 @@ class Cache:
             if left.is_empty():
                 del self.node_usage[old.node]
 
-    # ---- our custom resources and leases
+    # ---- our custom resources
     def upsert(self, store: str, body: dict) -> None:
         with self.lock:
             if self._fresh(store, body):

@@ -29,6 +29,7 @@ from mesoskube.master.answers import AnswerHandling
 from mesoskube.master.cache import Cache
 from mesoskube.master.events import EventRecorder
 from mesoskube.master.lifecycle import FrameworkLifecycle
+from mesoskube.master.liveness import LeaseLiveness
 from mesoskube.master.objects import is_task_pod, is_terminal
 from mesoskube.master.offers import OfferHousekeeping
 from mesoskube.master.selector import parse_selector
@@ -55,6 +56,7 @@ class Engine(
     settings: Settings
     cache: Cache
     clock: Callable[[], float] = time.time
+    monotonic: Callable[[], float] = time.monotonic  # durations (framework liveness), never timestamps
     workers: int = 16
 
     wake: threading.Event = field(default_factory=threading.Event)
@@ -76,6 +78,8 @@ class Engine(
     allocation_requested: bool = True
     last_allocation: float = 0.0
     last_lease_poll: float = 0.0
+    heartbeat: float = field(default_factory=time.monotonic)
+    liveness: LeaseLiveness = field(default_factory=LeaseLiveness)  # framework heartbeats, master's clock
     ready: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
@@ -141,16 +145,30 @@ class Engine(
             "items"
         ]:
             self.cache.upsert("roles", obj)
-        with self.cache.lock:
-            self.dirty_tasks.update(self.cache.tasks)
-            self.dirty_frameworks.update(self.cache.frameworks)
-            self.answered.update(k for k, o in self.cache.offers.items() if o["spec"].get("answer"))
+        self.mark_all()
         self.poll_leases(force=True)
         self.ready.set()
 
+    def mark_all(self) -> None:
+        """Look at every task, framework and answered offer on the next step (after the seed, and when a
+        standby that kept its cache warm takes over)."""
+        with self.cache.lock:
+            tasks, frameworks = list(self.cache.tasks), list(self.cache.frameworks)
+            answered = [k for k, o in self.cache.offers.items() if o["spec"].get("answer")]
+        with self.dirty_lock:
+            self.dirty_tasks.update(tasks)
+            self.dirty_frameworks.update(frameworks)
+            self.answered.update(answered)
+        self.request_allocation()
+
     def run(self) -> None:
         self.seed()
+        self.loop()
+
+    def loop(self) -> None:
+        """The steps, until stop(); `heartbeat` (monotonic) marks each turn for the liveness probe."""
         while not self.stopping.is_set():
+            self.heartbeat = time.monotonic()
             now = self.clock()
             next_allocation = self.last_allocation + self.settings.allocationInterval - now
             self.wake.wait(timeout=max(0.0, min(next_allocation, STATUS_INTERVAL)))

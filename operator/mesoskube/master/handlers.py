@@ -14,11 +14,14 @@ from mesoskube.master.objects import is_task_pod
 
 
 def register(
-    registry: kopf.OperatorRegistry, cache: Cache, engine: Engine, connection: kopf.ConnectionInfo
+    registry: kopf.OperatorRegistry,
+    cache: Cache,
+    engine: Engine,
+    connection: Callable[[], kopf.ConnectionInfo],
 ) -> None:
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
-        return connection
+        return connection()  # again after every 401: a rotated token is read anew
 
     @kopf.on.event("nodes", registry=registry)
     async def node_event(event: dict, **_: Any) -> None:

@@ -6,47 +6,58 @@ A mixin of the master's Engine (engine.py), which holds the state these methods 
 from __future__ import annotations
 
 import logging
-import time
 
 from kubernetes.client.exceptions import ApiException
 
 from mesoskube.api.models import DEFAULT_ROLE, FrameworkPhase, TaskState
 from mesoskube.master import FINALIZER, LABEL_FRAMEWORK
 from mesoskube.master.cache import format_time, parse_time
+from mesoskube.master.liveness import Liveness
 from mesoskube.master.objects import is_terminal, ns_name
 
 log = logging.getLogger("mesoskube.master")
 
 LEASE_POLL_INTERVAL = 1.0
+LEASE_POLL_TIMEOUT = 5.0
 
 
 class FrameworkLifecycle:
     def poll_leases(self, force: bool = False) -> None:
         """Framework heartbeats. Polled with a server-side label filter: watching every Lease would
         also stream each node's heartbeat."""
-        now = time.monotonic()
+        now = self.monotonic()
         if not force and now - self.last_lease_poll < LEASE_POLL_INTERVAL:
             return
         self.last_lease_poll = now
         sel = LABEL_FRAMEWORK
-        if self.settings.namespace:
-            leases = self.kube.coordination.list_namespaced_lease(self.settings.namespace, label_selector=sel)
-        else:
-            leases = self.kube.coordination.list_lease_for_all_namespaces(label_selector=sel)
-        seen = {}
-        for lease in leases.items:
-            renew = lease.spec.renew_time
-            seen[f"{lease.metadata.namespace}/{lease.metadata.name}"] = {
-                "renew": renew.timestamp() if renew else 0.0,
-                "duration": float(lease.spec.lease_duration_seconds or 15),
-            }
+        try:
+            if self.settings.namespace:
+                leases = self.kube.coordination.list_namespaced_lease(
+                    self.settings.namespace, label_selector=sel, _request_timeout=LEASE_POLL_TIMEOUT
+                )
+            else:
+                leases = self.kube.coordination.list_lease_for_all_namespaces(
+                    label_selector=sel, _request_timeout=LEASE_POLL_TIMEOUT
+                )
+        except Exception as e:  # the API server is away: that is no framework's fault (liveness.py)
+            if self.liveness.healthy:
+                log.warning("framework Leases unreadable (%s): liveness paused until they are", e)
+            self.liveness.poll_failed(now)
+            return
+        seen = {
+            f"{lease.metadata.namespace}/{lease.metadata.name}": (
+                str(lease.spec.renew_time),
+                lease.metadata.resource_version,
+                float(lease.spec.lease_duration_seconds or 15),
+            )
+            for lease in leases.items
+        }
+        changed = self.liveness.observe(seen, now)
+        # Lapses happen without any change; a framework with a Lease is looked at on every poll.
         with self.cache.lock:
-            had = self.cache.leases
-            self.cache.leases = seen
-            # A framework whose Lease appeared, renewed or went away is looked at again.
-            changed = [k for k in self.cache.frameworks if k in seen or k in had]
+            keys = [k for k in self.cache.frameworks if k in seen or k in changed]
         with self.dirty_lock:
-            self.dirty_frameworks.update(changed)
+            self.dirty_frameworks.update(keys)
 
     def reconcile_frameworks(self, now: float) -> None:
         with self.dirty_lock:
@@ -112,8 +123,10 @@ class FrameworkLifecycle:
             return
         if phase == FrameworkPhase.TORN_DOWN.value:
             return
-        lease = self.cache.leases.get(key)
-        lapsed = lease is not None and lease["renew"] + lease["duration"] < now
+        liveness = self.liveness.state(key, self.monotonic())
+        if liveness is Liveness.UNKNOWN:
+            return  # the master cannot see the API server well enough to judge anyone
+        lapsed = liveness is Liveness.LAPSED
         if phase == FrameworkPhase.SUBSCRIBED.value and lapsed:
             self._patch_fw_status(
                 key, {"phase": FrameworkPhase.DISCONNECTED.value, "disconnectedAt": format_time(now)}
