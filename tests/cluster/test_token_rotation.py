@@ -1,0 +1,98 @@
+"""The master keeps working when its ServiceAccount token is rotated, as in a pod: the client's
+in-cluster loader reads the token file, the file is replaced with a new token, and the old token is
+then revoked, and the API server restarted so every watch reconnects. kopf's requests get 401 and
+it logs in again; the login must read the client's current token, not the one the master started
+with. Tokens here are real: TokenRequests bound to Secrets,
+so deleting a Secret revokes its token at once."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from kubernetes import client
+from kubernetes.config.incluster_config import InClusterConfigLoader
+
+from mesoskube.kube import CountingApiClient, Kube
+from mesoskube.master.runner import Master
+from mesoskube.settings import Settings
+from tests.cluster.mesos import RawFramework
+from tests.helpers import eventually
+
+
+def _bound_token(kube: Kube, namespace: str, sa: str, secret: str) -> str:
+    created = kube.core.create_namespaced_secret(namespace, {"metadata": {"name": secret}})
+    request = {
+        "spec": {
+            "audiences": [],
+            "expirationSeconds": 3600,
+            "boundObjectRef": {
+                "kind": "Secret",
+                "apiVersion": "v1",
+                "name": secret,
+                "uid": created.metadata.uid,
+            },
+        }
+    }
+    return kube.core.create_namespaced_service_account_token(sa, namespace, request).status.token
+
+
+@pytest.mark.timeout(420)
+def test_a_rotated_token_is_picked_up_after_the_old_one_is_revoked(
+    request, kube, kubeconfig, namespace, fake_nodes, crds, test_id, tmp_path, local_cluster
+):
+    if request.config.getoption("--installed-master") or request.config.getoption("--existing-cluster"):
+        pytest.skip("runs its own master with an in-cluster style configuration on the local cluster")
+    kube.core.create_namespaced_service_account(namespace, {"metadata": {"name": "master"}})
+    # This test is about login, not RBAC (test_chart_rbac covers the chart's rules).
+    client.RbacAuthorizationV1Api(kube.api).create_cluster_role_binding(
+        {
+            "metadata": {"name": f"rotation-{test_id}"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "cluster-admin",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "master", "namespace": namespace}],
+        }
+    )
+    try:
+        token_file = tmp_path / "token"
+        token_file.write_text(_bound_token(kube, namespace, "master", "first"))
+        server = kube.api.configuration.host.removeprefix("https://")
+        host, port = server.rsplit(":", 1)
+        cfg = client.Configuration()
+        InClusterConfigLoader(
+            token_filename=str(token_file),
+            cert_filename=kube.api.configuration.ssl_ca_cert,
+            environ={"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port},
+        ).load_and_set(cfg)
+        fake_nodes(1, "cpu=2,memory=4Gi")
+        settings = Settings(
+            namespace=namespace, agentSelector=f"mesoskube.io/test={test_id}", metricsPort=0, healthPort=0
+        )
+        master = Master(Kube(CountingApiClient(cfg)), settings).start_in_thread()
+        try:
+            RawFramework.subscribe(kube, namespace, "before").wait_offers(1, timeout=30)
+            second = _bound_token(kube, namespace, "master", "second")
+            token_file.write_text(second)
+            # The loader re-reads the file once its refresh period (a minute) has passed: wait until
+            # the client's configuration carries the new token, as a kubelet-rotated pod's would.
+            eventually(
+                lambda: cfg.get_api_key_with_prefix("authorization").endswith(second),
+                timeout=90,
+                interval=1,
+                what="the client to read the rotated token",
+            )
+            kube.core.delete_namespaced_secret("first", namespace)  # the first token is now invalid
+            # Open watches were authenticated when they began: an API server restart makes kopf
+            # reconnect, and log in again on the 401 a stale token would get.
+            local_cluster.restart_component("kube-apiserver")
+            started = datetime.datetime.now()
+            after = RawFramework.subscribe(kube, namespace, "after")
+            after.wait_offers(1, timeout=90)
+            print(f"offers again {(datetime.datetime.now() - started).total_seconds():.1f}s after revoking")
+        finally:
+            master.stop()
+    finally:
+        client.RbacAuthorizationV1Api(kube.api).delete_cluster_role_binding(f"rotation-{test_id}")
