@@ -47,6 +47,8 @@ def replica(kubeconfig: str, namespace: str, test_id: str, identity: str) -> tup
         agentSelector=f"mesoskube.io/test={test_id}",
         metricsPort=0,
         healthPort=0,
+        httpPort=0,  # two replicas in one process: no two listeners on one port
+        podsFramework=False,  # as in conftest's masters
         allocationInterval=0.5,
         leaderElect=True,
         leaseNamespace=namespace,

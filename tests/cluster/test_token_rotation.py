@@ -69,7 +69,12 @@ def test_a_rotated_token_is_picked_up_after_the_old_one_is_revoked(
         ).load_and_set(cfg)
         fake_nodes(1, "cpu=2,memory=4Gi")
         settings = Settings(
-            namespace=namespace, agentSelector=f"mesoskube.io/test={test_id}", metricsPort=0, healthPort=0
+            namespace=namespace,
+            agentSelector=f"mesoskube.io/test={test_id}",
+            metricsPort=0,
+            healthPort=0,
+            httpPort=0,  # as in conftest's masters
+            podsFramework=False,
         )
         master = Master(Kube(CountingApiClient(cfg)), settings).start_in_thread()
         try:
@@ -79,7 +84,13 @@ def test_a_rotated_token_is_picked_up_after_the_old_one_is_revoked(
             # The loader re-reads the file once its refresh period (a minute) has passed: wait until
             # the client's configuration carries the new token, as a kubelet-rotated pod's would.
             eventually(
-                lambda: cfg.get_api_key_with_prefix("authorization").endswith(second),
+                # The client stores the in-cluster token under "BearerToken" or "authorization",
+                # depending on its version (connection_info reads both).
+                lambda: (
+                    cfg.get_api_key_with_prefix("BearerToken")
+                    or cfg.get_api_key_with_prefix("authorization")
+                    or ""
+                ).endswith(second),
                 timeout=90,
                 interval=1,
                 what="the client to read the rotated token",
