@@ -78,7 +78,11 @@ def test_a_rotated_token_is_picked_up_after_the_old_one_is_revoked(
         )
         master = Master(Kube(CountingApiClient(cfg)), settings).start_in_thread()
         try:
-            RawFramework.subscribe(kube, namespace, "before").wait_offers(1, timeout=30)
+            before = RawFramework.subscribe(kube, namespace, "before")
+            [offer] = before.wait_offers(1, timeout=30)
+            # An outstanding offer holds the one agent's resources until it is answered or times
+            # out: "before" refuses them, so "after" can be offered them once the token is rotated.
+            before.decline(offer, refuse_seconds=3600)
             second = _bound_token(kube, namespace, "master", "second")
             token_file.write_text(second)
             # The loader re-reads the file once its refresh period (a minute) has passed: wait until
