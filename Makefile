@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help venv binaries deps images install crds check-crds test test-unit test-cluster \
         test-existing-cluster test-e2e-installed lint demo demo-down bench compare-modes \
-        bench-mesos-http clean fuzz
+        bench-mesos-http chaos clean fuzz
 
 help:
 	@echo "make demo    local control plane + master + Spark frameworks, live"
@@ -23,6 +23,7 @@ help:
 	@echo "make crds    regenerate crds/ (and the chart's copy) from the pydantic models"
 	@echo "make bench   mesoskube vs kube-scheduler on kwok nodes (writes bench/results/)"
 	@echo "make bench-mesos-http  the same tasks through the CR path and the Mesos HTTP API (pymesos)"
+	@echo "make chaos   leader kills, apiserver/etcd restarts, node loss under load (bench/results/chaos.md)"
 
 # Debian packages the scripts call: openssl (the cluster's keys and certificates); containerd, runc,
 # the CNI plugins, iptables and conntrack (real nodes); mmdebstrap, buildah, gcc and libc6-dev
@@ -113,6 +114,12 @@ compare-modes: venv binaries
 
 bench-mesos-http: venv binaries
 	$(PY) -m bench.mesos_http
+
+# Leader SIGKILLs, kube-apiserver/etcd restarts, node deletions under a 1,000-task workload, 20 runs
+# (CHAOS_ARGS="--runs 3 --tasks 300" for a shorter one); writes bench/results/chaos.{json,md}.
+CHAOS_ARGS ?=
+chaos: venv binaries
+	$(PY) -m bench.chaos $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -10,6 +10,7 @@ SchedulerDriver(Sleepers(), "sleepers", "default", roles=["*"], kube=Kube.connec
 
 from mesoskube.api.models import ContainerInfo, Filters, ResourceQuantities, TaskInfo, TaskState
 from mesoskube.frameworks.sdk.driver import LABEL_FRAMEWORK, SchedulerDriver, micro_time
+from mesoskube.frameworks.sdk.retry import WritePolicy
 from mesoskube.frameworks.sdk.scheduler import Scheduler
 from mesoskube.frameworks.sdk.types import (
     FAILED_TASK_STATES,
@@ -33,5 +34,6 @@ __all__ = [
     "TaskInfo",
     "TaskState",
     "TaskStatus",
+    "WritePolicy",
     "micro_time",
 ]

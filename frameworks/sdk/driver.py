@@ -46,6 +46,7 @@ from mesoskube.api.models import (
     TaskInfo,
     TaskState,
 )
+from mesoskube.frameworks.sdk.retry import APPLIED, WritePolicy, describe
 from mesoskube.frameworks.sdk.scheduler import Scheduler
 from mesoskube.frameworks.sdk.types import DriverStatus, Offer, StatusSource, TaskStatus
 from mesoskube.frameworks.sdk.watch import ListWatch
@@ -116,6 +117,7 @@ class SchedulerDriver:
         watch_timeout: int = 60,
         labels: dict[str, str] | None = None,
         tolerations: Sequence[dict[str, Any]] = (),
+        writes: WritePolicy | None = None,
     ) -> None:
         self.scheduler = scheduler
         self.framework_name = framework_name
@@ -134,6 +136,8 @@ class SchedulerDriver:
         self.labels = dict(labels or {})
         self.tolerations = [dict(t) for t in tolerations]
         self.stats = DriverStats()
+        # Transient write errors are retried (retry.py); a stopped driver stops sleeping at once.
+        self.writes = writes or WritePolicy(sleep=lambda s: self._stopped.wait(s))
 
         self.framework_id: str | None = None
         self._status = DriverStatus.NOT_STARTED
@@ -181,7 +185,7 @@ class SchedulerDriver:
                 return self._status
             self._status = DriverStatus.RUNNING
         try:
-            self._renew_lease(first=True)
+            self.writes.call(lambda: self._renew_lease(first=True), "creating the heartbeat Lease")
             self._subscribe()
         except Exception:
             with self._lock:
@@ -260,16 +264,27 @@ class SchedulerDriver:
         return final
 
     def _teardown(self) -> None:
+        gone = lambda e: e.status == 404  # noqa: E731  (on a retry: our earlier delete went through)
         try:
-            self.kube.delete("frameworks", self.namespace, self.framework_name)
-        except ApiException as e:
-            if e.status != 404:
-                log.warning("teardown of %s failed: HTTP %s %s", self.framework_name, e.status, e.reason)
+            self.writes.call(
+                lambda: self.kube.delete("frameworks", self.namespace, self.framework_name),
+                "teardown",
+                applied=gone,
+                deadline=30,
+            )
+        except Exception as e:
+            if not (isinstance(e, ApiException) and e.status == 404):
+                log.warning("teardown of %s failed: %s", self.framework_name, describe(e))
         try:
-            self.kube.coordination.delete_namespaced_lease(self.framework_name, self.namespace)
-        except ApiException as e:
-            if e.status != 404:
-                log.warning("deleting lease %s failed: HTTP %s", self.framework_name, e.status)
+            self.writes.call(
+                lambda: self.kube.coordination.delete_namespaced_lease(self.framework_name, self.namespace),
+                "deleting the heartbeat Lease",
+                applied=gone,
+                deadline=10,
+            )
+        except Exception as e:
+            if not (isinstance(e, ApiException) and e.status == 404):
+                log.warning("deleting lease %s failed: %s", self.framework_name, describe(e))
 
     # ------------------------------------------------------------------ subscribe and heartbeat
 
@@ -299,7 +314,10 @@ class SchedulerDriver:
         deadline = time.monotonic() + 60
         while True:
             try:
-                obj = self.kube.create("frameworks", self.namespace, body)
+                # A retried create our first attempt had applied answers 409: re-registered below.
+                obj = self.writes.call(
+                    lambda: self.kube.create("frameworks", self.namespace, body), "subscribing"
+                )
                 break
             except ApiException as e:
                 if e.status != 409:
@@ -333,7 +351,10 @@ class SchedulerDriver:
 
     def _get_framework(self) -> dict[str, Any] | None:
         try:
-            return self.kube.get("frameworks", self.namespace, self.framework_name)
+            return self.writes.call(
+                lambda: self.kube.get("frameworks", self.namespace, self.framework_name),
+                "reading the Framework",
+            )
         except ApiException as e:
             if e.status == 404:
                 return None
@@ -352,7 +373,10 @@ class SchedulerDriver:
         patch = {k: v for k, v in wanted.items() if current.get(k) != v}
         log.info("re-registering existing framework %s (changes: %s)", self.framework_name, patch or "none")
         if patch:
-            obj = self.kube.patch("frameworks", self.namespace, self.framework_name, {"spec": patch})
+            obj = self.writes.call(
+                lambda: self.kube.patch("frameworks", self.namespace, self.framework_name, {"spec": patch}),
+                "re-registering",
+            )
         return obj
 
     def _lease_body(self, now: str) -> dict[str, Any]:
@@ -435,7 +459,13 @@ class SchedulerDriver:
     def _heartbeat_loop(self) -> None:
         while not self._stopped.wait(self.heartbeat_interval):
             try:
-                self._renew_lease()
+                # Retried within a lease duration; after that the next heartbeat tries afresh.
+                self.writes.call(
+                    self._renew_lease,
+                    "lease renewal",
+                    give_up=self._stopped.is_set,
+                    deadline=max(self.heartbeat_interval, self.lease_duration / 2),
+                )
             except ApiException as e:
                 if self._stopped.is_set():
                     return
@@ -483,7 +513,7 @@ class SchedulerDriver:
                 log.warning("offer %s was already answered; ignoring a second answer", offer_id)
                 return self._status
             self._answered.add(offer_id)
-            self._outstanding.pop(offer_id, None)
+            held = self._outstanding.pop(offer_id, None)
             gone = offer_id in self._gone
         if gone:
             self._invalid_offer(offer_id, tasks, "the offer was rescinded before the answer")
@@ -491,8 +521,19 @@ class SchedulerDriver:
         if tasks:
             with self._lock:
                 self._accepted[offer_id] = [t.name for t in tasks]
+
+        def applied(e: ApiException) -> bool:
+            # On a retry, 404 may be our own earlier attempt: the master processed it and deleted
+            # the offer. For an accept its Tasks then exist; for a decline nothing is left to say.
+            return e.status == 404 and bool(tasks) and self._tasks_exist(tasks)
+
         try:
-            self.kube.patch("offers", self.namespace, offer_id, {"spec": {"answer": answer}})
+            done = self.writes.call(
+                lambda: self.kube.patch("offers", self.namespace, offer_id, {"spec": {"answer": answer}}),
+                f"answering offer {offer_id}",
+                applied=applied,
+                give_up=lambda: offer_id in self._gone or self._stopped.is_set(),
+            )
         except ApiException as e:
             if e.status == 404:
                 self._invalid_offer(offer_id, tasks, "the offer no longer exists")
@@ -501,11 +542,17 @@ class SchedulerDriver:
                 for t in tasks:
                     self._post_status(t.name, TaskState.ERROR, "REASON_TASK_INVALID", msg)
                 self._release_after_invalid_accept(offer_id, msg)
-            else:
+            elif e.status and e.status < 500 and e.status != 429:
                 log.error("answering offer %s failed: HTTP %s %s", offer_id, e.status, _api_message(e))
-                if tasks:
-                    for t in tasks:
-                        self._post_status(t.name, TaskState.ERROR, "REASON_TASK_INVALID", _api_message(e))
+                for t in tasks:
+                    self._post_status(t.name, TaskState.ERROR, "REASON_TASK_INVALID", _api_message(e))
+            else:
+                self._answer_not_stored(offer_id, held, tasks, describe(e))
+            return self._status
+        except Exception as e:  # transport errors past the deadline: the API never took the answer
+            self._answer_not_stored(offer_id, held, tasks, describe(e))
+            return self._status
+        if done is APPLIED and not tasks:
             return self._status
         self.stats.answers += 1
         if answer["type"] == "Accept":
@@ -514,15 +561,47 @@ class SchedulerDriver:
             self.stats.declines += 1
         return self._status
 
+    def _tasks_exist(self, tasks: list[TaskInfo]) -> bool:
+        """Whether the master created these Tasks (all or none: it rolls back a partial accept)."""
+        try:
+            body = self.kube.get("tasks", self.namespace, tasks[0].name)
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            raise
+        return (body.get("spec") or {}).get("framework") == self.framework_name
+
+    def _answer_not_stored(self, offer_id: str, held: Offer | None, tasks: list[TaskInfo], why: str) -> None:
+        """The answer never reached the API server: the offer is not answered. It is outstanding again
+        (the scheduler may answer it once more) unless it went away; its tasks were never launched."""
+        log.error("answer to offer %s not stored (%s); the offer is outstanding again", offer_id, why)
+        with self._lock:
+            self._answered.discard(offer_id)
+            self._accepted.pop(offer_id, None)
+            if held is not None and offer_id not in self._gone:
+                self._outstanding[offer_id] = held
+        # Mesos: a launch the master never received is TASK_DROPPED/TASK_LOST.
+        state = TaskState.DROPPED if Capability.PARTITION_AWARE in self.capabilities else TaskState.LOST
+        for t in tasks:
+            self._post_status(
+                t.name, state, "REASON_MASTER_DISCONNECTED", f"offer {offer_id}: answer not stored: {why}"
+            )
+
     def _release_after_invalid_accept(self, offer_id: str, msg: str) -> None:
         """The API server refused the accept (schema/CEL): decline so the resources go back."""
         log.error("accept of offer %s refused by the API server: %s", offer_id, msg)
         try:
-            self.kube.patch("offers", self.namespace, offer_id, {"spec": {"answer": {"type": "Decline"}}})
+            self.writes.call(
+                lambda: self.kube.patch(
+                    "offers", self.namespace, offer_id, {"spec": {"answer": {"type": "Decline"}}}
+                ),
+                f"declining offer {offer_id}",
+                give_up=self._stopped.is_set,
+            )
             self.stats.answers += 1
             self.stats.declines += 1
-        except ApiException as e:
-            log.warning("declining offer %s after a refused accept failed: HTTP %s", offer_id, e.status)
+        except Exception as e:
+            log.warning("declining offer %s after a refused accept failed: %s", offer_id, describe(e))
 
     def _invalid_offer(self, offer_id: str, tasks: list[TaskInfo], why: str) -> None:
         # Mesos: launching on an offer that is gone gives TASK_DROPPED (partition-aware) or
@@ -542,7 +621,12 @@ class SchedulerDriver:
         )
 
     def _patch_framework(self, spec: dict[str, Any]) -> None:
-        self.kube.patch("frameworks", self.namespace, self.framework_name, {"spec": spec})
+        """Revive, suppress, reconcile: merge patches, so a retry that meets its own effect is harmless."""
+        self.writes.call(
+            lambda: self.kube.patch("frameworks", self.namespace, self.framework_name, {"spec": spec}),
+            f"updating Framework {self.framework_name} ({', '.join(spec)})",
+            give_up=self._stopped.is_set,
+        )
 
     def revive(self) -> DriverStatus:
         """Clear this framework's filters and un-suppress it (one patch)."""
@@ -571,7 +655,11 @@ class SchedulerDriver:
         if self._status is not DriverStatus.RUNNING:
             return self._status
         try:
-            self.kube.patch("tasks", self.namespace, task_id, {"spec": {"kill": True}})
+            self.writes.call(
+                lambda: self.kube.patch("tasks", self.namespace, task_id, {"spec": {"kill": True}}),
+                f"killing task {task_id}",
+                give_up=self._stopped.is_set,
+            )
             self.stats.kills += 1
         except ApiException as e:
             if e.status != 404:

@@ -33,6 +33,7 @@ offer_decision = Histogram(
     "From offer creation to the framework's answer being seen.",
     buckets=_LATENCY,
 )
+leader = Gauge("mesoskube_leader", "1 while this master replica holds the election Lease (or runs alone).")
 tasks = Gauge("mesoskube_tasks", "Tasks known to the master by Mesos state.", ["state"])
 task_launch = Histogram(
     "mesoskube_task_launch_seconds", "From an accept being seen to its task's pod Running.", buckets=_LATENCY

@@ -11,7 +11,7 @@ import os
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mesoskube.allocator.snapshot import SorterKind
 from mesoskube.master.selector import SelectorError, parse_selector
@@ -67,9 +67,10 @@ class Settings(BaseModel):
         ),
     ] = 256
     metricsPort: Annotated[int, Field(ge=0, le=65535, description="Prometheus metrics port; 0 = off.")] = 8080
-    healthPort: Annotated[int, Field(ge=0, le=65535, description="kopf liveness endpoint port; 0 = off.")] = (
-        8081
-    )
+    healthPort: Annotated[
+        int,
+        Field(ge=0, le=65535, description="Port of /healthz (liveness) and /readyz (readiness); 0 = off."),
+    ] = 8081
     offerRetention: Annotated[
         float, Field(ge=0, description="Seconds a rescinded or expired Offer stays visible before deletion.")
     ] = 30.0
@@ -109,7 +110,7 @@ class Settings(BaseModel):
         str,
         Field(
             description="host:port of the leading master, set on a standby replica: its HTTP API then "
-            "answers 307 there (no leader election yet: one active master)."
+            "answers 307 there (a static leader; with leaderElect the API runs on the Lease holder only)."
         ),
     ] = ""
     namespace: Annotated[
@@ -131,6 +132,67 @@ class Settings(BaseModel):
             "in the master's process; false = run it apart (`mesoskube pods run`) or not at all."
         ),
     ] = True
+    livenessTimeout: Annotated[
+        float,
+        Field(
+            gt=0,
+            description="Seconds the working loop (engine, or election on a standby) may stall before "
+            "/healthz fails.",
+        ),
+    ] = 60.0
+    leaderElect: Annotated[
+        bool,
+        Field(
+            description="Run as one of several replicas: only the holder of the Lease leaseName writes; "
+            "standbys keep their caches warm and take over when it lapses or is released."
+        ),
+    ] = False
+    leaseName: Annotated[
+        str,
+        Field(
+            pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", description="Name of the master's election Lease."
+        ),
+    ] = "mesoskube-master"
+    leaseNamespace: Annotated[
+        str,
+        Field(
+            description="Namespace of the election Lease; empty = $POD_NAMESPACE, the ServiceAccount's, "
+            "or default."
+        ),
+    ] = ""
+    leaseDuration: Annotated[
+        int,
+        Field(
+            ge=1,
+            description="Seconds a standby waits, after it last saw the Lease change, before taking "
+            "over (client-go: 15; shorter here for a failover under 5 s).",
+        ),
+    ] = 3
+    renewDeadline: Annotated[
+        float,
+        Field(
+            gt=0,
+            description="Seconds the leader keeps trying to renew before it stops leading and exits; "
+            "< leaseDuration.",
+        ),
+    ] = 2.0
+    retryPeriod: Annotated[
+        float,
+        Field(gt=0, description="Seconds between election attempts and renewals; < renewDeadline."),
+    ] = 0.5
+    identity: Annotated[
+        str,
+        Field(description="This replica's identity in the Lease; empty = hostname, pid and a random tag."),
+    ] = ""
+
+    @model_validator(mode="after")
+    def _check_election(self) -> Settings:
+        if not self.leaseDuration > self.renewDeadline > self.retryPeriod:
+            raise ValueError(
+                f"leaseDuration ({self.leaseDuration}) > renewDeadline ({self.renewDeadline}) > retryPeriod "
+                f"({self.retryPeriod}) is required: a leader must give up before a standby may take over"
+            )
+        return self
 
     @field_validator("agentSelector")
     @classmethod

@@ -69,17 +69,32 @@ def test_a_rotated_token_is_picked_up_after_the_old_one_is_revoked(
         ).load_and_set(cfg)
         fake_nodes(1, "cpu=2,memory=4Gi")
         settings = Settings(
-            namespace=namespace, agentSelector=f"mesoskube.io/test={test_id}", metricsPort=0, healthPort=0
+            namespace=namespace,
+            agentSelector=f"mesoskube.io/test={test_id}",
+            metricsPort=0,
+            healthPort=0,
+            httpPort=0,  # as in conftest's masters
+            podsFramework=False,
         )
         master = Master(Kube(CountingApiClient(cfg)), settings).start_in_thread()
         try:
-            RawFramework.subscribe(kube, namespace, "before").wait_offers(1, timeout=30)
+            before = RawFramework.subscribe(kube, namespace, "before")
+            [offer] = before.wait_offers(1, timeout=30)
+            # An outstanding offer holds the one agent's resources until it is answered or times
+            # out: "before" refuses them, so "after" can be offered them once the token is rotated.
+            before.decline(offer, refuse_seconds=3600)
             second = _bound_token(kube, namespace, "master", "second")
             token_file.write_text(second)
             # The loader re-reads the file once its refresh period (a minute) has passed: wait until
             # the client's configuration carries the new token, as a kubelet-rotated pod's would.
             eventually(
-                lambda: cfg.get_api_key_with_prefix("authorization").endswith(second),
+                # The client stores the in-cluster token under "BearerToken" or "authorization",
+                # depending on its version (connection_info reads both).
+                lambda: (
+                    cfg.get_api_key_with_prefix("BearerToken")
+                    or cfg.get_api_key_with_prefix("authorization")
+                    or ""
+                ).endswith(second),
                 timeout=90,
                 interval=1,
                 what="the client to read the rotated token",

@@ -37,7 +37,12 @@ class Rig:
         settings.setdefault("allocationInterval", 1.0)
         self.settings = Settings(**settings)
         self.engine = Engine(
-            writer=self.api, settings=self.settings, cache=self.cache, clock=self.clock, workers=0
+            writer=self.api,
+            settings=self.settings,
+            cache=self.cache,
+            clock=self.clock,
+            monotonic=self.clock,
+            workers=0,
         )
         self.handlers = Handlers(self.cache, self.engine)
         self._node_rv = 1

@@ -151,6 +151,7 @@ class FakeApi:
         return self.patch_status("mesosroles", "", name, body)
 
     def list_framework_leases(self, namespace: str | None) -> dict[str, dict]:
+        self._check("list:leases")
         return dict(self.leases)
 
     def events(self) -> list[tuple[str, str]]:

@@ -167,6 +167,8 @@ class _Scanner(ast.NodeVisitor):
                     self.grants.add((API_GROUP, plural, verb))
         elif len(chain) >= 3 and chain[-3] == "kube" and chain[-2] in _GROUPS:
             self.grants.add(self._client_grant(chain[-2], chain[-1], node))
+        elif chain[-3:] == ["kube", "custom", "get_api_resources"]:
+            pass  # API discovery (a non-resource URL every authenticated user may read)
         elif len(chain) >= 3 and chain[-3] == "kube" and chain[-2] == "custom":
             verb = _CLIENT_VERBS[chain[-1].split("_", 1)[0]]
             group = self._strings(node.args[0], node)[0]

@@ -156,6 +156,7 @@ def test_every_rendered_object_parses(extra: tuple[str, ...]) -> None:
         "Service",
         "ServiceAccount",
     ]
+    expected += ["PodDisruptionBudget", "Role", "RoleBinding"]  # two replicas: election and PDB
     expected += ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * len(POLICIES)
     if extra:
         expected += ["ConfigMap", "ServiceMonitor"] + ["Role", "RoleBinding", "ServiceAccount"] * 2
@@ -196,11 +197,9 @@ def test_crds_in_chart_are_the_mesoskube_ones() -> None:
 # --- the master's Deployment -------------------------------------------------------------------------
 
 
-def test_deployment_is_one_recreated_hardened_master() -> None:
+def test_deployment_is_a_hardened_master() -> None:
     docs = render()
     deployment = one(docs, "Deployment")
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
     pod = deployment["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == one(docs, "ServiceAccount")["metadata"]["name"]
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -229,8 +228,8 @@ def test_ports_and_probes_follow_the_settings() -> None:
         "health": defaults.healthPort,
         "mesos-http": defaults.httpPort,
     }
-    for probe in ("livenessProbe", "readinessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
     services = {s["metadata"]["name"]: s for s in objects(render(), "Service")}
     service = services[f"{FULLNAME}-metrics"]
     assert [p["targetPort"] for p in service["spec"]["ports"]] == ["metrics"]
@@ -253,6 +252,39 @@ def test_ports_and_probes_follow_the_settings() -> None:
     assert service["spec"]["selector"].items() <= pod_labels.items()
 
 
+def test_two_replicas_by_default_with_election_a_pdb_and_a_rolling_handover() -> None:
+    docs = render()
+    deployment = one(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    assert env_of(docs)["MESOSKUBE_LEADER_ELECT"] == "true"  # implied by replicaCount > 1
+    namespace_env = next(e for e in master_container(docs)["env"] if e["name"] == "POD_NAMESPACE")
+    assert namespace_env["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    pdb = one(docs, "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert (
+        pdb["spec"]["selector"]["matchLabels"].items()
+        <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    )
+    role = one(docs, "Role")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert grants(role["rules"]) == expand({("coordination.k8s.io", "leases"): "create get update"})
+    named = [r for r in role["rules"] if "get" in r["verbs"]]
+    assert named[0]["resourceNames"] == [settings.Settings().leaseName]
+    binding = one(docs, "RoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+
+
+def test_one_replica_runs_alone_without_election_or_pdb() -> None:
+    docs = render("--set", "replicaCount=1")
+    assert one(docs, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+    assert env_of(docs)["MESOSKUBE_LEADER_ELECT"] == "false"
+    assert not objects(docs, "PodDisruptionBudget") and not objects(docs, "Role")
+
+
 def test_ports_zero_turn_endpoints_off() -> None:
     docs = render(
         "--set", "operator.metricsPort=0", "--set", "operator.healthPort=0", "--set", "operator.httpPort=0"
@@ -269,13 +301,15 @@ def test_same_metrics_and_health_port_is_refused() -> None:
 
 
 def env_of(docs: Iterable[dict[str, Any]]) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in master_container(docs)["env"]}
+    return {e["name"]: e["value"] for e in master_container(docs)["env"] if "value" in e}
 
 
 def test_env_is_one_variable_per_setting_and_loads_the_defaults() -> None:
     env = env_of(render())
     assert set(env) == {settings.env_name(name) for name in settings.Settings.model_fields}
-    assert settings.load(environ=env) == settings.Settings()
+    # The defaults, except leader election, which two replicas (the chart's default) imply.
+    assert settings.load(environ=env) == settings.Settings(leaderElect=True)
+    assert settings.load(environ=env_of(render("--set", "replicaCount=1"))) == settings.Settings()
 
 
 def test_env_carries_overrides_the_master_can_read() -> None:
@@ -449,7 +483,8 @@ def test_task_pods_are_granted_apart_and_only_in_task_namespaces_when_set() -> N
     docs = render("--set", "rbac.taskNamespaces={spark,batch}")
     bound = {b["roleRef"]["name"] for b in objects(docs, "ClusterRoleBinding")}
     assert bound == {f"{FULLNAME}-master"}
-    bindings = objects(docs, "RoleBinding")
+    # The election's Role in the release namespace is the other RoleBinding (two replicas).
+    bindings = [b for b in objects(docs, "RoleBinding") if b["roleRef"]["kind"] == "ClusterRole"]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["batch", "spark"]
     assert {b["roleRef"]["name"] for b in bindings} == {f"{FULLNAME}-task-pods"}
 
@@ -487,10 +522,14 @@ def test_clusterrolebindings_bind_exactly_the_master_serviceaccount() -> None:
     assert account["namespace"] == NAMESPACE
 
 
+def _framework_objects(docs: Iterable[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in objects(docs, kind) if not d["metadata"]["name"].endswith("-election")]
+
+
 def test_framework_rbac_per_namespace() -> None:
-    assert not objects(render(), "Role")
+    assert not _framework_objects(render(), "Role")
     docs = render(*ALL_FEATURES)
-    roles, bindings = objects(docs, "Role"), objects(docs, "RoleBinding")
+    roles, bindings = _framework_objects(docs, "Role"), _framework_objects(docs, "RoleBinding")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["batch", "spark"]
     for role in roles:
         assert grants(role["rules"]) == FRAMEWORK_GRANTS

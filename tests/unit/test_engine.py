@@ -354,13 +354,17 @@ def test_a_lapsed_heartbeat_disconnects_and_the_failover_timeout_tears_down() ->
     rig.node("n1")
     rig.framework(failoverTimeoutSeconds=30)
     t = running_task(rig, "t1", "fw", "n1")
-    rig.api.leases["ns/fw"] = {"renew": rig.clock() - 20, "duration": 15}
+    # Liveness counts from when the master saw the Lease change, not from its renewTime's value.
+    rig.api.leases["ns/fw"] = {"renew": "2020-01-01T00:00:00Z", "version": "7", "duration": 15}
     rig.engine.poll_leases(force=True)
     rig.step()
+    assert rig.api.get("frameworks", "ns/fw")["status"]["phase"] == "Subscribed"
+    for _ in range(8):  # polled every 2 s, unchanged: lapsed after 15 s of the master's clock
+        rig.step(advance=2)
     assert rig.api.get("frameworks", "ns/fw")["status"]["phase"] == "Disconnected"
-    rig.step(advance=29)
+    rig.settle(steps=14, advance=2)  # the master keeps polling: a long gap would count as its outage
     assert rig.api.get("frameworks", "ns/fw")["status"]["phase"] == "Disconnected"
-    rig.step(advance=2)
+    rig.settle(steps=2, advance=2)
     assert rig.api.get("frameworks", "ns/fw")["status"]["phase"] == "TornDown"
     assert rig.task(t)["spec"]["kill"] is True
     rig.step()

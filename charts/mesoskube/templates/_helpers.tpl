@@ -67,6 +67,11 @@ app.kubernetes.io/component: master
 {{- end }}
 
 {{/* Whether kopf's liveness endpoint is on (operator.healthPort > 0). */}}
+{{/* Leader election: asked for, or implied by more than one replica (two writers would race). */}}
+{{- define "mesoskube.electionOn" -}}
+{{- if or .Values.operator.leaderElect (gt (int .Values.replicaCount) 1) }}true{{ end }}
+{{- end }}
+
 {{- define "mesoskube.healthOn" -}}
 {{- if gt (int .Values.operator.healthPort) 0 }}true{{ end }}
 {{- end }}
@@ -79,6 +84,7 @@ numbers go through toJson so that large integers are not written as 1e+06.
 {{- define "mesoskube.operatorEnv" -}}
 {{- range $key := keys .Values.operator | sortAlpha }}
 {{- $value := get $.Values.operator $key }}
+{{- if and (eq $key "leaderElect") (include "mesoskube.electionOn" $) }}{{ $value = true }}{{ end }}
 - name: {{ printf "MESOSKUBE_%s" ($key | snakecase | upper) }}
   {{- if kindIs "invalid" $value }}
   value: ""

@@ -343,6 +343,11 @@ class LocalCluster:
         )
         log.close()
         state["pids"][name] = proc.pid
+        state.setdefault("argv", {})[name] = argv  # for restart_component
+        if env:
+            state.setdefault("env", {})[name] = env
+        else:
+            state.get("env", {}).pop(name, None)
         self._save(state)
 
     def _wait(self, check, name: str, timeout: float) -> None:
@@ -434,6 +439,25 @@ class LocalCluster:
             time.sleep(0.05)
         if _alive(pid):
             os.killpg(pid, signal.SIGKILL)
+
+    def restart_component(self, name: str, sig: int = signal.SIGTERM, timeout: float = 60) -> float:
+        """Stop one component (SIGTERM, or SIGKILL for a crash) and start it again with the same
+        command line, environment and data; returns when it serves again. For chaos tests. Returns
+        the seconds it was away."""
+        state = self.state()
+        argv = state.get("argv", {}).get(name)
+        if not argv:
+            raise ClusterError(f"{name}: no recorded command line (cluster started before restarts existed)")
+        began = time.monotonic()
+        self.stop_component(name, sig)
+        self._start(state, name, argv, state.get("env", {}).get(name))
+        ready = {
+            "etcd": lambda: _http_ok(f"http://127.0.0.1:{state['ports']['etcd']}/health"),
+            "kube-apiserver": self._apiserver_ready,
+        }.get(name)
+        if ready is not None:
+            self._wait(ready, name, timeout)
+        return time.monotonic() - began
 
     def down(self) -> list[str]:
         """Stop everything (real nodes first, undoing their host changes); returns what was left."""

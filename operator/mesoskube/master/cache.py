@@ -133,7 +133,6 @@ class Cache:
     offers: dict[str, dict] = field(default_factory=dict)
     tasks: dict[str, dict] = field(default_factory=dict)
     roles: dict[str, dict] = field(default_factory=dict)
-    leases: dict[str, dict] = field(default_factory=dict)
     # Objects the master wrote (or is writing) that the watch has not shown yet, kube-scheduler's
     # assume/forget: an assumed Task holds its name and resources from before its create is sent;
     # `forget` drops it if the create failed; the watch's copy replaces it.
@@ -212,7 +211,7 @@ class Cache:
             if left.is_empty():
                 del self.node_usage[old.node]
 
-    # ---- our custom resources and leases
+    # ---- our custom resources
     def upsert(self, store: str, body: dict) -> None:
         with self.lock:
             if self._fresh(store, body):

@@ -32,6 +32,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     # kopf logs every handler call at INFO; at thousands of watch events a second that is noise.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    # urllib3 logs each of its own retries; our code says what failed, once.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     try:
         settings = settings_mod.load(args)
     except ValidationError as e:
@@ -45,5 +47,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     from mesoskube.master.runner import Master
 
-    Master(Kube.connect(args.kubeconfig, qps=args.kube_api_qps, burst=args.kube_api_burst), settings).run()
-    return 0
+    return Master(
+        Kube.connect(args.kubeconfig, qps=args.kube_api_qps, burst=args.kube_api_burst), settings
+    ).run()

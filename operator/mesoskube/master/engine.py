@@ -29,6 +29,7 @@ from mesoskube.master.contract import Provenance
 from mesoskube.master.events import EventRecorder
 from mesoskube.master.health import AgentHealth
 from mesoskube.master.lifecycle import FrameworkLifecycle
+from mesoskube.master.liveness import LeaseLiveness
 from mesoskube.master.objects import is_task_pod, is_terminal
 from mesoskube.master.offers import OfferHousekeeping
 from mesoskube.master.selector import parse_selector
@@ -49,6 +50,7 @@ class Engine:
     settings: Settings
     cache: Cache
     clock: Callable[[], float] = time.time
+    monotonic: Callable[[], float] = time.monotonic  # durations (framework liveness), never timestamps
     # 0 runs every write inline on the engine's thread (unit tests: deterministic order).
     workers: int = 16
 
@@ -56,6 +58,10 @@ class Engine:
     stopping: threading.Event = field(default_factory=threading.Event)
     # (framework, agent) -> (until, refused resources); in memory only, as in Mesos (lost on failover)
     filters: dict[tuple[str, str], tuple[float, Resources | None]] = field(default_factory=dict)
+    # Framework heartbeats judged by the master's own (monotonic) clock: lifecycle.py feeds it.
+    liveness: LeaseLiveness = field(default_factory=LeaseLiveness)
+    # time.monotonic() at the loop's last turn, read by the liveness probe (probes.py).
+    heartbeat: float = field(default_factory=time.monotonic)
     ready: threading.Event = field(default_factory=threading.Event)
     provenance: Provenance = field(default_factory=Provenance)  # what this master made (contract.py)
 
@@ -154,6 +160,8 @@ class Engine:
             self.tasks.kill,
             self.request_allocation,
             self._run_all,
+            self.liveness,
+            self.monotonic,
         )
         self.poll_leases = self.lifecycle.poll_leases
         self.reconcile_frameworks = self.lifecycle.reconcile_frameworks
@@ -243,11 +251,13 @@ class Engine:
                     self.provenance.made(obj)  # an earlier master's
         for obj in w.list_roles():  # type: ignore[attr-defined]
             self.cache.upsert("roles", obj)
-        self.enqueue_all()
+        self.mark_all()
         self.poll_leases(force=True)
         self.ready.set()
 
-    def enqueue_all(self) -> None:
+    def mark_all(self) -> None:
+        """Look at every task, framework and answered offer on the next step (after the seed, and when a
+        standby that kept its cache warm takes over)."""
         with self.cache.lock:
             tasks = list(self.cache.tasks)
             frameworks = list(self.cache.frameworks)
@@ -258,8 +268,11 @@ class Engine:
             self.framework_queue.add(k)
         for k in answered:
             self.answer_queue.add(k)
+        self.request_allocation()
 
     def run(self) -> None:
+        """Seed, retrying the start-up LIST, then loop (one replica without election; the runner
+        seeds and loops itself, around leadership)."""
         while not self.stopping.is_set():
             try:
                 self.seed()
@@ -267,7 +280,12 @@ class Engine:
             except Exception:  # the API server may not answer yet: keep trying, never die silently
                 log.exception("initial LIST failed; retrying")
                 self.stopping.wait(1.0)
+        self.loop()
+
+    def loop(self) -> None:
+        """The steps, until stop(); `heartbeat` (monotonic) marks each turn for the liveness probe."""
         while not self.stopping.is_set():
+            self.heartbeat = time.monotonic()
             self.wake.wait(timeout=self.next_wake_in())
             self.wake.clear()
             if self.stopping.is_set():

@@ -7,6 +7,7 @@ a node's heartbeat, which changes nothing the master reads, requests nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,13 +83,16 @@ class Handlers:
 
 
 def register(
-    registry: kopf.OperatorRegistry, cache: Cache, engine: Engine, connection: kopf.ConnectionInfo
+    registry: kopf.OperatorRegistry,
+    cache: Cache,
+    engine: Engine,
+    connection: Callable[[], kopf.ConnectionInfo],
 ) -> None:
     handlers = Handlers(cache, engine)
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
-        return connection
+        return connection()  # again after every 401: a rotated token is read anew
 
     def on(kind: str):
         async def handler(event: dict, **_: Any) -> None:

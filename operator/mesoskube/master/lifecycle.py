@@ -1,14 +1,15 @@
 """Framework lifecycle: subscribe, heartbeat Leases, revive, reconcile, failover and TEARDOWN.
 
 A part with declared dependencies: the writer, the cache (read), the settings, its work queue,
-the refusal filters (revive and teardown clear a framework's), and the other parts' verbs it
-uses (rescind offers, kill a task, request an allocation).
+the refusal filters (revive and teardown clear a framework's), the other parts' verbs it
+uses (rescind offers, kill a task, request an allocation), and framework liveness (liveness.py) with
+the monotonic clock it counts on: a Lease lapses by the master's observed time, never by comparing
+the framework's renewTime with the master's clock.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -16,6 +17,7 @@ from mesoskube.api.models import DEFAULT_ROLE, FrameworkPhase, TaskState
 from mesoskube.master import FINALIZER
 from mesoskube.master.cache import Cache, format_time, parse_time
 from mesoskube.master.events import EventRecorder
+from mesoskube.master.liveness import LeaseLiveness, Liveness
 from mesoskube.master.objects import is_terminal, ns_name
 from mesoskube.master.workqueue import WorkQueue
 from mesoskube.master.writer import ApiError, Writer
@@ -38,27 +40,32 @@ class FrameworkLifecycle:
     kill: Callable[[dict], None]
     request_allocation: Callable[[Iterable[str] | None], None]
     run_all: Callable[[Callable, Iterable], list]
+    liveness: LeaseLiveness  # framework heartbeats, judged by the master's observed time
+    monotonic: Callable[[], float]  # the clock liveness counts on, never compared with timestamps
     last_lease_poll: float = 0.0
     seen_generation: dict[str, int | None] = field(default_factory=dict)
 
     def poll_leases(self, force: bool = False) -> None:
         """Framework heartbeats. Polled with a server-side label filter: watching every Lease would
         also stream each node's heartbeat."""
-        now = time.monotonic()
+        now = self.monotonic()
         if not force and now - self.last_lease_poll < LEASE_POLL_INTERVAL:
             return
         self.last_lease_poll = now
         try:
-            seen = self.writer.list_framework_leases(self.settings.namespace or None)
-        except ApiError as e:
-            log.warning("listing framework Leases failed: %s %s", e.status, e.reason)
+            leases = self.writer.list_framework_leases(self.settings.namespace or None)
+        except Exception as e:  # the API server is away: that is no framework's fault (liveness.py)
+            if self.liveness.healthy:
+                what = f"{e.status} {e.reason}" if isinstance(e, ApiError) else f"{type(e).__name__}: {e}"
+                log.warning("framework Leases unreadable (%s): liveness paused until they are", what)
+            self.liveness.poll_failed(now)
             return
+        seen = {k: (lease["renew"], lease["version"], lease["duration"]) for k, lease in leases.items()}
+        changed = self.liveness.observe(seen, now)
+        # Lapses happen without any change; a framework with a Lease is looked at on every poll.
         with self.cache.lock:
-            had = self.cache.leases
-            self.cache.leases = seen
-            # A framework whose Lease appeared, renewed or went away is looked at again.
-            changed = [k for k in self.cache.frameworks if k in seen or k in had]
-        for k in changed:
+            keys = [k for k in self.cache.frameworks if k in seen or k in changed]
+        for k in keys:
             self.queue.add(k)
 
     def reconcile_frameworks(self, now: float) -> None:
@@ -143,8 +150,10 @@ class FrameworkLifecycle:
             return
         if phase == FrameworkPhase.TORN_DOWN.value:
             return
-        lease = self.cache.leases.get(key)
-        lapsed = lease is not None and lease["renew"] + lease["duration"] < now
+        liveness = self.liveness.state(key, self.monotonic())
+        if liveness is Liveness.UNKNOWN:
+            return  # the master cannot see the API server well enough to judge anyone
+        lapsed = liveness is Liveness.LAPSED
         if phase == FrameworkPhase.SUBSCRIBED.value and lapsed:
             self._patch_fw_status(
                 key, {"phase": FrameworkPhase.DISCONNECTED.value, "disconnectedAt": format_time(now)}

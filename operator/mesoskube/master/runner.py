@@ -1,36 +1,55 @@
-"""Run the master: the engine thread plus kopf's watch loop, in the foreground or in a thread (tests)."""
+"""Run a master replica: leader election, the engine thread plus kopf's watch loop, the probes; in the
+foreground or in a thread (tests)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import signal
 import socket
 import threading
+import time
+import uuid
 from dataclasses import dataclass, field
 
 import kopf
 from prometheus_client import start_http_server
 
+from mesoskube import API_GROUP, API_VERSION, metrics
 from mesoskube.kube import Kube
 from mesoskube.master.cache import Cache
+from mesoskube.master.election import LeaderElector
 from mesoskube.master.engine import Engine
 from mesoskube.master.handlers import register
+from mesoskube.master.probes import HealthServer, Probe, liveness, readiness
 from mesoskube.master.writer import KubeWriter
 from mesoskube.settings import Settings
 
 log = logging.getLogger("mesoskube.master")
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 
 def connection_info(kube: Kube) -> kopf.ConnectionInfo:
-    """kopf talks to the same API server, with the same credentials, as our client layer."""
+    """kopf talks to the same API server, with the same credentials, as our client layer.
+
+    Read the way kopf's own `login_via_client` reads the kubernetes client's configuration (the
+    header's scheme and token split as in RFC 7235: the in-cluster loader stores "bearer <token>",
+    lower-case), but from our Configuration, so `--kubeconfig` is honoured. Called on every login:
+    kopf logs in again after a 401, and `get_api_key_with_prefix` runs the client's refresh hook,
+    which re-reads a rotated projected ServiceAccount token.
+    """
     cfg = kube.api.configuration
-    auth = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken") or ""
-    token = auth.removeprefix("Bearer ").strip() or None
+    header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix("authorization")
+    parts = header.split(" ", 1) if header else []
+    scheme, token = (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1]) if parts else (None, None)
     return kopf.ConnectionInfo(
         server=cfg.host,
         ca_path=cfg.ssl_ca_cert,
         insecure=not cfg.verify_ssl,
+        username=cfg.username or None,
+        password=cfg.password or None,
+        scheme=scheme,
         token=token,
         certificate_path=cfg.cert_file,
         private_key_path=cfg.key_file,
@@ -49,20 +68,98 @@ def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
     return ks
 
 
+def lease_namespace(settings: Settings) -> str:
+    if settings.leaseNamespace:
+        return settings.leaseNamespace
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    try:
+        with open(SERVICE_ACCOUNT_NAMESPACE) as f:
+            return f.read().strip() or "default"
+    except OSError:
+        return "default"
+
+
+OUR_RESOURCES = frozenset({"frameworks", "offers", "tasks", "mesosroles"})
+
+
+def wait_for_resources(kube: Kube, stop: threading.Event, timeout: float = 5.0) -> None:
+    """Until the API server answers and serves mesoskube.io/v1alpha1 with our resources."""
+    delay, warned = 0.2, False
+    while not stop.is_set():
+        try:
+            got = kube.custom.get_api_resources(API_GROUP, API_VERSION, _request_timeout=timeout)
+            if got.resources and {r.name for r in got.resources} >= OUR_RESOURCES:
+                return
+            why = "the mesoskube.io CRDs are not served"
+        except Exception as e:
+            why = _short(e)
+        if not warned:
+            log.warning("waiting for the API server (%s)", why)
+            warned = True
+        stop.wait(delay)
+        delay = min(delay * 2, 5.0)
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).splitlines()[0] if str(e) else ""
+    return f"{type(e).__name__}: {text[:160]}"
+
+
 @dataclass
 class Master:
+    """One master replica. Without leader election it leads from the start. With it, the replica
+    seeds its cache and keeps it warm through kopf's watches (reads only) until it holds the Lease;
+    then the engine and status threads start writing. A leader that loses the Lease stops at once
+    (`lost` is set; in the foreground the process exits 1 and is restarted, as kube-scheduler is)."""
+
     kube: Kube
     settings: Settings
     cache: Cache = field(default_factory=Cache)
+    exit_on_lost: bool = False
 
     def __post_init__(self) -> None:
         self.engine = Engine(KubeWriter(self.kube), self.settings, self.cache)
         self.registry = kopf.OperatorRegistry()
-        register(self.registry, self.cache, self.engine, connection_info(self.kube))
+        register(self.registry, self.cache, self.engine, lambda: connection_info(self.kube))
         self._stop_flag: threading.Event = threading.Event()
         self._threads: list[threading.Thread] = []
-        self.http = None  # the Mesos HTTP API (mesoskube.mesosapi), when httpPort is set
-        self.pods = None  # the in-process pods framework, when settings.podsFramework
+        self.http = None  # the Mesos HTTP API (mesoskube.mesosapi), when httpPort is set; leader only
+        self.pods = None  # the in-process pods framework, when settings.podsFramework; leader only
+        self._leader_services = threading.Event()  # set once http and pods were started (or failed)
+        self._leader_services_error: BaseException | None = None
+        self._leader_services_lock = threading.Lock()
+        # One identity for the Lease and kopf. kopf's default asks the password database for the
+        # user name; a container running as an arbitrary uid (the chart's 65532) has no entry there
+        # and kopf crashes.
+        self.identity = (
+            self.settings.identity or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        )
+        self.lost = threading.Event()
+        self.elector: LeaderElector | None = None
+        if self.settings.leaderElect:
+            # The client's elector logs each try at INFO (every retryPeriod on a standby): keep its
+            # failures only.
+            logging.getLogger("leaderelection").setLevel(logging.INFO)
+            logging.getLogger("leaderelection").addFilter(_ELECTION_FAILURES)
+            self.elector = LeaderElector(
+                self.kube,
+                name=self.settings.leaseName,
+                namespace=lease_namespace(self.settings),
+                identity=self.identity,
+                lease_duration=self.settings.leaseDuration,
+                renew_deadline=self.settings.renewDeadline,
+                retry_period=self.settings.retryPeriod,
+                on_started=lambda: metrics.leader.set(1),
+                on_lost=self._leadership_lost,
+            )
+        self._engine_thread: threading.Thread | None = None
+        self._status_thread: threading.Thread | None = None
+        self.health: HealthServer | None = None
+
+    @property
+    def leading(self) -> bool:
+        return self.elector is None or self.elector.leading.is_set()
 
     def start_http(self) -> None:
         if self.settings.httpPort:
@@ -73,29 +170,44 @@ class Master:
     async def operator(self, stop_flag: threading.Event | None = None) -> None:
         await kopf.operator(
             registry=self.registry,
-            # kopf's default identity asks the password database for the user name; a container
-            # running as an arbitrary uid (the chart's 65532) has no entry there and kopf crashes.
-            identity=f"{socket.gethostname()}-{os.getpid()}",
+            identity=self.identity,  # not kopf's default: see __post_init__
             settings=kopf_settings(self.settings),
             standalone=True,
             clusterwide=not self.settings.namespace,
             namespaces=[self.settings.namespace] if self.settings.namespace else [],
-            liveness_endpoint=f"http://0.0.0.0:{self.settings.healthPort}/healthz"
-            if self.settings.healthPort
-            else None,
+            liveness_endpoint=None,  # probes.py serves /healthz and /readyz on healthPort
             # A threading.Event stop flag is awaited in an executor thread that asyncio.run then joins
-            # on exit; in the foreground kopf's own SIGTERM/SIGINT handling is the stop signal instead.
+            # on exit.
             stop_flag=stop_flag,
         )
 
-    def start_engine(self) -> None:
-        for target, name in (
-            (self.engine.run, "mesoskube-engine"),
-            (self.engine.run_status, "mesoskube-status"),
-        ):
-            t = threading.Thread(target=target, name=name, daemon=True)
-            t.start()
-            self._threads.append(t)
+    def _engine_main(self) -> None:
+        try:
+            if not self._seed():
+                return
+            if self.elector is not None:
+                # Only a synced replica stands for election: one that leads can allocate at once.
+                t = threading.Thread(target=self.elector.run, name="mesoskube-election", daemon=True)
+                t.start()
+                self._threads.append(t)
+                while not self.elector.leading.wait(0.05):
+                    if self.engine.stopping.is_set():
+                        return
+                self.engine.mark_all()  # the cache is warm; whatever the last leader left is looked at now
+            if self.engine.stopping.is_set():
+                return
+            self._status_thread = threading.Thread(
+                target=self.engine.run_status, name="mesoskube-status", daemon=True
+            )
+            self._status_thread.start()
+            self._start_leader_services()
+            self.engine.loop()
+        except Exception:
+            log.exception("the engine thread failed")
+        finally:
+            if not self.engine.stopping.is_set():  # the engine died under us: nobody may lead here
+                log.error("the engine thread ended unexpectedly")
+                self._leadership_lost()
 
     def start_pods_framework(self) -> None:
         """The pods framework (pods naming settings.schedulerName) in this process, if enabled."""
@@ -110,47 +222,148 @@ class Master:
             agent_selector=self.settings.agentSelector,
         ).start()
 
-    def run(self) -> None:
-        """Foreground: metrics server, engine thread, kopf in this thread's event loop."""
+    def _start_leader_services(self) -> None:
+        """The Mesos HTTP API and the pods framework write (subscriptions, Frameworks, bindings):
+        they run on the leader only, started once it leads, and stop with it (a standby does not
+        listen on httpPort)."""
+        try:
+            with self._leader_services_lock:
+                if self.engine.stopping.is_set():
+                    return
+                self.start_http()
+                self.start_pods_framework()
+        except Exception as e:
+            self._leader_services_error = e
+            raise
+        finally:
+            self._leader_services.set()
+
+    def _stop_leader_services(self) -> None:
+        with self._leader_services_lock:
+            pods, http, self.pods, self.http = self.pods, self.http, None, None
+        if pods is not None:
+            pods.stop()
+        if http is not None:
+            http.stop()
+
+    def _seed(self) -> bool:
+        """The first LIST, retried until it succeeds: a master started while the API server is away
+        (or not yet serving our CRDs) waits for it instead of running without an engine."""
+        delay = 0.2
+        while not self.engine.stopping.is_set():
+            try:
+                wait_for_resources(self.kube, self.engine.stopping)
+                self.engine.seed()
+                return True
+            except Exception as e:
+                log.warning("seeding the cache failed (%s); retrying in %.1fs", _short(e), delay)
+                self.engine.stopping.wait(delay)
+                delay = min(delay * 2, 5.0)
+        return False
+
+    def start_engine(self) -> None:
+        if self.settings.healthPort:
+            self.health = HealthServer(self.settings.healthPort, self.liveness, self.readiness).start()
+        if self.elector is None:
+            metrics.leader.set(1)
+        self._engine_thread = threading.Thread(target=self._engine_main, name="mesoskube-engine", daemon=True)
+        self._engine_thread.start()
+
+    def liveness(self) -> Probe:
+        return liveness(
+            time.monotonic(),
+            leading=self.leading,
+            engine_alive=self._engine_thread is not None and self._engine_thread.is_alive(),
+            engine_heartbeat=self.engine.heartbeat,
+            election_heartbeat=None if self.elector is None else self.elector.heartbeat,
+            timeout=self.settings.livenessTimeout,
+        )
+
+    def readiness(self) -> Probe:
+        return readiness(self.leading, self.engine.ready.is_set(), election=self.elector is not None)
+
+    def _leadership_lost(self) -> None:
+        metrics.leader.set(0)
+        self.engine.stop()
+        if self.elector is not None:
+            self.elector.stop()
+        self.lost.set()
+        if self.exit_on_lost:
+            # Writes still in flight must not outlive the Lease: no graceful anything.
+            log.error("leadership lost: exiting")
+            logging.shutdown()
+            os._exit(1)
+        self._stop_leader_services()
+
+    def run(self) -> int:
+        """Foreground: metrics and health servers, engine, kopf; until SIGTERM or SIGINT. Then the
+        engine stops writing and the Lease is released at once, so a standby takes over within its
+        retry period (kopf's own signal handling would first wind its watches down)."""
+        self.exit_on_lost = True
         if self.settings.metricsPort:
             start_http_server(self.settings.metricsPort)
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        # kopf resolves its resources once, at start: with the API server away or our CRDs not yet
+        # served it would never watch them.
+        wait_for_resources(self.kube, stop)
+        if stop.is_set():
+            return 0
+        kopf_thread = self._start_kopf()
         self.start_engine()
-        self.start_http()
-        self.start_pods_framework()
-        try:
-            asyncio.run(self.operator())
-        finally:
-            if self.pods is not None:
-                self.pods.stop()
-            self._stop_flag.set()
-            self.engine.stop()
+        while not stop.wait(1.0):
+            if not kopf_thread.is_alive():
+                log.error("kopf's watch loop ended; stopping")
+                self.stop()
+                return 1
+        log.info("stopping: engine first, then the Lease")
+        self.stop()
+        return 0
 
-    def start_in_thread(self, timeout: float = 30) -> Master:
-        """Background (tests, benchmarks, demo): returns once the first LIST has seeded the cache."""
+    def _start_kopf(self) -> threading.Thread:
         # Off the main thread kopf cannot install signal handlers and says so; here that is intended
-        # (stop() ends it), so the warning would only alarm whoever reads the demo's output.
+        # (stop() ends it), so the warning would only alarm whoever reads the output.
         logging.getLogger("kopf._core.reactor.running").addFilter(_SIGNALS_IGNORED)
-        self.start_engine()
         t = threading.Thread(
             target=lambda: asyncio.run(self.operator(self._stop_flag)), name="mesoskube-kopf", daemon=True
         )
         t.start()
         self._threads.append(t)
+        return t
+
+    def start_in_thread(self, timeout: float = 30) -> Master:
+        """Background (tests, benchmarks, demo): returns once the first LIST has seeded the cache."""
+        wait_for_resources(self.kube, self._stop_flag)
+        self.start_engine()
+        self._start_kopf()
         if not self.engine.ready.wait(timeout):
             raise TimeoutError("master did not finish its first LIST")
-        self.start_http()
-        self.start_pods_framework()
+        if self.elector is None:  # it leads at once: return with its HTTP API and pods framework up
+            if not self._leader_services.wait(timeout):
+                raise TimeoutError("the Mesos HTTP API or the pods framework did not start")
+            if self._leader_services_error is not None:
+                raise self._leader_services_error
         return self
 
     def stop(self, timeout: float = 15) -> None:
-        if self.pods is not None:
-            self.pods.stop()
-        if self.http is not None:
-            self.http.stop()
+        """Stop writing first (the engine finishes its step and its writes), then give the Lease up."""
         self.engine.stop()
+        self._stop_leader_services()
+        if self.elector is not None:
+            self.elector.stop()
+        writers = [t for t in (self._engine_thread, self._status_thread) if t is not None]
+        for t in writers:
+            t.join(timeout)
+        if self.elector is not None and not any(t.is_alive() for t in writers):
+            self.elector.release()
+        self.engine.pool.shutdown(wait=False)  # a standby that never led never ended the engine loop
+        metrics.leader.set(0)
         self._stop_flag.set()
         for t in self._threads:
             t.join(timeout)
+        if self.health is not None:
+            self.health.stop()
 
 
 class _SignalsIgnoredFilter(logging.Filter):
@@ -158,4 +371,10 @@ class _SignalsIgnoredFilter(logging.Filter):
         return not str(record.msg).startswith("OS signals are ignored")
 
 
+class _ElectionFailuresFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return str(record.msg).startswith(("Failed", "Error retrieving"))
+
+
+_ELECTION_FAILURES = _ElectionFailuresFilter()
 _SIGNALS_IGNORED = _SignalsIgnoredFilter()  # one instance: addFilter skips a filter already added

@@ -18,6 +18,8 @@ from mesoskube.master import LABEL_FRAMEWORK
 
 # Statuses worth retrying: the request may succeed later unchanged. Others (400, 403, 409, 422) will not.
 RETRIABLE = frozenset({0, 408, 425, 429, 500, 502, 503, 504})
+# A Lease poll that hangs must not hold the engine step: liveness waits the poll out as unknown.
+LEASE_POLL_TIMEOUT = 5.0
 
 
 class ApiError(Exception):
@@ -129,20 +131,26 @@ class KubeWriter:
 
     @_translate
     def list_framework_leases(self, namespace: str | None) -> dict[str, dict]:
-        """Framework heartbeats by "namespace/name": {"renew": epoch seconds, "duration": seconds}."""
+        """Framework heartbeats by "namespace/name": {"renew": renewTime as written, "version":
+        resourceVersion, "duration": seconds}. Liveness (liveness.py) only asks whether these
+        changed, so the framework's clock is never compared with the master's."""
         coord = self.kube.coordination
         if namespace:
-            leases = coord.list_namespaced_lease(namespace, label_selector=LABEL_FRAMEWORK)
+            leases = coord.list_namespaced_lease(
+                namespace, label_selector=LABEL_FRAMEWORK, _request_timeout=LEASE_POLL_TIMEOUT
+            )
         else:
-            leases = coord.list_lease_for_all_namespaces(label_selector=LABEL_FRAMEWORK)
-        out = {}
-        for lease in leases.items:
-            renew = lease.spec.renew_time
-            out[f"{lease.metadata.namespace}/{lease.metadata.name}"] = {
-                "renew": renew.timestamp() if renew else 0.0,
+            leases = coord.list_lease_for_all_namespaces(
+                label_selector=LABEL_FRAMEWORK, _request_timeout=LEASE_POLL_TIMEOUT
+            )
+        return {
+            f"{lease.metadata.namespace}/{lease.metadata.name}": {
+                "renew": str(lease.spec.renew_time),
+                "version": lease.metadata.resource_version,
                 "duration": float(lease.spec.lease_duration_seconds or 15),
             }
-        return out
+            for lease in leases.items
+        }
 
     # ---- reads for the start (seed)
     @_translate

@@ -179,14 +179,16 @@ class Session(Scheduler):
         return True
 
     def _expire_lease(self) -> None:
-        """Mesos notices a closed stream at once; here the master notices a lapsed Lease, so date
-        the last renewal back by its duration instead of waiting for it to run out."""
+        """Mesos notices a closed stream at once; here the master notices a lapsed Lease. The master
+        judges Leases by when it observed their last change (never by the renewTime's value), so
+        release it as client-go does: a 1 s duration lapses one second after the master sees this
+        write, instead of a whole lease duration (the next SUBSCRIBE's driver sets it back)."""
         past = micro_time(time.time() - 3600)
         try:
             self.kube.coordination.patch_namespaced_lease(
                 self.name,
                 self.namespace,
-                {"spec": {"renewTime": past, "acquireTime": past}},
+                {"spec": {"renewTime": past, "acquireTime": past, "leaseDurationSeconds": 1}},
                 _content_type="application/merge-patch+json",
             )
         except ApiException as e:

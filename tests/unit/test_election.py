@@ -1,0 +1,63 @@
+"""The elector's renew deadline holds even while a renewal hangs inside a request (a watchdog, on a
+fake clock): a leader must stop before any standby may take over. The Lease logic itself is the
+kubernetes client's, tested against the API server in tests/cluster/test_election.py."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from kubernetes import client
+
+from mesoskube.kube import Kube
+from mesoskube.master.election import LeaderElector
+
+
+def elector(clock: list[float], on_started, on_lost) -> LeaderElector:
+    kube = Kube(client.ApiClient(client.Configuration(host="https://127.0.0.1:1")))  # never called
+    return LeaderElector(
+        kube, "lease", "ns", "me", 3, 2.0, 0.5, on_started=on_started, on_lost=on_lost, clock=lambda: clock[0]
+    )
+
+
+def test_a_renewal_hanging_in_a_request_still_ends_leadership_at_the_deadline():
+    clock = [0.0]
+    started, lost, hanging, release = (
+        threading.Event(),
+        threading.Event(),
+        threading.Event(),
+        threading.Event(),
+    )
+    el = elector(clock, started.set, lost.set)
+    calls = []
+
+    def try_acquire_or_renew() -> bool:
+        calls.append(clock[0])
+        if len(calls) == 1:
+            return True  # acquired at t=0
+        hanging.set()
+        release.wait(10)  # the renewal hangs in its request
+        return False
+
+    el.election.try_acquire_or_renew = try_acquire_or_renew
+    threading.Thread(target=el.run, daemon=True).start()
+    assert started.wait(5) and el.leading.is_set()
+    assert hanging.wait(5)
+    clock[0] = 2.2  # past renewDeadline (2 s) since the renewal at t=0 was sent
+    assert lost.wait(5), "leadership not given up while the renewal hung"
+    assert not el.leading.is_set() and el.stopped.is_set()
+    release.set()
+
+
+def test_a_release_without_leadership_writes_nothing():
+    el = elector([0.0], lambda: None, lambda: None)
+    el.lock.get = lambda *_: pytest.fail("read the Lease")  # type: ignore[method-assign]
+    assert el.release() is False
+
+
+def test_timings_that_would_let_two_lead_are_refused():
+    with pytest.raises(ValueError, match="leaseDuration"):
+        LeaderElector(
+            Kube(client.ApiClient(client.Configuration(host="https://127.0.0.1:1"))),
+            "lease", "ns", "me", 2, 2.0, 0.5, on_started=lambda: None, on_lost=lambda: None,
+        )  # fmt: skip
