@@ -138,6 +138,8 @@ class Replicas:
             "--renew-deadline", str(self.cfg.renew_deadline),
             "--retry-period", str(self.cfg.retry_period),
             "--metrics-port", "0",
+            "--http-port", "0",  # the Mesos HTTP API and the pods framework are not under test here
+            "--pods-framework", "false",
             "--health-port", str(self.health[ident]),
             "--allocation-interval", "0.5",
             "--max-completed-tasks-per-framework", "1000000",  # keep every Task for the count

@@ -60,6 +60,7 @@ APPS = [
             "spark.executor.cores=4",
             "spark.executor.memory=4g",
             "spark.mesos.role=analytics",
+            "spark.mesos.constraints=type:kwok",  # the EMULATED workload runs on the kwok nodes only
         ],
     ),
     (
@@ -70,6 +71,7 @@ APPS = [
             "spark.task.cpus=1",
             "spark.cores.max=96",
             "spark.mesos.role=etl",
+            "spark.mesos.constraints=type:kwok",
         ],
     ),
 ]

@@ -19,6 +19,11 @@ CHART = Path(__file__).resolve().parents[2] / "charts" / "mesoskube"
 # ServiceAccounts are the trusted ones.
 RELEASE, RELEASE_NS = "rbac", "mesoskube-rbac-test"
 MASTER_USERS = [f"system:serviceaccount:{RELEASE_NS}:{r}-mesoskube" for r in ("rbac", "rbac-nobulk")]
+# The master installed as a pod (test_installed_master.py) and the token-rotation test's master.
+MASTER_USERS += [
+    "system:serviceaccount:mesoskube-system:mesoskube",
+    "system:serviceaccount:mesoskube-rotation:master",
+]
 
 
 def helm_template(*args: str, release: str = RELEASE, namespace: str = RELEASE_NS) -> list[dict]:

@@ -43,6 +43,9 @@ def demo_cluster(request, kube) -> Iterator[str]:
             kube.core.delete_node(node.metadata.name)
     with contextlib.suppress(ApiException):
         kube.core.delete_namespace(demo.NAMESPACE)
+    for role in demo.ROLES:  # cluster-scoped: other tests list roles
+        with contextlib.suppress(ApiException):
+            kube.custom.delete_cluster_custom_object("mesoskube.io", "v1alpha1", "mesosroles", role)
 
 
 def test_make_demo_finishes_both_apps_and_its_metrics_move(request, demo_cluster):

@@ -7,10 +7,12 @@ so deleting a Secret revokes its token at once."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 
 import pytest
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 from kubernetes.config.incluster_config import InClusterConfigLoader
 
 from mesoskube.kube import CountingApiClient, Kube
@@ -43,7 +45,12 @@ def test_a_rotated_token_is_picked_up_after_the_old_one_is_revoked(
 ):
     if request.config.getoption("--installed-master") or request.config.getoption("--existing-cluster"):
         pytest.skip("runs its own master with an in-cluster style configuration on the local cluster")
-    kube.core.create_namespaced_service_account(namespace, {"metadata": {"name": "master"}})
+    # A fixed namespace: the tests' admission policies trust this ServiceAccount as a master.
+    sa_ns = "mesoskube-rotation"
+    with contextlib.suppress(ApiException):
+        kube.core.create_namespace({"metadata": {"name": sa_ns}})
+    with contextlib.suppress(ApiException):
+        kube.core.create_namespaced_service_account(sa_ns, {"metadata": {"name": "master"}})
     # This test is about login, not RBAC (test_chart_rbac covers the chart's rules).
     client.RbacAuthorizationV1Api(kube.api).create_cluster_role_binding(
         {
@@ -53,12 +60,12 @@ def test_a_rotated_token_is_picked_up_after_the_old_one_is_revoked(
                 "kind": "ClusterRole",
                 "name": "cluster-admin",
             },
-            "subjects": [{"kind": "ServiceAccount", "name": "master", "namespace": namespace}],
+            "subjects": [{"kind": "ServiceAccount", "name": "master", "namespace": sa_ns}],
         }
     )
     try:
         token_file = tmp_path / "token"
-        token_file.write_text(_bound_token(kube, namespace, "master", "first"))
+        token_file.write_text(_bound_token(kube, sa_ns, "master", f"first-{test_id}"))
         server = kube.api.configuration.host.removeprefix("https://")
         host, port = server.rsplit(":", 1)
         cfg = client.Configuration()
@@ -83,7 +90,7 @@ def test_a_rotated_token_is_picked_up_after_the_old_one_is_revoked(
             # An outstanding offer holds the one agent's resources until it is answered or times
             # out: "before" refuses them, so "after" can be offered them once the token is rotated.
             before.decline(offer, refuse_seconds=3600)
-            second = _bound_token(kube, namespace, "master", "second")
+            second = _bound_token(kube, sa_ns, "master", f"second-{test_id}")
             token_file.write_text(second)
             # The loader re-reads the file once its refresh period (a minute) has passed: wait until
             # the client's configuration carries the new token, as a kubelet-rotated pod's would.
@@ -99,7 +106,7 @@ def test_a_rotated_token_is_picked_up_after_the_old_one_is_revoked(
                 interval=1,
                 what="the client to read the rotated token",
             )
-            kube.core.delete_namespaced_secret("first", namespace)  # the first token is now invalid
+            kube.core.delete_namespaced_secret(f"first-{test_id}", sa_ns)  # the first token is now invalid
             # Open watches were authenticated when they began: an API server restart makes kopf
             # reconnect, and log in again on the 401 a stale token would get.
             local_cluster.restart_component("kube-apiserver")
