@@ -48,4 +48,5 @@ class HelloReal(Scheduler):
     def status_update(self, driver: SchedulerDriver, status: TaskStatus) -> None:
         if status.is_terminal:
             self.final = status
-            driver.stop()
+            # Failover, not TEARDOWN: the Framework, its Task and pod stay for `kubectl logs`.
+            driver.stop(failover=True)

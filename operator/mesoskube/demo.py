@@ -123,6 +123,8 @@ def report_real_task(kube: Kube, hello: HelloReal, driver: SchedulerDriver, time
     say(f"state {status.state.value}" + (f": {status.message}" if status.message else ""))
     with contextlib.suppress(ApiException):
         say("its output (kubectl logs):\n" + kube.core.read_namespaced_pod_log(hello.task_name, NAMESPACE))
+    with contextlib.suppress(ApiException):  # now TEARDOWN: the framework left on failover
+        kube.delete("frameworks", NAMESPACE, "hello-real")
     return status.state.value == "TASK_FINISHED"
 
 

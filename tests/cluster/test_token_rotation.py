@@ -111,7 +111,18 @@ def test_a_rotated_token_is_picked_up_after_the_old_one_is_revoked(
             # reconnect, and log in again on the 401 a stale token would get.
             local_cluster.restart_component("kube-apiserver")
             started = datetime.datetime.now()
-            after = RawFramework.subscribe(kube, namespace, "after")
+
+            def subscribe_after() -> RawFramework | None:
+                # Just after a restart the admission policies may not resolve their MesosRole
+                # parameters yet ("failed to configure policy"): the API server is still starting.
+                try:
+                    return RawFramework.subscribe(kube, namespace, "after")
+                except ApiException as e:
+                    if "failed to configure policy" in (e.body or ""):
+                        return None
+                    raise
+
+            after = eventually(subscribe_after, timeout=60, interval=1, what="the API server to admit again")
             after.wait_offers(1, timeout=90)
             print(f"offers again {(datetime.datetime.now() - started).total_seconds():.1f}s after revoking")
         finally:
