@@ -406,9 +406,15 @@ def test_offers_a_failing_callback_left_unanswered_are_declined(rig):
     rig.feed("offer", "ADDED", offer("o1"))
     rig.feed("offer", "ADDED", offer("o2"))
     rig.sched.wait(2)
-    time.sleep(0.2)
-    kinds = {n: b["spec"]["answer"]["type"] for n, b in rig.kube.patches("offers")}
-    assert kinds == {"o1": "Accept", "o2": "Decline"}
+
+    def answered() -> dict[str, str]:
+        return {n: b["spec"]["answer"]["type"] for n, b in rig.kube.patches("offers")}
+
+    # Both answers are written by the driver's threads: wait for them rather than for a time.
+    deadline = time.monotonic() + 10
+    while len(answered()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert answered() == {"o1": "Accept", "o2": "Decline"}
 
 
 # ---------------------------------------------------------------------------- subscribe, lease, stop
