@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help venv binaries deps images install crds check-crds test test-unit test-cluster \
         test-existing-cluster test-e2e-installed lint demo demo-down bench compare-modes \
-        bench-mesos-http chaos clean fuzz
+        bench-mesos-http bench-scale chaos clean fuzz
 
 help:
 	@echo "make demo    local control plane + master + Spark frameworks, live"
@@ -22,6 +22,7 @@ help:
 	@echo "make lint    ruff, actionlint, helm lint"
 	@echo "make crds    regenerate crds/ (and the chart's copy) from the pydantic models"
 	@echo "make bench   mesoskube vs kube-scheduler on kwok nodes (writes bench/results/)"
+	@echo "make bench-scale  issue 14: QPS 50 and unthrottled at 1,000/5,000 nodes, steady load, 50k-agent cycle (bench/results/SCALE.md)"
 	@echo "make bench-mesos-http  the same tasks through the CR path and the Mesos HTTP API (pymesos)"
 	@echo "make chaos   leader kills, apiserver/etcd restarts, node loss under load (bench/results/chaos.md)"
 
@@ -111,6 +112,10 @@ bench: venv binaries
 
 compare-modes: venv binaries
 	$(PY) -m bench.compare_modes
+
+# BENCH_SCALE_SIZES=1000,5000 BENCH_SCALE_MAX=10000 (larger clusters tried after); about 40 min.
+bench-scale: venv binaries
+	$(PY) -m bench.scale
 
 bench-mesos-http: venv binaries
 	$(PY) -m bench.mesos_http

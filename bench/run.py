@@ -144,7 +144,20 @@ class RunningWatcher:
         self.stop.set()
 
 
-def bench_kube_scheduler(kube: Kube, kubeconfig: str, qps: float, pods: int, size: int) -> dict:
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds a process has used so far (all its threads)."""
+    if not pid:
+        return float("nan")
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_kube_scheduler(
+    kube: Kube, kubeconfig: str, qps: float, pods: int, size: int, scheduler_pid: int | None = None
+) -> dict:
     ns = f"bench-ks-{size}"
     ensure_namespace(kube, ns)
     creator = Kube.connect(kubeconfig, qps=qps, burst=int(qps * 2))
@@ -172,9 +185,11 @@ def bench_kube_scheduler(kube: Kube, kubeconfig: str, qps: float, pods: int, siz
         creator.core.create_namespaced_pod(ns, body)
 
     t0 = time.monotonic()
+    cpu0 = cpu_seconds(scheduler_pid)
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(create, range(pods)))
     ok = watcher.wait(pods, timeout=max(120, pods / 5))
+    cpu1 = cpu_seconds(scheduler_pid)
     watcher.close()
     lat = [watcher.running[n] - created[n] for n in watcher.running if n in created]
     last = max(watcher.running.values()) if watcher.running else time.monotonic()
@@ -186,6 +201,8 @@ def bench_kube_scheduler(kube: Kube, kubeconfig: str, qps: float, pods: int, siz
         "latency_p50_s": pct(lat, 50),
         "latency_p99_s": pct(lat, 99),
         "latency_definition": "pod create request sent -> pod observed Running",
+        "client_qps": qps,
+        "scheduler_cpu_s_per_1000": (cpu1 - cpu0) / max(1, len(watcher.running)) * 1000,
     }
     log(
         f"kube-scheduler {size} nodes: {result['throughput_pods_per_s']:.1f} pods/s, "
@@ -212,11 +229,35 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def bench_mesoskube(kube: Kube, kubeconfig: str, qps: float, pods: int, size: int) -> dict:
+def writes_by_kind(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """The master's write requests between two scrapes, by "verb resource"."""
+    out: dict[str, float] = {}
+    for k, v in after.items():
+        m = re.match(r'mesoskube_api_requests_total\{resource="([a-z]+)",verb="([a-z]+)"\}', k)
+        if not m or m.group(2) not in ("create", "patch", "update", "delete", "deletecollection"):
+            continue
+        n = v - before.get(k, 0)
+        if n:
+            out[f"{m.group(2)} {m.group(1)}"] = n
+    return out
+
+
+def bench_mesoskube(
+    kube: Kube,
+    kubeconfig: str,
+    qps: float,
+    pods: int,
+    size: int,
+    extra_args: tuple[str, ...] = (),
+    profile_to: Path | None = None,
+    tag: str = "",
+) -> dict:
+    """One burst of `pods` tasks; `extra_args` go to the master, `profile_to` records its CPU
+    samples (py-spy) while it launches."""
     ns = f"bench-ms-{size}"
     ensure_namespace(kube, ns)
     port = free_port()
-    log_file = open(RESULTS / f"master-{size}.log", "w")  # noqa: SIM115
+    log_file = open(RESULTS / f"master-{size}{tag}.log", "w")  # noqa: SIM115
     master = subprocess.Popen(
         [
             sys.executable,
@@ -243,6 +284,7 @@ def bench_mesoskube(kube: Kube, kubeconfig: str, qps: float, pods: int, size: in
             "false",
             "--log-level",
             "WARNING",
+            *extra_args,
         ],
         stdout=log_file,
         stderr=subprocess.STDOUT,
@@ -323,9 +365,37 @@ def bench_mesoskube(kube: Kube, kubeconfig: str, qps: float, pods: int, size: in
                 except Exception:
                     time.sleep(0.1)
 
+        rss_idle = rss_mb(master.pid)
+        cpu0 = cpu_seconds(master.pid)
+        spy = None
+        if profile_to is not None:
+            spy = subprocess.Popen(
+                [
+                    str(Path(sys.executable).parent / "py-spy"),
+                    "record",
+                    "--pid",
+                    str(master.pid),
+                    "--rate",
+                    "50",
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(profile_to),
+                    "--nonblocking",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         thread = threading.Thread(target=accept_loop, daemon=True)
         thread.start()
         ok = watcher.wait(pods, timeout=max(180, pods / 2))
+        cpu1 = cpu_seconds(master.pid)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its samples on SIGINT
+            try:
+                spy.wait(30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
         stop.set()
         watcher.close()
         lat = [watcher.running[t] - accepted_at[t] for t in watcher.running if t in accepted_at]
@@ -383,6 +453,14 @@ def bench_mesoskube(kube: Kube, kubeconfig: str, qps: float, pods: int, size: in
             "api_writes_per_task": writes / max(1, len(watcher.running)),
             "allocation_cycle_mean_s": cycle_mean,
             "allocator_mean_s": alloc_mean,
+            "client_qps": qps,
+            "master_rss_idle_mb": rss_idle,
+            "master_cpu_s_per_1000": (cpu1 - cpu0) / max(1, len(watcher.running)) * 1000,
+            "writes_by_kind_per_task": {
+                k: v / max(1, len(watcher.running)) for k, v in writes_by_kind(before, after).items()
+            },
+            "throttle_wait_s": after.get("mesoskube_api_throttle_seconds_total", 0)
+            - before.get("mesoskube_api_throttle_seconds_total", 0),
         }
         log(
             f"mesoskube {size} nodes: {result['throughput_pods_per_s']:.1f} tasks/s, "

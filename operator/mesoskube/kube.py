@@ -26,9 +26,10 @@ class RateLimiter:
         self.stamp = time.monotonic()
         self.lock = threading.Lock()
 
-    def wait(self) -> None:
+    def wait(self) -> float:
+        """Take a token, sleeping until one is due; returns the seconds slept."""
         if self.qps <= 0:
-            return
+            return 0.0
         with self.lock:
             now = time.monotonic()
             self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.qps)
@@ -37,6 +38,7 @@ class RateLimiter:
             delay = -self.tokens / self.qps if self.tokens < 0 else 0.0
         if delay:
             time.sleep(delay)
+        return delay
 
 
 def _verb(method: str, path: str) -> str:
@@ -62,8 +64,8 @@ class CountingApiClient(client.ApiClient):
     limiter: RateLimiter | None = None
 
     def call_api(self, method, url, *args, **kwargs):  # type: ignore[override]
-        if self.limiter is not None:
-            self.limiter.wait()
+        if self.limiter is not None and (waited := self.limiter.wait()):
+            metrics.api_throttle.inc(waited)
         path = urlsplit(url).path
         metrics.api_requests.labels(verb=_verb(method, path), resource=_resource_of(path)).inc()
         return super().call_api(method, url, *args, **kwargs)

@@ -47,6 +47,10 @@ framework_allocated = Gauge(
 )
 framework_share = Gauge("mesoskube_framework_dominant_share", "A framework's dominant share.", ["framework"])
 agents = Gauge("mesoskube_agents", "Nodes currently offered as agents.")
+api_throttle = Counter(
+    "mesoskube_api_throttle_seconds",
+    "Seconds requests waited for the client's rate limiter (QPS/burst) before being sent.",
+)
 api_requests = Counter(
     "mesoskube_api_requests_total", "Requests the master sent to the Kubernetes API.", ["verb", "resource"]
 )

@@ -1,0 +1,283 @@
+"""bench/results/SCALE.md from scale.json (`python -m bench.scale_report` re-renders it), with
+before/after tables against the recorded `make bench` run (bench.json, REPORT.md) and, when present,
+this benchmark's run before the launch-path change (scale-before.json)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from bench.run import RESULTS
+
+LAUNCH_KINDS = ("create tasks", "create pods", "create offers", "delete offers", "deletecollection offers")
+STATUS_KINDS = ("patch tasks", "create events", "patch frameworks", "patch offers", "patch mesosroles")
+
+
+def _f(x, fmt=".2f") -> str:
+    return "-" if x is None or x != x else format(x, fmt)
+
+
+def _split(w: dict) -> tuple[float, float, float]:
+    launch = sum(v for k, v in w.items() if k in LAUNCH_KINDS)
+    status = sum(v for k, v in w.items() if k in STATUS_KINDS)
+    return launch, status, sum(w.values()) - launch - status
+
+
+def _load(name: str) -> dict | None:
+    p = RESULTS / name
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def throughput_rows(entries: list[dict]) -> list[str]:
+    rows = []
+    for e in entries:
+        for mode in ("qps50", "unthrottled"):
+            r = e.get(mode)
+            if not r:
+                continue
+            ks, mk = r["kube_scheduler"], r["mesoskube"]
+            launch, status, other = _split(mk.get("writes_by_kind_per_task", {}))
+            slo = "yes" if mk["latency_p99_s"] <= 5 else "no"
+            rows.append(
+                f"| {e['nodes']} | {r['client_qps']:g} | {ks['throughput_pods_per_s']:.1f} "
+                f"| {mk['throughput_pods_per_s']:.1f} | **{r['ratio']:.2f}** "
+                f"| {_f(ks['latency_p50_s'])} / {_f(ks['latency_p99_s'])} "
+                f"| {_f(mk['latency_p50_s'])} / {_f(mk['latency_p99_s'])} ({slo}) "
+                f"| {launch:.2f} / {status:.2f} / {other:.2f} "
+                f"| {_f(mk.get('master_cpu_s_per_1000'), '.1f')} "
+                f"| {_f(ks.get('scheduler_cpu_s_per_1000'), '.1f')} "
+                f"| {_f(ks.get('apiserver_cpu_s_per_1000'), '.1f')} "
+                f"| {_f(mk.get('throttle_wait_s'), '.0f')} | {mk['master_rss_mb']:.0f} "
+                f"| {' '.join(f'{x:.1f}' for x in r['load_avg'])} |"
+            )
+    return rows
+
+
+THROUGHPUT_HEAD = [
+    "| nodes | client QPS | kube-scheduler pods/s | mesoskube tasks/s | ratio | ks p50 / p99 s "
+    "| mk p50 / p99 s (p99 <= 5 s?) | master writes/task: launch / status / other client "
+    "| master CPU s per 1,000 | kube-scheduler CPU s per 1,000 | apiserver CPU s per 1,000 pods (ks run) "
+    "| master rate-limiter wait s | master RSS MB | load avg 1/5/15 min |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+]
+
+
+def before_after(data: dict) -> list[str]:
+    lines = []
+    report = _load("bench.json")  # what REPORT.md shows
+    if report:
+        old = {s["nodes"]: s for s in report["sizes"]}
+        lines += [
+            "",
+            "## Before / after against REPORT.md (`make bench`, client QPS 50)",
+            "",
+            f"Before: REPORT.md's run ({report['date']}, an earlier engine). After: this run, QPS 50.",
+            "",
+            "| nodes | tasks/s before | after | ratio before | after | writes/task before | after "
+            "| mk p50 s before | after | mk p99 s before | after | master RSS MB before | after |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for e in data["sizes"] + data.get("larger", []):
+            was, r = old.get(e["nodes"]), e.get("qps50")
+            if not was or not r or not was.get("mesoskube"):
+                continue
+            wm, wk, mk = was["mesoskube"], was["kube_scheduler"], r["mesoskube"]
+            lines.append(
+                f"| {e['nodes']} | {wm['throughput_pods_per_s']:.1f} | {mk['throughput_pods_per_s']:.1f} "
+                f"| {wm['throughput_pods_per_s'] / wk['throughput_pods_per_s']:.2f} | {r['ratio']:.2f} "
+                f"| {wm['api_writes_per_task']:.2f} | {mk['api_writes_per_task']:.2f} "
+                f"| {wm['latency_p50_s']:.1f} | {mk['latency_p50_s']:.1f} "
+                f"| {wm['latency_p99_s']:.1f} | {mk['latency_p99_s']:.1f} "
+                f"| {wm['master_rss_mb']:.0f} | {mk['master_rss_mb']:.0f} |"
+            )
+    prev = _load("scale-before.json")
+    if prev:
+        old = {e["nodes"]: e for e in prev["sizes"]}
+        lines += [
+            "",
+            "## Before / after the launch-path change (this benchmark, both runs this session)",
+            "",
+            f"Before: `scale-before.json` ({prev['date']}, load average at start "
+            f"{' '.join(f'{x:.1f}' for x in prev['load_avg_start'])}), the code before the change. "
+            "After: this run.",
+            "",
+            "| nodes | client QPS | ratio before | after | tasks/s before | after "
+            "| launch-client writes/task before | after | master CPU s/1,000 before | after "
+            "| rate-limiter wait s before | after | mk p99 s before | after |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for e in data["sizes"]:
+            was = old.get(e["nodes"])
+            for mode in ("qps50", "unthrottled"):
+                if not was or not was.get(mode) or not e.get(mode):
+                    continue
+                a, b = was[mode], e[mode]
+                am, bm = a["mesoskube"], b["mesoskube"]
+                la, lb = (
+                    _split(a["mesoskube"]["writes_by_kind_per_task"])[0],
+                    _split(b["mesoskube"]["writes_by_kind_per_task"])[0],
+                )
+                lines.append(
+                    f"| {e['nodes']} | {b['client_qps']:g} | {a['ratio']:.2f} | {b['ratio']:.2f} "
+                    f"| {am['throughput_pods_per_s']:.1f} | {bm['throughput_pods_per_s']:.1f} "
+                    f"| {la:.2f} | {lb:.2f} "
+                    f"| {am['master_cpu_s_per_1000']:.1f} | {bm['master_cpu_s_per_1000']:.1f} "
+                    f"| {am['throttle_wait_s']:.0f} | {bm['throttle_wait_s']:.0f} "
+                    f"| {am['latency_p99_s']:.1f} | {bm['latency_p99_s']:.1f} |"
+                )
+    return lines
+
+
+def writes_table(data: dict) -> list[str]:
+    kinds = sorted(
+        {
+            k
+            for e in data["sizes"]
+            for m in ("qps50", "unthrottled")
+            if e.get(m)
+            for k in e[m]["mesoskube"].get("writes_by_kind_per_task", {})
+        }
+    )
+    if not kinds:
+        return []
+    lines = [
+        "",
+        "## The master's writes per launched task, by kind",
+        "",
+        "Counted until every Task shows TASK_RUNNING. `patch tasks` is the Task status (the bench never"
+        " kills), on the status client with Events; the rest is the launch client.",
+        "",
+        "| nodes | client QPS | " + " | ".join(kinds) + " |",
+        "|---|---|" + "---|" * len(kinds),
+    ]
+    for e in data["sizes"]:
+        for m in ("qps50", "unthrottled"):
+            if not e.get(m):
+                continue
+            w = e[m]["mesoskube"]["writes_by_kind_per_task"]
+            lines.append(
+                f"| {e['nodes']} | {e[m]['client_qps']:g} | "
+                + " | ".join(f"{w.get(k, 0):.3f}" for k in kinds)
+                + " |"
+            )
+    return lines
+
+
+def profile_lines(data: dict) -> list[str]:
+    for e in data["sizes"]:
+        prof = (e.get("unthrottled") or {}).get("mesoskube", {}).get("profile")
+        if not prof or not prof.get("samples"):
+            continue
+        lines = [
+            "",
+            f"## Master CPU profile ({e['nodes']} nodes, unthrottled burst; py-spy, "
+            f"{prof['samples']} samples of threads not idle)",
+            "",
+            "| share of samples (own) | frame | | share (inclusive) | frame |",
+            "|---|---|---|---|---|",
+        ]
+        for (fo, so), (fi, si) in zip(prof["own"], prof["inclusive"], strict=False):
+            lines.append(f"| {so * 100:.1f} % | `{fo}` | | {si * 100:.1f} % | `{fi}` |")
+        return lines
+    return []
+
+
+def write_report(data: dict) -> str:
+    c = data.get("cycle", {})
+    lines = [
+        "# Issue 14: launch throughput, latency and scale (`make bench-scale`)",
+        "",
+        f"Run {data['date']} on {data['machine']}; Kubernetes {data['versions']['KUBERNETES_VERSION']} "
+        f"(kube-apiserver, kube-scheduler), kwok {data['versions']['KWOK_VERSION']}. Load average "
+        f"(1/5/15 min) at start {' '.join(f'{x:.1f}' for x in data['load_avg_start'])}, at end "
+        f"{' '.join(f'{x:.1f}' for x in data.get('load_avg_end', ()))}: the 2 cores are shared with other "
+        "sessions, so absolute figures are noisy; the ratios come from back-to-back runs on the same "
+        "cluster.",
+        "",
+        f"Every client at the same QPS (burst 2 x QPS): the pod creator and kube-scheduler (its config's "
+        "clientConnection) in the baseline; the master's launch client, its status/Events client and the "
+        "framework for mesoskube. 'Unthrottled' is QPS 10,000 for all. Each run is a burst of "
+        f"{data['pods']} one-cpu pods or tasks on kwok nodes of 32 cpus; kube-scheduler's latency runs "
+        "from the pod create request, mesoskube's from the framework's accept (both to the pod observed "
+        "Running). The Kubernetes pod start-up SLO is p99 <= 5 s.",
+        "",
+        "## Throughput and burst latency",
+        "",
+        *THROUGHPUT_HEAD,
+        *throughput_rows(data["sizes"] + data.get("larger", [])),
+    ]
+    st = next((e["steady"] for e in data["sizes"] if e.get("steady")), None)
+    if st:
+        n = next(e["nodes"] for e in data["sizes"] if e.get("steady"))
+        lines += [
+            "",
+            f"## Steady load at {n} nodes",
+            "",
+            f"Tasks arrive at {st['rate_per_s']:.1f}/s (half the QPS-50 capacity measured above) for "
+            f"{st['duration_s']:.0f} s; every 0.25 s the framework accepts what arrived on one outstanding "
+            f"offer. Client QPS {st['client_qps']:g}.",
+            "",
+            "| tasks | accept -> Running p50 s | p90 s | p99 s | max s | arrival -> accept p50 s |",
+            "|---|---|---|---|---|---|",
+            f"| {st['running']} | {st['latency_p50_s']:.2f} | {st['latency_p90_s']:.2f} "
+            f"| {st['latency_p99_s']:.2f} | {st['latency_max_s']:.2f} | {st['framework_queue_p50_s']:.2f} |",
+        ]
+    if c:
+        lines += [
+            "",
+            "## Allocation cycle, pure (no API server)",
+            "",
+            "| cycle | snapshot ms | allocator ms | total ms |",
+        ]
+        lines.append("|---|---|---|---|")
+        for k, t in c.items():
+            lines.append(
+                f"| {k} | {t['snapshot_s'] * 1000:.1f} | {t['allocator_s'] * 1000:.1f} "
+                f"| {(t['snapshot_s'] + t['allocator_s']) * 1000:.1f} |"
+            )
+        lines.append("")
+        lines.append(
+            "Synthetic cache (bench/synthetic.py): 4 running tasks per agent, offers outstanding on half the"
+            " agents. `event_5000x50`: one agent freed resources (an event-triggered cycle's candidates)."
+        )
+    sizes = [e for e in data["sizes"] + data.get("larger", []) if e.get("qps50")]
+    if len(sizes) >= 2:
+        a, b = sizes[0], sizes[-1]
+        ra, rb = a["qps50"]["mesoskube"]["master_rss_idle_mb"], b["qps50"]["mesoskube"]["master_rss_idle_mb"]
+        per = (rb - ra) / ((b["nodes"] - a["nodes"]) / 1000)
+        lines += [
+            "",
+            "## Master memory",
+            "",
+            "| nodes | master RSS idle MB (agents cached, before the burst) | after the burst MB |",
+            "|---|---|---|",
+            *(
+                f"| {e['nodes']} | {e['qps50']['mesoskube']['master_rss_idle_mb']:.0f} "
+                f"| {e['qps50']['mesoskube']['master_rss_mb']:.0f} |"
+                for e in sizes
+            ),
+            "",
+            f"Master RSS per 1,000 nodes (slope between {a['nodes']} and {b['nodes']} nodes, idle): "
+            f"{per:.1f} MB.",
+        ]
+    larger = data.get("larger", [])
+    if larger:
+        reached = max((e["nodes"] for e in sizes), default=0)
+        lines += ["", f"## Largest kwok cluster reached: {reached} nodes", ""]
+        for e in larger:
+            if e.get("stopped"):
+                lines.append(f"- {e['nodes']} nodes: stopped: {e['stopped']}")
+            elif e.get("nodes_ready_s") is not None:
+                lines.append(f"- {e['nodes']} nodes Ready {e['nodes_ready_s']:.0f} s after being added.")
+    lines += writes_table(data)
+    lines += profile_lines(data)
+    lines += before_after(data)
+    lines.append("")
+    text = "\n".join(lines)
+    (RESULTS / "SCALE.md").write_text(text)
+    return text
+
+
+if __name__ == "__main__":
+    name = sys.argv[1] if len(sys.argv) > 1 else "scale.json"
+    write_report(json.loads((RESULTS / name).read_text()))
