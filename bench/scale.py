@@ -11,9 +11,9 @@
    per-pod latency distribution (a 2,000-task burst against the pod start-up SLO, p99 <= 5 s),
    writes and API requests per task by kind, CPU seconds per 1,000 pods of kube-scheduler and of the
    master, the time the master's requests waited for its rate limiter, master RSS. The master's
-   CPU is sampled with py-spy in the unthrottled run at the first size.
-3. At the first size: a steady load, tasks arriving at half the measured QPS-50 capacity, accept ->
-   Running p50/p99.
+   CPU is sampled with py-spy in the unthrottled run at 1,000 nodes (else the first size).
+3. At the same size: a steady load, tasks arriving at half the measured QPS-50 capacity, accept
+   -> Running p50/p99.
 4. Then nodes are added up to each size in BENCH_SCALE_MAX, a QPS-50 burst per size, until nodes
    stop becoming Ready.
 Results: bench/results/scale.json and bench/results/SCALE.md (before/after against REPORT.md).
@@ -336,6 +336,8 @@ def main() -> int:
     kube = Kube.connect(str(cluster.kubeconfig))
     install_crds(kube)
     have = 0
+    # The steady load and the profile at 1,000 nodes (issue 14), else at the first size.
+    steady_at = 1000 if 1000 in sizes else sizes[0]
     try:
         for n in sizes:
             entry: dict = {"nodes": n, "nodes_ready_s": grow(kube, have, n)}
@@ -344,12 +346,12 @@ def main() -> int:
             for mode, qps in (("qps50", 50.0), ("unthrottled", UNTHROTTLED)):
                 prof = (
                     RESULTS / f"profile-master-{n}-{mode}.txt"
-                    if n == sizes[0] and mode == "unthrottled"
+                    if n == steady_at and mode == "unthrottled"
                     else None
                 )
                 entry[mode] = run_pair(cluster, kube, qps, n, prof, f"-{mode}")
                 save()
-            if n == sizes[0]:
+            if n == steady_at:
                 rate = entry["qps50"]["mesoskube"]["throughput_pods_per_s"] / 2
                 entry["steady"] = steady_load(str(cluster.kubeconfig), kube, 50.0, n, rate, 60.0)
                 save()

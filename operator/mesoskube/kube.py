@@ -5,9 +5,11 @@ Handlers and tools get typed API objects from here; nothing else reads kubeconfi
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from urllib.parse import urlsplit
@@ -20,10 +22,17 @@ from mesoskube import API_GROUP, API_VERSION, metrics
 class RateLimiter:
     """Token bucket like client-go's (qps, burst), so mesoskube and kube-scheduler compare at equal QPS."""
 
-    def __init__(self, qps: float, burst: int) -> None:
+    def __init__(
+        self,
+        qps: float,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.qps, self.burst = qps, max(1, burst)
+        self.clock, self.sleep = clock, sleep
         self.tokens = float(self.burst)
-        self.stamp = time.monotonic()
+        self.stamp = clock()
         self.lock = threading.Lock()
 
     def wait(self) -> float:
@@ -31,13 +40,13 @@ class RateLimiter:
         if self.qps <= 0:
             return 0.0
         with self.lock:
-            now = time.monotonic()
+            now = self.clock()
             self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.qps)
             self.stamp = now
             self.tokens -= 1
             delay = -self.tokens / self.qps if self.tokens < 0 else 0.0
         if delay:
-            time.sleep(delay)
+            self.sleep(delay)
         return delay
 
 
@@ -168,6 +177,16 @@ class Kube:
         self.custom.delete_collection_namespaced_custom_object(
             API_GROUP, API_VERSION, namespace, plural, field_selector=field_selector
         )
+
+    def create_pod(self, namespace: str, body: dict) -> dict:
+        """POST a pod and return the API server's answer as a plain dict. The generated client would
+        build a V1Pod model from the answer, which the master then turns back into a dict: about
+        10 ms of CPU per pod, the largest share of the launch path's own CPU (bench-scale profile)."""
+        resp = self.core.create_namespaced_pod(namespace, body, _preload_content=False)
+        try:
+            return json.loads(resp.data)
+        finally:
+            resp.release_conn()
 
     def bind_pod(self, namespace: str, binding: dict) -> None:
         """POST pods/NAME/binding (what kube-scheduler writes); a uid in the Binding's metadata

@@ -21,6 +21,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--kube-api-qps", type=float, default=100.0, help="client QPS to the API server (0 = no limit)"
     )
     run.add_argument("--kube-api-burst", type=int, default=200, help="client burst")
+    run.add_argument(
+        "--kube-api-status-qps",
+        type=float,
+        default=None,
+        help="QPS of the second client, for status patches and Events (default: --kube-api-qps; "
+        "its own rate limiter, as kube-scheduler's Events client)",
+    )
+    run.add_argument(
+        "--kube-api-status-burst", type=int, default=None, help="its burst (default: --kube-api-burst)"
+    )
     run.add_argument("--log-level", default="INFO")
     settings_mod.add_arguments(run)
     run.set_defaults(func=cmd_run)
@@ -47,6 +57,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     from mesoskube.master.runner import Master
 
+    status_qps = args.kube_api_qps if args.kube_api_status_qps is None else args.kube_api_status_qps
+    status_burst = args.kube_api_burst if args.kube_api_status_burst is None else args.kube_api_status_burst
     return Master(
-        Kube.connect(args.kubeconfig, qps=args.kube_api_qps, burst=args.kube_api_burst), settings
+        Kube.connect(args.kubeconfig, qps=args.kube_api_qps, burst=args.kube_api_burst),
+        settings,
+        status_kube=Kube.connect(args.kubeconfig, qps=status_qps, burst=status_burst),
     ).run()

@@ -117,9 +117,11 @@ class Master:
     settings: Settings
     cache: Cache = field(default_factory=Cache)
     exit_on_lost: bool = False
+    # Status patches and Events on their own client and rate limiter (writer.py); None: `kube`.
+    status_kube: Kube | None = None
 
     def __post_init__(self) -> None:
-        self.engine = Engine(KubeWriter(self.kube), self.settings, self.cache)
+        self.engine = Engine(KubeWriter(self.kube, self.status_kube), self.settings, self.cache)
         self.registry = kopf.OperatorRegistry()
         register(self.registry, self.cache, self.engine, lambda: connection_info(self.kube))
         self._stop_flag: threading.Event = threading.Event()

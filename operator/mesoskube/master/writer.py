@@ -79,11 +79,25 @@ def _translate(fn):
     return wrapped
 
 
-class KubeWriter:
-    """Writer over the Kube client layer; also the reads the master's start needs (seed LISTs)."""
+def _discard(resp) -> None:
+    """Read and drop a raw answer (the generated client raised already for any non-2xx), so its
+    connection goes back to the pool."""
+    resp.read()
+    resp.release_conn()
 
-    def __init__(self, kube: Kube) -> None:
+
+class KubeWriter:
+    """Writer over the Kube client layer; also the reads the master's start needs (seed LISTs).
+
+    `status_kube` (default: the same client) carries status-subresource patches and Events, so
+    that reporting what happened never spends the launch path's QPS budget: kube-scheduler writes
+    its Events through a separate client for the same reason, and a pod's status comes from its
+    kubelet's client, not the scheduler's. Creates, patches of spec and deletes stay on `kube`.
+    """
+
+    def __init__(self, kube: Kube, status_kube: Kube | None = None) -> None:
         self.kube = kube
+        self.status_kube = status_kube or kube
 
     @_translate
     def create(self, plural: str, namespace: str, body: dict) -> dict:
@@ -95,7 +109,7 @@ class KubeWriter:
 
     @_translate
     def patch_status(self, plural: str, namespace: str, name: str, body: dict) -> dict:
-        return self.kube.patch_status(plural, namespace, name, body)
+        return self.status_kube.patch_status(plural, namespace, name, body)
 
     @_translate
     def delete(self, plural: str, namespace: str, name: str) -> None:
@@ -107,12 +121,15 @@ class KubeWriter:
 
     @_translate
     def create_pod(self, namespace: str, body: dict) -> dict:
-        pod = self.kube.core.create_namespaced_pod(namespace, body)
-        return self.kube.api.sanitize_for_serialization(pod)
+        return self.kube.create_pod(namespace, body)
 
     @_translate
     def delete_pod(self, namespace: str, name: str) -> None:
-        self.kube.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+        _discard(
+            self.kube.core.delete_namespaced_pod(
+                name, namespace, grace_period_seconds=0, _preload_content=False
+            )
+        )
 
     @_translate
     def bind_pod(self, namespace: str, binding: dict) -> None:
@@ -121,11 +138,12 @@ class KubeWriter:
 
     @_translate
     def create_event(self, namespace: str, body: dict) -> None:
-        self.kube.core.create_namespaced_event(namespace, body)
+        # Unread into a model: nobody reads the answer, and building CoreV1Event costs CPU.
+        _discard(self.status_kube.core.create_namespaced_event(namespace, body, _preload_content=False))
 
     @_translate
     def patch_role_status(self, name: str, body: dict) -> dict:
-        return self.kube.custom.patch_cluster_custom_object_status(
+        return self.status_kube.custom.patch_cluster_custom_object_status(
             API_GROUP, API_VERSION, "mesosroles", name, body
         )
 

@@ -1,0 +1,83 @@
+"""The master's two client budgets: launches (creates, spec patches, deletes) on one client, status
+patches and Events on another (writer.py), and the rate limiter that paces each and reports its wait."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from mesoskube.kube import RateLimiter
+from mesoskube.master.writer import KubeWriter
+
+
+class RecordingKube:
+    """Records which client a request went through; no API server (routing only)."""
+
+    def __init__(self, name: str, calls: list) -> None:
+        self.name, self.calls = name, calls
+        self.core = SimpleNamespace(create_namespaced_event=self._event)
+        self.custom = SimpleNamespace(
+            patch_cluster_custom_object_status=lambda *a: calls.append((name, "role status")) or {}
+        )
+
+    def _event(self, ns, body, **kw):
+        self.calls.append((self.name, "event"))
+        return SimpleNamespace(read=lambda: b"{}", release_conn=lambda: None)  # a raw answer
+
+    def create(self, plural, ns, body):
+        self.calls.append((self.name, f"create {plural}"))
+        return body
+
+    def patch(self, plural, ns, name, body):
+        self.calls.append((self.name, f"patch {plural}"))
+        return body
+
+    def patch_status(self, plural, ns, name, body):
+        self.calls.append((self.name, f"status {plural}"))
+        return body
+
+    def delete(self, plural, ns, name):
+        self.calls.append((self.name, f"delete {plural}"))
+
+
+def test_status_and_events_go_through_the_status_client() -> None:
+    calls: list = []
+    w = KubeWriter(RecordingKube("launch", calls), RecordingKube("status", calls))
+    w.create("tasks", "ns", {})
+    w.patch("tasks", "ns", "t", {"spec": {"kill": True}})
+    w.delete("offers", "ns", "o")
+    w.patch_status("tasks", "ns", "t", {"status": {"state": "TASK_RUNNING"}})
+    w.create_event("ns", {})
+    w.patch_role_status("r", {})
+    assert calls == [
+        ("launch", "create tasks"),
+        ("launch", "patch tasks"),
+        ("launch", "delete offers"),
+        ("status", "status tasks"),
+        ("status", "event"),
+        ("status", "role status"),
+    ]
+
+
+def test_one_client_carries_everything_without_a_status_client() -> None:
+    calls: list = []
+    w = KubeWriter(RecordingKube("only", calls))
+    w.create("tasks", "ns", {})
+    w.patch_status("tasks", "ns", "t", {})
+    w.create_event("ns", {})
+    assert {c[0] for c in calls} == {"only"}
+
+
+def test_rate_limiter_spends_the_burst_then_waits_one_token_period() -> None:
+    now = [100.0]
+    slept: list[float] = []
+    lim = RateLimiter(qps=10, burst=2, clock=lambda: now[0], sleep=slept.append)
+    assert lim.wait() == 0.0 and lim.wait() == 0.0  # the burst
+    assert lim.wait() == 0.1 and slept == [0.1]  # one token at 10 QPS
+    now[0] += 1.0  # tokens refill up to the burst, not beyond
+    assert lim.wait() == 0.0 and lim.wait() == 0.0
+    assert lim.wait() > 0
+
+
+def test_rate_limiter_off_at_qps_zero() -> None:
+    lim = RateLimiter(qps=0, burst=1, sleep=lambda s: (_ for _ in ()).throw(AssertionError("slept")))
+    assert all(lim.wait() == 0.0 for _ in range(100))
