@@ -63,6 +63,7 @@ from mesoskube.master import LABEL_FRAMEWORK
 UNTHROTTLED = 10000.0
 BORING = (" threading.py", " thread.py", " base_events.py", " runners.py")
 PODS = int(os.environ.get("BENCH_PODS", "2000"))
+BEFORE_CODE = os.environ.get("BENCH_BEFORE_CODE")  # an `operator/` tree of the code before the change
 
 
 def restart_scheduler(cluster: LocalCluster, qps: float) -> int:
@@ -276,7 +277,15 @@ def grow(kube: Kube, have: int, n: int) -> float:
     return time.monotonic() - t0
 
 
-def run_pair(cluster: LocalCluster, kube: Kube, qps: float, n: int, profile: Path | None, tag: str) -> dict:
+def run_pair(
+    cluster: LocalCluster,
+    kube: Kube,
+    qps: float,
+    n: int,
+    profile: Path | None,
+    tag: str,
+    before: bool = False,
+) -> dict:
     pid = restart_scheduler(cluster, qps)
     api_pid = cluster.state()["pids"]["kube-apiserver"]
     from bench.run import cpu_seconds
@@ -349,7 +358,7 @@ def main() -> int:
                     if n == steady_at and mode == "unthrottled"
                     else None
                 )
-                entry[mode] = run_pair(cluster, kube, qps, n, prof, f"-{mode}")
+                entry[mode] = run_pair(cluster, kube, qps, n, prof, f"-{mode}", before=n == steady_at)
                 save()
             if n == steady_at:
                 rate = entry["qps50"]["mesoskube"]["throughput_pods_per_s"] / 2

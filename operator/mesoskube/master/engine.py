@@ -72,6 +72,12 @@ class Engine:
             if self.workers
             else None
         )
+        # Task status patches, off the step (statuswrites.py): launches never wait behind them.
+        self.status_pool = (
+            ThreadPoolExecutor(max(1, self.workers // 2), thread_name_prefix="mesoskube-status")
+            if self.workers
+            else None
+        )
         self.events = EventRecorder(self.writer, self.pool if self.workers else None)
         self.agent_matches = parse_selector(self.settings.agentSelector)
         self.allocator_config = AllocatorConfig(
@@ -99,6 +105,7 @@ class Engine:
             self.process_queue,
             self.request_allocation,
             self.provenance,
+            status_pool=self.status_pool,
         )
         self.sync_tasks, self.sync_task, self.check_agents = (
             self.tasks.sync_tasks,
@@ -295,8 +302,9 @@ class Engine:
             except Exception:  # queue work never raises here; this guards the loop's own code
                 log.exception("engine step failed; retrying next step")
                 self.stopping.wait(0.2)
-        if self.offer_pool is not None:
-            self.offer_pool.shutdown(wait=True, cancel_futures=True)
+        for pool in (self.offer_pool, self.status_pool):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
         self.pool.shutdown(wait=True, cancel_futures=True)
 
     def next_wake_in(self) -> float:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from mesoskube import metrics
@@ -23,6 +24,7 @@ from mesoskube.master.contract import Provenance, ignore_foreign_task
 from mesoskube.master.events import EventRecorder
 from mesoskube.master.health import AgentHealth
 from mesoskube.master.objects import framework_key, is_terminal, ns_name, task_state
+from mesoskube.master.statuswrites import StatusWrites
 from mesoskube.master.taskstate import TaskUpdate, for_missing_pod, from_pod
 from mesoskube.master.workqueue import WorkQueue
 from mesoskube.master.writer import ApiError, Writer, delete_pod_quietly
@@ -45,8 +47,11 @@ class TaskSync:
     accepted_at: dict[str, float] = field(default_factory=dict)
     killing: set[str] = field(default_factory=set)
     launched: set[str] = field(default_factory=set)  # tasks whose pod was created, bound or seen
+    # Status patches run here, off the engine's step (statuswrites.py); None writes inline.
+    status_pool: Executor | None = None
 
     def __post_init__(self) -> None:
+        self.status_writes = StatusWrites(self.writer, self.cache, self.queue, self.status_pool)
         # Tasks adopting an existing pod: bound where others get a pod created (adoption.py).
         self.adoption = PodAdoption(self.writer, self.cache, self.settings, self.launched, self._set_state)
 
@@ -204,7 +209,9 @@ class TaskSync:
             return
         if status.get("state") is None and update.reason == "REASON_POD_PENDING":
             return  # a task without a state is TASK_STAGING already; saying so costs a write per task
-        ns, name = ns_name(key)
+        if self.status_writes.busy(key, update.state.value):
+            return  # its write is under way; the task is synced again when it ends (if this differs)
+        name = ns_name(key)[1]
         if key in self.launched and not status.get("podName"):
             extra = {"podName": name, "launchedAt": format_time(now), **(extra or {})}
         patch = {
@@ -222,10 +229,13 @@ class TaskSync:
             self.killing.discard(key)
             if update.state not in (TaskState.FINISHED, TaskState.KILLED):
                 self.events.warning(task, update.state.value, f"{update.reason}: {update.message}")
-        body = self.writer.patch_status("tasks", ns, name, {"status": patch})
-        self.cache.upsert("tasks", body)
-        if update.state in TERMINAL_TASK_STATES:
-            self.request_allocation([task["spec"]["agent"]])
+        agent, terminal = task["spec"]["agent"], update.state in TERMINAL_TASK_STATES
+
+        def after(_body: dict) -> None:
+            if terminal:
+                self.request_allocation([agent])
+
+        self.status_writes.write(key, update.state.value, patch, after)
 
     def kill(self, task: dict) -> None:
         ns, name = task["metadata"]["namespace"], task["metadata"]["name"]
