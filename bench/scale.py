@@ -299,13 +299,28 @@ def run_pair(
     mk["apiserver_cpu_s_incl_teardown_per_1000"] = (a2 - a1) / max(1, mk["placed"]) * 1000
     if profile is not None:
         mk["profile"] = profile_summary(profile)
-    return {
+    out = {
         "client_qps": qps,
         "kube_scheduler": ks,
         "mesoskube": mk,
         "ratio": mk["throughput_pods_per_s"] / ks["throughput_pods_per_s"],
         "load_avg": os.getloadavg(),
     }
+    if before and BEFORE_CODE:
+        # The same burst through an older master (its operator/ tree), right after on the same
+        # cluster against the same kube-scheduler run: a before/after pair under the same load.
+        old = bench_mesoskube(
+            kube,
+            str(cluster.kubeconfig),
+            qps,
+            PODS,
+            n,
+            tag=tag + "-before",
+            master_env={"PYTHONPATH": BEFORE_CODE},
+        )
+        out["mesoskube_before"] = old
+        out["ratio_before"] = old["throughput_pods_per_s"] / ks["throughput_pods_per_s"]
+    return out
 
 
 def main() -> int:

@@ -62,8 +62,47 @@ THROUGHPUT_HEAD = [
 ]
 
 
+def same_run_before_after(data: dict) -> list[str]:
+    """The pre-change master (BENCH_BEFORE_CODE) right after the new one, same cluster and load."""
+    rows = []
+    for e in data["sizes"]:
+        for mode in ("qps50", "unthrottled"):
+            r = e.get(mode) or {}
+            old, new = r.get("mesoskube_before"), r.get("mesoskube")
+            if not old or not new:
+                continue
+            lo, ln = _split(old["writes_by_kind_per_task"]), _split(new["writes_by_kind_per_task"])
+            rows.append(
+                f"| {e['nodes']} | {r['client_qps']:g} | {r['kube_scheduler']['throughput_pods_per_s']:.1f} "
+                f"| {old['throughput_pods_per_s']:.1f} | {new['throughput_pods_per_s']:.1f} "
+                f"| {r['ratio_before']:.2f} | **{r['ratio']:.2f}** "
+                f"| {lo[0] + lo[1]:.2f} | {ln[0]:.2f} + {ln[1]:.2f} "
+                f"| {old['master_cpu_s_per_1000']:.1f} | {new['master_cpu_s_per_1000']:.1f} "
+                f"| {old['throttle_wait_s']:.0f} | {new['throttle_wait_s']:.0f} "
+                f"| {old['latency_p50_s']:.1f} / {old['latency_p99_s']:.1f} "
+                f"| {new['latency_p50_s']:.1f} / {new['latency_p99_s']:.1f} |"
+            )
+    if not rows:
+        return []
+    return [
+        "",
+        "## Before / after the launch-path change, in this run",
+        "",
+        "Before: the master at commit 9d68e64 (one client for everything; the engine's step waiting for"
+        " Task status patches; pods answered as V1Pod models), run right after the new one against the"
+        " same kube-scheduler baseline.",
+        "",
+        "| nodes | client QPS | kube-scheduler pods/s | mk tasks/s before | after | ratio before | after "
+        "| master writes/task before (one client) | after (launch + status client) "
+        "| master CPU s/1,000 before | after | rate-limiter wait s before | after "
+        "| mk p50 / p99 s before | after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *rows,
+    ]
+
+
 def before_after(data: dict) -> list[str]:
-    lines = []
+    lines = same_run_before_after(data)
     report = _load("bench.json")  # what REPORT.md shows
     if report:
         old = {s["nodes"]: s for s in report["sizes"]}
@@ -182,6 +221,44 @@ def profile_lines(data: dict) -> list[str]:
     return []
 
 
+def limits(data: dict) -> list[str]:
+    """What bounds mesoskube in this run, from the run's own figures."""
+    out = ["", "## What limits mesoskube here (measured)", ""]
+    for e in data["sizes"] + data.get("larger", []):
+        for mode in ("qps50", "unthrottled"):
+            r = e.get(mode)
+            if not r:
+                continue
+            mk, ks = r["mesoskube"], r["kube_scheduler"]
+            launch, status, _ = _split(mk.get("writes_by_kind_per_task", {}))
+            q = r["client_qps"]
+            ceiling = f"{q / launch:.1f}" if q < 1000 and launch else "n/a (no client limit)"
+            busy = mk["throttle_wait_s"] / max(1e-9, mk["seconds"])
+            cpu_share = mk["master_cpu_s_per_1000"] * mk["placed"] / 1000 / max(1e-9, mk["seconds"])
+            out.append(
+                f"- {e['nodes']} nodes, QPS {q:g}: {launch:.2f} launch-client writes per task (ceiling at "
+                f"this QPS {ceiling} tasks/s; measured {mk['throughput_pods_per_s']:.1f}), {status:.2f} on "
+                f"the status client; requests waited {mk['throttle_wait_s']:.0f} s for the rate limiters in "
+                f"{mk['seconds']:.0f} s (on average {busy:.1f} threads waiting); the master used "
+                f"{mk['master_cpu_s_per_1000']:.1f} CPU s per 1,000 tasks ({cpu_share * 100:.0f} % of one "
+                f"core during the burst) against kube-scheduler's {ks['scheduler_cpu_s_per_1000']:.1f}."
+            )
+    for e in data["sizes"]:
+        prof = (e.get("unthrottled") or {}).get("mesoskube", {}).get("profile")
+        if prof and prof.get("samples"):
+            inc = dict(prof["inclusive"])
+            kopf = inc.get("Master._start_kopf.<locals>.<lambda> runner.py", 0)
+            writes = inc.get("_translate.<locals>.wrapped writer.py", 0)
+            launch = inc.get("AnswerHandling.launch answers.py", 0)
+            out.append(
+                f"- Profile ({e['nodes']} nodes, unthrottled): kopf's watch processing (the event loop "
+                f"feeding the cache) {kopf * 100:.0f} % of the master's busy samples, the writer's requests "
+                f"{writes * 100:.0f} % (mostly waiting in socket reads), the accept path "
+                f"{launch * 100:.0f} %."
+            )
+    return out
+
+
 def write_report(data: dict) -> str:
     c = data.get("cycle", {})
     lines = [
@@ -269,6 +346,7 @@ def write_report(data: dict) -> str:
                 lines.append(f"- {e['nodes']} nodes: stopped: {e['stopped']}")
             elif e.get("nodes_ready_s") is not None:
                 lines.append(f"- {e['nodes']} nodes Ready {e['nodes_ready_s']:.0f} s after being added.")
+    lines += limits(data)
     lines += writes_table(data)
     lines += profile_lines(data)
     lines += before_after(data)
