@@ -323,7 +323,25 @@ def run_pair(
     return out
 
 
+def before_after_only(name: str, n: int, qps: float) -> int:
+    """`python -m bench.scale --before-after N`: on the running cluster `name` (N nodes), the new
+    master's burst and then BENCH_BEFORE_CODE's, back to back; bench/results/scale-before-after.json."""
+    cluster = LocalCluster(name)
+    kube = Kube.connect(str(cluster.kubeconfig))
+    kc = str(cluster.kubeconfig)
+    load0 = os.getloadavg()
+    new = bench_mesoskube(kube, kc, qps, PODS, n, tag="-ba-new")
+    old = bench_mesoskube(kube, kc, qps, PODS, n, tag="-ba-old", master_env={"PYTHONPATH": BEFORE_CODE or ""})
+    out = {"nodes": n, "client_qps": qps, "after": new, "before": old, "load_avg": [load0, os.getloadavg()]}
+    (RESULTS / "scale-before-after.json").write_text(json.dumps(out, indent=2))
+    log(f"before {old['throughput_pods_per_s']:.1f} tasks/s, after {new['throughput_pods_per_s']:.1f}")
+    return 0
+
+
 def main() -> int:
+    if "--before-after" in sys.argv:
+        n = int(sys.argv[sys.argv.index("--before-after") + 1])
+        return before_after_only(os.environ.get("BENCH_CLUSTER", "bench-scale"), n, 50.0)
     sizes = [int(x) for x in os.environ.get("BENCH_SCALE_SIZES", "1000,5000").split(",") if x]
     bigger = [int(x) for x in os.environ.get("BENCH_SCALE_MAX", "10000").split(",") if x]
     name = os.environ.get("BENCH_CLUSTER", "bench-scale")

@@ -101,8 +101,39 @@ def same_run_before_after(data: dict) -> list[str]:
     ]
 
 
+def separate_before_after() -> list[str]:
+    ba = _load("scale-before-after.json")
+    if not ba:
+        return []
+    rows = []
+    for label, mk in (("before (commit 9d68e64)", ba["before"]), ("after", ba["after"])):
+        launch, status, _ = _split(mk["writes_by_kind_per_task"])
+        rows.append(
+            f"| {label} | {mk['throughput_pods_per_s']:.1f} "
+            f"| {mk['latency_p50_s']:.1f} / {mk['latency_p99_s']:.1f} "
+            f"| {launch:.2f} / {status:.2f} | {mk['master_cpu_s_per_1000']:.1f} "
+            f"| {mk['throttle_wait_s']:.0f} | {mk['master_rss_mb']:.0f} |"
+        )
+    return [
+        "",
+        f"## Before / after the launch-path change, back to back ({ba['nodes']} nodes, "
+        f"QPS {ba['client_qps']:g})",
+        "",
+        "`python -m bench.scale --before-after N` on the cluster this run left: the new master's 2,000-task"
+        " burst, then the master of commit 9d68e64 (one client for everything, status patches in the"
+        " engine's step, pods answered as V1Pod models), same framework, same nodes. Load average "
+        f"{' '.join(f'{x:.1f}' for x in ba['load_avg'][0])} at the start, "
+        f"{' '.join(f'{x:.1f}' for x in ba['load_avg'][1])} at the end.",
+        "",
+        "| master | tasks/s | accept -> Running p50 / p99 s | writes/task: launch / status "
+        "(before: all on one client) | CPU s per 1,000 | rate-limiter wait s | RSS MB |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+    ]
+
+
 def before_after(data: dict) -> list[str]:
-    lines = same_run_before_after(data)
+    lines = separate_before_after() + same_run_before_after(data)
     report = _load("bench.json")  # what REPORT.md shows
     if report:
         old = {s["nodes"]: s for s in report["sizes"]}
