@@ -327,13 +327,21 @@ def before_after_only(name: str, n: int, qps: float) -> int:
     """`python -m bench.scale --before-after N`: on the running cluster `name` (N nodes), the new
     master's burst and then BENCH_BEFORE_CODE's, back to back; bench/results/scale-before-after.json."""
     cluster = LocalCluster(name)
+    started = not cluster.is_running()
+    if started:  # a cluster of its own, N nodes, removed at the end
+        cluster.up(with_scheduler=False)
     kube = Kube.connect(str(cluster.kubeconfig))
     kc = str(cluster.kubeconfig)
+    if started:
+        install_crds(kube)
+        grow(kube, 0, n)
     load0 = os.getloadavg()
     new = bench_mesoskube(kube, kc, qps, PODS, n, tag="-ba-new")
     old = bench_mesoskube(kube, kc, qps, PODS, n, tag="-ba-old", master_env={"PYTHONPATH": BEFORE_CODE or ""})
     out = {"nodes": n, "client_qps": qps, "after": new, "before": old, "load_avg": [load0, os.getloadavg()]}
     (RESULTS / "scale-before-after.json").write_text(json.dumps(out, indent=2))
+    if started and not os.environ.get("BENCH_KEEP_CLUSTER"):
+        cluster.down()
     log(f"before {old['throughput_pods_per_s']:.1f} tasks/s, after {new['throughput_pods_per_s']:.1f}")
     return 0
 
@@ -382,7 +390,13 @@ def main() -> int:
     steady_at = 1000 if 1000 in sizes else sizes[0]
     try:
         for n in sizes:
-            entry: dict = {"nodes": n, "nodes_ready_s": grow(kube, have, n)}
+            try:
+                ready_s = grow(kube, have, n)
+            except TimeoutError as e:
+                data["larger"].append({"nodes": n, "stopped": str(e)})
+                log(f"stopped at {n}: {e}")
+                break
+            entry: dict = {"nodes": n, "nodes_ready_s": ready_s}
             have = n
             data["sizes"].append(entry)
             for mode, qps in (("qps50", 50.0), ("unthrottled", UNTHROTTLED)):
@@ -397,7 +411,7 @@ def main() -> int:
                 rate = entry["qps50"]["mesoskube"]["throughput_pods_per_s"] / 2
                 entry["steady"] = steady_load(str(cluster.kubeconfig), kube, 50.0, n, rate, 60.0)
                 save()
-        for n in bigger:
+        for n in bigger if not data["larger"] else []:
             entry = {"nodes": n}
             data["larger"].append(entry)
             try:

@@ -119,9 +119,10 @@ def separate_before_after() -> list[str]:
         f"## Before / after the launch-path change, back to back ({ba['nodes']} nodes, "
         f"QPS {ba['client_qps']:g})",
         "",
-        "`python -m bench.scale --before-after N` on the cluster this run left: the new master's 2,000-task"
-        " burst, then the master of commit 9d68e64 (one client for everything, status patches in the"
-        " engine's step, pods answered as V1Pod models), same framework, same nodes. Load average "
+        "`python -m bench.scale --before-after N` on a cluster of its own: the changed master's 2,000-task"
+        " burst (status client, plain-JSON pod creates, status patches off the step, which is now off by"
+        " default), then the master of commit 9d68e64 (one client for everything, status patches in the"
+        " engine's step, pods read back as V1Pod models), same framework, same nodes. Load average "
         f"{' '.join(f'{x:.1f}' for x in ba['load_avg'][0])} at the start, "
         f"{' '.join(f'{x:.1f}' for x in ba['load_avg'][1])} at the end.",
         "",
@@ -263,12 +264,12 @@ def limits(data: dict) -> list[str]:
             mk, ks = r["mesoskube"], r["kube_scheduler"]
             launch, status, _ = _split(mk.get("writes_by_kind_per_task", {}))
             q = r["client_qps"]
-            ceiling = f"{q / launch:.1f}" if q < 1000 and launch else "n/a (no client limit)"
+            ceiling = f"{q / launch:.1f} tasks/s" if q < 1000 and launch else "none: no client limit"
             busy = mk["throttle_wait_s"] / max(1e-9, mk["seconds"])
             cpu_share = mk["master_cpu_s_per_1000"] * mk["placed"] / 1000 / max(1e-9, mk["seconds"])
             out.append(
                 f"- {e['nodes']} nodes, QPS {q:g}: {launch:.2f} launch-client writes per task (ceiling at "
-                f"this QPS {ceiling} tasks/s; measured {mk['throughput_pods_per_s']:.1f}), {status:.2f} on "
+                f"this QPS {ceiling}; measured {mk['throughput_pods_per_s']:.1f}), {status:.2f} on "
                 f"the status client; requests waited {mk['throttle_wait_s']:.0f} s for the rate limiters in "
                 f"{mk['seconds']:.0f} s (on average {busy:.1f} threads waiting); the master used "
                 f"{mk['master_cpu_s_per_1000']:.1f} CPU s per 1,000 tasks ({cpu_share * 100:.0f} % of one "
@@ -280,12 +281,10 @@ def limits(data: dict) -> list[str]:
             inc = dict(prof["inclusive"])
             kopf = inc.get("Master._start_kopf.<locals>.<lambda> runner.py", 0)
             writes = inc.get("_translate.<locals>.wrapped writer.py", 0)
-            launch = inc.get("AnswerHandling.launch answers.py", 0)
             out.append(
                 f"- Profile ({e['nodes']} nodes, unthrottled): kopf's watch processing (the event loop "
                 f"feeding the cache) {kopf * 100:.0f} % of the master's busy samples, the writer's requests "
-                f"{writes * 100:.0f} % (mostly waiting in socket reads), the accept path "
-                f"{launch * 100:.0f} %."
+                f"{writes * 100:.0f} % (mostly waiting in socket reads: the API server on the shared cores)."
             )
     return out
 

@@ -53,6 +53,11 @@ class Engine:
     monotonic: Callable[[], float] = time.monotonic  # durations (framework liveness), never timestamps
     # 0 runs every write inline on the engine's thread (unit tests: deterministic order).
     workers: int = 16
+    # Task status patches on their own pool, off the step (statuswrites.py). Off by default: on the
+    # loaded 2-core machine a back-to-back pair measured it slower (7.9 vs 11.6 tasks/s at 1,000
+    # nodes, bench/results/scale-before-after.json), the status writes then competing with pod
+    # creates for the API server's CPU instead of waiting behind them.
+    status_off_step: bool = False
 
     wake: threading.Event = field(default_factory=threading.Event)
     stopping: threading.Event = field(default_factory=threading.Event)
@@ -75,7 +80,7 @@ class Engine:
         # Task status patches, off the step (statuswrites.py): launches never wait behind them.
         self.status_pool = (
             ThreadPoolExecutor(max(1, self.workers // 2), thread_name_prefix="mesoskube-status")
-            if self.workers
+            if self.workers and self.status_off_step
             else None
         )
         self.events = EventRecorder(self.writer, self.pool if self.workers else None)

@@ -119,9 +119,15 @@ class Master:
     exit_on_lost: bool = False
     # Status patches and Events on their own client and rate limiter (writer.py); None: `kube`.
     status_kube: Kube | None = None
+    status_off_step: bool = False  # Task status patches on their own pool (engine.py says why off)
 
     def __post_init__(self) -> None:
-        self.engine = Engine(KubeWriter(self.kube, self.status_kube), self.settings, self.cache)
+        self.engine = Engine(
+            KubeWriter(self.kube, self.status_kube),
+            self.settings,
+            self.cache,
+            status_off_step=self.status_off_step,
+        )
         self.registry = kopf.OperatorRegistry()
         register(self.registry, self.cache, self.engine, lambda: connection_info(self.kube))
         self._stop_flag: threading.Event = threading.Event()
