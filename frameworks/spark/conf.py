@@ -201,6 +201,13 @@ KEYS: dict[str, ConfKey] = {
             _constraints,
             "attr:v1,v2;attr2 -- offers whose agent attributes do not match are declined",
         ),
+        ConfKey(
+            "spark.mesos.driver.constraints",
+            "driver_constraints",
+            "",
+            _constraints,
+            "cluster deploy mode: spark.mesos.constraints for the driver (real Spark only)",
+        ),
         ConfKey("spark.mesos.role", "role", None, _role, "framework role (unset = '*')"),
         ConfKey(
             "spark.mesos.rejectOfferDuration",
@@ -247,6 +254,7 @@ class SparkConf:
     mesos_executor_cores: float
     task_cpus: int
     constraints: Constraints
+    driver_constraints: Constraints
     role: str | None
     reject_offer_duration_s: float
     reject_unmet_constraints_s: float | None

@@ -1,5 +1,7 @@
 """`mesoskube spark submit APP`: an unmodified Spark 4 (pyspark from PyPI, `pip install -e
-'.[spark]'`) in client mode against the cluster, its executor pods placed through offers."""
+'.[spark]'`) against the cluster, its executor pods (and in cluster mode its driver pod) placed
+through offers. Client mode waits for the application; cluster mode returns once the driver pod
+exists and prints its submission id for `spark status|kill`."""
 
 from __future__ import annotations
 
@@ -68,15 +70,28 @@ def run(
     with tempfile.TemporaryDirectory(prefix="mesoskube-spark-") as tmp:
         template = Path(tmp) / "executor-pod-template.yaml"
         template.write_text(yaml.safe_dump(submission.executor_template, sort_keys=False))
+        driver_template = None
+        if submission.driver_template is not None:
+            driver_template = Path(tmp) / "driver-pod-template.yaml"
+            driver_template.write_text(yaml.safe_dump(submission.driver_template, sort_keys=False))
         master = master_url(kubeconfig)
         if master is None and not dry_run:
             print("error: no kubeconfig: pass --kubeconfig or set KUBECONFIG", file=sys.stderr)
             return 2
         master = master or "k8s://https://API-SERVER"
-        argv = submission.argv(launcher or "spark-submit", master, app, app_args, str(template))
+        argv = submission.argv(
+            launcher or "spark-submit",
+            master,
+            app,
+            app_args,
+            str(template),
+            str(driver_template) if driver_template else None,
+        )
         if dry_run:
             print(shell_lines(argv))
             print("\n# executor pod template\n" + template.read_text())
+            if driver_template is not None:
+                print("# driver pod template\n" + driver_template.read_text())
             return 0
         if launcher is None:
             print(
@@ -88,4 +103,10 @@ def run(
         env = dict(os.environ)
         if kubeconfig:
             env["KUBECONFIG"] = kubeconfig  # Spark's Kubernetes client reads it
-        return subprocess.call(argv, env=env)
+        code = subprocess.call(argv, env=env)
+        sid = submission.submission_id
+        if code == 0 and sid is not None:
+            # The templates may go now: Spark has put them into the driver pod's ConfigMap.
+            print(f"submitted {sid}")
+            print(f"follow it: mesoskube spark status {sid}    stop it: mesoskube spark kill {sid}")
+        return code
