@@ -109,8 +109,14 @@ demo-down: venv
 bench: venv binaries
 	$(PY) -m bench.run
 
+# The EMULATED workload on kwok nodes (coarse vs fine), then real Spark 4 on 2 real nodes (coarse vs
+# the fine-grained equivalent; COMPARE_REAL=0 skips it, COMPARE_REAL_ARGS="--cluster NAME" picks the
+# cluster). Results in bench/results/compare-modes{,-real}.{json,png}.
+COMPARE_REAL ?= 1
+COMPARE_REAL_ARGS ?=
 compare-modes: venv binaries
 	$(PY) -m bench.compare_modes
+	if [ "$(COMPARE_REAL)" = 1 ]; then $(PY) -m bench.compare_modes_real $(COMPARE_REAL_ARGS); fi
 
 bench-mesos-http: venv binaries
 	$(PY) -m bench.mesos_http
