@@ -294,5 +294,28 @@ def pod_template(constraints: Constraints) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {}, "spec": spec}
 
 
+def merge_template(user: Mapping[str, Any] | None, ours: Mapping[str, Any]) -> dict[str, Any]:
+    """The user's own pod template (spark.kubernetes.*.podTemplateFile) with our required node
+    affinity added: ANDed into each of their node selector terms, or as the only term."""
+    import copy
+
+    out = copy.deepcopy(dict(user)) if user else copy.deepcopy(dict(ours))
+    if not user:
+        return out
+    term = "requiredDuringSchedulingIgnoredDuringExecution"
+    ours_req = ((ours.get("spec") or {}).get("affinity") or {}).get("nodeAffinity", {}).get(term)
+    if not ours_req:
+        return out
+    exprs = ours_req["nodeSelectorTerms"][0]["matchExpressions"]
+    node = out.setdefault("spec", {}).setdefault("affinity", {}).setdefault("nodeAffinity", {})
+    terms = node.setdefault(term, {}).setdefault("nodeSelectorTerms", [])
+    if not terms:
+        terms.append({"matchExpressions": list(exprs)})
+        return out
+    for t in terms:
+        t["matchExpressions"] = [*(t.get("matchExpressions") or []), *exprs]
+    return out
+
+
 def _seconds(value: float) -> str:
     return f"{value:g}"

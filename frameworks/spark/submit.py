@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from mesoskube.frameworks.spark.k8s import Submission
+from mesoskube.frameworks.spark.k8s import Submission, merge_template
 
 
 def find_spark_submit() -> str | None:
@@ -44,6 +44,19 @@ def shell_lines(argv: list[str]) -> str:
     return " \\\n  ".join(lines)
 
 
+def write_template(path: Path, submission: Submission, pod: str, ours: dict) -> None:
+    """Ours, or the user's own template file (spark.kubernetes.<pod>.podTemplateFile) with our node
+    affinity merged in: the file spark-submit gets is always the one written here."""
+    user_path = submission.conf.get(f"spark.kubernetes.{pod}.podTemplateFile")
+    user = None
+    if user_path:
+        try:
+            user = yaml.safe_load(Path(user_path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise OSError(f"spark.kubernetes.{pod}.podTemplateFile={user_path}: {e}") from None
+    path.write_text(yaml.safe_dump(merge_template(user, ours), sort_keys=False))
+
+
 def master_url(kubeconfig: str | None) -> str | None:
     """k8s://<the kubeconfig's API server>, or None when there is no usable kubeconfig."""
     from kubernetes.config.config_exception import ConfigException
@@ -68,12 +81,16 @@ def run(
         print(f"warning: {w}", file=sys.stderr)
     launcher = spark_submit or find_spark_submit()
     with tempfile.TemporaryDirectory(prefix="mesoskube-spark-") as tmp:
-        template = Path(tmp) / "executor-pod-template.yaml"
-        template.write_text(yaml.safe_dump(submission.executor_template, sort_keys=False))
-        driver_template = None
-        if submission.driver_template is not None:
-            driver_template = Path(tmp) / "driver-pod-template.yaml"
-            driver_template.write_text(yaml.safe_dump(submission.driver_template, sort_keys=False))
+        try:
+            template = Path(tmp) / "executor-pod-template.yaml"
+            write_template(template, submission, "executor", submission.executor_template)
+            driver_template = None
+            if submission.driver_template is not None:
+                driver_template = Path(tmp) / "driver-pod-template.yaml"
+                write_template(driver_template, submission, "driver", submission.driver_template)
+        except (OSError, yaml.YAMLError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         master = master_url(kubeconfig)
         if master is None and not dry_run:
             print("error: no kubeconfig: pass --kubeconfig or set KUBECONFIG", file=sys.stderr)

@@ -325,3 +325,43 @@ def test_coarse_false_points_at_the_fine_equivalent_and_coarse_true_contradicts_
         translate({**IMAGE, "spark.mesos.coarse": "false"}, "ns")
     with pytest.raises(SparkConfError, match="contradicts --fine-equivalent"):
         translate({**IMAGE, "spark.mesos.coarse": "true"}, "ns", fine_equivalent=True)
+
+
+def test_a_users_pod_template_keeps_its_fields_and_gets_the_constraints_anded_in():
+    from mesoskube.frameworks.spark.k8s import merge_template, pod_template
+
+    ours = pod_template(parse_constraints("zone:a"))
+    user = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "spec": {
+            "tolerations": [{"key": "dedicated", "operator": "Exists"}],
+            "affinity": {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [{"matchExpressions": [{"key": "ssd", "operator": "Exists"}]}]
+                    }
+                }
+            },
+        },
+    }
+    merged = merge_template(user, ours)
+    assert merged["spec"]["tolerations"] == [{"key": "dedicated", "operator": "Exists"}]
+    terms = merged["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert terms["nodeSelectorTerms"] == [
+        {
+            "matchExpressions": [
+                {"key": "ssd", "operator": "Exists"},
+                {"key": "zone", "operator": "In", "values": ["a"]},
+            ]
+        }
+    ]
+    assert "affinity" not in user["spec"]["tolerations"][0]  # the user's dict is not changed
+    assert user["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ][0]["matchExpressions"] == [{"key": "ssd", "operator": "Exists"}]
+    plain = merge_template({"spec": {"tolerations": []}}, ours)
+    assert plain["spec"]["affinity"] == ours["spec"]["affinity"]
+    assert merge_template(None, ours) == ours and merge_template(
+        {"spec": {}}, pod_template(parse_constraints(""))
+    ) == {"spec": {}}
