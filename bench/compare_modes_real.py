@@ -146,17 +146,23 @@ def run_mode(
         raise RuntimeError(f"{mode}: submit exited {code}:\n{tail}")
     app = json.loads(result.read_text())
     executor_cores = int(conf.get("spark.executor.cores", "1"))
-    return measure(mode, app, poller, executor_cores, submitted)
+    return measure(mode, app, poller.samples, poller.pods, executor_cores, submitted)
 
 
 def measure(
-    mode: str, app: dict[str, Any], poller: Poller, executor_cores: int, submitted: float
+    mode: str,
+    app: dict[str, Any],
+    samples: list[tuple[float, int, float]],
+    pods: dict[str, dict[str, Any]],
+    executor_cores: int,
+    submitted: float,
 ) -> dict[str, Any]:
+    """Pure: the app's task intervals and the polled executor Tasks and pods -> the figures."""
     intervals = [(iv[1], iv[2], iv[3]) for job in app["jobs"] for iv in job["intervals"]]
     end = max(e for _, _, e in intervals)
     # Busy: +1 core at each task start, -1 at its end; held: the polled executor Tasks.
     held = CoreTimeline()
-    for t, n, _ in poller.samples:
+    for t, n, _ in samples:
         held.record(t, n * executor_cores, 0)
     events = sorted([(s, 1) for _, s, _ in intervals] + [(e, -1) for _, _, e in intervals])
     busy = CoreTimeline()
@@ -174,7 +180,7 @@ def measure(
     for pod, start, _ in intervals:
         first_task[pod] = min(start, first_task.get(pod, start))
     lat: dict[str, list[float]] = {"bound": [], "running": [], "first_task": []}
-    for name, seen in poller.pods.items():
+    for name, seen in pods.items():
         for key in ("bound", "running"):
             if key in seen:
                 lat[key].append(max(0.0, seen[key] - seen["created"]))
@@ -197,7 +203,7 @@ def measure(
         "makespan_s": round(span, 2),
         "driver_start_s": round(app["context"] - submitted, 2),
         "tasks": len(intervals),
-        "executors_launched": len(poller.pods),
+        "executors_launched": len(pods),
         "executor_start_latency_s": {k: stats(v) for k, v in lat.items()},
         "mean_cores_held": round(held_s / span, 3),
         "peak_cores_held": held.peak_held(),
@@ -206,8 +212,8 @@ def measure(
         "utilisation": round(busy_s / held_s, 4) if held_s else None,
         "cores_held_between_jobs_mean": round(gap_held / gap_len, 3) if gap_len else None,
         "between_jobs_s": round(gap_len, 2),
-        "peak_cpus_requested": max((c for _, _, c in poller.samples), default=0.0),
-        "executor_pods": poller.pods,
+        "peak_cpus_requested": max((c for _, _, c in samples), default=0.0),
+        "executor_pods": pods,
         "timeline": timeline,
     }
 
