@@ -462,7 +462,8 @@ def test_mesoskube_submit_cluster_mode_returns_and_status_and_kill_follow_the_dr
     """`mesoskube spark submit --deploy-mode cluster` returns while the driver pod (placed through an
     offer, a Task of the application's Framework) runs and prints its submission id;
     `spark status ID` names the driver's Mesos state, agent and executors; `spark kill ID` deletes
-    the driver pod and its executors go with it."""
+    the running driver's pod and its executors go with it. (The driver's answer in cluster mode is
+    checked by the plain spark-submit test above.)"""
     import shutil
     import tempfile
 
@@ -533,15 +534,12 @@ def test_mesoskube_submit_cluster_mode_returns_and_status_and_kill_follow_the_dr
             shown.stdout
         )
         assert "executors   1 TASK_RUNNING on real-" in shown.stdout, shown.stdout
-        eventually((shared / "result.json").exists, timeout=120, interval=0.5, what="the driver's result")
-        out = json.loads((shared / "result.json").read_text())
-        assert out["counts"] == {"p": 3, "q": 1} and abs(out["pi"] - 3.14159) < 0.02
         # Spark's glob form finds the same driver.
         assert [r["pod"] for r in status(f"{namespace}:wc-cluster-*")] == [driver_pod]
 
         killed = spark_cli(kubeconfig, "kill", sid, "--grace-period", "0")
         assert killed.returncode == 0 and f"deleted driver pod {sid}" in killed.stdout, killed.stderr
-        selector = f"spark-app-selector={out['app_id']}"
+        selector = f"spark-app-selector={running['app_id']}"
         eventually(
             lambda: not kube.core.list_namespaced_pod(namespace, label_selector=selector).items,
             timeout=90,
