@@ -63,11 +63,11 @@ install: venv binaries images
 	$(VENV)/bin/mesoskube cluster --name $(CLUSTER) install-master
 
 crds: venv
-	$(PY) -m mesoskube.api.crdgen --out crds
+	$(PY) -m mesoskube.api.crdgen --out crds --policy charts/mesoskube/templates/unknown-fields.yaml
 	mkdir -p charts/mesoskube/crds && cp crds/*.yaml charts/mesoskube/crds/
 
 check-crds: venv
-	$(PY) -m mesoskube.api.crdgen --check crds charts/mesoskube/crds
+	$(PY) -m mesoskube.api.crdgen --check crds charts/mesoskube/crds --policy charts/mesoskube/templates/unknown-fields.yaml
 
 test: venv binaries images
 	$(PY) -m pytest tests $(PYTEST_ARGS)

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from mesoskube.api.models import DNS_LABEL, ROLE_NAME, Capability
+from mesoskube.master import LABEL_TASK_ID
 from mesoskube.resources import Resources
 
 APPLICATION_JSON = "application/json"
 APPLICATION_PROTOBUF = "application/x-protobuf"
 HEARTBEAT_INTERVAL_SECONDS = 15.0
 MESOS_VERSION = "1.11.0"  # dotted integers: a CLI parses it as such
-LABEL_MESOS_TASK_ID = "mesoskube.io/mesos-task-id"
+LABEL_MESOS_TASK_ID = LABEL_TASK_ID
 # Emulation only: a Mesos task label giving the seconds a pod on a kwok fake node "runs".
 LABEL_RUN_DURATION = "mesoskube.io/run-duration"
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
