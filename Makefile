@@ -83,10 +83,11 @@ test-existing-cluster: venv binaries
 	$(PY) -m pytest tests --existing-cluster $(PYTEST_ARGS)
 
 # The contract fuzzer, long: FUZZ_EXAMPLES cases per kind (Frameworks, answers, forged Tasks,
-# MesosRoles) with a random seed, against a real API server and master; prints the tally per kind.
+# MesosRoles) with a random seed, against a real API server and master; writes the tally per kind
+# to bench/results/fuzz.json and fuzz.md.
 FUZZ_EXAMPLES ?= 400
 fuzz: venv binaries
-	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_SEED=$${FUZZ_SEED:-random} $(PY) -m pytest tests/cluster/test_fuzz.py -s -q -p no:cacheprovider --timeout=0 $(PYTEST_ARGS)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_SEED=$${FUZZ_SEED:-random} FUZZ_OUT=$${FUZZ_OUT:-bench/results/fuzz.json} $(PY) -m pytest tests/cluster/test_fuzz.py -s -q -p no:cacheprovider --timeout=0 $(PYTEST_ARGS)
 
 # The master's cluster tests against the master installed by the Helm chart as a pod on a real node
 # of the local cluster (no in-process master); with KUBECONFIG=... --existing-cluster, any cluster.

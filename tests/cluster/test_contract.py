@@ -651,3 +651,53 @@ def test_a_forged_terminal_task_status_is_corrected_from_the_pod(kube, namespace
         timeout=15,
         what="2 cpus allocated to fw",
     )
+
+
+# ------------------------------------------------------------------ the issue's smaller cases
+
+
+def test_a_role_at_its_cpu_quota_holds_no_zero_cpu_offers_of_the_memory(kube, namespace, fake_nodes, master):
+    """At its quota a role still held 0-cpu offers for all the memory of every agent."""
+    fake_nodes(2, "cpu=2,memory=4Gi")
+    capped = f"{namespace}-capped"
+    kube.custom.create_cluster_custom_object(
+        "mesoskube.io",
+        "v1alpha1",
+        "mesosroles",
+        {"apiVersion": "mesoskube.io/v1alpha1", "kind": "MesosRole", "metadata": {"name": capped},
+         "spec": {"quota": {"cpus": 2}}},
+    )  # fmt: skip
+    try:
+        master()
+        fw = RawFramework.subscribe(kube, namespace, "capped", roles=(capped,))
+        (offer,) = fw.wait_offers(1)  # the quota's 2 cpus, on one agent
+        # No filter: the agent's leftover (0 cpus, 3.5 GiB) may be offered again at once.
+        fw.accept(offer, [task("t1", 2, 512, run_seconds=60)], refuse_seconds=0)
+        fw.wait_task_state("t1", "TASK_RUNNING")
+        # The open framework is offered the other agent (the allocation ran after the accept)...
+        other = RawFramework.subscribe(kube, namespace, "open")
+        free = other.wait_offers(1)[0]["spec"]["agent"]
+        assert free != offer["spec"]["agent"] or len(other.wait_offers(2)) == 2
+        # ...and the capped role holds nothing: no 0-cpu offer of either agent's memory.
+        assert fw.offers() == []
+    finally:
+        kube.custom.delete_cluster_custom_object("mesoskube.io", "v1alpha1", "mesosroles", capped)
+
+
+def test_an_offer_closed_by_hand_is_cleaned_up_after_the_retention(kube, namespace, fake_nodes, master):
+    """A status written by hand (no closedAt of the master's) left the Offer behind forever."""
+    fake_nodes(1, "cpu=2,memory=4Gi")
+    master(offerRetention=1)
+    fw = RawFramework.subscribe(kube, namespace, "fw")
+    (offer,) = fw.wait_offers(1)
+    name = offer["metadata"]["name"]
+    kube.patch_status("offers", namespace, name, {"status": {"phase": "Rescinded", "reason": "by hand"}})
+
+    def gone() -> bool:
+        try:
+            kube.get("offers", namespace, name)
+        except ApiException as e:
+            return e.status == 404
+        return False
+
+    eventually(gone, timeout=20, what="the hand-closed offer deleted")
