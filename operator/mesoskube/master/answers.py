@@ -387,7 +387,11 @@ class AnswerHandling:
         except ApiError as e:
             if e.status != 409:
                 raise
-            return
+            with self.cache.lock:
+                held = self.cache.tasks.get(f"{ns}/{manifest['metadata']['name']}") or {}
+            # Ours from an earlier try whose status write failed: write it now; else not ours.
+            if LABEL_REFUSED not in (held.get("metadata", {}).get("labels") or {}) or task_state(held):
+                return
         body = self.writer.patch_status(
             "tasks",
             ns,
