@@ -71,7 +71,7 @@ def _http_master(own_master) -> str:
     return f"127.0.0.1:{port}"
 
 
-def _check_run(kube, namespace, nodes, sched: Scheduler, n: int, image: str) -> None:
+def check_run(kube, namespace, nodes, sched: Scheduler, n: int, image: str) -> None:
     # While they run, every task is a pod bound to one of the offered Kubernetes nodes.
     pods = eventually(
         lambda: (p := kube.core.list_namespaced_pod(namespace).items) and len(p) == n and p,
@@ -106,7 +106,7 @@ def test_pymesos_example_scheduler_runs_tasks_as_pods(kube, namespace, fake_node
     master = _http_master(own_master)
     sched = Scheduler("pymesos", "pymesos_scheduler.py", master, 6, 3.0)
     try:
-        _check_run(kube, namespace, nodes, sched, 6, "busybox:1.36")
+        check_run(kube, namespace, nodes, sched, 6, "busybox:1.36")
     finally:
         sched.kill()
 
@@ -117,7 +117,7 @@ def test_mesoshttp_example_scheduler_runs_tasks_as_pods(kube, namespace, fake_no
     master = _http_master(own_master)
     sched = Scheduler("mesoshttp", "mesoshttp_scheduler.py", f"http://{master}", 4, 3.0)
     try:
-        _check_run(kube, namespace, nodes, sched, 4, "busybox:1.36")
+        check_run(kube, namespace, nodes, sched, 4, "busybox:1.36")
     finally:
         sched.kill()
 
@@ -184,7 +184,7 @@ def test_pymesos_pointed_at_a_standby_follows_its_307_to_the_leader(kube, namesp
     # The client knows only the standby's address (as behind a Service that picked it).
     sched = Scheduler("pymesos", "pymesos_scheduler.py", f"127.0.0.1:{ports['b']}", 4, 3.0)
     try:
-        _check_run(kube, namespace, nodes, sched, 4, "busybox:1.36")
+        check_run(kube, namespace, nodes, sched, 4, "busybox:1.36")
         assert f"Try to redirect to new master: 127.0.0.1:{ports['a']}" in "".join(sched.stderr)
     finally:
         sched.kill()
@@ -217,7 +217,7 @@ def test_mesoshttp_and_the_mesos_cli_over_tls_verifying_the_cluster_ca(
         "mesoshttp", "mesoshttp_scheduler.py", master, 2, 3.0, env={"REQUESTS_CA_BUNDLE": str(ca)}
     )
     try:
-        _check_run(kube, namespace, nodes, sched, 2, "busybox:1.36")
+        check_run(kube, namespace, nodes, sched, 2, "busybox:1.36")
     finally:
         sched.kill()
 
