@@ -305,6 +305,31 @@ def test_standby_redirects_to_the_leader(kube, namespace) -> None:
         server.stop()
 
 
+def test_a_standby_authenticates_before_it_redirects(kube, namespace) -> None:
+    from mesoskube.mesosapi.server import MesosApiServer
+
+    kube.core.create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="fw"))
+    )
+    port = free_port()
+    settings = Settings(
+        httpPort=port, httpHost="127.0.0.1", httpLeader="leader.example:5050", namespace=namespace
+    )
+    server = MesosApiServer(kube, settings).start_in_thread()
+    api = Api(port)
+    try:
+        s, _, headers = api.request("GET", "/state", headers={})
+        assert s == 401 and headers["WWW-Authenticate"].startswith("Bearer")
+        bearer = {"Authorization": f"Bearer {_token(kube, namespace, 'fw')}"}
+        s, _, headers = api.request("GET", "/state", headers=bearer)
+        assert s == 307 and headers["Location"] == "//leader.example:5050/state"
+        # /redirect and /health need no token (Mesos routes them without an authentication realm).
+        assert api.request("GET", "/redirect", headers={})[0] == 307
+        assert api.request("GET", "/health", headers={})[0] == 200
+    finally:
+        server.stop()
+
+
 def test_a_standby_answers_307_naming_the_lease_holder_and_a_client_following_it_subscribes(
     own_master, kube, namespace, fake_nodes
 ) -> None:

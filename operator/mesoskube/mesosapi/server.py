@@ -8,7 +8,8 @@ non-leading Mesos master (src/master/http.cpp, `Master::Http::redirect`): 307 wi
 `Location: //<leader>/<path?query>`, the leader being the address the election Lease's holder
 advertises (`leader.py`); 503 "No leader elected" when none is known. /health, /version and
 /metrics/snapshot are served by any master; /redirect sends to the leader's base URL (the leader's
-too), and a path below /redirect/ is 404 (no redirect loops).
+too), and a path below /redirect/ is 404 (no redirect loops). Authentication (not authorisation)
+comes before a standby's redirect, as libprocess authenticates a route before its handler runs.
 """
 
 from __future__ import annotations
@@ -181,6 +182,12 @@ class MesosApiServer:
         if path == REDIRECT or path.startswith(REDIRECT + "/"):
             return await self.redirect(request, path)
         if not self.active:
+            if path != "/" and not path.startswith("/ui/"):
+                # As in Mesos, the endpoint's authentication comes before the redirect (the web UI's
+                # static files have none); who may do what is the leader's to decide.
+                denied = await self.authorize(request, None)
+                if denied:
+                    return denied
             if path == "/metrics/snapshot":  # libprocess serves metrics on every master
                 return web.json_response(
                     {"master/elected": 0.0, "master/uptime_secs": round(time.time() - self.started, 3)}
