@@ -26,7 +26,10 @@ def advertised_address(settings: Settings, port: int) -> str:
         return settings.httpAdvertiseAddress
     host = os.environ.get("POD_IP") or settings.httpHost
     if host in ("", "0.0.0.0", "::"):
-        host = socket.gethostbyname(socket.gethostname())
+        try:
+            host = socket.gethostbyname(socket.gethostname())
+        except OSError:  # a host name that does not resolve: name it as it is (Mesos uses its hostname)
+            host = socket.gethostname()
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
