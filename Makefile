@@ -107,8 +107,11 @@ demo: venv binaries images
 demo-down: venv
 	$(VENV)/bin/mesoskube cluster --name demo down
 
+# mesoskube vs kube-scheduler, then the same framework workload through the CR path and through
+# the Mesos HTTP API (bench-mesos-http) at 1,000 kwok nodes.
 bench: venv binaries
 	$(PY) -m bench.run
+	$(PY) -m bench.mesos_http
 
 compare-modes: venv binaries
 	$(PY) -m bench.compare_modes

@@ -94,9 +94,14 @@ def apply_identity(
             if any(getattr(x, "status", None) != 409 for x in e.api_exceptions):
                 raise
     sa = next(o for o in objects if o["kind"] == "ServiceAccount")["metadata"]["name"]
+    return token_kubeconfig(kube, kubeconfig, directory, sa, RELEASE_NS), objects
+
+
+def token_kubeconfig(kube: Kube, kubeconfig: str, directory: Path, sa: str, namespace: str) -> str:
+    """A kubeconfig like `kubeconfig` whose user is a fresh token of ServiceAccount namespace/sa."""
     token = kube.core.create_namespaced_service_account_token(
         sa,
-        RELEASE_NS,
+        namespace,
         client.AuthenticationV1TokenRequest(
             spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
         ),
@@ -107,7 +112,7 @@ def apply_identity(
         ctx["context"]["user"] = "chart-sa"
     path = directory / "kubeconfig"
     path.write_text(yaml.safe_dump(base))
-    return str(path), objects
+    return str(path)
 
 
 def remove_identity(kube: Kube, objects: list[dict]) -> None:
@@ -127,8 +132,14 @@ def remove_identity(kube: Kube, objects: list[dict]) -> None:
 
 
 @pytest.fixture(scope="module")
-def chart_identity(kube: Kube, kubeconfig: str, crds, tmp_path_factory) -> Iterator[str]:
-    """A kubeconfig holding a token of the chart's ServiceAccount."""
+def chart_identity(request, kube: Kube, kubeconfig: str, crds, tmp_path_factory) -> Iterator[str]:
+    """A kubeconfig holding a token of the chart's ServiceAccount: the installed master's own when
+    there is one (its release's policies trust only it), else one this module applies."""
+    if request.config.getoption("--installed-master"):
+        from mesoskube.cluster.install import NAMESPACE, RELEASE
+
+        yield token_kubeconfig(kube, kubeconfig, tmp_path_factory.mktemp("chart-sa"), RELEASE, NAMESPACE)
+        return
     path, objects = apply_identity(kube, kubeconfig, tmp_path_factory.mktemp("chart-sa"), "rbac")
     yield path
     remove_identity(kube, objects)

@@ -320,6 +320,24 @@ def test_env_is_one_variable_per_setting_and_loads_the_defaults() -> None:
     assert settings.load(environ=env_of(render("--set", "replicaCount=1"))) == settings.Settings()
 
 
+def test_mesos_tls_secret_is_mounted_and_its_files_are_the_masters_tls_settings() -> None:
+    docs = render("--set", "mesosService.tls.secretName=mesos-tls")
+    loaded = settings.load(environ=env_of(docs))
+    assert loaded.httpTlsCertFile == "/etc/mesoskube/mesos-tls/tls.crt"
+    assert loaded.httpTlsKeyFile == "/etc/mesoskube/mesos-tls/tls.key"
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "mesos-tls"]
+    assert volume["secret"]["secretName"] == "mesos-tls"
+    (mount,) = [m for m in master_container(docs)["volumeMounts"] if m["name"] == "mesos-tls"]
+    assert mount == {"name": "mesos-tls", "mountPath": "/etc/mesoskube/mesos-tls", "readOnly": True}
+    # The pod's IP is what the leader advertises for the standbys' 307 answers.
+    env = {e["name"]: e for e in master_container(docs)["env"]}
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    assert not any(
+        v["name"] == "mesos-tls" for v in one(render(), "Deployment")["spec"]["template"]["spec"]["volumes"]
+    )
+
+
 def test_env_carries_overrides_the_master_can_read() -> None:
     env = env_of(
         render(
