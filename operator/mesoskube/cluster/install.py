@@ -7,6 +7,7 @@ ships, with only the image, the node selector and the values a caller adds.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -64,7 +65,7 @@ def install_master(
     for key, value in settings.items():
         argv += ["--set-string", f"{key}={value}"]
     for key, number in (numbers or {}).items():
-        argv += ["--set", f"{key}={number}"]
+        argv += ["--set-json", f"{key}={json.dumps(number)}"]  # --set reads 0.5 as a string
     r = subprocess.run(argv, capture_output=True, text=True)
     if r.returncode:
         raise ClusterError(f"helm install failed: {r.stderr.strip()}\n{_pod_report(cluster, namespace)}")
