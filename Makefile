@@ -64,11 +64,11 @@ install: venv binaries images
 	$(VENV)/bin/mesoskube cluster --name $(CLUSTER) install-master
 
 crds: venv
-	$(PY) -m mesoskube.api.crdgen --out crds
+	$(PY) -m mesoskube.api.crdgen --out crds --policy charts/mesoskube/templates/unknown-fields.yaml
 	mkdir -p charts/mesoskube/crds && cp crds/*.yaml charts/mesoskube/crds/
 
 check-crds: venv
-	$(PY) -m mesoskube.api.crdgen --check crds charts/mesoskube/crds
+	$(PY) -m mesoskube.api.crdgen --check crds charts/mesoskube/crds --policy charts/mesoskube/templates/unknown-fields.yaml
 
 test: venv binaries images
 	$(PY) -m pytest tests $(PYTEST_ARGS)
@@ -84,10 +84,11 @@ test-existing-cluster: venv binaries
 	$(PY) -m pytest tests --existing-cluster $(PYTEST_ARGS)
 
 # The contract fuzzer, long: FUZZ_EXAMPLES cases per kind (Frameworks, answers, forged Tasks,
-# MesosRoles) with a random seed, against a real API server and master; prints the tally per kind.
+# MesosRoles) with a random seed, against a real API server and master; writes the tally per kind
+# to bench/results/fuzz.json and fuzz.md.
 FUZZ_EXAMPLES ?= 400
 fuzz: venv binaries
-	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_SEED=$${FUZZ_SEED:-random} $(PY) -m pytest tests/cluster/test_fuzz.py -s -q -p no:cacheprovider --timeout=0 $(PYTEST_ARGS)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_SEED=$${FUZZ_SEED:-random} FUZZ_OUT=$${FUZZ_OUT:-bench/results/fuzz.json} $(PY) -m pytest tests/cluster/test_fuzz.py -s -q -p no:cacheprovider --timeout=0 $(PYTEST_ARGS)
 
 # The master's cluster tests against the master installed by the Helm chart as a pod on a real node
 # of the local cluster (no in-process master); with KUBECONFIG=... --existing-cluster, any cluster.
@@ -107,11 +108,20 @@ demo: venv binaries images
 demo-down: venv
 	$(VENV)/bin/mesoskube cluster --name demo down
 
+# mesoskube vs kube-scheduler, then the same framework workload through the CR path and through
+# the Mesos HTTP API (bench-mesos-http) at 1,000 kwok nodes.
 bench: venv binaries
 	$(PY) -m bench.run
+	$(PY) -m bench.mesos_http
 
+# The EMULATED workload on kwok nodes (coarse vs fine), then real Spark 4 on 2 real nodes (coarse vs
+# the fine-grained equivalent; COMPARE_REAL=0 skips it, COMPARE_REAL_ARGS="--cluster NAME" picks the
+# cluster). Results in bench/results/compare-modes{,-real}.{json,png}.
+COMPARE_REAL ?= 1
+COMPARE_REAL_ARGS ?=
 compare-modes: venv binaries
 	$(PY) -m bench.compare_modes
+	if [ "$(COMPARE_REAL)" = 1 ]; then $(PY) -m bench.compare_modes_real $(COMPARE_REAL_ARGS); fi
 
 # BENCH_SCALE_SIZES=1000,5000 BENCH_SCALE_MAX=10000 (larger clusters tried after); about 40 min
 # unloaded. BENCH_BEFORE_CODE=<an operator/ tree> also runs that master at 1,000 nodes (before/after).

@@ -225,6 +225,10 @@ def print_table(runs: dict[str, AppSummary]) -> None:
         ("peak cores held", lambda s: f"{s.peak_cores_held:g}"),
         ("mean idle cores held", lambda s: f"{s.mean_idle_cores_held:.2f}"),
         ("utilisation of held cores", lambda s: "-" if s.utilisation is None else f"{s.utilisation:.1%}"),
+        ("idle: launching (mean cores)", lambda s: _per_s(s, "launching")),
+        ("idle: fine executors (mean)", lambda s: _per_s(s, "fine_executors")),
+        ("idle: free slots (mean)", lambda s: _per_s(s, "free_slots")),
+        ("tasks seen only finished", lambda s: str(s.finished_without_running)),
         ("executors launched", lambda s: str(s.executors_launched)),
         ("offers seen / accepted", lambda s: f"{s.offers_seen} / {s.accepts}"),
         (
@@ -237,6 +241,10 @@ def print_table(runs: dict[str, AppSummary]) -> None:
     print(f"\n  {'':<{w}}  " + "  ".join(f"{m:>12}" for m in modes))
     for name, f in rows:
         print(f"  {name:<{w}}  " + "  ".join(f"{f(runs[m]):>12}" for m in modes))
+
+
+def _per_s(s: AppSummary, cause: str) -> str:
+    return f"{s.idle_by_cause_core_s[cause] / max(s.makespan_s, 1e-9):.2f}"
 
 
 def _fmt(x: float | None) -> str:
@@ -254,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=600, help="per mode")
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--keep-cluster", action="store_true", help="leave the control plane running")
+    p.add_argument("--cluster", default=CLUSTER, help="local control plane to use (default %(default)s)")
     args = p.parse_args(argv)
 
     workload = (
@@ -270,8 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    cluster = LocalCluster(CLUSTER)
-    log(f"starting the local control plane ({CLUSTER})")
+    cluster = LocalCluster(args.cluster)
+    log(f"starting the local control plane ({args.cluster})")
     fresh = cluster.up()
     from mesoskube.master.runner import Master
     from mesoskube.settings import Settings

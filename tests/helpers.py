@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import re
 import time
 import urllib.request
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
+
+from prometheus_client.parser import text_string_to_metric_families
 
 if TYPE_CHECKING:
     from mesoskube.kube import Kube
@@ -41,14 +42,17 @@ def wait_torn_down(kube: Kube, namespace: str, timeout: float = 30) -> None:
     eventually(done, timeout=timeout, what="framework torn down and its pods gone")
 
 
-def scrape(port: int) -> dict[str, float]:
-    """The mesoskube_* samples of a metrics endpoint on this machine, by name with labels."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+def scrape(endpoint: int | str) -> dict[str, float]:
+    """The mesoskube_* samples of a metrics endpoint (a port on this machine, or host:port), by
+    name with labels as exposed (`name{label="value"}`)."""
+    where = f"127.0.0.1:{endpoint}" if isinstance(endpoint, int) else endpoint
+    text = urllib.request.urlopen(f"http://{where}/metrics", timeout=5).read().decode()
     out = {}
-    for line in text.splitlines():
-        m = re.match(r"^(mesoskube_[a-z_]+(?:\{[^}]*\})?) ([0-9.e+-]+)$", line)
-        if m:
-            out[m.group(1)] = float(m.group(2))
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.startswith("mesoskube_"):
+                labels = ",".join(f'{k}="{v}"' for k, v in sample.labels.items())
+                out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
     return out
 
 

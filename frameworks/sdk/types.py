@@ -23,6 +23,7 @@ from mesoskube.api.models import (
     TaskState,
 )
 from mesoskube.api.models import TaskStatus as TaskStatusModel
+from mesoskube.master import LABEL_TASK_ID
 from mesoskube.resources import Resources
 
 # Task states Spark (and Mesos' own helpers) count as failures of the task's agent or executor.
@@ -142,7 +143,9 @@ class TaskStatus:
         except ValueError:  # a spec we cannot read must not hide the state update
             agent, executor, labels = spec.get("agent"), spec.get("executor"), spec.get("labels") or {}
         return cls(
-            task_id=obj["metadata"]["name"],
+            # A Task standing for another id (a launch refused because the id was taken, a Mesos
+            # id that is not a DNS label) carries the id in a label.
+            task_id=(obj["metadata"].get("labels") or {}).get(LABEL_TASK_ID) or obj["metadata"]["name"],
             state=status.state or TaskState.STAGING,
             reason=status.reason,
             message=status.message,

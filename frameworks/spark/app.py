@@ -9,7 +9,13 @@ Measurements (all from this process's clock):
 - cores held over time: cpus of this app's launched Tasks from accept until their terminal update
   (coarse: executors; fine: per-agent executors + task Tasks), and cores busy (emulated Spark tasks
   running x spark.task.cpus); idle = held - busy; utilisation = busy core-seconds / held
-  core-seconds, over the makespan.
+  core-seconds, over the makespan;
+- where the idle cores were (idle_by_cause, core-seconds): `launching` (accepted Tasks not RUNNING
+  yet: the offer -> Task -> Pod -> status path; coarse: starting executors), `fine_executors` (fine
+  mode's per-agent executors, held for the app's life and never running a task), and `free_slots`
+  (the rest: coarse executors' slots without a task). Tasks whose first update was terminal
+  (the master saw their pod only after it had completed) are counted in
+  `finished_without_running`: they did run on their node, but this process never saw them busy.
 """
 
 from __future__ import annotations
@@ -53,6 +59,17 @@ class CoreTimeline:
             self.points[-1] = (t, held, busy)
         else:
             self.points.append((t, held, busy))
+
+    def add(self, t0: float, t1: float, held: float = 0.0, busy: float = 0.0) -> None:
+        """Add to the values over [t0, t1) after the fact (a run learnt of only at its end)."""
+        if t1 <= t0:
+            return
+        for t in (t0, t1):
+            if not any(pt == t for pt, _, _ in self.points):
+                h, b = self.value_at(t)
+                self.points.append((t, h, b))
+        self.points.sort(key=lambda p: p[0])
+        self.points = [(pt, h + held, b + busy) if t0 <= pt < t1 else (pt, h, b) for pt, h, b in self.points]
 
     def value_at(self, t: float) -> tuple[float, float]:
         held = busy = 0.0
@@ -168,6 +185,10 @@ class SparkApplication(Scheduler):
         self.done = threading.Event()
 
         self._held: dict[str, float] = {}  # task id -> cpus, launched and not terminal
+        self._launching: dict[str, float] = {}  # task id -> cpus, launched and not RUNNING yet
+        self.launching_timeline = CoreTimeline()  # (t, launching cores, fine executors' cores)
+        self._accepted_at: dict[str, float] = {}  # task id -> when this app accepted it
+        self.finished_without_running = 0
         self._busy_tasks: set[str] = set()  # emulated Spark tasks running (coarse: ids; fine: Task names)
         self._slots: dict[str, _Slots] = {}  # coarse: registered executors
         self._timers: dict[str, Any] = {}  # coarse: Spark task id -> timer
@@ -255,7 +276,12 @@ class SparkApplication(Scheduler):
 
     def _record(self) -> None:
         busy = len(self._busy_tasks) * self.conf.task_cpus
-        self.timeline.record(self.clock(), round(sum(self._held.values()), 3), busy)
+        now = self.clock()
+        self.timeline.record(now, round(sum(self._held.values()), 3), busy)
+        reserved = 0.0
+        if self.fine is not None:  # a per-agent executor still launching counts as launching
+            reserved = sum(e.cores for e in self.fine.executors.values() if e.task_id not in self._launching)
+        self.launching_timeline.record(now, round(sum(self._launching.values()), 3), round(reserved, 3))
 
     # ---------------------------------------------------------------- callbacks
 
@@ -295,6 +321,8 @@ class SparkApplication(Scheduler):
                 filters = {"refuseSeconds": d.refuse_seconds} if d.refuse_seconds is not None else None
                 for t in d.tasks:
                     self._held[t.name] = t.resources.cpus
+                    self._launching[t.name] = t.resources.cpus
+                    self._accepted_at[t.name] = self.clock()
                     if t.labels.get("spark-role") == "executor":
                         self.executors_launched += 1
                 driver.accept(d.offer_id, list(d.tasks), filters=filters)
@@ -317,6 +345,12 @@ class SparkApplication(Scheduler):
         self.history.append((self.clock(), status.task_id, status.state.value))
         if status.is_terminal:
             self._held.pop(status.task_id, None)
+        if status.state == TaskState.RUNNING or status.is_terminal:  # launched: no longer launching
+            cpus = self._launching.pop(status.task_id, None)
+            if cpus is not None and status.state == TaskState.FINISHED:
+                self._ran_unseen(status.task_id, cpus)
+            if status.is_terminal:
+                self._accepted_at.pop(status.task_id, None)
         if status.state in (TaskState.ERROR, TaskState.FAILED, TaskState.LOST, TaskState.DROPPED):
             log.warning("%s", status)
         if self.ended_at is None:
@@ -328,6 +362,21 @@ class SparkApplication(Scheduler):
             except WorkloadFailed as e:
                 self._finish(driver, str(e))
         self._record()
+
+    def _ran_unseen(self, name: str, cpus: float) -> None:
+        """A Task whose first update is TASK_FINISHED: the master saw its pod only after it had
+        completed, so no TASK_RUNNING came. Its run did happen (the node ran it for its runSeconds,
+        which ended before this update): count it busy, and not launching, over the runSeconds
+        before now, not as cores held idle from accept to end."""
+        spark_id = self._task_of.get(name)
+        t = self.run_state.in_flight.get(spark_id) if spark_id else None
+        if t is None:
+            return
+        self.finished_without_running += 1
+        now = self.clock()
+        start = max(now - t.seconds, self._accepted_at.get(name, now - t.seconds))
+        self.timeline.add(start, now, busy=self.conf.task_cpus)
+        self.launching_timeline.add(start, now, held=-cpus)
 
     # ---------------------------------------------------------------- coarse: executors run tasks
 
@@ -447,6 +496,7 @@ class SparkApplication(Scheduler):
         t0 = self.submitted_at or 0.0
         t1 = self.ended_at or self.clock()
         held_s, busy_s, idle_s = self.timeline.integrate(t0, t1)
+        launching_s, fine_executors_s, _ = self.launching_timeline.integrate(t0, t1)
         span = max(t1 - t0, 1e-9)
         lat = self.run_state.latencies
         stats = getattr(self.driver, "stats", None)
@@ -479,6 +529,12 @@ class SparkApplication(Scheduler):
             mean_idle_cores_held=round(idle_s / span, 3),
             peak_cores_held=self.timeline.peak_held(),
             utilisation=round(busy_s / held_s, 4) if held_s else None,
+            idle_by_cause_core_s={
+                "launching": round(launching_s, 3),
+                "fine_executors": round(fine_executors_s, 3),
+                "free_slots": round(max(0.0, idle_s - launching_s - fine_executors_s), 3),
+            },
+            finished_without_running=self.finished_without_running,
             work_core_s=round(self.workload.serial_seconds() * self.conf.task_cpus, 3),
             executors_launched=self.executors_launched,
             peak_executors=self.peak_executors,
@@ -517,6 +573,8 @@ class AppSummary:
     mean_idle_cores_held: float
     peak_cores_held: float
     utilisation: float | None
+    idle_by_cause_core_s: dict[str, float]
+    finished_without_running: int
     work_core_s: float
     executors_launched: int
     peak_executors: int
@@ -552,6 +610,13 @@ class AppSummary:
             ("cores held: mean / peak", f"{self.mean_cores_held:.2f} / {self.peak_cores_held:g}"),
             ("idle cores held (mean)", f"{self.mean_idle_cores_held:.2f}"),
             ("utilisation of held cores", "-" if self.utilisation is None else f"{self.utilisation:.1%}"),
+            (
+                "idle cores by cause (mean)",
+                ", ".join(
+                    f"{k.replace('_', ' ')} {v / max(self.makespan_s, 1e-9):.2f}"
+                    for k, v in self.idle_by_cause_core_s.items()
+                ),
+            ),
             ("offers seen / accepted", f"{self.offers_seen} / {self.accepts}"),
             ("declines", ", ".join(f"{k}: {v}" for k, v in sorted(self.declines.items())) or "none"),
         ]

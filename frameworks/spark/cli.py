@@ -1,4 +1,5 @@
-"""`mesoskube spark submit|keys`: run an EMULATED Spark application as a mesoskube framework."""
+"""`mesoskube spark submit|status|kill|keys`: real Spark 4 through offers (pyspark's spark-submit), or
+an EMULATED Spark application as a mesoskube framework (--workload)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from mesoskube.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("spark", help="Spark on mesoskube (coarse or fine mode, emulated workload)")
+    p = sub.add_parser(
+        "spark", help="Spark on mesoskube: real Spark 4 through offers, or an emulated workload"
+    )
     ssub = p.add_subparsers(dest="spark_cmd", required=True)
     s = ssub.add_parser(
         "submit",
@@ -58,7 +61,46 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument(
         "--dry-run", action="store_true", help="real Spark: print the spark-submit command and pod template"
     )
+    s.add_argument(
+        "--deploy-mode",
+        choices=("client", "cluster"),
+        default="client",
+        help="real Spark: client (the driver runs here, submit waits for the app) or cluster (the "
+        "driver is a pod placed through offers; submit returns and prints the submission id)",
+    )
+    s.add_argument(
+        "--fine-equivalent",
+        action="store_true",
+        help="real Spark: the closest Spark 4 has to Mesos fine-grained mode (it has none): 1-task "
+        "executors under dynamic allocation with no minimum and a 2 s idle timeout, so executors "
+        "follow the running tasks; every executor is still a JVM that takes seconds to start",
+    )
     s.set_defaults(func=cmd_submit)
+    for verb, what in (
+        ("status", "the state of a cluster-mode driver: pod, Mesos Task, agent, executors"),
+        ("kill", "stop a cluster-mode driver: deletes its pod (its executors go with it)"),
+    ):
+        v = ssub.add_parser(
+            verb,
+            help=what,
+            description=what + ". SUBMISSION is NAMESPACE:DRIVER-POD "
+            "or DRIVER-POD, as `submit --deploy-mode cluster` printed (Spark's own "
+            "submission id); a trailing * matches every driver pod with that prefix.",
+        )
+        v.add_argument("submission", help="NAMESPACE:DRIVER-POD, DRIVER-POD or PREFIX*")
+        v.add_argument("--namespace", default="default", help="namespace when SUBMISSION names none")
+        v.add_argument("--kubeconfig", help="kubeconfig path (default $KUBECONFIG or in-cluster)")
+        if verb == "status":
+            v.add_argument("--json", action="store_true", help="print JSON, one object per driver")
+            v.set_defaults(func=cmd_status)
+        else:
+            v.add_argument(
+                "--grace-period",
+                type=int,
+                default=None,
+                help="seconds the driver gets to stop (spark.kubernetes.appKillPodDeletionGracePeriod)",
+            )
+            v.set_defaults(func=cmd_kill)
     k = ssub.add_parser("keys", help="the spark.* keys understood, with their defaults")
     k.set_defaults(func=cmd_keys)
 
@@ -71,7 +113,13 @@ def submit_real(args: argparse.Namespace) -> int:
         if args.name:
             pairs["spark.app.name"] = args.name
         submission = k8s.translate(
-            pairs, args.namespace, scheduler_name=args.scheduler_name, require_image=not args.dry_run
+            pairs,
+            args.namespace,
+            scheduler_name=args.scheduler_name,
+            require_image=not args.dry_run,
+            deploy_mode=args.deploy_mode,
+            app=args.app,
+            fine_equivalent=args.fine_equivalent,
         )
     except SparkConfError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -89,6 +137,49 @@ def conf_pairs(items: list[str]) -> dict[str, str]:
             raise SparkConfError(f"--conf {item!r}: expected KEY=VALUE, e.g. spark.cores.max=12")
         out[key.strip()] = value
     return out
+
+
+def _submission(args: argparse.Namespace):
+    from mesoskube.frameworks.spark.submissions import SubmissionIdError, parse_submission_id
+
+    try:
+        return parse_submission_id(args.submission, args.namespace)
+    except SubmissionIdError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Exit 0 when the driver exists (whatever its state), 1 when no driver matches."""
+    from mesoskube.frameworks.spark import submissions
+    from mesoskube.kube import Kube
+
+    sid = _submission(args)
+    if sid is None:
+        return 2
+    reports = submissions.status(Kube.connect(args.kubeconfig), sid)
+    if not reports:
+        print(f"no driver pod matches {sid}", file=sys.stderr)
+        return 1
+    for r in reports:
+        print(json.dumps(r.to_dict()) if args.json else "\n".join(r.lines()))
+    return 0
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    from mesoskube.frameworks.spark import submissions
+    from mesoskube.kube import Kube
+
+    sid = _submission(args)
+    if sid is None:
+        return 2
+    killed = submissions.kill(Kube.connect(args.kubeconfig), sid, args.grace_period)
+    if not killed:
+        print(f"no driver pod matches {sid}", file=sys.stderr)
+        return 1
+    for name in killed:
+        print(f"deleted driver pod {sid.namespace}:{name} (its executor pods go with it)")
+    return 0
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -119,6 +210,13 @@ def print_summary(summary: AppSummary, out=sys.stdout) -> None:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.workload and (args.deploy_mode != "client" or args.fine_equivalent):
+        print(
+            "error: --deploy-mode and --fine-equivalent are for real Spark (APP); an emulated "
+            "--workload picks its mode with spark.mesos.coarse",
+            file=sys.stderr,
+        )
+        return 2
     if bool(args.app) == bool(args.workload):
         print(
             "error: give the application to run (APP) or an emulated --workload FILE, not both",

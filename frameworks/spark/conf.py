@@ -201,6 +201,13 @@ KEYS: dict[str, ConfKey] = {
             _constraints,
             "attr:v1,v2;attr2 -- offers whose agent attributes do not match are declined",
         ),
+        ConfKey(
+            "spark.mesos.driver.constraints",
+            "driver_constraints",
+            "",
+            _constraints,
+            "cluster deploy mode: spark.mesos.constraints for the driver (real Spark only)",
+        ),
         ConfKey("spark.mesos.role", "role", None, _role, "framework role (unset = '*')"),
         ConfKey(
             "spark.mesos.rejectOfferDuration",
@@ -247,6 +254,7 @@ class SparkConf:
     mesos_executor_cores: float
     task_cpus: int
     constraints: Constraints
+    driver_constraints: Constraints
     role: str | None
     reject_offer_duration_s: float
     reject_unmet_constraints_s: float | None
@@ -281,6 +289,15 @@ class SparkConf:
                 values[key.field] = key.parse(str(text))
             except ValueError as e:
                 raise SparkConfError(f"{key.name}={text!r}: expected {e}") from None
+        if values["coarse"] is False and values["cores_max"] is not None:
+            # Spark's rule: spark.cores.max caps coarse mode only. A fine-mode app takes what its
+            # ready tasks fit, and its role's weight is what limits it against others.
+            msg = (
+                "spark.cores.max has no effect in fine-grained mode (as in Spark: it caps coarse mode "
+                "only); the app takes every offered core its ready tasks fit"
+            )
+            warnings.append(msg)
+            log.warning("%s", msg)
         conf = cls(**values, raw=dict(given), warnings=tuple(warnings))
         conf._check()
         return conf

@@ -69,7 +69,6 @@ APPS = [
             "spark.mesos.coarse=false",
             "spark.executor.memory=2g",
             "spark.task.cpus=1",
-            "spark.cores.max=96",
             "spark.mesos.role=etl",
             "spark.mesos.constraints=type:kwok",
         ],

@@ -109,9 +109,28 @@ class Settings(BaseModel):
     httpLeader: Annotated[
         str,
         Field(
-            description="host:port of the leading master, set on a standby replica: its HTTP API then "
-            "answers 307 there (a static leader; with leaderElect the API runs on the Lease holder only)."
+            description="host:port of a static leading master, set on a standby replica without "
+            "leaderElect: its HTTP API then answers 307 there (with leaderElect the Lease names the leader)."
         ),
+    ] = ""
+    httpAdvertiseAddress: Annotated[
+        str,
+        Field(
+            pattern=r"^$|^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$",
+            description="host:port standbys' 307 answers name for this replica while it leads (Mesos "
+            "--advertise_ip/--advertise_port); empty = $POD_IP (the chart sets it), else httpHost, "
+            "else the host's address, with httpPort.",
+        ),
+    ] = ""
+    httpTlsCertFile: Annotated[
+        str,
+        Field(
+            description="PEM certificate (chain) the Mesos HTTP API serves HTTPS with; empty = plain "
+            "HTTP. Needs httpTlsKeyFile."
+        ),
+    ] = ""
+    httpTlsKeyFile: Annotated[
+        str, Field(description="PEM private key of httpTlsCertFile; empty = plain HTTP.")
     ] = ""
     namespace: Annotated[
         str, Field(description="Namespace to watch for Frameworks, Offers and Tasks; empty = all namespaces.")
@@ -191,6 +210,14 @@ class Settings(BaseModel):
             raise ValueError(
                 f"leaseDuration ({self.leaseDuration}) > renewDeadline ({self.renewDeadline}) > retryPeriod "
                 f"({self.retryPeriod}) is required: a leader must give up before a standby may take over"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> Settings:
+        if bool(self.httpTlsCertFile) != bool(self.httpTlsKeyFile):
+            raise ValueError(
+                "httpTlsCertFile and httpTlsKeyFile go together: give both (HTTPS) or neither (HTTP)"
             )
         return self
 

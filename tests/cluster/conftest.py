@@ -26,11 +26,22 @@ def crds(request: pytest.FixtureRequest, kube: Kube) -> None:
         install_admission_policies(kube)
     elif not request.config.getoption("--existing-cluster"):
         # The local control plane: install the chart with the locally built image, once per session.
-        from mesoskube.cluster.install import install_master
+        from mesoskube.cluster.install import SHORT_TOKEN_SECONDS, install_master
         from mesoskube.cluster.local import LocalCluster
         from tests.conftest import TEST_CLUSTER
 
-        install_master(LocalCluster(TEST_CLUSTER))
+        # As the in-process masters run (conftest's `masters`): only nodes a test claims with the
+        # mesoskube.io/test label (its fake nodes, and real nodes while a test holds them), the same
+        # allocation interval; and on short-lived tokens, which test_token_rotation's last test
+        # checks the master outlived.
+        install_master(
+            LocalCluster(TEST_CLUSTER),
+            {"operator.agentSelector": "mesoskube.io/test"},
+            numbers={
+                "operator.allocationInterval": 0.5,
+                "serviceAccount.tokenExpirationSeconds": SHORT_TOKEN_SECONDS,
+            },
+        )
 
 
 StartMaster = Callable[..., Master]

@@ -1,12 +1,13 @@
 """A property-based fuzzer of the framework contract (hypothesis), against the real API server
-with a master running: Frameworks, answers, forged Tasks and MesosRoles, valid, boundary and
-malformed. For each case, either the API server refuses it with a message naming a field or a
-rule, or it is stored and then the master's model accepts it too (so the master can never choke
-on it), and nothing launches from an invalid, over-sized or unauthorised answer. Afterwards the
-master's threads are alive and it logged no traceback.
+with a master running: Frameworks, answers, forged Tasks, MesosRoles and a framework's patches of
+its Offers' metadata, valid, boundary and malformed. For each case, either the API server refuses
+it with a message naming a field or a rule, or it is stored and then the master's model accepts it
+too (so the master can never choke on it), nothing launches from an invalid, over-sized or
+unauthorised answer, and the master's labels, owner references and finalizers stay as it wrote
+them. Afterwards the master's threads are alive and it logged no traceback.
 
-`make fuzz` runs it long (FUZZ_EXAMPLES per kind, default 400); tests/cluster/test_fuzz.py runs a
-short, seed-fixed version.
+`make fuzz` runs it long (FUZZ_EXAMPLES per kind, default 400) and writes bench/results/fuzz.md;
+tests/cluster/test_fuzz.py runs a short, seed-fixed version.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from hypothesis import strategies as st
 from kubernetes.client.exceptions import ApiException
@@ -32,7 +34,7 @@ API = "mesoskube.io/v1alpha1"
 # A refusal must say what is wrong: a field path, which rule or policy, or (RBAC) which verb.
 NAMED = re.compile(
     r"spec\.|metadata\.name|ValidatingAdmissionPolicy|unknown field|Unsupported value|Invalid value"
-    r"|cannot (create|patch|update|delete) resource"
+    r"|cannot (create|patch|update|delete) resource|metadata\.(labels|finalizers|ownerReferences)"
 )
 
 # ------------------------------------------------------------------ strategies
@@ -142,6 +144,20 @@ role_specs = st.fixed_dictionaries(
         "allowedPrincipals": st.lists(st.text(max_size=10), max_size=3),
     },
 )
+# A framework rewriting an Offer's metadata: the master's labels (mesoskube.io/), owner references
+# and finalizers must stay as the master wrote them; the framework's own labels may change.
+metadata_patches = st.fixed_dictionaries(
+    {},
+    optional={
+        "labels": st.dictionaries(
+            st.sampled_from(["mesoskube.io/framework", "mesoskube.io/agent-name", "mesoskube.io/x", "team"]),
+            st.one_of(st.none(), st.sampled_from(["fz", "other", "a-b", ""])),
+            max_size=3,
+        ),
+        "finalizers": st.lists(st.sampled_from(["mesoskube.io/master", "example.com/hold"]), max_size=2),
+        "ownerReferences": st.just([]),
+    },
+)
 forged_tasks = st.fixed_dictionaries(
     {"framework": st.one_of(st.just("fz"), dns), "agent": dns, "resources": resources},
     optional={"kill": st.booleans()},
@@ -160,6 +176,7 @@ class Tally:
     launched_bad: list[str] = field(default_factory=list)
     unnamed: list[str] = field(default_factory=list)
     model_disagrees: list[str] = field(default_factory=list)
+    protected_changed: list[str] = field(default_factory=list)  # the master's metadata changed
 
     def summary(self) -> dict:
         return {
@@ -170,6 +187,7 @@ class Tally:
             "launches_from_bad_input": len(self.launched_bad),
             "refusals_not_naming_a_field": len(self.unnamed),
             "stored_but_model_rejects": len(self.model_disagrees),
+            "protected_metadata_changed": len(self.protected_changed),
         }
 
 
@@ -254,6 +272,32 @@ class Fuzzer:
             return
         self.tally.launched_bad.append(f"forged task {name} was stored: {spec}")
 
+    def metadata(self, patch: dict) -> None:
+        """The framework's own identity patching its Offer's metadata."""
+        self.tally.tried["offer-metadata"] += 1
+        offer = self.fw.wait_offers(1, timeout=30)[0]
+        name, meta = offer["metadata"]["name"], offer["metadata"]
+        labels = meta.get("labels") or {}
+        touches = [
+            k
+            for k, v in (patch.get("labels") or {}).items()
+            if k.startswith("mesoskube.io/") and labels.get(k) != v
+        ]
+        if patch.get("finalizers", meta.get("finalizers") or []) != (meta.get("finalizers") or []):
+            touches.append("finalizers")
+        if "ownerReferences" in patch and patch["ownerReferences"] != meta.get("ownerReferences"):
+            touches.append("ownerReferences")
+        try:
+            self.fw.kube.patch("offers", self.namespace, name, {"metadata": patch})
+        except ApiException as e:
+            if e.status == 404:  # rescinded under us: not a verdict
+                self.tally.tried["offer-metadata"] -= 1
+                return
+            _refused(self.tally, "offer-metadata", e)
+            return
+        if touches:
+            self.tally.protected_changed.append(f"{name}: {patch} changed {touches}")
+
     def answer(self, answer: dict) -> None:
         self.tally.tried["answer"] += 1
         offer = self.fw.wait_offers(1, timeout=30)[0]
@@ -329,4 +373,47 @@ def kinds(fuzzer: Fuzzer) -> dict[str, tuple]:
         "mesosrole": (role_specs, fuzzer.role),
         "forged-task": (forged_tasks, fuzzer.forged_task),
         "answer": (answers, fuzzer.answer),
+        "offer-metadata": (metadata_patches, fuzzer.metadata),
     }
+
+
+def write_results(path: Path, record: dict) -> None:
+    """Merge one kind's tally into the JSON at `path` and render all of them as Markdown beside it."""
+    results = json.loads(path.read_text()) if path.exists() else {}
+    results[record["kind"]] = record
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    rows = [
+        ("cases tried", lambda r: sum(r["tried"].values())),
+        ("rejected by the API server", lambda r: sum(r["rejected_by_api"].values())),
+        ("  of them not naming a field or rule", lambda r: r["refusals_not_naming_a_field"]),
+        ("stored, but the master's model rejects them", lambda r: r["stored_but_model_rejects"]),
+        (
+            "accepts refused by the master (TASK_ERROR / Invalid)",
+            lambda r: r["answers_refused_by_the_master"],
+        ),
+        ("tasks launched from valid answers", lambda r: r["tasks_launched_from_valid_answers"]),
+        ("launches from bad or unauthorised input", lambda r: r["launches_from_bad_input"]),
+        ("the master's metadata changed by a framework", lambda r: r.get("protected_metadata_changed", 0)),
+        ("master threads alive at the end", lambda r: "yes" if r["master_threads_alive"] else "NO"),
+        ("tracebacks logged by the master", lambda r: r["tracebacks"]),
+        ("seconds", lambda r: r["seconds"]),
+    ]
+    kinds_ = sorted(results)
+    seeds = sorted({str(results[k]["seed"]) for k in kinds_})
+    lines = [
+        "# Contract fuzzer (`make fuzz`)",
+        "",
+        "Generated by tests/cluster/test_fuzz.py (hypothesis against the real API server, the chart's",
+        "admission policies and a running master; tests/cluster/fuzz.py); FUZZ_SEED "
+        + ", ".join(seeds)
+        + ".",
+        "",
+        "| | " + " | ".join(kinds_) + " |",
+        "|---|" + "---|" * len(kinds_),
+    ]
+    for label, value in rows:
+        lines.append(f"| {label} | " + " | ".join(str(value(results[k])) for k in kinds_) + " |")
+    total = sum(results[k]["seconds"] for k in kinds_)
+    lines += ["", f"Total: {total / 60:.1f} minutes.", ""]
+    path.with_suffix(".md").write_text("\n".join(lines))

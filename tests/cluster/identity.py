@@ -67,7 +67,12 @@ def install_admission_policies(kube: Kube, timeout: float = 30) -> list[dict]:
     objects = [
         o
         for o in helm_template(
-            "--show-only", "templates/admission-policies.yaml", "--set", f"admission.trustedUsers={users}"
+            "--show-only",
+            "templates/admission-policies.yaml",
+            "--show-only",
+            "templates/unknown-fields.yaml",
+            "--set",
+            f"admission.trustedUsers={users}",
         )
         if o["kind"].startswith("ValidatingAdmissionPolicy")
     ]
@@ -78,7 +83,7 @@ def install_admission_policies(kube: Kube, timeout: float = 30) -> list[dict]:
 
 
 def _wait_in_force(kube: Kube, timeout: float) -> None:
-    """Policies take effect asynchronously: probe the task-fields one with a dry-run create."""
+    """Policies take effect asynchronously: probe the unknown-fields one with a dry-run create."""
     probe = {
         "apiVersion": "mesoskube.io/v1alpha1",
         "kind": "Offer",
@@ -87,7 +92,7 @@ def _wait_in_force(kube: Kube, timeout: float) -> None:
             "framework": "probe",
             "agent": "probe",
             "resources": {"cpus": 1},
-            "answer": {"type": "Accept", "tasks": [{"name": "t", "resources": {"cpus": 1}, "probe": 1}]},
+            "answer": {"type": "Accept", "tasks": [{"name": "t", "resources": {"cpus": 1, "probe": 1}}]},
         },
     }
     deadline = time.monotonic() + timeout

@@ -1,6 +1,7 @@
 """The master under exactly the chart's RBAC: a real ServiceAccount token (TokenRequest) from the
 chart's ServiceAccount, ClusterRole and binding, rendered by `helm template` and applied to the real
-API server. The master's cluster tests are re-run as that identity; denied what it does not need."""
+API server. The master's cluster tests (and the contract's that involve the master) are re-run as
+that identity, under the chart's admission policies; denied what it does not need."""
 
 from __future__ import annotations
 
@@ -18,6 +19,16 @@ from mesoskube.cluster.binaries import binary_path
 from mesoskube.kube import Kube
 from tests.cluster.conftest import masters
 from tests.cluster.mesos import RawFramework
+from tests.cluster.test_contract import (  # noqa: F401 - the contract, the master as the chart's identity
+    test_a_forged_terminal_task_status_is_corrected_from_the_pod,
+    test_a_framework_cannot_change_the_masters_labels_owner_references_or_finalizers,
+    test_a_reused_task_name_is_a_task_error_the_framework_sees_and_launches_nothing,
+    test_another_framework_cannot_accept_decline_or_kill_what_is_not_its_own,
+    test_master_ignores_offers_and_tasks_it_did_not_make,
+    test_tainted_agent_is_offered_only_to_a_framework_that_tolerates_it,
+    test_task_pods_run_with_a_restricted_security_context,
+    two_frameworks,
+)
 from tests.cluster.test_master import (  # noqa: F401 - re-collected here, run as the chart's identity
     test_accept_beyond_the_offer_is_task_error_and_launches_nothing,
     test_accept_launches_a_task_whose_pod_completes_and_resources_return,
@@ -83,9 +94,14 @@ def apply_identity(
             if any(getattr(x, "status", None) != 409 for x in e.api_exceptions):
                 raise
     sa = next(o for o in objects if o["kind"] == "ServiceAccount")["metadata"]["name"]
+    return token_kubeconfig(kube, kubeconfig, directory, sa, RELEASE_NS), objects
+
+
+def token_kubeconfig(kube: Kube, kubeconfig: str, directory: Path, sa: str, namespace: str) -> str:
+    """A kubeconfig like `kubeconfig` whose user is a fresh token of ServiceAccount namespace/sa."""
     token = kube.core.create_namespaced_service_account_token(
         sa,
-        RELEASE_NS,
+        namespace,
         client.AuthenticationV1TokenRequest(
             spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
         ),
@@ -96,7 +112,7 @@ def apply_identity(
         ctx["context"]["user"] = "chart-sa"
     path = directory / "kubeconfig"
     path.write_text(yaml.safe_dump(base))
-    return str(path), objects
+    return str(path)
 
 
 def remove_identity(kube: Kube, objects: list[dict]) -> None:
@@ -116,8 +132,14 @@ def remove_identity(kube: Kube, objects: list[dict]) -> None:
 
 
 @pytest.fixture(scope="module")
-def chart_identity(kube: Kube, kubeconfig: str, crds, tmp_path_factory) -> Iterator[str]:
-    """A kubeconfig holding a token of the chart's ServiceAccount."""
+def chart_identity(request, kube: Kube, kubeconfig: str, crds, tmp_path_factory) -> Iterator[str]:
+    """A kubeconfig holding a token of the chart's ServiceAccount: the installed master's own when
+    there is one (its release's policies trust only it), else one this module applies."""
+    if request.config.getoption("--installed-master"):
+        from mesoskube.cluster.install import NAMESPACE, RELEASE
+
+        yield token_kubeconfig(kube, kubeconfig, tmp_path_factory.mktemp("chart-sa"), RELEASE, NAMESPACE)
+        return
     path, objects = apply_identity(kube, kubeconfig, tmp_path_factory.mktemp("chart-sa"), "rbac")
     yield path
     remove_identity(kube, objects)

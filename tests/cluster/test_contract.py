@@ -9,6 +9,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from mesoskube.kube import Kube
+from mesoskube.master import FINALIZER, LABEL_AGENT, LABEL_FRAMEWORK, LABEL_TASK_ID
 from tests.cluster.identity import bind_framework_role, service_account, username
 from tests.cluster.mesos import RawFramework, task
 from tests.helpers import eventually
@@ -457,3 +458,246 @@ def test_master_ignores_offers_and_tasks_it_did_not_make(kube, namespace, fake_n
     assert "not made by the mesoskube master" in fw.wait_event("OfferIgnored", involved="forged")
     assert fw.task_state("big") is None
     assert kube.core.list_namespaced_pod(namespace).items == []
+
+
+# ------------------------------------------------------------------ misspelt fields at any depth
+
+
+@pytest.mark.parametrize(
+    "answer,path,bad",
+    [
+        (
+            {"type": "Accept", "tasks": [{"name": "t1", "resources": {"cpus": 1, "cpuz": 2}}]},
+            "spec.answer.tasks[].resources",
+            "cpuz",
+        ),
+        (
+            {"type": "Accept", "tasks": [{"name": "t1", "resources": {"cpus": 1},
+                                          "container": {"imag": "x"}}]},
+            "spec.answer.tasks[].container",
+            "imag",
+        ),
+        (
+            {"type": "Accept", "tasks": [{"name": "t1", "resources": {"cpus": 1},
+                                          "container": {"env": [{"name": "A", "valu": "1"}]}}]},
+            "spec.answer.tasks[].container.env[]",
+            "valu",
+        ),
+        ({"type": "Decline", "filters": {"refuseSecs": 5}}, "spec.answer.filters", "refuseSecs"),
+        ({"type": "Decline", "filtres": {"refuseSeconds": 5}}, "spec.answer", "filtres"),
+    ],
+)  # fmt: skip
+def test_misspelt_field_below_the_task_level_is_rejected_naming_it(
+    kube, namespace, fake_nodes, master, answer, path, bad
+):
+    """Pruned silently before: the typo vanished and the answer went through without it."""
+    fake_nodes(1, "cpu=2,memory=4Gi")
+    master()
+    fw = RawFramework.subscribe(kube, namespace, "fw")
+    (offer,) = fw.wait_offers(1)
+    body = refused(lambda: fw.answer(offer, answer), (400, 403, 422))
+    assert f"{path}: unknown field(s) {bad}" in body, body
+    assert kube.get("offers", namespace, offer["metadata"]["name"])["spec"].get("answer") is None
+    # Free-form maps stay free-form: any label key is a label.
+    fw.accept(offer, [task("t1", 1, 512, run_seconds=30, labels={"team.example.com/any-key": "v"})])
+    fw.wait_task_state("t1", "TASK_RUNNING")
+
+
+def test_misspelt_fields_of_frameworks_tasks_and_roles_are_rejected_naming_them(
+    kube, namespace, fake_nodes, master
+):
+    fake_nodes(1, "cpu=2,memory=4Gi")
+    master()
+    body = refused(
+        lambda: kube.create(
+            "frameworks",
+            namespace,
+            {
+                "apiVersion": "mesoskube.io/v1alpha1",
+                "kind": "Framework",
+                "metadata": {"name": "typo"},
+                "spec": {"defaultFilters": {"refuseSecs": 1}},
+            },
+        ),
+        (400, 403, 422),
+    )
+    assert "spec.defaultFilters: unknown field(s) refuseSecs" in body
+    fw = RawFramework.subscribe(kube, namespace, "fw")
+    body = refused(lambda: fw.patch_spec({"supress": True}), (400, 403, 422))
+    assert "spec: unknown field(s) supress" in body
+    (offer,) = fw.wait_offers(1)
+    fw.accept(offer, [task("t1", 1, 512, run_seconds=60)])
+    fw.wait_task_state("t1", "TASK_RUNNING")
+    # The issue's silent no-op: `kil` was pruned and the task ran on.
+    body = refused(lambda: kube.patch("tasks", namespace, "t1", {"spec": {"kil": True}}), (400, 403, 422))
+    assert "spec: unknown field(s) kil" in body
+    role = f"{namespace}-typo"
+    body = refused(
+        lambda: kube.custom.create_cluster_custom_object(
+            "mesoskube.io",
+            "v1alpha1",
+            "mesosroles",
+            {
+                "apiVersion": "mesoskube.io/v1alpha1",
+                "kind": "MesosRole",
+                "metadata": {"name": role},
+                "spec": {"quota": {"cpu": 1}},
+            },
+        ),
+        (400, 403, 422),
+    )
+    assert "spec.quota: unknown field(s) cpu" in body
+
+
+# ------------------------------------------------------------------ the master's metadata
+
+
+def test_a_framework_cannot_change_the_masters_labels_owner_references_or_finalizers(
+    kube, namespace, two_frameworks
+):
+    fa, _ = two_frameworks
+    offer = eventually(lambda: (fa.offers() or [None])[0], timeout=20, what="an offer to a")
+    name = offer["metadata"]["name"]
+    body = refused(
+        lambda: fa.kube.patch("offers", namespace, name, {"metadata": {"labels": {LABEL_FRAMEWORK: "b"}}}),
+        403,
+    )
+    assert f"metadata.labels: {LABEL_FRAMEWORK} of offers are set by the mesoskube master" in body
+    body = refused(
+        lambda: fa.kube.patch("offers", namespace, name, {"metadata": {"finalizers": ["x.io/hold"]}}), 403
+    )
+    assert "metadata.finalizers of offers" in body
+    body = refused(
+        lambda: fa.kube.patch("offers", namespace, name, {"metadata": {"ownerReferences": []}}), 403
+    )
+    assert "metadata.ownerReferences of offers" in body
+    fa.kube.patch("offers", namespace, name, {"metadata": {"labels": {"team": "x"}}})  # its own: fine
+    fa.accept(offer, [task("t1", 1, 512, run_seconds=60)])
+    fa.wait_task_state("t1", "TASK_RUNNING")
+    body = refused(
+        lambda: fa.kube.patch("tasks", namespace, "t1", {"metadata": {"labels": {LABEL_AGENT: None}}}), 403
+    )
+    assert f"metadata.labels: {LABEL_AGENT} of tasks" in body
+    refused(lambda: fa.kube.patch("tasks", namespace, "t1", {"metadata": {"finalizers": ["x.io/hold"]}}), 403)
+    fw = fa.kube.get("frameworks", namespace, "a")
+    assert FINALIZER in fw["metadata"]["finalizers"]
+    body = refused(lambda: fa.kube.patch("frameworks", namespace, "a", {"metadata": {"finalizers": []}}), 403)
+    assert f"metadata.finalizers: {FINALIZER} is owned by the mesoskube master" in body
+    # What is the framework's stays its own: kill, and delete (TEARDOWN through the finalizer).
+    fa.kube.patch("tasks", namespace, "t1", {"spec": {"kill": True}})
+    fa.wait_task_state("t1", "TASK_KILLED")
+    fa.kube.delete("frameworks", namespace, "a")
+    eventually(lambda: not [f for f in kube.list("frameworks", namespace) if f["metadata"]["name"] == "a"],
+               timeout=20, what="framework a torn down")  # fmt: skip
+
+
+# ------------------------------------------------------------------ refused launches and forged status
+
+
+def test_a_reused_task_name_is_a_task_error_the_framework_sees_and_launches_nothing(
+    kube, namespace, fake_nodes, master
+):
+    """Only a Framework Event before: the framework watching its own Tasks never learned of it."""
+    fake_nodes(1, "cpu=4,memory=8Gi")
+    master()
+    a = RawFramework.subscribe(kube, namespace, "a", defaultFilters={"refuseSeconds": 0})
+    b = RawFramework.subscribe(kube, namespace, "b", defaultFilters={"refuseSeconds": 0})
+    (offer,) = a.wait_offers(1)
+    a.accept(offer, [task("done", 0.5, 64, run_seconds=0.2), task("live", 0.5, 64, run_seconds=60)])
+    a.wait_task_state("done", "TASK_FINISHED")
+    a.wait_task_state("live", "TASK_RUNNING")
+    pods = {p.metadata.name for p in kube.core.list_namespaced_pod(namespace).items}
+
+    def refusal(fw: RawFramework, name: str) -> dict | None:
+        return next((t for t in fw.tasks() if t["metadata"]["labels"].get(LABEL_TASK_ID) == name), None)
+
+    (offer,) = a.wait_offers(1)
+    a.accept(offer, [task("done", 0.5, 64, run_seconds=60)])  # its own finished task's name
+    t = eventually(lambda: refusal(a, "done"), timeout=15, what="the refused launch as a Task of a")
+    t = a.wait_task_state(t["metadata"]["name"], "TASK_ERROR")
+    assert t["status"]["reason"] == "REASON_TASK_INVALID"
+    assert (
+        "task id done is already used by Task done of this framework (TASK_FINISHED)"
+        in t["status"]["message"]
+    )
+    (offer,) = b.wait_offers(1)
+    b.accept(offer, [task("live", 0.5, 64, run_seconds=60)])  # another framework's running task
+    t = eventually(lambda: refusal(b, "live"), timeout=15, what="the refused launch as a Task of b")
+    t = b.wait_task_state(t["metadata"]["name"], "TASK_ERROR")
+    assert "already used by Task live of framework a (TASK_RUNNING)" in t["status"]["message"]
+    assert a.task("done")["spec"]["framework"] == "a" and a.task_state("done") == "TASK_FINISHED"
+    assert a.task_state("live") == "TASK_RUNNING"
+    assert {p.metadata.name for p in kube.core.list_namespaced_pod(namespace).items} == pods
+
+
+def test_a_forged_terminal_task_status_is_corrected_from_the_pod(kube, namespace, fake_nodes, master):
+    """The issue: a forged TASK_FINISHED on a running Task was never corrected; the pod ran on unaccounted."""
+    fake_nodes(1, "cpu=2,memory=4Gi")
+    master()
+    fw = RawFramework.subscribe(kube, namespace, "fw")
+    (offer,) = fw.wait_offers(1)
+    fw.accept(offer, [task("t1", 2, 512, run_seconds=120)])
+    fw.wait_task_state("t1", "TASK_RUNNING")
+    forged = {"state": "TASK_FINISHED", "reason": "forged", "finishedAt": "2026-01-01T00:00:00Z"}
+    kube.patch_status("tasks", namespace, "t1", {"status": forged})
+    t = fw.wait_task_state("t1", "TASK_RUNNING")
+    assert "was not written by the master: corrected from the pod" in t["status"]["message"]
+    assert "finishedAt" not in t["status"]
+    assert "TASK_FINISHED was not written by the master" in fw.wait_event("StatusCorrected", involved="t1")
+    assert kube.core.read_namespaced_pod("t1", namespace).metadata.deletion_timestamp is None
+    # Accounted again: the framework holds the task's 2 cpus.
+    eventually(
+        lambda: (fw.status().get("allocated") or {}).get("cpus") == 2,
+        timeout=15,
+        what="2 cpus allocated to fw",
+    )
+
+
+# ------------------------------------------------------------------ the issue's smaller cases
+
+
+def test_a_role_at_its_cpu_quota_holds_no_zero_cpu_offers_of_the_memory(kube, namespace, fake_nodes, master):
+    """At its quota a role still held 0-cpu offers for all the memory of every agent."""
+    fake_nodes(2, "cpu=2,memory=4Gi")
+    capped = f"{namespace}-capped"
+    kube.custom.create_cluster_custom_object(
+        "mesoskube.io",
+        "v1alpha1",
+        "mesosroles",
+        {"apiVersion": "mesoskube.io/v1alpha1", "kind": "MesosRole", "metadata": {"name": capped},
+         "spec": {"quota": {"cpus": 2}}},
+    )  # fmt: skip
+    try:
+        master()
+        fw = RawFramework.subscribe(kube, namespace, "capped", roles=(capped,))
+        (offer,) = fw.wait_offers(1)  # the quota's 2 cpus, on one agent
+        # No filter: the agent's leftover (0 cpus, 3.5 GiB) may be offered again at once.
+        fw.accept(offer, [task("t1", 2, 512, run_seconds=60)], refuse_seconds=0)
+        fw.wait_task_state("t1", "TASK_RUNNING")
+        # The open framework is offered the other agent (the allocation ran after the accept)...
+        other = RawFramework.subscribe(kube, namespace, "open")
+        free = other.wait_offers(1)[0]["spec"]["agent"]
+        assert free != offer["spec"]["agent"] or len(other.wait_offers(2)) == 2
+        # ...and the capped role holds nothing: no 0-cpu offer of either agent's memory.
+        assert fw.offers() == []
+    finally:
+        kube.custom.delete_cluster_custom_object("mesoskube.io", "v1alpha1", "mesosroles", capped)
+
+
+def test_an_offer_closed_by_hand_is_cleaned_up_after_the_retention(kube, namespace, fake_nodes, master):
+    """A status written by hand (no closedAt of the master's) left the Offer behind forever."""
+    fake_nodes(1, "cpu=2,memory=4Gi")
+    master(offerRetention=1)
+    fw = RawFramework.subscribe(kube, namespace, "fw")
+    (offer,) = fw.wait_offers(1)
+    name = offer["metadata"]["name"]
+    kube.patch_status("offers", namespace, name, {"status": {"phase": "Rescinded", "reason": "by hand"}})
+
+    def gone() -> bool:
+        try:
+            kube.get("offers", namespace, name)
+        except ApiException as e:
+            return e.status == 404
+        return False
+
+    eventually(gone, timeout=20, what="the hand-closed offer deleted")

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, example, given, seed, settings
 
-from tests.cluster.fuzz import Fuzzer, kinds
+from tests.cluster.fuzz import Fuzzer, kinds, write_results
 from tests.cluster.identity import bind_framework_role, service_account, username
 from tests.cluster.mesos import RawFramework
 from tests.helpers import eventually
@@ -26,6 +28,8 @@ EXPLICIT = {
 }
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "8"))
 SEED = os.environ.get("FUZZ_SEED", "12")
+# `make fuzz` collects each kind's tally here (JSON) and renders it next to it as Markdown.
+OUT = os.environ.get("FUZZ_OUT", "")
 
 
 @pytest.fixture
@@ -45,7 +49,7 @@ def fuzzer(kube, kubeconfig, namespace, fake_nodes, own_master, tmp_path):
     return m, Fuzzer(kube, fw, namespace)
 
 
-@pytest.mark.parametrize("kind", ["framework", "mesosrole", "forged-task", "answer"])
+@pytest.mark.parametrize("kind", ["framework", "mesosrole", "forged-task", "answer", "offer-metadata"])
 def test_fuzz_the_contract(fuzzer, kind, caplog):
     master, fz = fuzzer
     strategy, run = kinds(fz)[kind]
@@ -67,15 +71,28 @@ def test_fuzz_the_contract(fuzzer, kind, caplog):
     for value in EXPLICIT.get(kind, []):
         case = example(value)(case)
 
+    started = time.monotonic()
     case()
     tally = fz.tally
-    print(json.dumps({"kind": kind, **tally.summary()}))
+    alive = all(t.is_alive() for t in master._threads)
+    tracebacks = [r for r in caplog.records if r.exc_info and r.name.startswith(("mesoskube", "kopf"))]
+    record = {
+        "kind": kind,
+        **tally.summary(),
+        "seconds": round(time.monotonic() - started, 1),
+        "seed": SEED,
+        "master_threads_alive": alive,
+        "tracebacks": len(tracebacks),
+    }
+    print(json.dumps(record))
+    if OUT:
+        write_results(Path(OUT), record)
     assert tally.tried[kind] > 0
     if kind == "answer":
         assert tally.launched >= 1 and tally.refused_by_master >= 1  # both paths were exercised
     assert tally.launched_bad == []
     assert tally.unnamed == []
     assert tally.model_disagrees == []
-    assert all(t.is_alive() for t in master._threads), "a master thread died"
-    tracebacks = [r for r in caplog.records if r.exc_info and r.name.startswith(("mesoskube", "kopf"))]
+    assert tally.protected_changed == []
+    assert alive, "a master thread died"
     assert tracebacks == [], [r.getMessage() for r in tracebacks]

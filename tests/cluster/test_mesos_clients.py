@@ -4,6 +4,7 @@ pods run nothing; they complete after their `mesoskube.io/run-duration`, an emul
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import threading
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from mesoskube.cluster.local import free_port
+from mesoskube.cluster.pki import Pki
 from tests.cluster import mesosclients
 from tests.helpers import eventually, wait_torn_down
 
@@ -18,10 +20,13 @@ from tests.helpers import eventually, wait_torn_down
 class Scheduler:
     """A client scheduler script in its own venv; its JSON event lines collected as they come."""
 
-    def __init__(self, client: str, script: str, master: str, tasks: int, seconds: float) -> None:
+    def __init__(
+        self, client: str, script: str, master: str, tasks: int, seconds: float, env: dict | None = None
+    ) -> None:
         py = mesosclients.python(client)
         self.proc = subprocess.Popen(
             [py, str(mesosclients.SCRIPTS / script), master, str(tasks), str(seconds)],
+            env={**os.environ, **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -66,7 +71,7 @@ def _http_master(own_master) -> str:
     return f"127.0.0.1:{port}"
 
 
-def _check_run(kube, namespace, nodes, sched: Scheduler, n: int, image: str) -> None:
+def check_run(kube, namespace, nodes, sched: Scheduler, n: int, image: str) -> None:
     # While they run, every task is a pod bound to one of the offered Kubernetes nodes.
     pods = eventually(
         lambda: (p := kube.core.list_namespaced_pod(namespace).items) and len(p) == n and p,
@@ -101,7 +106,7 @@ def test_pymesos_example_scheduler_runs_tasks_as_pods(kube, namespace, fake_node
     master = _http_master(own_master)
     sched = Scheduler("pymesos", "pymesos_scheduler.py", master, 6, 3.0)
     try:
-        _check_run(kube, namespace, nodes, sched, 6, "busybox:1.36")
+        check_run(kube, namespace, nodes, sched, 6, "busybox:1.36")
     finally:
         sched.kill()
 
@@ -112,7 +117,7 @@ def test_mesoshttp_example_scheduler_runs_tasks_as_pods(kube, namespace, fake_no
     master = _http_master(own_master)
     sched = Scheduler("mesoshttp", "mesoshttp_scheduler.py", f"http://{master}", 4, 3.0)
     try:
-        _check_run(kube, namespace, nodes, sched, 4, "busybox:1.36")
+        check_run(kube, namespace, nodes, sched, 4, "busybox:1.36")
     finally:
         sched.kill()
 
@@ -155,3 +160,85 @@ def test_mesos_cli_lists_agents_frameworks_and_tasks(kube, namespace, fake_nodes
         assert tasks.count("TASK_RUNNING") == 2
     finally:
         sched.kill()
+
+
+@pytest.mark.timeout(240)
+def test_pymesos_pointed_at_a_standby_follows_its_307_to_the_leader(kube, namespace, fake_nodes, own_master):
+    nodes = fake_nodes(2, "cpu=2,memory=4Gi")
+    ports = {name: free_port() for name in ("a", "b")}
+
+    def replica(name: str):
+        return own_master(
+            httpPort=ports[name],
+            httpHost="127.0.0.1",
+            httpAuth="none",
+            leaderElect=True,
+            leaseNamespace=namespace,
+            identity=f"replica-{name}",
+        )
+
+    a = replica("a")
+    eventually(lambda: a.http is not None and a.http.active, timeout=15, what="replica-a serving")
+    b = replica("b")
+    assert not b.leading and b.http is not None and not b.http.active
+    # The client knows only the standby's address (as behind a Service that picked it).
+    sched = Scheduler("pymesos", "pymesos_scheduler.py", f"127.0.0.1:{ports['b']}", 4, 3.0)
+    try:
+        check_run(kube, namespace, nodes, sched, 4, "busybox:1.36")
+        assert f"Try to redirect to new master: 127.0.0.1:{ports['a']}" in "".join(sched.stderr)
+    finally:
+        sched.kill()
+
+
+def _serving_cert(local_cluster) -> tuple[Path, Path, Path]:
+    """A serving certificate for 127.0.0.1 signed by the local cluster's CA, and that CA."""
+    pki = Pki(local_cluster.dir / "pki")
+    cert, key = pki.issue("mesos-http-test", "mesoskube-mesos-http", ips=("127.0.0.1",), dns=("localhost",))
+    return cert, key, pki.ca_cert
+
+
+@pytest.mark.timeout(240)
+def test_mesoshttp_and_the_mesos_cli_over_tls_verifying_the_cluster_ca(
+    kube, namespace, fake_nodes, own_master, local_cluster, tmp_path: Path
+):
+    nodes = fake_nodes(2, "cpu=2,memory=4Gi")
+    cert, key, ca = _serving_cert(local_cluster)
+    port = free_port()
+    own_master(
+        httpPort=port,
+        httpHost="127.0.0.1",
+        httpAuth="none",
+        httpTlsCertFile=str(cert),
+        httpTlsKeyFile=str(key),
+    )
+    master = f"https://127.0.0.1:{port}"
+    # mesoshttp (requests) verifies the certificate: against the cluster's CA, given as requests' bundle.
+    sched = Scheduler(
+        "mesoshttp", "mesoshttp_scheduler.py", master, 2, 3.0, env={"REQUESTS_CA_BUNDLE": str(ca)}
+    )
+    try:
+        check_run(kube, namespace, nodes, sched, 2, "busybox:1.36")
+    finally:
+        sched.kill()
+
+    config = tmp_path / "config.toml"
+    config.write_text(f'[master]\naddress = "{master}"\nssl_verify = true\n')
+    py = mesosclients.python("mesos-cli")
+
+    def cli(*args: str, trust: Path | None) -> subprocess.CompletedProcess:
+        env = {"MESOS_CLI_CONFIG": str(config), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+        if trust is not None:
+            env["SSL_CERT_FILE"] = str(trust)  # OpenSSL's default trust store: the cluster's CA only
+        return subprocess.run(
+            [py, "-m", "avmesos.cli.mesos-cli", *args], env=env, capture_output=True, text=True, timeout=60
+        )
+
+    out = cli("agent", "list", trust=ca)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for n in nodes:
+        assert n in out.stdout
+    # Verification is real: trusting another CA, the same call fails on the certificate.
+    other = Pki(tmp_path / "other-pki")
+    other.ensure_ca()
+    refused = cli("agent", "list", trust=other.ca_cert)
+    assert refused.returncode != 0 and "CERTIFICATE_VERIFY_FAILED" in refused.stdout + refused.stderr

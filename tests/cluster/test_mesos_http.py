@@ -6,11 +6,13 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+from urllib.parse import urlsplit
 
 import pytest
 from kubernetes import client
 
 from mesoskube.cluster.local import free_port
+from mesoskube.mesosapi.leader import ADDRESS_ANNOTATION, HOLDER_ANNOTATION
 from mesoskube.settings import Settings
 from tests.helpers import eventually
 
@@ -301,6 +303,130 @@ def test_standby_redirects_to_the_leader(kube, namespace) -> None:
         assert Api(port).request("GET", "/health", headers={})[0] == 200
     finally:
         server.stop()
+
+
+def test_a_standby_authenticates_before_it_redirects(kube, namespace) -> None:
+    from mesoskube.mesosapi.server import MesosApiServer
+
+    kube.core.create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="fw"))
+    )
+    port = free_port()
+    settings = Settings(
+        httpPort=port, httpHost="127.0.0.1", httpLeader="leader.example:5050", namespace=namespace
+    )
+    server = MesosApiServer(kube, settings).start_in_thread()
+    api = Api(port)
+    try:
+        s, _, headers = api.request("GET", "/state", headers={})
+        assert s == 401 and headers["WWW-Authenticate"].startswith("Bearer")
+        bearer = {"Authorization": f"Bearer {_token(kube, namespace, 'fw')}"}
+        s, _, headers = api.request("GET", "/state", headers=bearer)
+        assert s == 307 and headers["Location"] == "//leader.example:5050/state"
+        # /redirect and /health need no token (Mesos routes them without an authentication realm).
+        assert api.request("GET", "/redirect", headers={})[0] == 307
+        assert api.request("GET", "/health", headers={})[0] == 200
+    finally:
+        server.stop()
+
+
+def test_a_standby_answers_307_naming_the_lease_holder_and_a_client_following_it_subscribes(
+    own_master, kube, namespace, fake_nodes
+) -> None:
+    fake_nodes(1, "cpu=2,memory=4Gi")
+    ports = {"a": free_port(), "b": free_port()}
+
+    def replica(name: str):
+        return own_master(
+            httpPort=ports[name],
+            httpHost="127.0.0.1",
+            httpAuth="none",
+            leaderElect=True,
+            leaseNamespace=namespace,
+            identity=f"replica-{name}",
+        )
+
+    a = replica("a")
+    eventually(
+        lambda: a.leading and a.http is not None and a.http.active, timeout=15, what="replica-a leading"
+    )
+    b = replica("b")
+    assert not b.leading
+    leader = f"127.0.0.1:{ports['a']}"
+    # The holder advertises its address on the Lease, next to its identity.
+    annotations = kube.coordination.read_namespaced_lease("mesoskube-master", namespace).metadata.annotations
+    assert annotations[ADDRESS_ANNOTATION] == leader and annotations[HOLDER_ANNOTATION] == "replica-a"
+
+    standby = Api(ports["b"])
+    body = {"type": "SUBSCRIBE", "subscribe": {"framework_info": _info("follower")}}
+    s, _, headers = standby.request("POST", "/master/api/v1/scheduler", body)
+    assert s == 307 and headers["Location"] == f"//{leader}/master/api/v1/scheduler"
+    s, _, headers = standby.request("GET", "/state?jsonp=x", headers={})
+    assert s == 307 and headers["Location"] == f"//{leader}/state?jsonp=x"
+    # /redirect goes to the leader's base URL (from either replica); below it is 404, as in Mesos.
+    for api in (standby, Api(ports["a"])):
+        s, _, headers = api.request("GET", "/master/redirect", headers={})
+        assert (s, headers["Location"]) == (307, f"//{leader}")
+    assert standby.request("GET", "/redirect/state", headers={})[0] == 404
+    assert standby.request("GET", "/health", headers={})[0] == 200
+    assert standby.get("/metrics/snapshot")[1]["master/elected"] == 0
+
+    # A client that follows the Location subscribes at the leader and gets its offers.
+    target = urlsplit(f"http:{headers['Location']}")
+    sub = Subscription(target.port, _info("follower"))
+    fid = sub.until("SUBSCRIBED")["subscribed"]["framework_id"]["value"]
+    assert sub.until("OFFERS")["offers"]["offers"]
+    assert Api(target.port).call(fid, sub.stream_id, {"type": "TEARDOWN"})[0] == 202
+    sub.close()
+
+    # The leader goes: the standby takes over, serves, and the Lease names it.
+    a.stop()
+    eventually(lambda: b.http is not None and b.http.active, timeout=15, what="replica-b serving")
+    assert standby.get("/state")[0] == 200
+    annotations = kube.coordination.read_namespaced_lease("mesoskube-master", namespace).metadata.annotations
+    assert annotations[ADDRESS_ANNOTATION] == f"127.0.0.1:{ports['b']}"
+
+
+def test_operations_mesoskube_cannot_do_are_dropped_with_operation_error(
+    api: Api, kube, namespace, fake_nodes
+) -> None:
+    fake_nodes(1, "cpu=2,memory=4Gi")
+    sub = Subscription(api.port, _info("reserver"))
+    fid = sub.until("SUBSCRIBED")["subscribed"]["framework_id"]["value"]
+    offer = sub.until("OFFERS")["offers"]["offers"][0]
+    cpus = [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 1}, "role": "*"}]
+    task = {
+        "name": "t",
+        "task_id": {"value": "after-reserve"},
+        "agent_id": offer["agent_id"],
+        "resources": cpus,
+        "command": {"value": "sleep 100"},
+    }
+    operations = [
+        {"type": "RESERVE", "id": {"value": "reserve-1"}, "reserve": {"resources": cpus}},
+        {"type": "CREATE", "create": {"volumes": []}},  # no id: dropped with a log only, as in Mesos
+        {"type": "DESTROY", "id": {"value": "destroy-1"}, "destroy": {"volumes": []}},
+        {"type": "LAUNCH", "launch": {"task_infos": [task]}},
+    ]
+    accept = {"type": "ACCEPT", "accept": {"offer_ids": [offer["id"]], "operations": operations}}
+    assert api.call(fid, sub.stream_id, accept)[0] == 202
+    errors, running = {}, None
+    while running is None or len(errors) < 2:
+        event = sub.next()
+        assert event is not None, "stream closed"
+        if event["type"] == "UPDATE_OPERATION_STATUS":
+            status = event["update_operation_status"]["status"]
+            errors[status["operation_id"]["value"]] = status
+        elif event["type"] == "UPDATE" and event["update"]["status"]["state"] == "TASK_RUNNING":
+            running = event["update"]["status"]
+    assert set(errors) == {"reserve-1", "destroy-1"}
+    assert errors["reserve-1"]["state"] == "OPERATION_ERROR" and "uuid" not in errors["reserve-1"]
+    assert errors["reserve-1"]["message"].startswith("RESERVE operations are not supported by mesoskube")
+    assert "persistent volumes" in errors["destroy-1"]["message"]
+    # The ACCEPT's LAUNCH still ran: its task is a Task object.
+    assert running["task_id"]["value"] == "after-reserve"
+    assert api.call(fid, sub.stream_id, {"type": "TEARDOWN"})[0] == 202
+    sub.close()
 
 
 def _token(kube, namespace: str, account: str) -> str:

@@ -56,9 +56,22 @@ def test_helm_install_succeeds_and_the_crds_are_served(kube, kubeconfig, test_id
         kube.core.delete_namespace(ns)
 
 
-def test_metrics_endpoint_moves_while_the_master_works(kube, namespace, fake_nodes, master):
-    port = free_port()
-    start_http_server(port, addr="127.0.0.1")
+def _metrics_endpoint(request, kube) -> int | str:
+    """This process's registry (the in-process master's), or the installed leader pod's endpoint."""
+    if not request.config.getoption("--installed-master"):
+        port = free_port()
+        start_http_server(port, addr="127.0.0.1")
+        return port
+    from mesoskube.cluster.install import NAMESPACE
+
+    lease = kube.coordination.read_namespaced_lease("mesoskube-master", NAMESPACE)
+    # A holder identity is "<hostname>-<pid>-<tag>", and a pod's hostname is its name.
+    pod = kube.core.read_namespaced_pod(lease.spec.holder_identity.rsplit("-", 2)[0], NAMESPACE)
+    return f"{pod.status.pod_ip}:8080"
+
+
+def test_metrics_endpoint_moves_while_the_master_works(request, kube, namespace, fake_nodes, master):
+    port = _metrics_endpoint(request, kube)
     fake_nodes(2, "cpu=4,memory=8Gi")
     master()
     before = scrape(port)

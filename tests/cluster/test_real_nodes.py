@@ -8,8 +8,11 @@ import subprocess
 import pytest
 from kubernetes import client
 
+from mesoskube.cluster.images import TASK_BASE
+from mesoskube.cluster.local import free_port
 from mesoskube.master import LABEL_TASK
 from tests.cluster.mesos import RawFramework, task
+from tests.cluster.test_mesos_clients import Scheduler, check_run
 from tests.helpers import eventually
 
 SMALL = {"cpus": 0.1, "mem": 64}
@@ -213,3 +216,19 @@ def test_a_second_cluster_cannot_take_the_real_nodes_host(real_nodes):
             other.up(real_nodes=1)
     finally:
         other.down()
+
+
+@pytest.mark.timeout(240)
+def test_an_unmodified_pymesos_scheduler_runs_its_command_tasks_on_real_nodes(
+    kube, namespace, real_nodes, own_master
+):
+    """The Mesos HTTP API's must-show on real nodes: pymesos's example-style scheduler, its tasks'
+    commands run in containerd (the task-base image: no registry to pull busybox from)."""
+    port = free_port()
+    own_master(httpPort=port, httpHost="127.0.0.1", httpAuth="none", httpDefaultImage=TASK_BASE)
+    sched = Scheduler("pymesos", "pymesos_scheduler.py", f"127.0.0.1:{port}", 2, 2.0)
+    try:
+        # TASK_FINISHED here is the command's own exit status in a real container.
+        check_run(kube, namespace, real_nodes, sched, 2, TASK_BASE)
+    finally:
+        sched.kill()

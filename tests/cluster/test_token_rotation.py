@@ -7,19 +7,27 @@ so deleting a Secret revokes its token at once."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime
+import json
+import subprocess
 
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.incluster_config import InClusterConfigLoader
 
+from mesoskube.cluster.install import NAMESPACE, RELEASE, SHORT_TOKEN_SECONDS
 from mesoskube.kube import CountingApiClient, Kube
 from mesoskube.master.runner import Master
 from mesoskube.settings import Settings
-from tests.cluster.mesos import RawFramework
+from tests.cluster.mesos import RawFramework, task
 from tests.helpers import eventually
+
+TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+KUBECTL_EXEC = ["kubectl", "--kubeconfig"]
+READ_TOKEN = ["python3", "-c", f"print(open('{TOKEN_FILE}').read())"]
 
 
 def _bound_token(kube: Kube, namespace: str, sa: str, secret: str) -> str:
@@ -129,3 +137,58 @@ def test_a_rotated_token_is_picked_up_after_the_old_one_is_revoked(
             master.stop()
     finally:
         client.RbacAuthorizationV1Api(kube.api).delete_cluster_role_binding(f"rotation-{test_id}")
+
+
+def _claims(token: str) -> dict:
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def _pod_token(kubeconfig: str, pod: str) -> str:
+    r = subprocess.run(
+        [*KUBECTL_EXEC, kubeconfig, "-n", NAMESPACE, "exec", pod, "-c", "master", "--", *READ_TOKEN],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+@pytest.mark.timeout(900)
+def test_the_installed_masters_pod_works_on_after_the_kubelet_rotates_its_short_lived_token(
+    request, kube, kubeconfig, namespace, fake_nodes, crds
+):
+    """Last in the e2e-installed session: the master's pod started with a 600 s token (the API
+    server's minimum, not extended); once any token it started with has expired, the kubelet must
+    have rotated the file and the master must have re-read it, or nothing would work."""
+    if not request.config.getoption("--installed-master") or request.config.getoption("--existing-cluster"):
+        pytest.skip(
+            "needs the session's Helm-installed master with short-lived tokens (make test-e2e-installed)"
+        )
+    pods = kube.core.list_namespaced_pod(
+        NAMESPACE, label_selector=f"app.kubernetes.io/instance={RELEASE}"
+    ).items
+    assert pods, f"no master pod in {NAMESPACE}"
+    started = min(p.status.start_time for p in pods)
+    first_expiry = started + datetime.timedelta(seconds=SHORT_TOKEN_SECONDS)
+    # The event waited for: every token the pods started with is past its expiry.
+    eventually(
+        lambda: datetime.datetime.now(datetime.UTC) > first_expiry + datetime.timedelta(seconds=5),
+        timeout=SHORT_TOKEN_SECONDS + 60,
+        interval=5,
+        what="the master pods' first tokens to expire",
+    )
+    for p in pods:
+        claims = _claims(_pod_token(kubeconfig, p.metadata.name))
+        issued = datetime.datetime.fromtimestamp(claims["iat"], datetime.UTC)
+        assert claims["exp"] - claims["iat"] == SHORT_TOKEN_SECONDS, claims
+        assert issued > p.status.start_time, f"{p.metadata.name}: the kubelet never rotated its token"
+        assert all(c.restart_count == 0 for c in p.status.container_statuses), p.status.container_statuses
+        after = (issued - p.status.start_time).total_seconds()
+        print(f"{p.metadata.name}: its token was issued {after:.0f}s after it started")
+    (agent,) = fake_nodes(1, "cpu=2,memory=4Gi")
+    fw = RawFramework.subscribe(kube, namespace, "after-rotation")
+    [offer] = fw.wait_offers(1, timeout=60, agent=agent)
+    fw.accept(offer, [task("t", 0.5, 128, run_seconds=0.5)])
+    fw.wait_task_state("t", "TASK_FINISHED", timeout=60)

@@ -470,3 +470,20 @@ def test_role_at_its_cpu_quota_gets_no_zero_cpu_offers_of_the_memory() -> None:
     decisions = allocate(snapshot, now=0.0)
     assert {d.framework for d in decisions} == {"ns/b"}
     assert all(d.resources.cpus == 4 and d.resources.mem == 8192 for d in decisions)
+
+
+def test_role_at_its_cpu_quota_gets_no_memory_of_an_agent_whose_cpus_are_used() -> None:
+    """The leftover of an agent with no cpus free (its memory) went to the role at its cpu quota."""
+    snapshot = Snapshot(
+        agents=(agent("node-0", available=Resources(cpus=0, mem=3584)),),
+        frameworks=(framework("ns/a", "capped", capped=Resources(cpus=2)),),
+        roles={"capped": RolePolicy("capped", quota_limit=Resources(cpus=2, mem=math.inf, disk=math.inf,
+                                                                      gpus=math.inf))},
+    )  # fmt: skip
+    assert allocate(snapshot, now=0.0) == []
+    below = Snapshot(
+        agents=snapshot.agents,
+        frameworks=(framework("ns/a", "capped", capped=Resources(cpus=1)),),
+        roles=snapshot.roles,
+    )
+    assert [d.resources.mem for d in allocate(below, now=0.0)] == [3584]  # below its quota: offered

@@ -21,7 +21,15 @@ import pytest
 import yaml
 
 from mesoskube import settings
-from mesoskube.api.models import TaskInfo
+from mesoskube.api.models import (
+    ContainerInfo,
+    EnvVar,
+    Filters,
+    OfferAnswer,
+    PodRef,
+    ResourceQuantities,
+    TaskInfo,
+)
 from tests.unit.rbac_from_code import master_grants
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -312,6 +320,24 @@ def test_env_is_one_variable_per_setting_and_loads_the_defaults() -> None:
     assert settings.load(environ=env_of(render("--set", "replicaCount=1"))) == settings.Settings()
 
 
+def test_mesos_tls_secret_is_mounted_and_its_files_are_the_masters_tls_settings() -> None:
+    docs = render("--set", "mesosService.tls.secretName=mesos-tls")
+    loaded = settings.load(environ=env_of(docs))
+    assert loaded.httpTlsCertFile == "/etc/mesoskube/mesos-tls/tls.crt"
+    assert loaded.httpTlsKeyFile == "/etc/mesoskube/mesos-tls/tls.key"
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "mesos-tls"]
+    assert volume["secret"]["secretName"] == "mesos-tls"
+    (mount,) = [m for m in master_container(docs)["volumeMounts"] if m["name"] == "mesos-tls"]
+    assert mount == {"name": "mesos-tls", "mountPath": "/etc/mesoskube/mesos-tls", "readOnly": True}
+    # The pod's IP is what the leader advertises for the standbys' 307 answers.
+    env = {e["name"]: e for e in master_container(docs)["env"]}
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    assert not any(
+        v["name"] == "mesos-tls" for v in one(render(), "Deployment")["spec"]["template"]["spec"]["volumes"]
+    )
+
+
 def test_env_carries_overrides_the_master_can_read() -> None:
     env = env_of(
         render(
@@ -453,7 +479,14 @@ def test_schema_rejects_bad_values_naming_the_field(args: tuple[str, ...], field
 
 # --- RBAC ---------------------------------------------------------------------------------------------------
 
-POLICIES = ("framework-principal", "offer-task-principal", "role-access", "task-fields", "master-pods")
+POLICIES = (
+    "framework-principal",
+    "offer-task-principal",
+    "role-access",
+    "master-metadata",
+    "master-pods",
+    "unknown-fields",
+)
 
 FRAMEWORK_GRANTS = expand(
     {
@@ -489,14 +522,19 @@ def test_task_pods_are_granted_apart_and_only_in_task_namespaces_when_set() -> N
     assert {b["roleRef"]["name"] for b in bindings} == {f"{FULLNAME}-task-pods"}
 
 
-def test_task_fields_policy_lists_exactly_the_task_model_fields() -> None:
+def test_unknown_fields_policy_lists_exactly_the_model_fields_at_every_level() -> None:
+    """The policy is derived from the models: each object node's known keys are its model's fields."""
     policy = next(
         p
         for p in objects(render(), "ValidatingAdmissionPolicy")
-        if p["metadata"]["name"].endswith("-task-fields")
+        if p["metadata"]["name"].endswith("-unknown-fields")
     )
-    (known,) = [v["expression"] for v in policy["spec"]["variables"] if v["name"] == "known"]
-    assert json.loads(known) == list(TaskInfo.model_fields)
+    text = "\n".join(v["expression"] for v in policy["spec"]["validations"])
+    for model in (OfferAnswer, TaskInfo, ResourceQuantities, ContainerInfo, EnvVar, PodRef, Filters):
+        assert json.dumps(list(model.model_fields)) in text, model.__name__
+    messages = [v["messageExpression"] for v in policy["spec"]["validations"]]
+    assert any("'spec.answer.tasks[].resources: unknown field(s) '" in m for m in messages)
+    assert any("'spec.answer.tasks[].container.env[]: unknown field(s) '" in m for m in messages)
 
 
 def test_admission_policies_trust_the_master_serviceaccount() -> None:

@@ -419,3 +419,40 @@ def test_an_offer_or_task_the_master_did_not_make_launches_nothing_and_says_why(
     assert rig.task("ns/f1") is None and rig.api.get("pods", "ns/f1") is None
     assert rig.state("ns/f2") == "TASK_ERROR" and rig.api.get("pods", "ns/f2") is None
     assert rig.api.get("pods", "ns/t1")["spec"]["nodeName"] == "n1"  # the master's own launched
+
+
+def test_a_forged_terminal_status_of_a_running_task_is_corrected_from_its_pod() -> None:
+    rig, offer = launched_rig()
+    rig.accept(offer, task_info("t1"))
+    rig.settle()
+    rig.run_pod("ns/t1")
+    rig.settle()
+    assert rig.state("ns/t1") == "TASK_RUNNING"
+    rig.api.patch_status("tasks", "ns", "t1", {"status": {"state": "TASK_FINISHED", "finishedAt": "x"}})
+    rig.settle()
+    status = rig.task("ns/t1")["status"]
+    assert status["state"] == "TASK_RUNNING" and "finishedAt" not in status
+    assert "not written by the master" in status["message"]
+    # A real end is not a forgery: the pod's own Succeeded stands.
+    rig.run_pod("ns/t1", "Succeeded")
+    rig.settle()
+    assert rig.state("ns/t1") == "TASK_FINISHED"
+
+
+def test_a_reused_task_name_is_reported_on_a_task_of_its_own_and_launches_nothing() -> None:
+    rig, offer = launched_rig()
+    rig.accept(offer, task_info("t1"), task_info("t2"))
+    rig.settle()
+    rig.run_pod("ns/t1", "Succeeded")
+    rig.settle()
+    assert rig.state("ns/t1") == "TASK_FINISHED"
+    rig.settle(advance=3)  # past the leftover's default refusal (5 s)
+    again = rig.offer_on("n1")
+    rig.accept(again, task_info("t1"))
+    rig.settle()
+    refused = [f"ns/{t}" for t in rig.api.names("tasks") if t.startswith("t1-dup-")]
+    assert len(refused) == 1
+    body = rig.task(refused[0])
+    assert body["metadata"]["labels"]["mesoskube.io/mesos-task-id"] == "t1"
+    assert body["status"]["state"] == "TASK_ERROR" and "already used by Task t1" in body["status"]["message"]
+    assert rig.api.get("pods", refused[0]) is None and rig.state("ns/t1") == "TASK_FINISHED"

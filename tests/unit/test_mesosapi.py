@@ -200,9 +200,30 @@ def test_launch_group_tasks_carry_their_executor() -> None:
         {"type": "RESERVE"},
     ]
     infos, unsupported = p.launch_tasks(ops)
-    assert unsupported == ["RESERVE"]
+    assert unsupported == [{"type": "RESERVE"}]
     _, task = p.task_of(infos[0], "i")
     assert task["executor"] == "ex"
+
+
+def test_unsupported_operations_are_refused_with_a_reason_and_encode_in_protobuf() -> None:
+    from mesoskube.mesosapi import proto
+
+    for kind in p.UNSUPPORTED_OPERATIONS:
+        assert p.operation_refusal({"type": kind}).startswith(
+            f"{kind} operations are not supported by mesoskube: "
+        )
+    assert "unknown operation type" in p.operation_refusal({"type": "TELEPORT"})
+    event = p.operation_error("op-1", p.operation_refusal({"type": "RESERVE"}))
+    status = event["update_operation_status"]["status"]
+    assert status["state"] == "OPERATION_ERROR" and "uuid" not in status
+    assert proto.decode_event(proto.encode_event(event)) == event
+    # An operation's id survives protobuf decoding of an ACCEPT.
+    call = {
+        "type": "ACCEPT",
+        "framework_id": {"value": "f"},
+        "accept": {"offer_ids": [{"value": "o"}], "operations": [{"type": "CREATE", "id": {"value": "v1"}}]},
+    }
+    assert proto.decode_call(proto.encode_call(call)) == call
 
 
 def test_paths_under_master_and_with_trailing_slash_are_the_same() -> None:
@@ -342,3 +363,28 @@ def test_roles_endpoint_weights_quota_and_dominant_share() -> None:
     assert star["dominant_share"] == 0.25  # 1 of 4 cpus (128 of 8192 MB is less)
     assert by["batch"]["weight"] == 2.0 and by["batch"]["quota"] == {"cpus": 10}
     assert by["batch"]["dominant_share"] == 0 and by["batch"]["frameworks"] == []
+
+
+def test_the_lease_carries_the_holders_address_and_only_the_holders(monkeypatch) -> None:
+    from mesoskube.mesosapi import leader
+    from mesoskube.settings import Settings
+
+    ours = leader.lease_annotations("replica-a", "10.0.0.5:5050")
+    other = {"team": "x"}
+    # The holder writes its address; a release (no holder) or another holder's write drops it.
+    written = leader.annotate(other, "replica-a", "replica-a", ours)
+    assert written == {"team": "x", **ours}
+    assert leader.annotate(written, "", "replica-a", ours) == other
+    assert leader.annotate(written, "replica-b", "replica-a", ours) == other
+    assert leader.leader_address("replica-a", written) == "10.0.0.5:5050"
+    # An address left by a former holder is not believed.
+    assert leader.leader_address("replica-b", written) is None
+    assert leader.leader_address(None, written) is None
+    assert (
+        leader.advertised_address(Settings(httpAdvertiseAddress="mesos.example:5050"), 1)
+        == "mesos.example:5050"
+    )
+    monkeypatch.delenv("POD_IP", raising=False)
+    assert leader.advertised_address(Settings(httpHost="127.0.0.1"), 5051) == "127.0.0.1:5051"
+    monkeypatch.setenv("POD_IP", "10.244.0.7")
+    assert leader.advertised_address(Settings(), 5050) == "10.244.0.7:5050"

@@ -1,12 +1,17 @@
 """The master's probes, pure: liveness follows the loop doing this replica's work, readiness is
-"leader, or synced standby"; and the election settings refuse timings that would let two lead."""
+"leader, or synced standby"; and the election settings refuse timings that would let two lead.
+One loopback test of the probe server's handling of a prober that gave up."""
 
 from __future__ import annotations
+
+import socket
+import struct
+import threading
 
 import pytest
 from pydantic import ValidationError
 
-from mesoskube.master.probes import liveness, readiness
+from mesoskube.master.probes import HealthServer, Probe, liveness, readiness
 from mesoskube.settings import Settings, load
 
 
@@ -52,3 +57,28 @@ def test_election_timings_must_let_a_leader_give_up_before_a_standby_takes_over(
         }
     )
     assert s.leaderElect and (s.leaseDuration, s.renewDeadline, s.retryPeriod) == (15, 10.0, 2.0)
+
+
+def test_a_prober_that_gave_up_before_the_answer_leaves_no_traceback(capfd):
+    """A kubelet probe times out on a loaded node and resets the connection; the late answer must
+    not print a BrokenPipe traceback into the master's log."""
+    reset, answered = threading.Event(), threading.Event()
+
+    def slow() -> Probe:
+        reset.wait(10)
+        answered.set()
+        return Probe(True, {})
+
+    server = HealthServer(0, slow, slow)
+    server.server.daemon_threads = False  # so that server_close() joins the handler's thread
+    server.start()
+    try:
+        s = socket.create_connection(("127.0.0.1", server.port))
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: probe\r\n\r\n")
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+        s.close()
+        reset.set()
+        assert answered.wait(10)
+    finally:
+        server.stop()
+    assert "Traceback" not in capfd.readouterr().err

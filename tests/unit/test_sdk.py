@@ -507,5 +507,13 @@ def test_offer_and_status_from_objects():
     assert not TaskStatus(task_id="x", state=TaskState.KILLED).is_failure
 
 
+def test_a_refused_launch_reported_on_a_task_of_its_own_is_a_status_of_the_refused_id():
+    """The master's TASK_ERROR for a taken task id lives on another object; the label names the id."""
+    refusal = task("t1-dup-0123456789", "TASK_ERROR")
+    refusal["metadata"]["labels"] = {"mesoskube.io/mesos-task-id": "t1"}
+    s = TaskStatus.from_task(refusal)
+    assert s.task_id == "t1" and s.state is TaskState.ERROR
+
+
 def test_micro_time_has_six_fraction_digits_even_on_whole_seconds():
     assert micro_time(0) == "1970-01-01T00:00:00.000000Z"

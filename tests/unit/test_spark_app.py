@@ -197,3 +197,50 @@ def test_percentile_interpolates():
     assert percentile([], 50) is None
     assert percentile([1, 2, 3, 4], 50) == 2.5
     assert percentile([1.0] * 99 + [100.0], 99) == pytest.approx(1.99)
+
+
+def test_fine_task_whose_first_update_is_finished_counts_busy_for_its_run_not_idle():
+    """The master may see a task's pod only once it completed (its queue behind, a short task): the
+    first update is TASK_FINISHED, no TASK_RUNNING. The task did run its 2 s on the node; before
+    the fix its cores counted as held idle from accept to end and its run as no work at all."""
+    app, d, clock = make({"spark.mesos.coarse": "false"}, [{"tasks": 1, "seconds": 2.0}])
+    app.resource_offers(d, [Offer.build("o1", "a", cpus=2, mem=8192)])  # type: ignore[arg-type]
+    ex, task = d.accepted["o1"]
+    clock.t = 1.0
+    app.status_update(d, status(ex.name, TaskState.RUNNING))  # type: ignore[arg-type]
+    clock.t = 5.0
+    app.status_update(d, status(task.name, TaskState.FINISHED))  # type: ignore[arg-type]
+    s = app.summary()
+    assert s.ok and s.finished_without_running == 1
+    # Held: the task's core 0..5 and the executor's 0..5 = 10 core-s; busy: the task's 2 s run.
+    assert s.cores_held_core_s == 10 and s.cores_busy_core_s == 2
+    # Idle: the executor's core 5 (1 of it launching), the task's 3 s before its run (launching).
+    assert s.idle_by_cause_core_s == {"launching": 4.0, "fine_executors": 4.0, "free_slots": 0.0}
+
+
+def test_idle_cores_by_cause_in_coarse_mode_are_launching_executors_and_free_slots():
+    app, d, clock = make(
+        {"spark.cores.max": "2", "spark.executor.cores": "2"}, [{"tasks": 1, "seconds": 2.0}]
+    )
+    app.resource_offers(d, [Offer.build("o1", "a", cpus=8, mem=32768)])  # type: ignore[arg-type]
+    (ex,) = d.accepted["o1"]
+    clock.t = 1.0
+    app.status_update(d, status(ex.name, TaskState.RUNNING))  # type: ignore[arg-type]
+    d.run_timers_until(3.0)
+    s = app.summary()
+    # Held 2 cores 0..3 = 6; busy 1 core 1..3 = 2; idle 4 = 2 launching (0..1) + 2 free slot (1..3).
+    assert s.idle_core_s == 4 and s.idle_by_cause_core_s == {
+        "launching": 2.0,
+        "fine_executors": 0.0,
+        "free_slots": 2.0,
+    }
+    assert s.finished_without_running == 0
+
+
+def test_timeline_add_changes_a_past_interval_only():
+    tl = CoreTimeline()
+    tl.record(0, 2, 0)
+    tl.record(4, 0, 0)
+    tl.add(1, 3, busy=1)
+    assert tl.points == [(0, 2, 0), (1, 2, 1), (3, 2, 0), (4, 0, 0)]
+    assert tl.integrate(0, 4) == (8, 2, 6)

@@ -150,3 +150,12 @@ def test_every_key_default_parses():
     for key in KEYS.values():
         if key.default is not None:
             key.parse(key.default)
+
+
+def test_cores_max_in_fine_mode_is_warned_about_as_without_effect():
+    """make demo gave its fine-mode app spark.cores.max=96 and it held up to 276 cores: the key caps
+    coarse mode only (Spark's rule), and nothing said so."""
+    fine = SparkConf.parse({"spark.mesos.coarse": "false", "spark.cores.max": "96"})
+    assert any("spark.cores.max has no effect in fine-grained mode" in w for w in fine.warnings)
+    coarse = SparkConf.parse({"spark.mesos.coarse": "true", "spark.cores.max": "96"})
+    assert not coarse.warnings

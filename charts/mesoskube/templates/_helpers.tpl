@@ -79,12 +79,17 @@ app.kubernetes.io/component: master
 {{/*
 One MESOSKUBE_<UPPER_SNAKE> variable per key of .Values.operator (the settings the master reads:
 allocationInterval -> MESOSKUBE_ALLOCATION_INTERVAL). null becomes "" (unset, e.g. offerTimeout);
+mesosService.tls.secretName sets httpTlsCertFile and httpTlsKeyFile to the mounted Secret's files;
 numbers go through toJson so that large integers are not written as 1e+06.
 */}}
 {{- define "mesoskube.operatorEnv" -}}
 {{- range $key := keys .Values.operator | sortAlpha }}
 {{- $value := get $.Values.operator $key }}
 {{- if and (eq $key "leaderElect") (include "mesoskube.electionOn" $) }}{{ $value = true }}{{ end }}
+{{- if $.Values.mesosService.tls.secretName }}
+{{- if eq $key "httpTlsCertFile" }}{{ $value = "/etc/mesoskube/mesos-tls/tls.crt" }}{{ end }}
+{{- if eq $key "httpTlsKeyFile" }}{{ $value = "/etc/mesoskube/mesos-tls/tls.key" }}{{ end }}
+{{- end }}
 - name: {{ printf "MESOSKUBE_%s" ($key | snakecase | upper) }}
   {{- if kindIs "invalid" $value }}
   value: ""

@@ -131,11 +131,12 @@ def _contains_scalars(resources: Resources, minimum: Resources) -> bool:
     )
 
 
-def _quota_starves(capped: Resources, remaining: Resources) -> bool:
-    """A role whose quota leaves it no cpus (or no mem) on an agent that has some gets no offer
-    there: a 0-cpu offer of all the agent's memory runs nothing useful and holds the memory away
-    from every other role (Mesos's quota headroom likewise offers no resources beyond the limit)."""
-    return (remaining.cpus > 0 and capped.cpus <= 0) or (remaining.mem > 0 and capped.mem <= 0)
+def _quota_starves(headroom: Resources) -> bool:
+    """A role at its cpu (or mem) quota gets no offer: a 0-cpu offer of an agent's memory runs
+    nothing useful and holds the memory away from every other role (Mesos's quota headroom likewise
+    offers no resources beyond the limit). Also on an agent whose cpus are all used: its leftover
+    memory went to the role at quota before, for every agent."""
+    return headroom.cpus <= 0 or headroom.mem <= 0
 
 
 def _quota_headroom(policy: RolePolicy | None, held: Resources) -> Resources | None:
@@ -231,19 +232,16 @@ class _Cycle:
                 k for k, fw in self.views.items() if not tolerated(fw.tolerations, agent.taints)
             }
         for role in self.roles.sort():
-            resources = self._capped_by_quota(role, remaining)
-            if resources is not remaining and _quota_starves(resources, remaining):
+            headroom = _quota_headroom(self.policies.get(role), self.roles.allocation(role))
+            if headroom is not None and _quota_starves(headroom):
                 continue
+            resources = remaining if headroom is None else remaining.min_with(headroom)
             framework = self._first_eligible(role, refused, offered, resources)
             if framework is None:
                 continue
             if resources is remaining or _is_allocatable(resources, self.min_allocatable):
                 return OfferDecision(framework=framework, role=role, agent=agent.name, resources=resources)
         return None
-
-    def _capped_by_quota(self, role: str, remaining: Resources) -> Resources:
-        headroom = _quota_headroom(self.policies.get(role), self.roles.allocation(role))
-        return remaining if headroom is None else remaining.min_with(headroom)
 
     def _first_eligible(
         self, role: str, refused: dict[str, list[Resources | None]], offered: set[str], candidate: Resources

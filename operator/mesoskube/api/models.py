@@ -167,11 +167,6 @@ class TaskInfo(Model):
 
     model_config = ConfigDict(
         json_schema_extra={
-            # Kept, not pruned: a misspelt field (`runSecs`) must be an error naming it, and CEL
-            # cannot see fields the schema does not declare. The chart's ValidatingAdmissionPolicy
-            # `...-task-fields` rejects any key not in TASK_INFO_FIELDS; the master refuses such an
-            # accept too (extra="forbid") where that policy is not installed.
-            "additionalProperties": True,
             "x-kubernetes-validations": [
                 cel(
                     "self.resources.cpus > 0.0 || self.resources.mem > 0.0",

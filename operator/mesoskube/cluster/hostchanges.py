@@ -147,10 +147,27 @@ def _restore_iptables(tool: str, saved: str) -> list[str]:
     if now.stdout == saved:
         return []
     problems = []
-    for table in sorted(_tables(now.stdout) - _tables(saved)):
+    new_tables = sorted(_tables(now.stdout) - _tables(saved))
+    for table in new_tables:
         for flag in ("-F", "-X"):
             subprocess.run([tool, "-t", table, flag], capture_output=True)
     r = subprocess.run([f"{tool}-restore"], input=saved, capture_output=True, text=True)
     if r.returncode:
         problems.append(f"{tool}-restore: {r.stderr.strip()}")
+    # iptables-nft keeps an emptied table with its base chains; nft can remove it. (The legacy
+    # backend's tables belong to kernel modules and cannot be removed: they stay, empty.)
+    if new_tables and _nft_backed(tool) and shutil.which("nft"):
+        family = NFT_FAMILY[tool]
+        for table in new_tables:
+            d = subprocess.run(["nft", "delete", "table", family, table], capture_output=True, text=True)
+            if d.returncode:
+                problems.append(f"nft delete table {family} {table}: {d.stderr.strip()}")
     return problems
+
+
+NFT_FAMILY = {"iptables": "ip", "ip6tables": "ip6"}
+
+
+def _nft_backed(tool: str) -> bool:
+    version = subprocess.run([tool, "--version"], capture_output=True, text=True)
+    return "nf_tables" in version.stdout

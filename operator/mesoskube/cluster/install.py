@@ -7,6 +7,7 @@ ships, with only the image, the node selector and the values a caller adds.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -21,6 +22,9 @@ from mesoskube.kube import Kube
 CHART = Path(__file__).resolve().parents[3] / "charts" / "mesoskube"
 RELEASE = "mesoskube"
 NAMESPACE = "mesoskube-system"
+# The shortest ServiceAccount token the API server issues: the e2e-installed session's master runs
+# on it, so its run outlives the token it started with and must survive the kubelet's rotation.
+SHORT_TOKEN_SECONDS = 600
 
 
 def helm(kubeconfig: Path) -> list[str]:
@@ -30,11 +34,13 @@ def helm(kubeconfig: Path) -> list[str]:
 def install_master(
     cluster: LocalCluster,
     values: dict[str, str] | None = None,
+    numbers: dict[str, float] | None = None,
     release: str = RELEASE,
     namespace: str = NAMESPACE,
     timeout: float = 180,
 ) -> str:
-    """helm upgrade --install; returns the master pod's name once it is Ready."""
+    """helm upgrade --install; returns the master pod's name once it is Ready. `values` are set as
+    strings, `numbers` as numbers (the chart's schema types them)."""
     state = cluster.state()
     nodes = RealNodes(cluster)
     specs = nodes.specs(state)
@@ -58,6 +64,8 @@ def install_master(
     argv += ["--namespace", namespace, "--create-namespace", "--wait", "--timeout", f"{int(timeout)}s"]
     for key, value in settings.items():
         argv += ["--set-string", f"{key}={value}"]
+    for key, number in (numbers or {}).items():
+        argv += ["--set-json", f"{key}={json.dumps(number)}"]  # --set reads 0.5 as a string
     r = subprocess.run(argv, capture_output=True, text=True)
     if r.returncode:
         raise ClusterError(f"helm install failed: {r.stderr.strip()}\n{_pod_report(cluster, namespace)}")

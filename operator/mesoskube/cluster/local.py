@@ -248,6 +248,9 @@ class LocalCluster:
                 str(pki / "sa.pub"),
                 "--service-account-signing-key-file",
                 str(pki / "sa.key"),
+                # Pods' tokens expire when their spec says (not a year later, the default's legacy grace),
+                # so a short-lived token really has to be rotated by the kubelet and re-read.
+                "--service-account-extend-token-expiration=false",
                 "--event-ttl",
                 "1h",
                 "--profiling=false",

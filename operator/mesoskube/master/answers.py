@@ -10,6 +10,7 @@ Tasks at once); the marks of processed answers are its own.
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import threading
 from collections import defaultdict
@@ -18,11 +19,12 @@ from dataclasses import dataclass, field
 
 from mesoskube import metrics
 from mesoskube.api.models import DEFAULT_ROLE, AnswerType, OfferAnswer, OfferPhase, TaskState
+from mesoskube.master import LABEL_REFUSED, LABEL_TASK_ID
 from mesoskube.master.builders import task_manifest
 from mesoskube.master.cache import Cache, format_time, key_of, parse_time
 from mesoskube.master.contract import Provenance, ignore_foreign_offer, parse_answer, refuse_invalid_answer
 from mesoskube.master.events import EventRecorder
-from mesoskube.master.objects import framework_key, ns_name, offer_phase
+from mesoskube.master.objects import framework_key, ns_name, offer_phase, task_state
 from mesoskube.master.tasksync import TaskSync
 from mesoskube.master.validation import check_accept
 from mesoskube.master.workqueue import WorkQueue
@@ -281,8 +283,10 @@ class AnswerHandling:
         if not verdict.ok:
             self.events.warning(fw, "TaskError", f"accept of offer {offer_name} refused: {verdict.message}")
             for t in todo:
-                if t.name not in existing:  # a name in use belongs to another task: leave it alone
+                if t.name not in existing:
                     self._error_task(ns, t, spec, fw_uid, offer_name, verdict.message)
+                else:  # the name belongs to another Task: the refusal is reported on a Task of its own
+                    self._refuse_reused_name(ns, t, spec, fw_uid, offer, existing[t.name])
             return Resources()
         created: list[dict] = []
         try:
@@ -340,6 +344,23 @@ class AnswerHandling:
         m["metadata"]["namespace"] = ns
         return m
 
+    def _refuse_reused_name(self, ns: str, task, spec: dict, fw_uid: str, offer: dict, holder: dict) -> None:
+        """Mesos answers a duplicate task id with TASK_ERROR for that id. The name is taken here, so
+        the TASK_ERROR is a Task of its own (a name derived from the offer's uid, the id in the label
+        mesoskube.io/mesos-task-id), which the framework sees among its Tasks; nothing launches."""
+        owner = holder["spec"].get("framework")
+        held = task_state(holder) if (holder.get("status") or {}).get("state") else "not yet started"
+        whose = "this framework" if owner == spec["framework"] else f"framework {owner}"
+        message = (
+            f"task id {task.name} is already used by Task {task.name} of {whose} ({held}); task ids "
+            "are unique in a namespace, finished tasks included: launch it under another name"
+        )
+        digest = hashlib.sha1(f"{offer['metadata']['uid']}/{task.name}".encode()).hexdigest()[:10]
+        name = f"{task.name[:40]}-dup-{digest}"
+        self._error_task(
+            ns, task, spec, fw_uid, offer["metadata"]["name"], message, name=name, task_id=task.name
+        )
+
     def _error_task(
         self,
         ns: str,
@@ -350,17 +371,31 @@ class AnswerHandling:
         message: str,
         state: TaskState = TaskState.ERROR,
         reason: str = "REASON_TASK_INVALID",
+        name: str | None = None,
+        task_id: str | None = None,
     ) -> None:
+        manifest = self._task_manifest(ns, task, spec, fw_uid, offer_name)
+        # Marked before the create: the Task's watch event may reach the task part before its
+        # status is written, and it must not get a pod in between.
+        manifest["metadata"]["labels"][LABEL_REFUSED] = "true"
+        if name is not None:
+            manifest["metadata"]["name"] = name
+        if task_id is not None:
+            manifest["metadata"]["labels"][LABEL_TASK_ID] = task_id
         try:
-            self._create_task(ns, self._task_manifest(ns, task, spec, fw_uid, offer_name))
+            self._create_task(ns, manifest)
         except ApiError as e:
             if e.status != 409:
                 raise
-            return
+            with self.cache.lock:
+                held = self.cache.tasks.get(f"{ns}/{manifest['metadata']['name']}") or {}
+            # Ours from an earlier try whose status write failed: write it now; else not ours.
+            if LABEL_REFUSED not in (held.get("metadata", {}).get("labels") or {}) or task_state(held):
+                return
         body = self.writer.patch_status(
             "tasks",
             ns,
-            task.name,
+            manifest["metadata"]["name"],
             {
                 "status": {
                     "state": state.value,

@@ -30,6 +30,7 @@ from kubernetes.leaderelection.leaderelectionrecord import LeaderElectionRecord
 from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 
 from mesoskube.kube import Kube
+from mesoskube.mesosapi.leader import annotate
 
 log = logging.getLogger("mesoskube.master.election")
 WATCHDOG_PERIOD = 0.1
@@ -39,20 +40,43 @@ class _TimedLeases:
     """The three Lease calls LeaseLock makes, on our client, each with a request timeout: a hung
     request must not outlive the renew deadline."""
 
-    def __init__(self, kube: Kube, timeout: float) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        timeout: float,
+        identity: str = "",
+        annotations: Callable[[], dict[str, str]] | None = None,
+    ) -> None:
         # Our own client, without urllib3's 3 retries per call: one try is bounded by `timeout`.
         cfg = copy.copy(kube.api.configuration)
         cfg.retries = False
         self.api, self.timeout = client.CoordinationV1Api(client.ApiClient(cfg)), timeout
+        self.identity, self.annotations = identity, annotations
+
+    def _annotate(self, body: Any) -> Any:
+        """What the holder advertises (its Mesos HTTP address) rides on its own writes of the Lease:
+        no extra request, and gone with the release."""
+        if self.annotations is None:
+            return body
+        meta = body.metadata
+        if isinstance(meta, dict):  # LeaseLock.create passes {"name": ...}
+            meta = body.metadata = client.V1ObjectMeta(**meta)
+        holder = body.spec.holder_identity if body.spec is not None else None
+        meta.annotations = annotate(meta.annotations, holder, self.identity, self.annotations()) or None
+        return body
 
     def read_namespaced_lease(self, name: str, namespace: str) -> Any:
         return self.api.read_namespaced_lease(name, namespace, _request_timeout=self.timeout)
 
     def create_namespaced_lease(self, namespace: str, body: Any) -> Any:
-        return self.api.create_namespaced_lease(namespace, body, _request_timeout=self.timeout)
+        return self.api.create_namespaced_lease(
+            namespace, self._annotate(body), _request_timeout=self.timeout
+        )
 
     def replace_namespaced_lease(self, name: str, namespace: str, body: Any) -> Any:
-        return self.api.replace_namespaced_lease(name, namespace, body, _request_timeout=self.timeout)
+        return self.api.replace_namespaced_lease(
+            name, namespace, self._annotate(body), _request_timeout=self.timeout
+        )
 
 
 @dataclass
@@ -77,6 +101,7 @@ class LeaderElector:
         on_started: Callable[[], None],
         on_lost: Callable[[], None],
         clock: Callable[[], float] = time.monotonic,
+        annotations: Callable[[], dict[str, str]] | None = None,
     ) -> None:
         if not lease_duration > renew_deadline > retry_period > 0:
             raise ValueError(
@@ -88,7 +113,7 @@ class LeaderElector:
         self.on_started, self.on_lost, self.clock = on_started, on_lost, clock
         self.lock = LeaseLock(name, namespace, identity)
         # A slow answer may still be a renewal in time: the watchdog, not the timeout, keeps the deadline.
-        self.lock.api_instance = _TimedLeases(kube, timeout=renew_deadline)
+        self.lock.api_instance = _TimedLeases(kube, renew_deadline, identity, annotations)
         self.election = LeaderElection(_Config(self.lock, int(lease_duration)))
         self.leading = threading.Event()
         self.stopped = threading.Event()

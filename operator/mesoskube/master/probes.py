@@ -61,11 +61,14 @@ class HealthServer:
                     return
                 result = probe()
                 body = result.body()
-                self.send_response(200 if result.ok else 503)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(200 if result.ok else 503)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    return  # the prober's timeout expired first: it no longer waits for an answer
 
             def log_message(self, *_: object) -> None:  # probes every few seconds: not worth a log line
                 return

@@ -132,7 +132,9 @@ class Master:
         register(self.registry, self.cache, self.engine, lambda: connection_info(self.kube))
         self._stop_flag: threading.Event = threading.Event()
         self._threads: list[threading.Thread] = []
-        self.http = None  # the Mesos HTTP API (mesoskube.mesosapi), when httpPort is set; leader only
+        # The Mesos HTTP API (mesoskube.mesosapi), when httpPort is set: it serves on the leader; on a
+        # standby it answers 307 to the leader the Lease names.
+        self.http = None
         self.pods = None  # the in-process pods framework, when settings.podsFramework; leader only
         self._leader_services = threading.Event()  # set once http and pods were started (or failed)
         self._leader_services_error: BaseException | None = None
@@ -160,6 +162,7 @@ class Master:
                 retry_period=self.settings.retryPeriod,
                 on_started=lambda: metrics.leader.set(1),
                 on_lost=self._leadership_lost,
+                annotations=self._advertised,
             )
         self._engine_thread: threading.Thread | None = None
         self._status_thread: threading.Thread | None = None
@@ -169,11 +172,38 @@ class Master:
     def leading(self) -> bool:
         return self.elector is None or self.elector.leading.is_set()
 
-    def start_http(self) -> None:
-        if self.settings.httpPort:
-            from mesoskube.mesosapi.server import MesosApiServer
+    def _advertised(self) -> dict[str, str]:
+        """What the Lease holder writes on the Lease: where its Mesos HTTP API is reached."""
+        from mesoskube.mesosapi.leader import lease_annotations
 
-            self.http = MesosApiServer(self.kube, self.settings).start_in_thread()
+        http = self.http
+        return lease_annotations(self.identity, http.address) if http is not None and http.address else {}
+
+    def _start_http_standby(self) -> None:
+        """With leader election every replica listens on httpPort: a standby answers 307 to the
+        leader, as a non-leading Mesos master does, so a client behind the Service never meets a
+        refused connection."""
+        if not (self.settings.httpPort and self.elector is not None):
+            return
+        from mesoskube.mesosapi.server import MesosApiServer
+
+        self.http = MesosApiServer(
+            self.kube,
+            self.settings,
+            active=False,
+            lease=(self.elector.name, self.elector.namespace),
+            identity=self.identity,
+        ).start_in_thread()
+
+    def start_http(self) -> None:
+        if not self.settings.httpPort:
+            return
+        if self.http is not None:  # the standby's listener: it serves from now on
+            self.http.activate()
+            return
+        from mesoskube.mesosapi.server import MesosApiServer
+
+        self.http = MesosApiServer(self.kube, self.settings).start_in_thread()
 
     async def operator(self, stop_flag: threading.Event | None = None) -> None:
         await kopf.operator(
@@ -232,8 +262,8 @@ class Master:
 
     def _start_leader_services(self) -> None:
         """The Mesos HTTP API and the pods framework write (subscriptions, Frameworks, bindings):
-        they run on the leader only, started once it leads, and stop with it (a standby does not
-        listen on httpPort)."""
+        they run on the leader only, started once it leads, and stop with it (a standby's HTTP API
+        only redirects)."""
         try:
             with self._leader_services_lock:
                 if self.engine.stopping.is_set():
@@ -274,6 +304,7 @@ class Master:
             self.health = HealthServer(self.settings.healthPort, self.liveness, self.readiness).start()
         if self.elector is None:
             metrics.leader.set(1)
+        self._start_http_standby()
         self._engine_thread = threading.Thread(target=self._engine_main, name="mesoskube-engine", daemon=True)
         self._engine_thread.start()
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from mesoskube import metrics
 from mesoskube.api.models import TERMINAL_TASK_STATES, TaskState
+from mesoskube.master import LABEL_REFUSED
 from mesoskube.master.adoption import PodAdoption
 from mesoskube.master.builders import pod_manifest
 from mesoskube.master.cache import Cache, format_time
@@ -106,6 +107,10 @@ class TaskSync:
         state = task_state(task)
         if state not in TERMINAL_TASK_STATES and not self.provenance.trusted(task, key):
             ignore_foreign_task(self.writer, self.cache, self.events, lambda: now, task)
+            return
+        if LABEL_REFUSED in (task["metadata"].get("labels") or {}) and state not in TERMINAL_TASK_STATES:
+            return  # a refused launch being reported: its TASK_ERROR is on the way, never a pod
+        if state in TERMINAL_TASK_STATES and self._correct_forged_terminal(key, task, now):
             return
         if state in TERMINAL_TASK_STATES:
             self.accepted_at.pop(key, None)
@@ -200,6 +205,30 @@ class TaskSync:
                 return
         # No status write here: the first one comes with the pod's first real state (write budget).
         self.launched.add(key)
+
+    def _correct_forged_terminal(self, key: str, task: dict, now: float) -> bool:
+        """A terminal state while the Task's own pod still runs was not written by the master (it
+        writes one only once the pod ended, is being deleted or is gone): a forged status, which
+        would free the task's resources while the pod holds them. Corrected from the pod."""
+        pod, _ = self.cache.pod_of(key)
+        if pod is None or pod["metadata"].get("deletionTimestamp") is not None:
+            return False
+        owners = {r.get("uid") for r in pod["metadata"].get("ownerReferences") or []}
+        if task["metadata"].get("uid") not in owners:
+            return False  # not the pod this Task made (an adoption refused, a stranger's pod)
+        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            return False
+        update = from_pod(pod)
+        forged = (task.get("status") or {}).get("state")
+        msg = f"status.state {forged} was not written by the master: corrected from the pod"
+        self.events.warning(task, "StatusCorrected", msg)
+        log.warning("task %s: %s", key, msg)
+        self.launched.add(key)
+        corrected = TaskUpdate(
+            update.state, update.reason, f"{update.message}; {msg}" if update.message else msg
+        )
+        self._set_state(key, task, corrected, now, extra={"finishedAt": None})
+        return True
 
     def _set_state(
         self, key: str, task: dict, update: TaskUpdate, now: float, extra: dict | None = None

@@ -42,7 +42,7 @@ ENUMS: dict[str, list[tuple[str, int]]] = {
     ],
     "ValueType": [("SCALAR", 0), ("RANGES", 1), ("SET", 2), ("TEXT", 3)],
     "OperationType": [
-        ("OPERATION_UNKNOWN", 0), ("LAUNCH", 1), ("LAUNCH_GROUP", 6), ("RESERVE", 2), ("UNRESERVE", 3),
+        ("OPERATION_TYPE_UNKNOWN", 0), ("LAUNCH", 1), ("LAUNCH_GROUP", 6), ("RESERVE", 2), ("UNRESERVE", 3),
         ("CREATE", 4), ("DESTROY", 5), ("GROW_VOLUME", 11), ("SHRINK_VOLUME", 12), ("CREATE_DISK", 13),
         ("DESTROY_DISK", 14),
     ],
@@ -50,6 +50,11 @@ ENUMS: dict[str, list[tuple[str, int]]] = {
         ("CAPABILITY_UNKNOWN", 0), ("REVOCABLE_RESOURCES", 1), ("TASK_KILLING_STATE", 2), ("GPU_RESOURCES", 3),
         ("SHARED_RESOURCES", 4), ("PARTITION_AWARE", 5), ("MULTI_ROLE", 6), ("RESERVATION_REFINEMENT", 7),
         ("REGION_AWARE", 8),
+    ],
+    "OperationState": [
+        ("OPERATION_UNSUPPORTED", 0), ("OPERATION_PENDING", 1), ("OPERATION_FINISHED", 2), ("OPERATION_FAILED", 3),
+        ("OPERATION_ERROR", 4), ("OPERATION_DROPPED", 5), ("OPERATION_UNREACHABLE", 6),
+        ("OPERATION_GONE_BY_OPERATOR", 7), ("OPERATION_RECOVERING", 8), ("OPERATION_UNKNOWN", 9),
     ],
     "ContainerType": [("CONTAINER_UNSET", 0), ("DOCKER", 1), ("MESOS", 2)],
     "TaskState": [
@@ -138,7 +143,17 @@ MESSAGES: dict[str, list[tuple[str, int, str]]] = {
     "TaskGroupInfo": [("tasks", 1, "*TaskInfo")],
     "Launch": [("task_infos", 1, "*TaskInfo")],
     "LaunchGroup": [("executor", 1, "ExecutorInfo"), ("task_group", 2, "TaskGroupInfo")],
-    "Operation": [("type", 1, "OperationType"), ("launch", 2, "Launch"), ("launch_group", 7, "LaunchGroup")],
+    "OperationID": [("value", 1, S)],
+    "Operation": [
+        ("type", 1, "OperationType"), ("id", 12, "OperationID"), ("launch", 2, "Launch"),
+        ("launch_group", 7, "LaunchGroup"),
+    ],
+    "OperationStatus": [
+        ("operation_id", 1, "OperationID"), ("state", 2, "OperationState"), ("message", 3, S), ("uuid", 5, "UUID"),
+        ("agent_id", 6, "AgentID"),
+    ],
+    "UUID": [("value", 1, BY)],
+    "UpdateOperationStatus": [("status", 1, "OperationStatus")],
     "Filters": [("refuse_seconds", 1, D)],
     "TaskStatus": [
         ("task_id", 1, "TaskID"), ("state", 2, "TaskState"), ("message", 4, S), ("source", 9, "Source"),
@@ -175,7 +190,8 @@ MESSAGES: dict[str, list[tuple[str, int, str]]] = {
     "Error": [("message", 1, S)],
     "Event": [
         ("type", 1, "EventType"), ("subscribed", 2, "Subscribed"), ("offers", 3, "Offers"),
-        ("rescind", 4, "Rescind"), ("update", 5, "Update"), ("error", 8, "Error"),
+        ("rescind", 4, "Rescind"), ("update", 5, "Update"),
+        ("update_operation_status", 11, "UpdateOperationStatus"), ("error", 8, "Error"),
     ],
 }  # fmt: skip
 

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from mesoskube.api.models import DNS_LABEL, ROLE_NAME, Capability
+from mesoskube.master import LABEL_TASK_ID
 from mesoskube.resources import Resources
 
 APPLICATION_JSON = "application/json"
 APPLICATION_PROTOBUF = "application/x-protobuf"
 HEARTBEAT_INTERVAL_SECONDS = 15.0
 MESOS_VERSION = "1.11.0"  # dotted integers: a CLI parses it as such
-LABEL_MESOS_TASK_ID = "mesoskube.io/mesos-task-id"
+LABEL_MESOS_TASK_ID = LABEL_TASK_ID
 # Emulation only: a Mesos task label giving the seconds a pod on a kwok fake node "runs".
 LABEL_RUN_DURATION = "mesoskube.io/run-duration"
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -467,10 +468,48 @@ def task_of(info: dict[str, Any], default_image: str) -> tuple[str, dict[str, An
     return task_id, task
 
 
-def launch_tasks(operations: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
-    """The TaskInfos of LAUNCH and LAUNCH_GROUP operations, and the types of those not supported."""
+# Operations mesoskube cannot carry out, and why (what the framework is told). Mesos drops an
+# operation that fails validation: it logs it, and a framework that gave the operation an `id`
+# (operation feedback) gets UPDATE_OPERATION_STATUS with OPERATION_ERROR; the ACCEPT's other
+# operations go on. mesoskube does the same rather than pretend a reservation or volume exists.
+_NO_RESERVATIONS = (
+    "Kubernetes nodes have no Mesos reservations (a MesosRole's quota and weight are mesoskube's "
+    "way to set resources aside for a role)"
+)
+_NO_VOLUMES = (
+    "mesoskube offers no disk resources to build persistent volumes from (use a PersistentVolumeClaim)"
+)
+_NO_PROVIDERS = "mesoskube has no storage resource providers"
+UNSUPPORTED_OPERATIONS = {
+    "RESERVE": _NO_RESERVATIONS,
+    "UNRESERVE": _NO_RESERVATIONS,
+    "CREATE": _NO_VOLUMES,
+    "DESTROY": _NO_VOLUMES,
+    "GROW_VOLUME": _NO_VOLUMES,
+    "SHRINK_VOLUME": _NO_VOLUMES,
+    "CREATE_DISK": _NO_PROVIDERS,
+    "DESTROY_DISK": _NO_PROVIDERS,
+}
+
+
+def operation_refusal(op: dict[str, Any]) -> str:
+    """Why an operation other than LAUNCH and LAUNCH_GROUP is dropped (the OPERATION_ERROR message)."""
+    kind = str(op.get("type") or "UNKNOWN")
+    why = UNSUPPORTED_OPERATIONS.get(kind, "unknown operation type")
+    return f"{kind} operations are not supported by mesoskube: {why}"
+
+
+def operation_error(operation_id: str, message: str) -> dict[str, Any]:
+    """UPDATE_OPERATION_STATUS for a dropped operation: OPERATION_ERROR, no uuid (not acknowledged;
+    Mesos's createOperationStatus for a dropped operation sets none either)."""
+    status = {"operation_id": {"value": operation_id}, "state": "OPERATION_ERROR", "message": message}
+    return {"type": "UPDATE_OPERATION_STATUS", "update_operation_status": {"status": status}}
+
+
+def launch_tasks(operations: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The TaskInfos of LAUNCH and LAUNCH_GROUP operations, and the operations not supported."""
     infos: list[dict[str, Any]] = []
-    unsupported: list[str] = []
+    unsupported: list[dict[str, Any]] = []
     for op in operations or []:
         kind = op.get("type")
         if kind == "LAUNCH":
@@ -481,5 +520,5 @@ def launch_tasks(operations: list[dict[str, Any]]) -> tuple[list[dict[str, Any]]
             for t in (group.get("task_group") or {}).get("tasks") or []:
                 infos.append({**t, "executor": t.get("executor") or executor})
         else:
-            unsupported.append(str(kind))
+            unsupported.append(op)
     return infos, unsupported

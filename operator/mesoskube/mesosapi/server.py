@@ -2,6 +2,14 @@
 
 `POST /api/v1/scheduler` and the read endpoints, each also under `/master/`, trailing slash or not.
 Blocking Kubernetes calls run in the loop's thread pool; nothing here talks to the engine.
+
+Every replica listens. One that does not lead (a standby, or a leader still starting) answers as a
+non-leading Mesos master (src/master/http.cpp, `Master::Http::redirect`): 307 with a protocol-relative
+`Location: //<leader>/<path?query>`, the leader being the address the election Lease's holder
+advertises (`leader.py`); 503 "No leader elected" when none is known. /health, /version and
+/metrics/snapshot are served by any master; /redirect sends to the leader's base URL (the leader's
+too), and a path below /redirect/ is 404 (no redirect loops). Authentication (not authorisation)
+comes before a standby's redirect, as libprocess authenticates a route before its handler runs.
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ import asyncio
 import json
 import logging
 import re
+import ssl
 import threading
 import time
 import uuid
@@ -23,6 +32,7 @@ from mesoskube.kube import Kube
 from mesoskube.mesosapi import protocol as p
 from mesoskube.mesosapi import state as st
 from mesoskube.mesosapi.auth import READ_RIGHT, Authorizer, call_right
+from mesoskube.mesosapi.leader import advertised_address, leader_address
 from mesoskube.mesosapi.session import Session, Stream
 from mesoskube.settings import Settings
 
@@ -42,6 +52,7 @@ UI_DIR = Path(__file__).parent / "ui"
 UI_FILES = {"index.html", "app.js", "style.css", "preact-htm.js"}
 UI_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
 OPEN_ENDPOINTS = {"/health", "/version"}  # no authentication, served by a standby too
+REDIRECT = "/redirect"
 USER = web.RequestKey("user", str)  # the authenticated caller
 
 
@@ -53,7 +64,18 @@ def normalize(path: str) -> str:
 
 
 class MesosApiServer:
-    def __init__(self, kube: Kube, settings: Settings) -> None:
+    """`active`: this replica leads and serves the scheduler API; else it answers 307 to the leader
+    (`lease` = (name, namespace) of the election Lease; `identity` this replica's in it)."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        settings: Settings,
+        *,
+        active: bool = True,
+        lease: tuple[str, str] | None = None,
+        identity: str = "",
+    ) -> None:
         self.kube = kube
         self.settings = settings
         self.namespace = settings.httpNamespace or settings.namespace or "default"
@@ -64,6 +86,10 @@ class MesosApiServer:
         self.auth = Authorizer(kube, self.namespace) if settings.httpAuth == "kubernetes" else None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.port = settings.httpPort
+        self.active = active and not settings.httpLeader
+        self.lease, self.identity = lease, identity
+        self.address = ""  # host:port advertised for this replica (set once listening)
+        self.scheme = "https" if settings.httpTlsCertFile else "http"
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -92,15 +118,28 @@ class MesosApiServer:
         # Cancel a SUBSCRIBE handler when its client goes away: that is how a dropped stream is seen.
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         try:
+            tls = None
+            if self.settings.httpTlsCertFile:
+                tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                tls.load_cert_chain(self.settings.httpTlsCertFile, self.settings.httpTlsKeyFile)
             await self._runner.setup()
-            site = web.TCPSite(self._runner, self.settings.httpHost, self.port)
+            site = web.TCPSite(self._runner, self.settings.httpHost, self.port, ssl_context=tls)
             await site.start()
             self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self.address = advertised_address(self.settings, self.port)
         except BaseException as e:
             self._error = e
             self._ready.set()
             return
-        log.info("Mesos HTTP API on %s:%d (namespace %s)", self.settings.httpHost, self.port, self.namespace)
+        log.info(
+            "Mesos HTTP API (%s) on %s:%d, advertised as %s (namespace %s; %s)",
+            self.scheme,
+            self.settings.httpHost,
+            self.port,
+            self.address,
+            self.namespace,
+            "leading" if self.active else "standby: 307 to the leader",
+        )
         self._ready.set()
         retry = asyncio.create_task(self._retry_loop())
         await self._stopping.wait()
@@ -109,6 +148,11 @@ class MesosApiServer:
             if s.stream is not None:
                 s.stream.close()
         await self._runner.cleanup()
+
+    def activate(self) -> None:
+        """This replica now leads: serve the scheduler and read endpoints instead of redirecting."""
+        self.active = True
+        log.info("Mesos HTTP API on %s now serves as the leader", self.address)
 
     def stop(self) -> None:
         if self.loop is not None and self._stopping is not None:
@@ -131,16 +175,24 @@ class MesosApiServer:
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         path = normalize(request.path)
-        leader = self.settings.httpLeader
-        if leader and path not in OPEN_ENDPOINTS:
-            # A standby: Mesos answers with a protocol-relative Location to the leader.
-            return web.Response(status=307, headers={"Location": f"//{leader}{request.path_qs}"})
         if path == "/health":
             return web.Response(status=200)
         if path == "/version":
             return web.json_response({"version": p.MESOS_VERSION, "build_user": "mesoskube", "git_sha": ""})
-        if path == "/redirect":
-            return web.Response(status=307, headers={"Location": f"//{request.host}"})
+        if path == REDIRECT or path.startswith(REDIRECT + "/"):
+            return await self.redirect(request, path)
+        if not self.active:
+            if path != "/" and not path.startswith("/ui/"):
+                # As in Mesos, the endpoint's authentication comes before the redirect (the web UI's
+                # static files have none); who may do what is the leader's to decide.
+                denied = await self.authorize(request, None)
+                if denied:
+                    return denied
+            if path == "/metrics/snapshot":  # libprocess serves metrics on every master
+                return web.json_response(
+                    {"master/elected": 0.0, "master/uptime_secs": round(time.time() - self.started, 3)}
+                )
+            return await self.redirect(request, path)
         if path == SCHEDULER:
             return await self.scheduler(request)
         if path == "/" or path.startswith("/ui/"):
@@ -159,6 +211,45 @@ class MesosApiServer:
                 return denied
             return await self.read(path, request)
         return _text(404, f"No endpoint {request.path}")
+
+    # ------------------------------------------------------------------ leader
+
+    def find_leader(self) -> tuple[str | None, bool]:
+        """(address of the leading replica's HTTP API, whether that is this replica)."""
+        if self.settings.httpLeader:
+            return self.settings.httpLeader, False
+        if self.lease is None:
+            return (self.address, True) if self.active else (None, False)
+        name, namespace = self.lease
+        try:
+            lease = self.kube.coordination.read_namespaced_lease(name, namespace)
+        except ApiException as e:
+            if e.status == 404:
+                return None, False
+            raise
+        holder = lease.spec.holder_identity if lease.spec is not None else None
+        if holder and holder == self.identity:
+            return self.address, True
+        return leader_address(holder, lease.metadata.annotations), False
+
+    async def redirect(self, request: web.Request, path: str) -> web.Response:
+        if path.startswith(REDIRECT + "/"):
+            return _text(404, "")  # Mesos: below /redirect/ would loop
+        if self.active and self.lease is None and not self.settings.httpLeader:
+            leader, mine = self.address, True
+        else:
+            try:
+                leader, mine = await self.blocking(self.find_leader)
+            except ApiException as e:
+                return _text(503, f"the election Lease cannot be read: HTTP {e.status} {e.reason}")
+        if leader is None:
+            return _text(503, "No leader elected")
+        base = f"//{leader}"
+        if path == REDIRECT:
+            return web.Response(status=307, headers={"Location": base})
+        if mine:  # the Lease names us, but the leader services are not up yet
+            return _text(503, "Master has not finished recovery")
+        return web.Response(status=307, headers={"Location": base + request.path_qs})
 
     async def authorize(
         self, request: web.Request, verb: str | None, resource: str = "frameworks"

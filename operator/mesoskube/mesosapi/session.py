@@ -343,8 +343,7 @@ class Session(Scheduler):
         refuse = (accept.get("filters") or {}).get("refuse_seconds")
         refuse = float(refuse) if refuse is not None else None
         infos, unsupported = p.launch_tasks(accept.get("operations") or [])
-        if unsupported:
-            log.warning("framework %s: operations %s are not supported; ignored", self.name, unsupported)
+        self._drop_operations(unsupported)
         # Translate first: a garbled call (TypeError and the like: a 400) leaves the offers untouched.
         converted: list[tuple[str, dict[str, Any] | str]] = []
         for info in infos:
@@ -398,6 +397,19 @@ class Session(Scheduler):
             driver.decline(valid[0], refuse_seconds=refuse)
         for oid in valid[1:]:  # one Offer carries the launch; the others' resources go back
             driver.decline(oid, refuse_seconds=refuse)
+
+    def _drop_operations(self, operations: list[dict[str, Any]]) -> None:
+        """As Mesos drops an invalid operation: a warning, and OPERATION_ERROR to a framework that
+        gave the operation an id."""
+        for op in operations:
+            message = p.operation_refusal(op)
+            log.warning("framework %s: dropping %s operation: %s", self.name, op.get("type"), message)
+            op_id = p.value_of(op.get("id"))
+            with self.lock:
+                stream = self.stream
+            if op_id and stream is not None:
+                stream.send(p.operation_error(op_id, message))
+                stream.send(p.heartbeat())
 
     def _call_decline(self, driver: SchedulerDriver, call: dict[str, Any]) -> None:
         decline = call["decline"]
