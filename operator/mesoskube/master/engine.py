@@ -274,6 +274,13 @@ class Engine:
             tasks = list(self.cache.tasks)
             frameworks = list(self.cache.frameworks)
             answered = [k for k, o in self.cache.offers.items() if o["spec"].get("answer")]
+            made = [*self.cache.offers.values(), *self.cache.tasks.values()]
+        # The Offers and Tasks held now were made by a master (only the master may create them where
+        # the chart's policies are installed): an earlier leader's are this one's to act on, whether
+        # the first LIST or the watch showed them (a warm standby's cache is newer than its seed).
+        for obj in made:
+            if obj["metadata"].get("uid"):
+                self.provenance.made(obj)
         for k in tasks:
             self.task_queue.add(k)
         for k in frameworks:
