@@ -11,12 +11,6 @@ import pytest
 from bench.chaos import DEFECTS, Chaos, Config
 
 
-@pytest.mark.xfail(
-    reason="known open (issue 11): on a loaded 2-core machine with real nodes in the session, 5 of 150 "
-    "tasks did not finish within the run timeout after a leader kill and a node deletion; defects "
-    "(duplicates, orphans) are still asserted to be 0 when the run completes",
-    strict=False,
-)
 def test_a_small_chaos_run_launches_nothing_twice_and_loses_nothing(
     request, kube, kubeconfig, crds, tmp_path
 ):

@@ -416,6 +416,9 @@ def test_an_offer_or_task_the_master_did_not_make_launches_nothing_and_says_why(
     rig.settle()
     status = rig.api.get("offers", "ns/forged")["status"]
     assert (status["phase"], status["reason"]) == ("Invalid", "REASON_NOT_FROM_MASTER")
+    # The framework that answered hears it (the SDK makes the tasks TASK_LOST): without this, the
+    # tasks it accepted stayed in flight for it forever (the chaos test's 5 of 150 unfinished).
+    assert status["answerRefused"] is True
     assert rig.task("ns/f1") is None and rig.api.get("pods", "ns/f1") is None
     assert rig.state("ns/f2") == "TASK_ERROR" and rig.api.get("pods", "ns/f2") is None
     assert rig.api.get("pods", "ns/t1")["spec"]["nodeName"] == "n1"  # the master's own launched

@@ -114,7 +114,8 @@ class Provenance:
 def ignore_foreign_offer(
     writer: Writer, cache: Cache, events: EventRecorder, clock: Callable[[], float], offer: dict
 ) -> None:
-    """An answered Offer the master did not make: closed as Invalid, saying why; nothing launches."""
+    """An answered Offer the master did not make: closed as Invalid, its answer refused, saying
+    why; nothing launches."""
     status = offer.get("status") or {}
     if status.get("reason") == NOT_FROM_MASTER:
         return
@@ -125,8 +126,10 @@ def ignore_foreign_offer(
             "offers",
             ns,
             name,
+            # answerRefused: the framework that answered must hear its tasks were not launched
+            # (the SDK makes them TASK_LOST), or they stay in flight for it forever.
             {"status": {"phase": OfferPhase.INVALID.value, "reason": NOT_FROM_MASTER, "message": msg,
-                        "closedAt": format_time(clock())}},
+                        "answerRefused": True, "closedAt": format_time(clock())}},
         )  # fmt: skip
     except ApiError as e:
         if e.status == 404:
