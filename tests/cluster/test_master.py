@@ -172,8 +172,14 @@ def test_kill_gives_task_killed(kube, namespace, fake_nodes, master):
     fw.wait_task_state("victim", "TASK_KILLED", timeout=15)
 
 
-def test_weighted_roles_converge_to_dominant_shares_one_to_two(kube, namespace, fake_nodes, master):
-    fake_nodes(12, "cpu=4,memory=16Gi")
+def test_weighted_roles_share_the_cluster_one_to_two(kube, namespace, fake_nodes, master):
+    """Hierarchical weighted DRF on the real API server, decided by the allocator alone: both
+    frameworks subscribe before any agent exists and accept every offer whole with long tasks, so
+    each agent goes, as it appears, to the role with the lower weighted share, and the 12 agents end
+    split exactly 8:4 (32:16 cpus, dominant shares 2:1); whatever the ties, DRF has no other end.
+    Waited for by the tasks launched, not by time. (This test used to sample shares under 3 s task
+    churn: on a loaded machine that measured the machine, 2.25-2.46. The churning workload runs on
+    the emulated API with a fake clock in tests/unit/test_engine_drf.py and gets 2.00.)"""
     for name, weight in (("light", 1), ("heavy", 2)):
         role = {
             "apiVersion": "mesoskube.io/v1alpha1",
@@ -183,61 +189,41 @@ def test_weighted_roles_converge_to_dominant_shares_one_to_two(kube, namespace, 
         }
         kube.custom.create_cluster_custom_object("mesoskube.io", "v1alpha1", "mesosroles", role)
     try:
-        m = master()
+        master()
         fws = {
             name: RawFramework.subscribe(kube, namespace, name, roles=[f"{namespace}-{name}"])
             for name in ("light", "heavy")
         }
         stop = threading.Event()
-        counters = {name: 0 for name in fws}
+        launched = {name: 0 for name in fws}
 
         def greedy(name: str, fw: RawFramework) -> None:
-            # More demand than the cluster holds: fill every offer with 1-cpu tasks that run 2 s.
+            # Every offer filled whole with tasks of 1 cpu and 4 GiB that outlive the test: nothing
+            # is left over (leftover memory would be offered to the other framework and count in
+            # its share while outstanding, so the end would depend on timing) and nothing comes back.
             while not stop.is_set():
                 for offer in fw.offers():
                     res = offer["spec"]["resources"]
-                    n = int(min(res.get("cpus", 0), res.get("mem", 0) // 1024))
-                    tasks = []
-                    for _ in range(n):
-                        counters[name] += 1
-                        tasks.append(task(f"{name}-{counters[name]}", 1, 1024, run_seconds=3))
+                    n = int(min(res.get("cpus", 0), res.get("mem", 0) // 4096))
+                    tasks = [task(f"{name}-{launched[name] + i}", 1, 4096, run_seconds=600) for i in range(n)]
                     with contextlib.suppress(ApiException):
-                        fw.accept(offer, tasks, refuse_seconds=0.5) if tasks else fw.decline(offer, 0.5)
-                time.sleep(0.05)
+                        fw.accept(offer, tasks)
+                        launched[name] += n
+                stop.wait(0.05)
 
         threads = [threading.Thread(target=greedy, args=item, daemon=True) for item in fws.items()]
         for t in threads:
             t.start()
-        # Warm-up by work done, not by time: each framework has cycled through the cluster's 48
-        # cpus' worth of tasks, so the shares reflect DRF, not who subscribed first.
-        eventually(lambda: min(counters.values()) >= 48, timeout=120, what="both frameworks to run 48 tasks")
-        total_cpus, total_mem = 12 * 4, 12 * 16384
-
-        def dominant_share(fw: RawFramework) -> float:
-            # What the framework holds, as Mesos counts it: live tasks plus outstanding offers.
-            held = [
-                t["spec"]["resources"]
-                for t in fw.tasks()
-                if (t.get("status") or {}).get("state")
-                in (None, "TASK_STAGING", "TASK_STARTING", "TASK_RUNNING")
-            ]
-            held += [o["spec"]["resources"] for o in fw.offers()]
-            cpus = sum(r.get("cpus", 0) for r in held)
-            mem = sum(r.get("mem", 0) for r in held)
-            return max(cpus / total_cpus, mem / total_mem)
-
-        samples = []
-        for _ in range(32):  # one sample per sweep: task churn makes single samples noisy
-            samples.append({name: dominant_share(fw) for name, fw in fws.items()})
-            wait_sweeps(m, 1)
+        fake_nodes(12, "cpu=4,memory=16Gi")  # the agents appear now, both frameworks waiting
+        eventually(
+            lambda: sum(len(fw.tasks()) for fw in fws.values()) >= 48, timeout=120, what="48 cpus of tasks"
+        )
         stop.set()
         for t in threads:
             t.join(5)
-        light = sum(s["light"] for s in samples) / len(samples)
-        heavy = sum(s["heavy"] for s in samples) / len(samples)
-        ratio = heavy / light
-        print(f"dominant shares heavy:light = {ratio:.2f} ({heavy:.3f}:{light:.3f})")
-        assert 1.8 <= ratio <= 2.2, f"dominant shares heavy:light = {ratio:.2f} ({heavy:.3f}:{light:.3f})"
+        held = {name: len(fw.tasks()) for name, fw in fws.items()}
+        print(f"tasks heavy:light = {held['heavy']}:{held['light']}")
+        assert held == {"heavy": 32, "light": 16}
     finally:
         for name in ("light", "heavy"):
             with contextlib.suppress(ApiException):
