@@ -209,15 +209,27 @@ def test_two_apps_in_weighted_roles_share_by_drf(kube, namespace, fake_nodes, ma
         }
         for app in apps.values():
             app.start(kube, namespace)
-        # Let the shares settle, then compare cores held over a window while both are busy.
+        # Let the shares settle, then compare cores held over a window while both are busy. The
+        # window is an amount of work, not a time (it was 8 s, which on a loaded machine held
+        # too few allocations to measure): six rounds of the cluster's 24 cores, however long
+        # the machine takes to run them.
         eventually(
             lambda: all(a.run_state.done_tasks >= 20 for a in apps.values()),
             timeout=60,
             what="both apps busy",
         )
+        done0 = {n: a.run_state.done_tasks for n, a in apps.items()}
         t0 = max(a.clock() for a in apps.values())
-        eventually(lambda: apps["heavy"].clock() - t0 >= 8, timeout=20, interval=0.5)
+        eventually(
+            lambda: sum(a.run_state.done_tasks - done0[n] for n, a in apps.items()) >= 6 * 24,
+            timeout=180,
+            interval=0.2,
+            what="six rounds of the cluster's cores run",
+        )
         t1 = apps["heavy"].clock()
+        assert all(a.run_state.done_tasks < 200 for a in apps.values()), (
+            "an app ran out of work in the window"
+        )
         held = {n: a.timeline.integrate(t0, t1)[0] / (t1 - t0) for n, a in apps.items()}
         ratio = held["heavy"] / held["light"]
         assert 1.4 <= ratio <= 2.6, f"cores held heavy:light = {ratio:.2f} ({held})"
