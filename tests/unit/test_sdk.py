@@ -135,10 +135,6 @@ class Recorder(Scheduler):
         assert ok, f"expected {n} callbacks, got {self.events}"
         return list(self.events)
 
-    def settle(self, seconds: float = 0.2) -> list[tuple]:
-        time.sleep(seconds)
-        return list(self.events)
-
 
 def framework(phase: str | None = "Subscribed", **status) -> dict:
     st = {"phase": phase, "frameworkId": "fw-id-1", **status} if phase else {}
@@ -181,7 +177,18 @@ def rig():
     def feed(kind: str, event_type: str, obj: Any) -> None:
         d._events.put((kind, (event_type, obj)))
 
-    yield SimpleNamespace(driver=d, kube=kube, sched=sched, feed=feed)
+    def quiesce() -> list[tuple]:
+        """The callbacks the scheduler got once every event fed so far, and every event those
+        queued in turn, is handled (a pending offer batch is flushed by the barrier): waits for
+        the driver's thread, not for a time, so "nothing else came" can be asserted."""
+        while True:
+            handled = threading.Event()
+            d.call_soon(handled.set)
+            assert handled.wait(10), "the driver's event thread is stuck"
+            if d._events.empty():
+                return list(sched.events)
+
+    yield SimpleNamespace(driver=d, kube=kube, sched=sched, feed=feed, quiesce=quiesce)
     d._stopped.set()
     d._events.put(("stop", None))
     t.join(2)
@@ -198,7 +205,7 @@ def subscribe(rig) -> None:
 def test_offers_wait_for_registration_then_arrive_in_one_batch(rig):
     rig.feed("offer", "ADDED", offer("o1"))
     rig.feed("offer", "ADDED", offer("o2", agent="n2"))
-    assert rig.sched.settle(0.15) == []
+    assert rig.quiesce() == []
     rig.feed("framework", "MODIFIED", framework())
     assert rig.sched.wait(2) == [("registered", "fw-id-1"), ("offers", ["o1", "o2"])]
     assert rig.driver.framework_id == "fw-id-1"
@@ -206,12 +213,15 @@ def test_offers_wait_for_registration_then_arrive_in_one_batch(rig):
 
 
 def test_offers_within_the_window_batch_and_other_events_keep_their_order(rig):
+    # A window no machine can miss: the batch is flushed by the events that follow it, not by
+    # time (it was 50 ms, and a loaded machine split o2 and o3).
+    rig.driver.offer_batch_window = 600
     subscribe(rig)
     rig.feed("offer", "ADDED", offer("o1"))
     rig.feed("task", "ADDED", task("t1", "TASK_RUNNING"))
     rig.feed("offer", "ADDED", offer("o2"))
     rig.feed("offer", "ADDED", offer("o3"))
-    events = rig.sched.wait(4)[1:]
+    events = rig.quiesce()[1:]
     assert events[0] == ("offers", ["o1"])  # flushed before the status update that followed it
     assert events[1][:3] == ("status", "t1", "TASK_RUNNING")
     assert events[2] == ("offers", ["o2", "o3"])
@@ -230,7 +240,7 @@ def test_rescinds(rig):
     # An offer rescinded while still in a pending batch is never delivered nor rescinded.
     rig.feed("offer", "ADDED", offer("o3"))
     rig.feed("offer", "MODIFIED", offer("o3", phase="Expired"))
-    events = rig.sched.settle(0.3)[1:]
+    events = rig.quiesce()[1:]
     assert events == [("offers", ["o1"]), ("rescinded", "o1"), ("offers", ["o2"]), ("rescinded", "o2")]
     assert rig.driver.stats.offers_rescinded == 2
 
@@ -255,7 +265,7 @@ def test_answered_offers_are_not_rescinded_and_answers_are_one_patch_each(rig):
     rig.driver.decline("o3")  # never offered to us, but the driver does not guess: it patches
     assert rig.kube.patches("offers")[2] == ("o3", {"spec": {"answer": {"type": "Decline"}}})
     rig.feed("offer", "DELETED", offer("o1"))
-    assert rig.sched.settle(0.2)[-1] == ("offers", ["o1", "o2"])
+    assert rig.quiesce()[-1] == ("offers", ["o1", "o2"])
     assert rig.driver.stats.accepts == 1 and rig.driver.stats.declines == 2
 
 
@@ -297,7 +307,7 @@ def test_an_answer_the_master_refused_after_a_rescind_race_gives_task_lost(rig):
     refused["spec"]["answer"] = {"type": "Accept"}
     rig.feed("offer", "MODIFIED", refused)
     rig.feed("offer", "MODIFIED", refused)  # only once
-    events = rig.sched.settle(0.3)
+    events = rig.quiesce()
     assert events[-1] == ("status", "t1", "TASK_LOST", "REASON_INVALID_OFFERS", StatusSource.DRIVER)
     assert sum(1 for e in events if e[0] == "status") == 1
 
@@ -312,7 +322,7 @@ def test_task_updates_only_on_change_and_a_vanished_task_is_lost(rig):
     rig.feed("task", "DELETED", task("t2", "TASK_RUNNING"))
     rig.feed("task", "ADDED", task("t3", "TASK_FINISHED"))
     rig.feed("task", "DELETED", task("t3", "TASK_FINISHED"))
-    events = [e[1:4] for e in rig.sched.settle(0.3) if e[0] == "status"]
+    events = [e[1:4] for e in rig.quiesce() if e[0] == "status"]
     assert events == [
         ("t1", "TASK_STAGING", None),
         ("t1", "TASK_RUNNING", "R"),
@@ -330,7 +340,7 @@ def test_a_relist_diffs_against_what_was_known(rig):
     # After a 410 the watch re-lists: o1 and t2 are gone, t1 moved on.
     rig.feed("offer", "SYNC", [offer("o2")])
     rig.feed("task", "SYNC", [task("t1", "TASK_FINISHED")])
-    events = rig.sched.settle(0.3)[4:]
+    events = rig.quiesce()[4:]
     assert ("rescinded", "o1") in events
     assert [e[1:3] for e in events if e[0] == "status"] == [("t2", "TASK_LOST"), ("t1", "TASK_FINISHED")]
 
@@ -352,7 +362,7 @@ def test_reconciliation_answers_arrive_once_as_status_updates(rig):
     )
     rig.feed("framework", "MODIFIED", answered)
     rig.feed("framework", "MODIFIED", answered)
-    events = [e[1:4] for e in rig.sched.settle(0.3) if e[0] == "status"]
+    events = [e[1:4] for e in rig.quiesce() if e[0] == "status"]
     assert events == [
         ("t1", "TASK_RUNNING", "REASON_RECONCILIATION"),
         ("ghost", "TASK_LOST", "REASON_RECONCILIATION"),
@@ -387,11 +397,12 @@ def test_disconnect_reregister_and_teardown(rig):
 
 def test_timers_and_calls_run_on_the_event_thread_in_order(rig):
     seen: list[tuple[str, str]] = []
-    rig.driver.call_later(0.1, lambda: seen.append(("late", threading.current_thread().name)))
+    late = threading.Event()
+    rig.driver.call_later(0.1, lambda: (seen.append(("late", threading.current_thread().name)), late.set()))
     rig.driver.call_soon(lambda: seen.append(("soon", threading.current_thread().name)))
     cancelled = rig.driver.call_later(0.05, lambda: seen.append(("cancelled", "")))
     cancelled.cancel()
-    time.sleep(0.3)
+    assert late.wait(10)  # the cancelled one was due first: had it run, it would be in `seen`
     assert [s[0] for s in seen] == ["soon", "late"]
     assert all(s[1] == rig.driver._event_thread.name for s in seen)
 
