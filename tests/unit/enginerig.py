@@ -30,9 +30,10 @@ def node_body(
 
 
 class Rig:
-    def __init__(self, **settings: Any) -> None:
-        self.clock = FakeClock()
-        self.api = FakeApi(clock=self.clock)
+    def __init__(self, api: FakeApi | None = None, **settings: Any) -> None:
+        """`api`: another rig's, for a second master replica over the same emulated API."""
+        self.api = api or FakeApi(clock=FakeClock())
+        self.clock = self.api.clock
         self.cache = Cache()
         settings.setdefault("allocationInterval", 1.0)
         self.settings = Settings(**settings)

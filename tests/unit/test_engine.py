@@ -459,3 +459,37 @@ def test_a_reused_task_name_is_reported_on_a_task_of_its_own_and_launches_nothin
     assert body["metadata"]["labels"]["mesoskube.io/mesos-task-id"] == "t1"
     assert body["status"]["state"] == "TASK_ERROR" and "already used by Task t1" in body["status"]["message"]
     assert rig.api.get("pods", refused[0]) is None and rig.state("ns/t1") == "TASK_FINISHED"
+
+
+def test_a_standby_taking_over_acts_on_the_offers_and_tasks_the_old_leader_made_after_its_seed() -> None:
+    """Defect: a warm standby trusted only the Offers and Tasks its first LIST found. What the
+    leader made after that was taken for forgeries on takeover: a running task made TASK_ERROR
+    while its pod ran (the framework relaunched it: a Task and a pod more) and an accept of the old
+    leader's offer closed Invalid (its tasks TASK_LOST). One likely cause of the chaos run's 11
+    Tasks and pods more than the framework's counts."""
+    leader = Rig()
+    standby = Rig(api=leader.api)
+    for rig in (leader, standby):
+        rig.node("n1")
+        rig.node("n2")
+    standby.watch()  # synced (the seed) while no Framework, Offer or Task exists yet
+    standby.engine.mark_all()
+    leader.framework()
+    leader.step()  # offers on n1 and n2, made by the leader
+    leader.accept(leader.offer_on("n1"), task_info("t1"))
+    leader.watch()
+    leader.step()
+    leader.run_pod("ns/t1")
+    leader.watch()
+    leader.step()
+    assert leader.state("ns/t1") == "TASK_RUNNING"
+    later_offer = leader.offer_on("n2")
+    # The leader dies; the framework answers the offer it made; the standby takes over.
+    leader.accept(later_offer, task_info("t2"))
+    standby.watch()
+    standby.engine.mark_all()
+    standby.settle()
+    assert standby.state("ns/t1") == "TASK_RUNNING"
+    assert standby.task("ns/t2")["spec"]["agent"] == "n2"
+    assert standby.api.get("pods", "ns/t2")["spec"]["nodeName"] == "n2"
+    assert standby.api.get("offers", later_offer) is None  # accepted, not closed Invalid
