@@ -684,10 +684,10 @@ def test_a_role_at_its_cpu_quota_holds_no_zero_cpu_offers_of_the_memory(kube, na
         kube.custom.delete_cluster_custom_object("mesoskube.io", "v1alpha1", "mesosroles", capped)
 
 
-def test_an_offer_closed_by_hand_is_cleaned_up_after_the_retention(kube, namespace, fake_nodes, master):
+def test_an_offer_closed_by_hand_is_cleaned_up_after_the_retention(kube, namespace, fake_nodes, own_master):
     """A status written by hand (no closedAt of the master's) left the Offer behind forever."""
     fake_nodes(1, "cpu=2,memory=4Gi")
-    master(offerRetention=1)
+    own_master(offerRetention=1)
     fw = RawFramework.subscribe(kube, namespace, "fw")
     (offer,) = fw.wait_offers(1)
     name = offer["metadata"]["name"]

@@ -194,10 +194,10 @@ def test_node_selector_and_required_affinity_are_honoured(kube, namespace, fake_
     assert len(tasks) == 6
 
 
-def test_the_master_refuses_an_adoption_naming_what_is_wrong(kube, namespace, fake_nodes, master):
+def test_the_master_refuses_an_adoption_naming_what_is_wrong(kube, namespace, fake_nodes, own_master):
     """The master's side alone (a raw framework, no pods framework): all or none, TASK_ERROR."""
     fake_nodes(1, "cpu=4,memory=8Gi")
-    master()
+    own_master()  # without the pods framework (the installed master runs it)
     other = pod_body("other-sched")
     other["spec"]["schedulerName"] = "someone-else"
     kube.core.create_namespaced_pod(namespace, other)

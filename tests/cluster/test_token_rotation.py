@@ -27,7 +27,7 @@ from tests.helpers import eventually
 
 TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 KUBECTL_EXEC = ["kubectl", "--kubeconfig"]
-READ_TOKEN = ["python3", "-c", f"print(open('{TOKEN_FILE}').read())"]
+READ_TOKEN = ["cat", TOKEN_FILE]
 
 
 def _bound_token(kube: Kube, namespace: str, sa: str, secret: str) -> str:
@@ -151,7 +151,13 @@ def _pod_token(kubeconfig: str, pod: str) -> str:
         text=True,
         timeout=60,
     )
-    assert r.returncode == 0, r.stderr
+    if r.returncode:
+        events = subprocess.run(
+            [*KUBECTL_EXEC, kubeconfig, "-n", NAMESPACE, "get", "events", "--sort-by=.lastTimestamp"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        raise AssertionError(f"reading {pod}'s token failed: {r.stderr.strip()}\n{events[-3000:]}")
     return r.stdout.strip()
 
 
