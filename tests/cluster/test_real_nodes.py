@@ -8,6 +8,7 @@ import subprocess
 import pytest
 from kubernetes import client
 
+from mesoskube import TASK_IMAGE
 from mesoskube.cluster.images import TASK_BASE
 from mesoskube.cluster.local import free_port
 from mesoskube.master import LABEL_TASK
@@ -232,3 +233,75 @@ def test_an_unmodified_pymesos_scheduler_runs_its_command_tasks_on_real_nodes(
         check_run(kube, namespace, real_nodes, sched, 2, TASK_BASE)
     finally:
         sched.kill()
+
+
+def _real_pod(name: str, script: str) -> dict:
+    """A pod naming mesoskube's scheduler, as a user writes it, runnable under Pod Security restricted."""
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "schedulerName": "mesoskube",
+            "restartPolicy": "Never",
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 65532,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "main",
+                    "image": TASK_IMAGE,
+                    "command": ["sh", "-c", script],
+                    "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
+                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                }
+            ],
+        },
+    }
+
+
+def test_a_plain_pod_and_a_jobs_pods_naming_mesoskube_run_on_real_nodes_through_offers(
+    kube, namespace, real_nodes, master
+):
+    """The pods framework on its own: nothing but the pods, and their commands really run."""
+    master(podsFramework=True)
+    kube.core.create_namespaced_pod(namespace, _real_pod("hello", "echo hello from $HOSTNAME"))
+    template = {"spec": _real_pod("unused", "echo part of a job")["spec"]}
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "batch"},
+        "spec": {"parallelism": 2, "completions": 2, "backoffLimit": 0, "template": template},
+    }
+    client.BatchV1Api(kube.api).create_namespaced_job(namespace, job)
+
+    # Each pod is a Task bound through an offer. A finished app's Framework is torn down after
+    # its grace period, taking its Tasks along: record them as they go by.
+    seen: dict[str, dict] = {}
+
+    def all_finished() -> bool:
+        for t in kube.list("tasks", namespace):
+            seen[t["metadata"]["name"]] = t
+        return len(seen) == 3 and all(
+            (t.get("status") or {}).get("state") == "TASK_FINISHED" for t in seen.values()
+        )
+
+    eventually(all_finished, timeout=180, interval=0.2, what="3 tasks TASK_FINISHED")
+    pods = {p.metadata.name: p for p in kube.core.list_namespaced_pod(namespace).items}
+    assert set(pods) == set(seen)
+    for name, p in pods.items():
+        assert p.status.phase == "Succeeded", f"{name}: {p.status.phase}"
+        assert p.spec.node_name in real_nodes, f"{name} on {p.spec.node_name}"
+        assert (
+            seen[name]["spec"]["agent"] == p.spec.node_name
+            and seen[name]["spec"]["pod"]["uid"] == p.metadata.uid
+        )
+        assert ("hello from hello" if name == "hello" else "part of a job") in logs(kube, namespace, name)
+    eventually(
+        lambda: (
+            (client.BatchV1Api(kube.api).read_namespaced_job_status("batch", namespace).status.succeeded or 0)
+            == 2
+        ),
+        timeout=30,
+        what="job batch complete",
+    )
