@@ -347,6 +347,10 @@ def before_after_only(name: str, n: int, qps: float) -> int:
 
 
 def main() -> int:
+    if "--steady-only" in sys.argv:  # the steady-load latency alone, with its stages (bench/latency.py)
+        from bench.latency import main as latency_main
+
+        return latency_main(sys.argv[1:])
     if "--before-after" in sys.argv:
         n = int(sys.argv[sys.argv.index("--before-after") + 1])
         return before_after_only(os.environ.get("BENCH_CLUSTER", "bench-scale"), n, 50.0)

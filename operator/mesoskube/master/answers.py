@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from mesoskube import metrics
 from mesoskube.api.models import DEFAULT_ROLE, AnswerType, OfferAnswer, OfferPhase, TaskState
-from mesoskube.master import LABEL_REFUSED, LABEL_TASK_ID
+from mesoskube.master import LABEL_REFUSED, LABEL_TASK_ID, trace
 from mesoskube.master.builders import task_manifest
 from mesoskube.master.cache import Cache, format_time, key_of, parse_time
 from mesoskube.master.contract import Provenance, ignore_foreign_offer, parse_answer, refuse_invalid_answer
@@ -176,6 +176,7 @@ class AnswerHandling:
             self._filter(fw_key, spec["agent"], now + refuse, Resources.from_mapping(spec["resources"]))
 
     def handle_answer(self, key: str, offer: dict, now: float) -> None:
+        trace.mark("answer-start", key)
         ns, name = ns_name(key)
         spec, status = offer["spec"], offer.get("status") or {}
         if not self.provenance.trusted(offer, key):
@@ -229,6 +230,7 @@ class AnswerHandling:
         with self.dirty_lock:
             self.processed_accepts[key] = now
         delete_quietly(self.writer, "offers", ns, name)
+        trace.mark("answer-done", key)
         with self.cache.lock:
             self.cache.offers.pop(key, None)
         self.request_allocation([spec["agent"]])
@@ -333,6 +335,7 @@ class AnswerHandling:
             self.provenance.abandon(key)
             raise
         self.provenance.made(body, key)
+        trace.mark("task-created", key)
         return body
 
     def _task_manifest(self, ns: str, task, spec: dict, fw_uid: str, offer_name: str) -> dict:

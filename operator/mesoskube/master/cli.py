@@ -61,7 +61,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         return 2
+    from mesoskube.master import trace
     from mesoskube.master.runner import Master
+
+    trace.setup()  # per-task stage timestamps when MESOSKUBE_TRACE names a file
 
     status_qps = args.kube_api_qps if args.kube_api_status_qps is None else args.kube_api_status_qps
     status_burst = args.kube_api_burst if args.kube_api_status_burst is None else args.kube_api_status_burst

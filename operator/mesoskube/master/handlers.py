@@ -14,6 +14,7 @@ from typing import Any
 import kopf
 
 from mesoskube import API_GROUP
+from mesoskube.master import trace
 from mesoskube.master.cache import Cache, key_of
 from mesoskube.master.engine import Engine
 from mesoskube.master.objects import is_task_pod
@@ -69,6 +70,7 @@ class Handlers:
         elif store == "tasks":
             self.engine.mark_task(key)
         elif body["spec"].get("answer"):
+            trace.mark("answer-seen", key)
             self.engine.mark_answered(key)
 
     def event(self, kind: str, event_type: str, body: dict) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from mesoskube import metrics
 from mesoskube.api.models import TERMINAL_TASK_STATES, TaskState
-from mesoskube.master import LABEL_REFUSED
+from mesoskube.master import LABEL_REFUSED, trace
 from mesoskube.master.adoption import PodAdoption
 from mesoskube.master.builders import pod_manifest
 from mesoskube.master.cache import Cache, format_time
@@ -189,7 +189,9 @@ class TaskSync:
             )
             return
         try:
+            trace.mark("pod-sent", key)
             self.writer.create_pod(ns, pod_manifest(task))
+            trace.mark("pod-created", key)
         except ApiError as e:
             if e.retriable:
                 raise  # 429, 5xx, a reset connection: the task queue retries with backoff
