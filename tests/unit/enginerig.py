@@ -30,8 +30,9 @@ def node_body(
 
 
 class Rig:
-    def __init__(self, api: FakeApi | None = None, **settings: Any) -> None:
-        """`api`: another rig's, for a second master replica over the same emulated API."""
+    def __init__(self, api: FakeApi | None = None, work_pool: Any = None, **settings: Any) -> None:
+        """`api`: another rig's, for a second master replica over the same emulated API;
+        `work_pool`: an executor the pipelined queues hand their keys to (else work runs inline)."""
         self.api = api or FakeApi(clock=FakeClock())
         self.clock = self.api.clock
         self.cache = Cache()
@@ -44,6 +45,7 @@ class Rig:
             clock=self.clock,
             monotonic=self.clock,
             workers=0,
+            work_pool=work_pool,
         )
         self.handlers = Handlers(self.cache, self.engine)
         self._node_rv = 1

@@ -7,7 +7,15 @@ agents as allocation candidates. Each step drains the ready keys of each queue: 
 (lifecycle.py), answered offers (accept -> Tasks and Pods, decline -> filters: answers.py), tasks
 (state from pods, pod creation, kills, agent health: tasksync.py); then offer housekeeping
 (offers.py) and, when due, the allocation pipeline (allocation.py). A key whose work raised
-anything comes back after a per-key backoff; none is dropped. Status and metrics are published on a
+anything comes back after a per-key backoff; none is dropped.
+
+Answers and tasks are pipelined (issue 14, steady-load latency): the step hands each ready key to
+the work pool and goes on, so an answer arriving while earlier launches still wait for the API
+server starts at once instead of after the step's slowest write, and no phase waits for another's.
+The work queue keeps one worker per key (a key in flight is not handed out again; an add meanwhile
+re-queues it when its work ends). Framework work stays in order on the loop's thread; a TEARDOWN
+waits (deferred with backoff) until no accept of that framework is in flight, so it sees every Task
+the accept created. Status and metrics are published on a
 second thread (status.py). Every write goes through one Writer (writer.py), fanned out to a small
 thread pool; the allocator itself is pure and runs on an immutable snapshot.
 """
@@ -17,8 +25,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Hashable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from mesoskube.allocator.snapshot import AllocatorConfig
@@ -58,6 +67,10 @@ class Engine:
     # nodes, bench/results/scale-before-after.json), the status writes then competing with pod
     # creates for the API server's CPU instead of waiting behind them.
     status_off_step: bool = False
+    # Answers and tasks handed to this pool, the step not waiting for them (module docstring). By
+    # default its own pool when workers > 0; None with workers=0 (work inline, in step order).
+    work_pool: Executor | None = None
+    pipelined: bool = True
 
     wake: threading.Event = field(default_factory=threading.Event)
     stopping: threading.Event = field(default_factory=threading.Event)
@@ -83,6 +96,10 @@ class Engine:
             if self.workers and self.status_off_step
             else None
         )
+        if self.work_pool is None and self.pipelined and self.workers:
+            self.work_pool = ThreadPoolExecutor(self.workers, thread_name_prefix="mesoskube-work")
+        self._in_flight_lock = threading.Lock()
+        self._answers_in_flight: Counter[str] = Counter()  # framework key -> its answers being worked
         self.events = EventRecorder(self.writer, self.pool if self.workers else None)
         self.agent_matches = parse_selector(self.settings.agentSelector)
         self.allocator_config = AllocatorConfig(
@@ -107,7 +124,7 @@ class Engine:
             self.events,
             self.health,
             self.task_queue,
-            self.process_queue,
+            self.dispatch_queue,
             self.request_allocation,
             self.provenance,
             status_pool=self.status_pool,
@@ -139,7 +156,7 @@ class Engine:
             self.tasks,
             self.filters,
             self.allocator_config.min_allocatable,
-            self.process_queue,
+            self.dispatch_answers,
             self.request_allocation,
             self._run_all,
             self.provenance,
@@ -174,6 +191,7 @@ class Engine:
             self._run_all,
             self.liveness,
             self.monotonic,
+            accepts_in_flight=self.accepts_in_flight,
         )
         self.poll_leases = self.lifecycle.poll_leases
         self.reconcile_frameworks = self.lifecycle.reconcile_frameworks
@@ -314,7 +332,7 @@ class Engine:
             except Exception:  # queue work never raises here; this guards the loop's own code
                 log.exception("engine step failed; retrying next step")
                 self.stopping.wait(0.2)
-        for pool in (self.offer_pool, self.status_pool):
+        for pool in (self.work_pool, self.offer_pool, self.status_pool):
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -383,6 +401,70 @@ class Engine:
                 queue.done(key)
 
         self._run_all(one, list(queue.drain()))
+
+    def dispatch_queue(
+        self,
+        queue: WorkQueue,
+        work: Callable[[Hashable], None],
+        tag: Callable[[Hashable], str | None] | None = None,
+    ) -> None:
+        """Like process_queue, but hand each ready key to the work pool and return at once (inline
+        without one). `tag(key)` names the framework whose answer it is (accepts_in_flight)."""
+        if self.work_pool is None:
+            self.process_queue(queue, work)
+            return
+        for key in queue.drain():
+            fw = tag(key) if tag else None
+            if fw:
+                with self._in_flight_lock:
+                    self._answers_in_flight[fw] += 1
+            try:
+                self.work_pool.submit(self._work_one, queue, work, key, fw)
+            except RuntimeError:  # the pool is shut down: the master is stopping; the key stays
+                self._end_one(queue, key, fw, RuntimeError("master stopping"))
+                return
+
+    def _work_one(self, queue: WorkQueue, work: Callable[[Hashable], None], key: Hashable, fw) -> None:
+        error: BaseException | None = None
+        try:
+            work(key)
+        except Exception as e:
+            error = e
+            failures = queue.failures(key)
+            level = logging.WARNING if failures < 3 else logging.DEBUG
+            what = f"{e.status} {e.reason}" if isinstance(e, ApiError) else f"{type(e).__name__}: {e}"
+            log.log(level, "%s: %s (retry %d in %.2fs)", key, what, failures + 1, queue.backoff(failures))
+            if not isinstance(e, ApiError):
+                log.debug("traceback of %s", key, exc_info=True)
+        finally:
+            self._end_one(queue, key, fw, error)
+
+    def _end_one(self, queue: WorkQueue, key: Hashable, fw: str | None, error: BaseException | None) -> None:
+        queue.done(key, error)
+        if fw:
+            with self._in_flight_lock:
+                self._answers_in_flight[fw] -= 1
+                if self._answers_in_flight[fw] <= 0:
+                    del self._answers_in_flight[fw]
+        # done() re-queued the key (added meanwhile) or put it in backoff: the loop, which may be
+        # asleep until its next timer, must look at the queue again.
+        if queue.next_ready_in() is not None:
+            self.wake.set()
+
+    def dispatch_answers(self, queue: WorkQueue, work: Callable[[Hashable], None]) -> None:
+        def framework_of(key: Hashable) -> str | None:
+            with self.cache.lock:
+                offer = self.cache.offers.get(key)
+            if offer is None:
+                return None
+            return f"{offer['metadata']['namespace']}/{offer['spec']['framework']}"
+
+        self.dispatch_queue(queue, work, framework_of)
+
+    def accepts_in_flight(self, fw_key: str) -> bool:
+        """Whether an answer of this framework is being worked (its Tasks may not be in the cache)."""
+        with self._in_flight_lock:
+            return self._answers_in_flight.get(fw_key, 0) > 0
 
     def _run_all(self, fn: Callable, items: Iterable) -> list:
         if not self.workers:

@@ -28,6 +28,11 @@ log = logging.getLogger("mesoskube.master")
 LEASE_POLL_INTERVAL = 1.0
 
 
+class TeardownDeferred(Exception):
+    """An accept of the framework is still being worked (engine.py): its Tasks may not all be in
+    the cache yet, and a TEARDOWN now could miss them. The framework's key comes back with backoff."""
+
+
 @dataclass
 class FrameworkLifecycle:
     writer: Writer
@@ -42,6 +47,8 @@ class FrameworkLifecycle:
     run_all: Callable[[Callable, Iterable], list]
     liveness: LeaseLiveness  # framework heartbeats, judged by the master's observed time
     monotonic: Callable[[], float]  # the clock liveness counts on, never compared with timestamps
+    # Whether an accept of the framework is in flight (pipelined engine): TEARDOWN waits for it.
+    accepts_in_flight: Callable[[str], bool] = lambda _key: False
     last_lease_poll: float = 0.0
     seen_generation: dict[str, int | None] = field(default_factory=dict)
 
@@ -98,6 +105,9 @@ class FrameworkLifecycle:
         for key in list(self.queue.drain()):
             try:
                 work(key)
+            except TeardownDeferred as e:
+                log.debug("framework %s: teardown after its accepts in flight", key)
+                self.queue.done(key, e)
             except Exception as e:
                 log.warning("framework %s: %s (retrying)", key, e)
                 self.queue.done(key, e)
@@ -229,6 +239,8 @@ class FrameworkLifecycle:
         return out
 
     def teardown(self, key: str, fw: dict, why: str) -> None:
+        if self.accepts_in_flight(key):
+            raise TeardownDeferred(key)
         ns, name = ns_name(key)
         self.rescind_offers(
             lambda o: o["spec"]["framework"] == name and o["metadata"]["namespace"] == ns,

@@ -1,0 +1,132 @@
+"""The pipelined engine (engine.py, issue 14's steady-load latency): the step hands answers and
+tasks to the work pool and does not wait for them, a key in flight is never worked twice at once,
+a failure comes back with backoff and wakes the loop, and a TEARDOWN waits for the framework's
+accepts in flight. The pool is a manual executor: the test decides when work runs. No threads."""
+
+from __future__ import annotations
+
+from mesoskube.master import FINALIZER
+from mesoskube.master.cache import format_time
+from mesoskube.master.writer import ApiError
+from tests.unit.enginerig import Rig, task_info
+
+
+class ManualPool:
+    def __init__(self) -> None:
+        self.work: list = []
+
+    def submit(self, fn, *args):
+        self.work.append((fn, args))
+
+    def run_all(self) -> None:
+        work, self.work = self.work, []
+        for fn, args in work:
+            fn(*args)
+
+
+def rig_with_offers(*agents: str) -> tuple[Rig, ManualPool]:
+    pool = ManualPool()
+    rig = Rig(work_pool=pool)
+    for a in agents:
+        rig.node(a)
+    rig.framework()
+    rig.step()  # allocation
+    pool.run_all()
+    rig.watch()
+    return rig, pool
+
+
+def answers_in(rig: Rig, pool: ManualPool) -> int:
+    """Answer keys handed to the pool and not yet worked."""
+    return sum(1 for _fn, args in pool.work if args and args[0] is rig.engine.answer_queue)
+
+
+def test_the_step_hands_answers_to_the_pool_and_the_next_answer_does_not_wait() -> None:
+    rig, pool = rig_with_offers("n1", "n2")
+    o1, o2 = rig.offer_on("n1"), rig.offer_on("n2")
+    rig.accept(o1, task_info("t1"))
+    rig.watch()
+    rig.step()
+    assert rig.task("ns/t1") is None and answers_in(rig, pool) == 1  # handed out; the step did not wait
+    rig.accept(o2, task_info("t2"))
+    rig.watch()
+    rig.step()
+    assert answers_in(rig, pool) == 2  # started while the first is still in flight
+    assert rig.engine.accepts_in_flight("ns/fw")
+    pool.run_all()
+    assert not rig.engine.accepts_in_flight("ns/fw")
+    for t, agent, offer in (("ns/t1", "n1", o1), ("ns/t2", "n2", o2)):
+        assert rig.task(t)["spec"]["agent"] == agent
+        assert rig.api.get("pods", t)["spec"]["nodeName"] == agent
+        assert rig.api.get("offers", offer) is None
+
+
+def test_a_key_in_flight_is_not_handed_out_again_and_comes_back_when_its_work_ends() -> None:
+    rig, pool = rig_with_offers("n1")
+    offer = rig.offer_on("n1")
+    rig.accept(offer, task_info("t1"))
+    rig.watch()
+    rig.step()
+    rig.engine.mark_answered(offer)  # another event of the offer while its accept is worked
+    rig.step(watch=False)
+    assert answers_in(rig, pool) == 1
+    rig.engine.wake.clear()
+    pool.run_all()
+    assert rig.engine.wake.is_set()  # the loop looks again: the key is back on its queue
+    rig.step(watch=False)
+    assert answers_in(rig, pool) == 1
+    pool.run_all()
+    assert [k for k in rig.api.objects["tasks"]] == [("ns", "t1")]  # launched once
+    assert len(rig.api.objects["pods"]) == 1
+
+
+def test_a_failed_answer_comes_back_after_its_backoff_and_wakes_the_loop() -> None:
+    rig, pool = rig_with_offers("n1")
+    offer = rig.offer_on("n1")
+    rig.api.fail("create:tasks", ConnectionResetError("connection reset by peer"))
+    rig.accept(offer, task_info("t1"))
+    rig.watch()
+    rig.step()
+    rig.engine.wake.clear()
+    pool.run_all()
+    assert rig.task("ns/t1") is None and offer in rig.engine.answer_queue
+    assert rig.engine.wake.is_set()  # it recomputes its sleep: the backoff's end is a deadline
+    assert 0 < rig.engine.next_wake_in() <= rig.engine.answer_queue.backoff(0)
+    rig.step(advance=rig.engine.answer_queue.backoff(0))
+    pool.run_all()
+    assert rig.task("ns/t1") is not None and rig.api.get("offers", offer) is None
+
+
+def test_a_pod_create_that_fails_in_a_pipelined_accept_is_retried_not_lost() -> None:
+    rig, pool = rig_with_offers("n1")
+    offer = rig.offer_on("n1")
+    rig.api.fail("create:pods", ApiError(503, "Unavailable"))
+    rig.accept(offer, task_info("t1"))
+    rig.watch()
+    rig.step()
+    pool.run_all()
+    assert rig.task("ns/t1") is not None and rig.api.get("pods", "ns/t1") is None
+    for _ in range(3):
+        rig.step(advance=1)
+        pool.run_all()
+    assert rig.api.get("pods", "ns/t1")["spec"]["nodeName"] == "n1"
+
+
+def test_a_teardown_waits_for_the_frameworks_accept_in_flight_and_kills_what_it_created() -> None:
+    rig, pool = rig_with_offers("n1")
+    offer = rig.offer_on("n1")
+    rig.accept(offer, task_info("t1"))
+    rig.watch()
+    rig.step()
+    assert rig.engine.accepts_in_flight("ns/fw")
+    rig.api.patch("frameworks", "ns", "fw", {"metadata": {"deletionTimestamp": format_time(rig.clock())}})
+    rig.watch()
+    rig.step()  # TEARDOWN now would miss t1, whose create is still to come: deferred
+    assert FINALIZER in (rig.api.get("frameworks", "ns/fw")["metadata"].get("finalizers") or [])
+    assert "ns/fw" in rig.engine.framework_queue
+    pool.run_all()
+    assert rig.task("ns/t1") is not None
+    rig.step(advance=rig.engine.framework_queue.backoff(0))
+    pool.run_all()
+    assert rig.task("ns/t1")["spec"]["kill"] is True
+    assert FINALIZER not in (rig.api.get("frameworks", "ns/fw")["metadata"].get("finalizers") or [])
