@@ -1,6 +1,7 @@
 """Steady-load latency, accept -> Running, with where the time goes (issue 14).
 
     python -m bench.scale --steady-only --sizes 1000 [--rate 6.45] [--duration 60] [--label after]
+        [--code /tmp/before/operator] [--master-args "..."] [--with-plain-pods]
 
 On the running cluster BENCH_CLUSTER (started, with kube-scheduler, and grown to the size if it is
 not running): tasks arrive at a fixed rate; every 0.25 s the framework accepts what arrived on one
@@ -158,6 +159,7 @@ def master_steady(
     duration: float,
     label: str,
     extra_args: tuple[str, ...] = (),
+    code: str | None = None,
 ) -> dict:
     ns = f"bench-steady-{size}"
     ensure_namespace(kube, ns)
@@ -177,7 +179,7 @@ def master_steady(
         stdout=log_file,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        env={**os.environ, "MESOSKUBE_TRACE": str(trace_path)},
+        env={**os.environ, "MESOSKUBE_TRACE": str(trace_path), **({"PYTHONPATH": code} if code else {})},
     )  # fmt: skip
     fwk = Kube.connect(kubeconfig, qps=qps, burst=int(qps * 2))
     pods = tasks_w = offers_w = None
@@ -316,6 +318,7 @@ def master_steady(
             "master_rss_mb": rss_mb(master.pid),
             "load_avg": [load0, load1],
             "master_args": list(extra_args),
+            "master_code": code or "this worktree",
         }
         (RESULTS / f"stamps-steady-{size}-{label}.json").write_text(json.dumps(stamps))
         log(
@@ -418,6 +421,7 @@ def main(argv: list[str]) -> int:
     label = arg("--label", "run")
     qps = float(arg("--qps", "50"))
     extra = tuple(arg("--master-args", "").split())
+    code = arg("--code", "") or None  # an `operator/` tree of other code (a before), on PYTHONPATH
     prev = json.loads(OUT.read_text()) if OUT.exists() else {"runs": []}
     rate = float(arg("--rate", "0")) or _half_capacity(size)
     name = os.environ.get("BENCH_CLUSTER", "bench-scale")
@@ -429,7 +433,9 @@ def main(argv: list[str]) -> int:
         grow(kube, 0, size)
     kube = Kube.connect(str(cluster.kubeconfig))
     run: dict = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "label": label}
-    run["mesoskube"] = master_steady(str(cluster.kubeconfig), kube, qps, size, rate, duration, label, extra)
+    run["mesoskube"] = master_steady(
+        str(cluster.kubeconfig), kube, qps, size, rate, duration, label, extra, code
+    )
     prev["runs"].append(run)
     OUT.write_text(json.dumps(prev, indent=2))
     if "--with-plain-pods" in argv:

@@ -49,6 +49,7 @@ def write_latency_report(data: dict) -> None:
         lat = m["latency"]
         lines.append(f"| **accept -> Running** | {_f(lat['p50'])} | {_f(lat['p90'])} | {_f(lat['p99'])} "
                      f"| {_f(lat['max'])} |")  # fmt: skip
+        lines.append(f"\nMaster code: {m.get('master_code', 'this worktree')}")
         if m.get("master_args"):
             lines.append(f"\nMaster arguments: `{' '.join(m['master_args'])}`")
         for key in ("kube_scheduler", "direct_to_kwok"):

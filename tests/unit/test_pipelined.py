@@ -130,3 +130,38 @@ def test_a_teardown_waits_for_the_frameworks_accept_in_flight_and_kills_what_it_
     pool.run_all()
     assert rig.task("ns/t1")["spec"]["kill"] is True
     assert FINALIZER not in (rig.api.get("frameworks", "ns/fw")["metadata"].get("finalizers") or [])
+
+
+def test_the_writes_of_one_accept_go_side_by_side_and_it_stays_all_or_none() -> None:
+    """The Task creates of an accept are one batch, its pod creates another (answers.fan_out); a
+    create failing while the others went through rolls all of them back, and the retry makes all."""
+    rig, pool = rig_with_offers("n1")
+    offer = rig.offer_on("n1")
+    batches: list[list[str]] = []
+    armed = {"first": True}
+
+    def fan_out(fn, items):
+        items = list(items)
+        batches.append([i["metadata"]["name"] for i in items])
+        out = []
+        for n, item in enumerate(items):
+            if n == 1 and armed.pop("first", False):  # the middle create of the first batch fails
+                rig.api.fail("create:tasks", ApiError(503, "Unavailable"))
+            out.append(fn(item))
+        return out
+
+    rig.engine.answers.fan_out = fan_out
+    rig.accept(offer, task_info("t1"), task_info("t2"), task_info("t3"))
+    rig.watch()
+    rig.step()
+    pool.run_all()
+    assert batches == [["t1", "t2", "t3"]]  # all three tried: t1 and t3 made, t2 refused
+    assert rig.api.objects["tasks"] == {} and rig.api.get("offers", offer) is not None  # none
+    assert offer in rig.engine.answer_queue
+    rig.watch()
+    rig.step(advance=rig.engine.answer_queue.backoff(0))
+    pool.run_all()
+    assert batches[1:] == [["t1", "t2", "t3"], ["t1", "t2", "t3"]]  # the Tasks, then their pods
+    for t in ("ns/t1", "ns/t2", "ns/t3"):
+        assert rig.api.get("pods", t)["spec"]["nodeName"] == "n1"
+    assert rig.api.get("offers", offer) is None

@@ -58,6 +58,10 @@ class AnswerHandling:
     request_allocation: Callable[[Iterable[str] | None], None]
     run_all: Callable[[Callable, Iterable], list]
     provenance: Provenance  # what this master made: only those Offers are acted on (contract.py)
+    # The writes of one accept side by side (its Task creates, then its pod creates), so a task's
+    # launch waits for its own writes, not for the accept's others one after another. A pool of
+    # its own: the accept itself runs on a worker of the engine's. Default: one after another.
+    fan_out: Callable[[Callable, Iterable], list] = lambda fn, items: [fn(i) for i in items]
     # Declines are deleted in bulk: which were processed (and when), which namespaces to sweep, and
     # declines a sweep removed before they were processed; accepts whose Offer went first.
     processed_declines: dict[str, float] = field(default_factory=dict)
@@ -290,25 +294,35 @@ class AnswerHandling:
                 else:  # the name belongs to another Task: the refusal is reported on a Task of its own
                     self._refuse_reused_name(ns, t, spec, fw_uid, offer, existing[t.name])
             return Resources()
-        created: list[dict] = []
-        try:
-            for m in manifests:
-                created.append(self._create_task(ns, m))
-        except BaseException:
+
+        def create(m: dict) -> tuple[dict | None, BaseException | None]:
+            try:
+                return self._create_task(ns, m), None
+            except Exception as e:
+                return None, e
+
+        # All or none: every create is tried (they run side by side), then the ones made are
+        # deleted again if any failed, and the first error goes to the work queue (a retry).
+        results = self.fan_out(create, manifests)
+        created = [body for body, _ in results if body is not None]
+        errors = [e for _, e in results if e is not None]
+        if errors:
             self._roll_back(ns, manifests, created)
-            raise
+            raise errors[0]
         for body in created:
             k = key_of(body)
             self.tasks.accepted_at[k] = now
             self.cache.upsert("tasks", body)
-        # Already on a pool worker: launching through the pool again could deadlock it. A pod
-        # create that fails leaves its Task on the task queue, retried with backoff.
-        for body in created:
+
+        # A pod create that fails leaves its Task on the task queue, retried with backoff.
+        def launch_pod(body: dict) -> None:
             k = key_of(body)
             try:
                 self.tasks.sync_task(k, body, now)
             except Exception:
                 self.tasks.queue.done(k, RuntimeError("pod create failed"))  # back with backoff
+
+        self.fan_out(launch_pod, created)
         return verdict.used
 
     def _assumed(self, ns: str) -> set[str]:

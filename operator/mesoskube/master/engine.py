@@ -98,6 +98,10 @@ class Engine:
         )
         if self.work_pool is None and self.pipelined and self.workers:
             self.work_pool = ThreadPoolExecutor(self.workers, thread_name_prefix="mesoskube-work")
+        # The writes of one accept side by side (answers.py); never the pool the accept runs on.
+        self.launch_pool = (
+            ThreadPoolExecutor(self.workers, thread_name_prefix="mesoskube-launch") if self.workers else None
+        )
         self._in_flight_lock = threading.Lock()
         self._answers_in_flight: Counter[str] = Counter()  # framework key -> its answers being worked
         self.events = EventRecorder(self.writer, self.pool if self.workers else None)
@@ -160,6 +164,7 @@ class Engine:
             self.request_allocation,
             self._run_all,
             self.provenance,
+            fan_out=self._fan_out,
         )
         self.process_answers = self.answers.process_answers
         self.handle_answer = self.answers.handle_answer
@@ -332,7 +337,7 @@ class Engine:
             except Exception:  # queue work never raises here; this guards the loop's own code
                 log.exception("engine step failed; retrying next step")
                 self.stopping.wait(0.2)
-        for pool in (self.work_pool, self.offer_pool, self.status_pool):
+        for pool in (self.work_pool, self.launch_pool, self.offer_pool, self.status_pool):
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -465,6 +470,12 @@ class Engine:
         """Whether an answer of this framework is being worked (its Tasks may not be in the cache)."""
         with self._in_flight_lock:
             return self._answers_in_flight.get(fw_key, 0) > 0
+
+    def _fan_out(self, fn: Callable, items: Iterable) -> list:
+        items = list(items)
+        if self.launch_pool is None or len(items) < 2:
+            return [fn(i) for i in items]
+        return list(self.launch_pool.map(fn, items))
 
     def _run_all(self, fn: Callable, items: Iterable) -> list:
         if not self.workers:
