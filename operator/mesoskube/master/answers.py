@@ -303,12 +303,22 @@ class AnswerHandling:
 
         # All or none: every create is tried (they run side by side), then the ones made are
         # deleted again if any failed, and the first error goes to the work queue (a retry).
-        results = self.fan_out(create, manifests)
-        created = [body for body, _ in results if body is not None]
-        errors = [e for _, e in results if e is not None]
-        if errors:
-            self._roll_back(ns, manifests, created)
-            raise errors[0]
+        keys = [key_of(m) for m in manifests]
+        self.tasks.launching.update(keys)
+        try:
+            results = self.fan_out(create, manifests)
+            created = [body for body, _ in results if body is not None]
+            errors = [e for _, e in results if e is not None]
+            if errors:
+                self._roll_back(ns, manifests, created)
+                raise errors[0]
+            self._start(created, now)
+        finally:
+            self.tasks.launching.difference_update(keys)
+        return verdict.used
+
+    def _start(self, created: list[dict], now: float) -> None:
+        """The accept's Tasks exist: into the cache, then their pods, side by side."""
         for body in created:
             k = key_of(body)
             self.tasks.accepted_at[k] = now
@@ -323,7 +333,6 @@ class AnswerHandling:
                 self.tasks.queue.done(k, RuntimeError("pod create failed"))  # back with backoff
 
         self.fan_out(launch_pod, created)
-        return verdict.used
 
     def _assumed(self, ns: str) -> set[str]:
         return {k.split("/", 1)[1] for k in self.cache.assumed["tasks"] if k.startswith(ns + "/")}

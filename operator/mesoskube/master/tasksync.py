@@ -48,6 +48,9 @@ class TaskSync:
     accepted_at: dict[str, float] = field(default_factory=dict)
     killing: set[str] = field(default_factory=set)
     launched: set[str] = field(default_factory=set)  # tasks whose pod was created, bound or seen
+    # Tasks an accept in flight creates, from before their Task create until their pod create ended
+    # (answers.py): the accept launches them itself.
+    launching: set[str] = field(default_factory=set)
     # Status patches run here, off the engine's step (statuswrites.py); None writes inline.
     status_pool: Executor | None = None
 
@@ -68,8 +71,10 @@ class TaskSync:
         def work(key: str) -> None:
             with self.cache.lock:
                 task = self.cache.tasks.get(key)
-                if task is None or key in self.cache.assumed["tasks"]:
-                    return  # gone, or its create is still under way (launch syncs it then)
+                if task is None or key in self.cache.assumed["tasks"] or key in self.launching:
+                    # Gone, or its accept is still launching it (answers.py creates its pod next):
+                    # a pod create from here too would only earn a 409.
+                    return
             try:
                 self.sync_task(key, task, now)
             except ApiError as e:
