@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -127,6 +128,12 @@ def read_trace(path: Path) -> dict[str, dict[str, float]]:
     return out
 
 
+def _steps(trace: dict[str, dict[str, float]]) -> dict:
+    """The engine's steps during the run (the trace's "step" lines: key = the step's seconds)."""
+    d = [float(k.split("@")[0]) for k in trace.get("step", {})]
+    return {"count": len(d), "seconds": summary(d), "total_s": sum(d)}
+
+
 def summary(xs: list[float]) -> dict:
     return {
         "n": len(xs),
@@ -160,6 +167,7 @@ def master_steady(
     label: str,
     extra_args: tuple[str, ...] = (),
     code: str | None = None,
+    profile: bool = False,
 ) -> dict:
     ns = f"bench-steady-{size}"
     ensure_namespace(kube, ns)
@@ -235,6 +243,14 @@ def master_steady(
             time.sleep(0.05)
         stamps: dict[str, dict] = {}  # task -> its stamps
         arrival_wait: list[float] = []
+        spy = None
+        if profile:  # the master's busy samples during the load (py-spy, raw collapsed stacks)
+            spy = subprocess.Popen(
+                [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(master.pid),
+                 "--rate", "50", "--format", "raw", "--nonblocking",
+                 "--output", str(RESULTS / f"profile-steady-{size}-{label}.txt")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
         cpu0 = {"master": cpu_seconds(master.pid)}
         load0 = os.getloadavg()
         t0 = time.time()
@@ -268,6 +284,10 @@ def master_steady(
             time.sleep(CADENCE)
         pods.wait(list(stamps), timeout=90)
         cpu1 = {"master": cpu_seconds(master.pid)}
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its samples on SIGINT
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                spy.wait(30)
         load1 = os.getloadavg()
         time.sleep(1)  # the trace's last lines
         after = scrape(port)
@@ -319,6 +339,7 @@ def master_steady(
             "load_avg": [load0, load1],
             "master_args": list(extra_args),
             "master_code": code or "this worktree",
+            "steps": _steps(trace),
         }
         (RESULTS / f"stamps-steady-{size}-{label}.json").write_text(json.dumps(stamps))
         log(
@@ -434,7 +455,7 @@ def main(argv: list[str]) -> int:
     kube = Kube.connect(str(cluster.kubeconfig))
     run: dict = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "label": label}
     run["mesoskube"] = master_steady(
-        str(cluster.kubeconfig), kube, qps, size, rate, duration, label, extra, code
+        str(cluster.kubeconfig), kube, qps, size, rate, duration, label, extra, code, "--profile" in argv
     )
     prev["runs"].append(run)
     OUT.write_text(json.dumps(prev, indent=2))

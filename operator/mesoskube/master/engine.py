@@ -31,6 +31,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from mesoskube.allocator.snapshot import AllocatorConfig
+from mesoskube.master import trace
 from mesoskube.master.allocation import AllocationCycle
 from mesoskube.master.answers import AnswerHandling
 from mesoskube.master.cache import Cache
@@ -373,6 +374,13 @@ class Engine:
         self.wake.set()
 
     def step(self) -> None:
+        started = time.perf_counter()
+        try:
+            self._step()
+        finally:
+            trace.mark("step", f"{time.perf_counter() - started:.6f}@{started:.6f}")
+
+    def _step(self) -> None:
         now = self.clock()
         self.poll_leases()
         self.reconcile_frameworks(now)
