@@ -5,6 +5,8 @@ accepts in flight. The pool is a manual executor: the test decides when work run
 
 from __future__ import annotations
 
+from concurrent.futures import Future
+
 from mesoskube.master import FINALIZER
 from mesoskube.master.cache import format_time
 from mesoskube.master.writer import ApiError
@@ -200,3 +202,56 @@ def test_a_tasks_own_work_during_its_accept_leaves_the_pod_to_the_accept() -> No
     assert during == [[]]  # no pod create from the task's work while its accept launched it
     assert attempts == ["t1"] and rig.api.get("pods", "ns/t1") is not None
     assert "ns/t1" not in rig.engine.tasks.launching
+
+
+class FuturePool:
+    """submit() returns a Future the test completes (run) when it likes."""
+
+    def __init__(self) -> None:
+        self.pending: list = []
+
+    def submit(self, fn, *args):
+        f: Future = Future()
+        self.pending.append((f, fn, args))
+        return f
+
+    def run(self) -> None:
+        pending, self.pending = self.pending, []
+        for f, fn, args in pending:
+            try:
+                f.set_result(fn(*args))
+            except Exception as e:
+                f.set_exception(e)
+
+
+def test_the_lease_list_runs_off_the_loop_one_at_a_time_and_its_answer_is_taken_next_step() -> None:
+    rig, _pool = rig_with_offers("n1")
+    leases = FuturePool()
+    lifecycle = rig.engine.lifecycle
+    lifecycle.lease_pool = leases
+    lifecycle.wake = rig.engine.wake.set
+    calls = []
+    original = rig.api.list_framework_leases
+    rig.api.list_framework_leases = lambda ns: (calls.append(ns), original(ns))[1]
+    rig.api.leases["ns/fw"] = {"renew": "2020-01-01T00:00:00Z", "version": "7", "duration": 15}
+    rig.step(advance=2)
+    assert calls == [] and len(leases.pending) == 1  # sent, not waited for
+    rig.step(advance=2)
+    assert len(leases.pending) == 1  # one LIST at a time
+    rig.engine.wake.clear()
+    leases.run()
+    assert calls == [None] and rig.engine.wake.is_set()
+    lifecycle.poll_leases()
+    assert "ns/fw" in rig.engine.framework_queue  # observed: the framework is looked at
+    assert rig.engine.liveness.healthy
+
+
+def test_a_failed_lease_list_off_the_loop_pauses_liveness() -> None:
+    rig, _pool = rig_with_offers("n1")
+    leases = FuturePool()
+    rig.engine.lifecycle.lease_pool = leases
+    rig.api.list_framework_leases = lambda ns: (_ for _ in ()).throw(ApiError(503, "Unavailable"))
+    rig.step(advance=2)
+    leases.run()
+    rig.step()
+    assert not rig.engine.liveness.healthy

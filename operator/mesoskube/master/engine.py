@@ -103,6 +103,12 @@ class Engine:
         self.launch_pool = (
             ThreadPoolExecutor(self.workers, thread_name_prefix="mesoskube-launch") if self.workers else None
         )
+        # The framework Lease LIST off the loop's thread (lifecycle.py), when pipelined.
+        self.lease_pool = (
+            ThreadPoolExecutor(1, thread_name_prefix="mesoskube-leases")
+            if self.work_pool is not None and self.workers
+            else None
+        )
         self._in_flight_lock = threading.Lock()
         self._answers_in_flight: Counter[str] = Counter()  # framework key -> its answers being worked
         self.events = EventRecorder(self.writer, self.pool if self.workers else None)
@@ -198,6 +204,8 @@ class Engine:
             self.liveness,
             self.monotonic,
             accepts_in_flight=self.accepts_in_flight,
+            lease_pool=self.lease_pool,
+            wake=self.wake.set,
         )
         self.poll_leases = self.lifecycle.poll_leases
         self.reconcile_frameworks = self.lifecycle.reconcile_frameworks
@@ -338,7 +346,7 @@ class Engine:
             except Exception:  # queue work never raises here; this guards the loop's own code
                 log.exception("engine step failed; retrying next step")
                 self.stopping.wait(0.2)
-        for pool in (self.work_pool, self.launch_pool, self.offer_pool, self.status_pool):
+        for pool in (self.work_pool, self.launch_pool, self.lease_pool, self.offer_pool, self.status_pool):
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
         self.pool.shutdown(wait=True, cancel_futures=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 
 from mesoskube.api.models import DEFAULT_ROLE, FrameworkPhase, TaskState
@@ -49,24 +50,62 @@ class FrameworkLifecycle:
     monotonic: Callable[[], float]  # the clock liveness counts on, never compared with timestamps
     # Whether an accept of the framework is in flight (pipelined engine): TEARDOWN waits for it.
     accepts_in_flight: Callable[[str], bool] = lambda _key: False
+    lease_pool: Executor | None = None  # the Lease LIST off the loop's thread (poll_leases)
+    _lease_poll: tuple[float, Future] | None = None  # (sent at, its answer to come)
+    wake: Callable[[], None] = lambda: None  # the engine's loop
     last_lease_poll: float = 0.0
     seen_generation: dict[str, int | None] = field(default_factory=dict)
 
     def poll_leases(self, force: bool = False) -> None:
         """Framework heartbeats. Polled with a server-side label filter: watching every Lease would
-        also stream each node's heartbeat."""
+        also stream each node's heartbeat. With a `lease_pool` the LIST runs there and its answer
+        is taken on a later step: on a loaded API server it took up to a second, and the engine's
+        loop (which hands answers out) waited for it once a second. Liveness still decides on the
+        loop's thread, from the time the LIST was sent (its answer is at least that new)."""
         now = self.monotonic()
+        if self.lease_pool is not None and not force:
+            self._take_lease_poll()
+            if self._lease_poll is not None or now - self.last_lease_poll < LEASE_POLL_INTERVAL:
+                return
+            self.last_lease_poll = now
+            ns = self.settings.namespace or None
+            try:
+                future = self.lease_pool.submit(self.writer.list_framework_leases, ns)
+            except RuntimeError:  # the pool is shut down: the master is stopping
+                return
+            self._lease_poll = (now, future)
+            future.add_done_callback(lambda _f: self.wake())  # its answer is taken on the next step
+            return
         if not force and now - self.last_lease_poll < LEASE_POLL_INTERVAL:
             return
         self.last_lease_poll = now
         try:
             leases = self.writer.list_framework_leases(self.settings.namespace or None)
-        except Exception as e:  # the API server is away: that is no framework's fault (liveness.py)
-            if self.liveness.healthy:
-                what = f"{e.status} {e.reason}" if isinstance(e, ApiError) else f"{type(e).__name__}: {e}"
-                log.warning("framework Leases unreadable (%s): liveness paused until they are", what)
-            self.liveness.poll_failed(now)
+        except Exception as e:
+            self._lease_poll_failed(e, now)
             return
+        self._observe_leases(leases, now)
+
+    def _take_lease_poll(self) -> None:
+        if self._lease_poll is None or not self._lease_poll[1].done():
+            return
+        sent, future = self._lease_poll
+        self._lease_poll = None
+        try:
+            leases = future.result()
+        except Exception as e:
+            self._lease_poll_failed(e, sent)
+            return
+        self._observe_leases(leases, sent)
+
+    def _lease_poll_failed(self, e: BaseException, now: float) -> None:
+        """The API server is away: that is no framework's fault (liveness.py)."""
+        if self.liveness.healthy:
+            what = f"{e.status} {e.reason}" if isinstance(e, ApiError) else f"{type(e).__name__}: {e}"
+            log.warning("framework Leases unreadable (%s): liveness paused until they are", what)
+        self.liveness.poll_failed(now)
+
+    def _observe_leases(self, leases: dict[str, dict], now: float) -> None:
         seen = {k: (lease["renew"], lease["version"], lease["duration"]) for k, lease in leases.items()}
         changed = self.liveness.observe(seen, now)
         # Lapses happen without any change; a framework with a Lease is looked at on every poll.
