@@ -116,6 +116,18 @@ class PodStamps:
         self.w.close()
 
 
+def wait_namespace_gone(kube: Kube, ns: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            got = kube.core.read_namespace(ns)
+        except ApiException:
+            return
+        if got.status.phase != "Terminating":
+            return
+        time.sleep(1)
+
+
 def read_trace(path: Path) -> dict[str, dict[str, float]]:
     """The master's trace: stage -> key -> first time."""
     out: dict[str, dict[str, float]] = {}
@@ -170,6 +182,7 @@ def master_steady(
     profile: bool = False,
 ) -> dict:
     ns = f"bench-steady-{size}"
+    wait_namespace_gone(kube, ns)  # the last run's, if it is still being deleted
     ensure_namespace(kube, ns)
     port = free_port()
     trace_path = RESULTS / f"trace-steady-{size}-{label}.txt"
@@ -368,6 +381,7 @@ def plain_pods_steady(kube: Kube, size: int, rate: float, duration: float, bind:
     """Pods created at `rate`: through kube-scheduler (bind=False: create -> bound -> Running) or
     with spec.nodeName set by the bench (bind=True: straight to kwok, like the master's pods)."""
     ns = f"bench-steady-{'direct' if bind else 'ks'}-{size}"
+    wait_namespace_gone(kube, ns)
     ensure_namespace(kube, ns)
     pods = PodStamps(kube, ns)
     created: dict[str, tuple[float, float]] = {}
@@ -454,6 +468,9 @@ def main(argv: list[str]) -> int:
         grow(kube, 0, size)
     kube = Kube.connect(str(cluster.kubeconfig))
     run: dict = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "label": label}
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        head = subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True).strip()
+        run["commit"] = f"--code {code}" if code else head
     run["mesoskube"] = master_steady(
         str(cluster.kubeconfig), kube, qps, size, rate, duration, label, extra, code, "--profile" in argv
     )

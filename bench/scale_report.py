@@ -328,6 +328,9 @@ def write_report(data: dict) -> str:
             "|---|---|---|---|---|---|",
             f"| {st['running']} | {st['latency_p50_s']:.2f} | {st['latency_p90_s']:.2f} "
             f"| {st['latency_p99_s']:.2f} | {st['latency_max_s']:.2f} | {st['framework_queue_p50_s']:.2f} |",
+            "",
+            "Where the time goes, stage by stage, with before/after pairs on one cluster: latency.md"
+            " (`python -m bench.scale --steady-only --sizes N`).",
         ]
     if c:
         lines += [
