@@ -255,3 +255,47 @@ def test_a_failed_lease_list_off_the_loop_pauses_liveness() -> None:
     leases.run()
     rig.step()
     assert not rig.engine.liveness.healthy
+
+
+def test_an_accept_in_flight_counts_once_in_the_frameworks_share() -> None:
+    """The pipelined engine allocates while an accept is worked: its Tasks are in the cache (assumed
+    or created) and its Offer still is. The Tasks are inside the Offer, on its agent: the share and
+    the agent's free resources count the Offer alone (twice skewed DRF on the real API server)."""
+    rig, pool = rig_with_offers("n1")
+    offer = rig.offer_on("n1")
+    before = rig.engine.snapshot(rig.clock())
+    [fw] = [f for f in before.frameworks if f.key == "ns/fw"]
+    rig.accept(offer, task_info("t1", cpus=2))
+    rig.watch()
+    rig.step()
+    # Mid-accept: run the accept only up to its Task create, the Offer not yet deleted.
+    rig.api.fail("delete:offers", ApiError(503, "Unavailable"))
+    pool.run_all()
+    assert rig.task("ns/t1") is not None and offer in rig.cache.offers
+    during = rig.engine.snapshot(rig.clock())
+    [fw_during] = [f for f in during.frameworks if f.key == "ns/fw"]
+    assert fw_during.allocated == fw.allocated  # the Offer's 8 cpus, not 8 + 2
+    [agent] = [a for a in during.agents if a.name == "n1"]
+    assert agent.available.cpus == 0.0
+
+
+def test_pipelined_steps_walk_the_cluster_at_most_once_per_sweep_gap() -> None:
+    """A pipelined step comes at every event: agent health, offer housekeeping and the
+    event-triggered allocation (each walks every agent or offer) wait for PIPELINED_SWEEP_GAP."""
+    from mesoskube.master.engine import MIN_ALLOCATION_GAP, PIPELINED_SWEEP_GAP
+
+    rig, _pool = rig_with_offers("n1")
+    e = rig.engine
+    ran: list[str] = []
+    health, housekeep = e.check_agents, e.housekeep_offers
+    e.check_agents = lambda now: (ran.append("health"), health(now))
+    e.housekeep_offers = lambda now: (ran.append("housekeep"), housekeep(now))
+    rig.step(advance=PIPELINED_SWEEP_GAP)
+    assert ran == ["health", "housekeep"]
+    for _ in range(3):
+        rig.step()
+    assert ran == ["health", "housekeep"]  # the same instant: not again
+    rig.step(advance=PIPELINED_SWEEP_GAP)
+    assert ran == ["health", "housekeep"] * 2
+    assert e.allocation_gap == PIPELINED_SWEEP_GAP
+    assert Rig().engine.allocation_gap == MIN_ALLOCATION_GAP  # steps that wait for their writes

@@ -150,11 +150,20 @@ class AllocationCycle:
                 lambda: defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
             )
             pods = self.cache.pods
+            open_offers = {
+                k for k, o in self.cache.offers.items() if offer_phase(o) == OfferPhase.OUTSTANDING.value
+            }
             for k, t in self.cache.tasks.items():
                 if is_terminal(t):
                     continue
                 r = resources_of(t)
                 spec = t["spec"]
+                if spec.get("offer") and f"{t['metadata']['namespace']}/{spec['offer']}" in open_offers:
+                    # An accept still being worked (the pipelined engine allocates meanwhile): its
+                    # Tasks are inside its Offer, counted below, on the same agent. Counting both
+                    # would double the framework's share and skew DRF (measured: a weighted 2:1
+                    # split ended 36:12 and 28:20 instead of 32:16).
+                    continue
                 add_into(
                     alloc[framework_key(t["metadata"]["namespace"], spec["framework"])][
                         spec.get("role") or DEFAULT_ROLE
