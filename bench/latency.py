@@ -457,7 +457,6 @@ def main(argv: list[str]) -> int:
     qps = float(arg("--qps", "50"))
     extra = tuple(arg("--master-args", "").split())
     code = arg("--code", "") or None  # an `operator/` tree of other code (a before), on PYTHONPATH
-    prev = json.loads(OUT.read_text()) if OUT.exists() else {"runs": []}
     rate = float(arg("--rate", "0")) or _half_capacity(size)
     name = os.environ.get("BENCH_CLUSTER", "bench-scale")
     cluster = LocalCluster(name)
@@ -474,6 +473,8 @@ def main(argv: list[str]) -> int:
     run["mesoskube"] = master_steady(
         str(cluster.kubeconfig), kube, qps, size, rate, duration, label, extra, code, "--profile" in argv
     )
+    # Read again now: another run may have ended (and written) while this one ran.
+    prev = json.loads(OUT.read_text()) if OUT.exists() else {"runs": []}
     prev["runs"].append(run)
     OUT.write_text(json.dumps(prev, indent=2))
     if "--with-plain-pods" in argv:

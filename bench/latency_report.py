@@ -13,7 +13,10 @@ CODE = {
     "after4": "406be68 (+ taken-agent check once a second), under py-spy",
     "after5": "6bb9b78 (+ framework Lease LIST off the loop)",
     "after6": "6bb9b78",
-    "after7": "6bb9b78",
+    "after7": "6bb9b78 (entry rebuilt from its stamps: lost to a race between two runs' writes)",
+    "after8": "6bb9b78",
+    "after9": "f9df324 (+ an accept in flight counted once; cluster-wide step parts every 0.2 s)",
+    "after10": "f9df324",
 }
 
 
@@ -67,7 +70,7 @@ def write_latency_report(data: dict) -> None:
         lines.append(
             f"| {run['label']} | {code_of(run)} | {run['date']} | {m['running']}/{m['accepted']} "
             f"| {m['tasks_per_accept']:.2f} | {_f(lat['p50'])} | {_f(lat['p90'])} | {_f(lat['p99'])} "
-            f"| {_f(lat['max'])} | {m['master_cpu_share_of_one_core']:.2f} | {step_cell} "
+            f"| {_f(lat['max'])} | {_f(m['master_cpu_share_of_one_core'])} | {step_cell} "
             f"| {m['load_avg'][0][0]:.1f} / {m['load_avg'][1][0]:.1f} |"
         )
     lines += [
