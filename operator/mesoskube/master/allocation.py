@@ -12,7 +12,6 @@ reported late; it owns the allocation requests and the cycle's state.
 
 from __future__ import annotations
 
-import bisect
 import copy
 import logging
 import secrets
@@ -35,7 +34,7 @@ from mesoskube.allocator.snapshot import (
 )
 from mesoskube.api.models import DEFAULT_ROLE, FrameworkPhase
 from mesoskube.master.builders import offer_manifest
-from mesoskube.master.cache import Cache, format_time
+from mesoskube.master.cache import Cache, NodeInfo, format_time
 from mesoskube.master.contract import Provenance
 from mesoskube.master.holdings import from_milli, milli
 from mesoskube.master.objects import ns_name, role_policy
@@ -90,13 +89,13 @@ class AllocationCycle:
 
     def __post_init__(self) -> None:
         self.port_ranges = self.settings.port_ranges()
-        self._totals: dict[str, tuple] = {}
         self._in_flight = 0
         # The agents' views, kept between cycles: the cache names the agents that changed.
         self._changed = self.cache.subscribe_agents()
         self._primed = False
         self._views: dict[str, Agent] = {}  # offerable agents
-        self._names: list[str] = []  # their names, sorted
+        self._view_nodes: dict[str, NodeInfo] = {}  # the node each view was built from
+        self._names: list[str] | None = []  # their names, sorted; None until sorted again
         self._ordered: tuple[Agent, ...] | None = None  # the views in name order, until one changes
         self._unoffered: dict[str, str] = {}  # matching nodes not offerable now -> why
         self._cluster = [0, 0, 0, 0]  # the views' totals, milli-units (holdings.py)
@@ -117,9 +116,6 @@ class AllocationCycle:
                 self.candidates.update(agents)
             self.allocation_requested = True
         self.wake()
-
-    def forget_agent(self, agent: str) -> None:
-        self._totals.pop(agent, None)
 
     def snapshot(
         self, now: float, only: set[str] | None = None, passed: dict[str, int] | None = None
@@ -202,38 +198,44 @@ class AllocationCycle:
 
     def _refresh(self, name: str) -> None:
         """Rebuild the view of one agent the cache reported changed (must hold the cache's lock)."""
+        node = self.cache.nodes.get(name)
         old = self._views.pop(name, None)
-        if old is not None:
-            self._add_cluster(old.total, -1)
+        old_node = self._view_nodes.pop(name, None)
         self._unoffered.pop(name, None)
         self._ordered = None
-        node = self.cache.nodes.get(name)
         agent = None
         if node is not None and self.agent_matches(node.labels):  # else not an agent at all
             if node.offerable:
-                agent = self._agent(node)
+                agent = self._agent(node, old if old_node is node else None)
             else:
                 self._unoffered[name] = "agent_not_ready" if not node.ready else "agent_cordoned_or_deleting"
+        if old is not None and (agent is None or old_node is not node):
+            self._add_cluster(old.total, -1)
         if agent is None:
             if old is not None:
-                del self._names[bisect.bisect_left(self._names, name)]
+                self._names = None
             return
         self._views[name] = agent
-        self._add_cluster(agent.total, 1)
+        self._view_nodes[name] = node
+        if old is None or old_node is not node:
+            self._add_cluster(agent.total, 1)
         if old is None:
-            bisect.insort(self._names, name)
+            self._names = None
 
     def _add_cluster(self, total: Resources, sign: int) -> None:
         for i, v in enumerate(milli(total)):
             self._cluster[i] += sign * v
 
     def _all_agents(self) -> tuple[Agent, ...]:
+        if self._names is None:  # sorted again only when agents came or went
+            self._names = sorted(self._views)
         if self._ordered is None:  # by name: the allocator's shuffle starts from that order anyway
             self._ordered = tuple(self._views[n] for n in self._names)
         return self._ordered
 
-    def _agent(self, node) -> Agent:
-        """Allocatable minus the node's pods minus what pod-less tasks and outstanding offers hold."""
+    def _agent(self, node, old: Agent | None) -> Agent:
+        """Allocatable minus the node's pods minus what pod-less tasks and outstanding offers hold;
+        `old` is the agent's last view when its node is unchanged since."""
         used = self.cache.node_usage.get(node.name) or _NONE
         held, held_ports = self.cache.holdings.held_on(node.name)
         a = node.allocatable
@@ -246,19 +248,10 @@ class AllocationCycle:
             a.gpus - used.gpus - hg if a.gpus > used.gpus + hg else 0.0,
             subtract_ranges(self.port_ranges, taken_ports) if taken_ports else self.port_ranges,
         )
-        return Agent(
-            node.name, self._agent_total(node), available, MappingProxyType(node.labels), node.taints
-        )
-
-    def _agent_total(self, node) -> Resources:
-        cached = self._totals.get(node.name)
-        if cached is None or cached[0] is not node:
-            a = node.allocatable
-            cached = self._totals[node.name] = (
-                node,
-                Resources(a.cpus, a.mem, a.disk, a.gpus, self.port_ranges),
-            )
-        return cached[1]
+        if old is not None:
+            return Agent(node.name, old.total, available, old.attributes, node.taints)
+        total = Resources(a.cpus, a.mem, a.disk, a.gpus, self.port_ranges)
+        return Agent(node.name, total, available, MappingProxyType(node.labels), node.taints)
 
     def allocate(self, now: float) -> None:
         """One cycle: snapshot -> allocate -> write, each stage timed."""
