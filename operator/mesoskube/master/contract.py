@@ -42,26 +42,20 @@ def parse_answer(raw: dict) -> OfferAnswer | str:
 
 
 def _mark(
-    writer: Writer,
-    cache: Cache,
-    events: EventRecorder,
-    store: str,
-    obj: dict,
-    status: dict,
-    event: tuple[str, str],
-) -> dict | None:
-    """Write the status saying why the master refuses `obj`, keep the cache in step, tell the
-    framework with an Event; None when the object is gone meanwhile."""
-    ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+    cache: Cache, events: EventRecorder, store: str, write: Callable[[], dict], event: tuple[str, str]
+) -> bool:
+    """Write the status saying why the master refuses an object (`write`: the patch, a literal
+    call so that the RBAC derived from the code sees its resource), keep the cache in step, tell
+    the framework with an Event; False when the object is gone meanwhile."""
     try:
-        body = writer.patch_status(store, ns, name, {"status": status})
+        body = write()
     except ApiError as e:
         if e.status == 404:
-            return None
+            return False
         raise
     cache.upsert(store, body)
     events.warning(body, *event)
-    return body
+    return True
 
 
 def refuse_invalid_answer(
@@ -71,8 +65,10 @@ def refuse_invalid_answer(
     msg = f"answer refused, nothing launched: {message}"
     status = {"phase": OfferPhase.INVALID.value, "reason": "REASON_INVALID_ANSWER", "message": msg,
               "answerRefused": True, "closedAt": format_time(clock())}  # fmt: skip
-    if _mark(writer, cache, events, "offers", offer, status, ("AnswerRefused", msg)) is not None:
-        log.info("offer %s/%s: %s", offer["metadata"]["namespace"], offer["metadata"]["name"], msg)
+    ns, name = offer["metadata"]["namespace"], offer["metadata"]["name"]
+    write = lambda: writer.patch_status("offers", ns, name, {"status": status})  # noqa: E731
+    if _mark(cache, events, "offers", write, ("AnswerRefused", msg)):
+        log.info("offer %s/%s: %s", ns, name, msg)
 
 
 def closed_at(offer: dict, now: float) -> float:
@@ -127,12 +123,10 @@ def ignore_foreign_offer(
     # makes them TASK_LOST), or they stay in flight for it forever.
     status = {"phase": OfferPhase.INVALID.value, "reason": NOT_FROM_MASTER, "message": msg,
               "answerRefused": True, "closedAt": format_time(clock())}  # fmt: skip
-    if _mark(writer, cache, events, "offers", offer, status, ("OfferIgnored", msg)) is not None:
-        log.warning(
-            "offer %s/%s ignored: not made by the master",
-            offer["metadata"]["namespace"],
-            offer["metadata"]["name"],
-        )
+    ns, name = offer["metadata"]["namespace"], offer["metadata"]["name"]
+    write = lambda: writer.patch_status("offers", ns, name, {"status": status})  # noqa: E731
+    if _mark(cache, events, "offers", write, ("OfferIgnored", msg)):
+        log.warning("offer %s/%s ignored: not made by the master", ns, name)
 
 
 def ignore_foreign_task(
@@ -143,9 +137,7 @@ def ignore_foreign_task(
     status = {"state": TaskState.ERROR.value, "reason": NOT_FROM_MASTER, "message": msg,
               "finishedAt": format_time(clock())}  # fmt: skip
     event = (TaskState.ERROR.value, f"{NOT_FROM_MASTER}: {msg}")
-    if _mark(writer, cache, events, "tasks", task, status, event) is not None:
-        log.warning(
-            "task %s/%s ignored: not created by the master",
-            task["metadata"]["namespace"],
-            task["metadata"]["name"],
-        )
+    ns, name = task["metadata"]["namespace"], task["metadata"]["name"]
+    write = lambda: writer.patch_status("tasks", ns, name, {"status": status})  # noqa: E731
+    if _mark(cache, events, "tasks", write, event):
+        log.warning("task %s/%s ignored: not created by the master", ns, name)
