@@ -11,6 +11,7 @@ have weight 1.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 
@@ -64,6 +65,9 @@ def allocate(
     state = _Cycle.build(snapshot, now, config, rng)
     state.passed_over = passed_over
     decisions: list[OfferDecision] = []
+    if not state.live:  # nothing can be offered: no order to draw (a cycle at 50,000 agents, all capped)
+        state.pass_unvisited(snapshot.agents, 0)
+        return decisions
     order = _shuffled(snapshot.agents, rng)
     for i, agent in enumerate(order):
         if not state.live:
@@ -216,7 +220,7 @@ class _Cycle:
             if not self._allocatable(remaining):
                 return
 
-    def pass_unvisited(self, agents: list[Agent], start: int) -> None:
+    def pass_unvisited(self, agents: Sequence[Agent], start: int) -> None:
         """Count the agents from `start` on as visiting them would, once no decision can be made:
         per offerable agent, each framework of a role not at quota is at its offer cap, each
         role at quota is passed over, and no framework is eligible."""

@@ -240,13 +240,19 @@ class AllocationCycle:
         held, held_ports = self.cache.holdings.held_on(node.name)
         a = node.allocatable
         hc, hm, hd, hg = held[0] / 1000, held[1] / 1000, held[2] / 1000, held[3] / 1000
-        taken_ports = used.ports + held_ports
+        taken = used.ports + held_ports if used.ports else held_ports
+        if not taken:
+            ports = self.port_ranges
+        elif taken == self.port_ranges:  # the common case: an outstanding offer holds every free port
+            ports = ()
+        else:
+            ports = subtract_ranges(self.port_ranges, taken)
         available = Resources(
             a.cpus - used.cpus - hc if a.cpus > used.cpus + hc else 0.0,
             a.mem - used.mem - hm if a.mem > used.mem + hm else 0.0,
             a.disk - used.disk - hd if a.disk > used.disk + hd else 0.0,
             a.gpus - used.gpus - hg if a.gpus > used.gpus + hg else 0.0,
-            subtract_ranges(self.port_ranges, taken_ports) if taken_ports else self.port_ranges,
+            ports,
         )
         if old is not None:
             return Agent(node.name, old.total, available, old.attributes, node.taints)

@@ -137,8 +137,9 @@ class Holdings:
         acc[4] += sign
         if not acc[4]:
             del roles[claim.role]
-            if not roles:
+            if not roles:  # the framework holds nothing any more: forget its key too
                 del self._allocated[claim.framework]
+                self._keys.pop(claim.framework, None)
         if store == "offers":
             n = self._outstanding.get(claim.framework, 0) + sign
             if n:
