@@ -4,6 +4,7 @@
 
 1. Pure (no API server): the allocation cycle (engine snapshot + allocator) at 5,000 and 50,000
    synthetic agents x 50 frameworks, and an event-triggered cycle (one agent freed) at 5,000.
+   `python -m bench.scale --cycle-only` runs this part alone (no cluster).
 2. For each size in BENCH_SCALE_SIZES, on the same cluster: kube-scheduler (the release's binary,
    restarted with the client QPS) against mesoskube (`bench.run`'s burst: one framework accepting
    2,000 one-cpu tasks as offers come), every client at QPS 50, then every client at QPS 10,000
@@ -346,11 +347,52 @@ def before_after_only(name: str, n: int, qps: float) -> int:
     return 0
 
 
+def pure_cycles() -> dict:
+    """Part 1: the allocation cycle without an API server (bench/synthetic.py says what each
+    figure is), each the median of several cycles."""
+    cycle: dict = {"load_avg_start": os.getloadavg()}
+    for agents in (5000, 50000):
+        t = time_cycle(agents, 50)
+        cycle[f"sweep_{agents}x50"] = t
+        log(
+            f"cycle {agents}x50: snapshot {t['snapshot_s'] * 1000:.0f} ms "
+            f"+ allocator {t['allocator_s'] * 1000:.0f} ms ({t['offers']} offers)"
+        )
+    # The allocator offering every free agent (no offer cap): 50,000 decisions, its hot loop at full.
+    t = time_cycle(50000, 50, repeats=3, maxOffersPerFramework=0)
+    cycle["sweep_50000x50_nocap"] = t
+    log(f"cycle 50000x50, no offer cap: allocator {t['allocator_s'] * 1000:.0f} ms ({t['offers']} offers)")
+    t = time_event_cycle(5000, 50)
+    cycle["event_5000x50"] = t
+    log(f"event-triggered cycle 5000x50: {(t['snapshot_s'] + t['allocator_s']) * 1000:.1f} ms")
+    cycle["load_avg_end"] = os.getloadavg()
+    return cycle
+
+
+def cycle_only() -> int:
+    """`python -m bench.scale --cycle-only`: part 1 alone, no cluster; its figures replace the
+    "cycle" section of bench/results/scale.json (BENCH_CYCLE_KEY names another section, e.g.
+    "cycle_before" for the code before a change run with PYTHONPATH) and SCALE.md is rewritten."""
+    path = RESULTS / os.environ.get("BENCH_SCALE_OUT", "scale.json")
+    data = json.loads(path.read_text())
+    key = os.environ.get("BENCH_CYCLE_KEY", "cycle")
+    data[key] = pure_cycles()
+    data[key]["code"] = os.environ.get("BENCH_CYCLE_CODE", "this tree")
+    path.write_text(json.dumps(data, indent=2, default=str))
+    from bench.scale_report import write_report
+
+    write_report(data)
+    log(f"wrote {path} ({key}) and SCALE.md")
+    return 0
+
+
 def main() -> int:
     if "--steady-only" in sys.argv:  # the steady-load latency alone, with its stages (bench/latency.py)
         from bench.latency import main as latency_main
 
         return latency_main(sys.argv[1:])
+    if "--cycle-only" in sys.argv:
+        return cycle_only()
     if "--before-after" in sys.argv:
         n = int(sys.argv[sys.argv.index("--before-after") + 1])
         return before_after_only(os.environ.get("BENCH_CLUSTER", "bench-scale"), n, 50.0)
@@ -373,16 +415,7 @@ def main() -> int:
         out.write_text(json.dumps(data, indent=2, default=str))
 
     if not os.environ.get("BENCH_SKIP_PURE"):
-        for agents in (5000, 50000):
-            t = time_cycle(agents, 50)
-            data["cycle"][f"sweep_{agents}x50"] = t
-            log(
-                f"cycle {agents}x50: snapshot {t['snapshot_s'] * 1000:.0f} ms "
-                f"+ allocator {t['allocator_s'] * 1000:.0f} ms"
-            )
-        t = time_event_cycle(5000, 50)
-        data["cycle"]["event_5000x50"] = t
-        log(f"event-triggered cycle 5000x50: {(t['snapshot_s'] + t['allocator_s']) * 1000:.1f} ms")
+        data["cycle"] = pure_cycles()
         save()
     cluster = LocalCluster(name)
     cluster.down()

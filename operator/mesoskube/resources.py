@@ -13,12 +13,11 @@ SCALARS = ("cpus", "mem", "disk", "gpus")
 PortRange = tuple[int, int]  # inclusive bounds, as Mesos `ranges`
 
 
-def _round(x: float) -> float:
-    return round(x + 0.0, 3)
-
-
 def normalize_ranges(ranges: Iterable[PortRange]) -> tuple[PortRange, ...]:
     """Sorted, merged, non-empty inclusive ranges."""
+    if type(ranges) is tuple and len(ranges) == 1:  # the common case: one range (a port, a span)
+        lo, hi = ranges[0]
+        return ((lo, hi),) if lo <= hi else ()
     merged: list[list[int]] = []
     for lo, hi in sorted(r for r in ranges if r[0] <= r[1]):
         if merged and lo <= merged[-1][1] + 1:
@@ -76,9 +75,17 @@ class Resources:
     ports: tuple[PortRange, ...] = field(default=())
 
     def __post_init__(self) -> None:
-        for name in SCALARS:
-            object.__setattr__(self, name, _round(getattr(self, name)))
-        object.__setattr__(self, "ports", normalize_ranges(self.ports))
+        # Unrolled: every snapshot and allocation builds tens of thousands of these.
+        put = object.__setattr__
+        put(self, "cpus", round(self.cpus + 0.0, 3))
+        put(self, "mem", round(self.mem + 0.0, 3))
+        put(self, "disk", round(self.disk + 0.0, 3))
+        put(self, "gpus", round(self.gpus + 0.0, 3))
+        ports = self.ports
+        if ports:
+            put(self, "ports", normalize_ranges(ports))
+        elif ports != ():
+            put(self, "ports", ())
 
     def __add__(self, other: Resources) -> Resources:
         return Resources(
@@ -100,8 +107,12 @@ class Resources:
         )
 
     def contains(self, other: Resources) -> bool:
-        return all(getattr(self, n) >= getattr(other, n) for n in SCALARS) and ranges_contain(
-            self.ports, other.ports
+        return (
+            self.cpus >= other.cpus
+            and self.mem >= other.mem
+            and self.disk >= other.disk
+            and self.gpus >= other.gpus
+            and (not other.ports or ranges_contain(self.ports, other.ports))
         )
 
     def shortfall(self, wanted: Resources) -> dict[str, str]:
@@ -131,7 +142,7 @@ class Resources:
         return {n: getattr(self, n) for n in SCALARS}
 
     def is_empty(self) -> bool:
-        return not any(getattr(self, n) > 0 for n in SCALARS) and not self.ports
+        return not (self.cpus > 0 or self.mem > 0 or self.disk > 0 or self.gpus > 0 or self.ports)
 
     @classmethod
     def total(cls, items: Iterable[Resources]) -> Resources:

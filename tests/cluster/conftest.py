@@ -33,13 +33,15 @@ def crds(request: pytest.FixtureRequest, kube: Kube) -> None:
         # As the in-process masters run (conftest's `masters`): only nodes a test claims with the
         # mesoskube.io/test label (its fake nodes, and real nodes while a test holds them), the same
         # allocation interval; and on short-lived tokens, which test_token_rotation's last test
-        # checks the master outlived.
+        # checks the master outlived. Tests put their Frameworks in namespaces of their own: the
+        # cluster-wide pod grant (rbac.taskNamespaces []), held by the master-pods policy.
         install_master(
             LocalCluster(TEST_CLUSTER),
             {"operator.agentSelector": "mesoskube.io/test"},
-            numbers={
+            json_values={
                 "operator.allocationInterval": 0.5,
                 "serviceAccount.tokenExpirationSeconds": SHORT_TOKEN_SECONDS,
+                "rbac.taskNamespaces": [],
             },
         )
 

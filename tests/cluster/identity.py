@@ -4,7 +4,6 @@ admission policies and framework Role, rendered by `helm template` and applied t
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 import yaml
@@ -13,12 +12,15 @@ from kubernetes.client.exceptions import ApiException
 
 from mesoskube.cluster.binaries import binary_path
 from mesoskube.kube import Kube
+from tests.helpers import eventually
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "mesoskube"
 # The release the chart-RBAC tests install (tests/cluster/test_chart_rbac.py): its master's
 # ServiceAccounts are the trusted ones.
 RELEASE, RELEASE_NS = "rbac", "mesoskube-rbac-test"
-MASTER_USERS = [f"system:serviceaccount:{RELEASE_NS}:{r}-mesoskube" for r in ("rbac", "rbac-nobulk")]
+MASTER_USERS = [
+    f"system:serviceaccount:{RELEASE_NS}:{r}-mesoskube" for r in ("rbac", "rbac-nobulk", "rbac-tasks")
+]
 # The master installed as a pod (test_installed_master.py) and the token-rotation test's master.
 MASTER_USERS += [
     "system:serviceaccount:mesoskube-system:mesoskube",
@@ -73,6 +75,9 @@ def install_admission_policies(kube: Kube, timeout: float = 30) -> list[dict]:
             "templates/unknown-fields.yaml",
             "--set",
             f"admission.trustedUsers={users}",
+            # Tests put their Frameworks in namespaces of their own: no task-namespaces policy.
+            "--set-json",
+            "rbac.taskNamespaces=[]",
         )
         if o["kind"].startswith("ValidatingAdmissionPolicy")
     ]
@@ -95,19 +100,19 @@ def _wait_in_force(kube: Kube, timeout: float) -> None:
             "answer": {"type": "Accept", "tasks": [{"name": "t", "resources": {"cpus": 1, "probe": 1}}]},
         },
     }
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def in_force() -> bool:
         try:
             kube.custom.create_namespaced_custom_object(
                 "mesoskube.io", "v1alpha1", "default", "offers", probe, dry_run="All"
             )
         except ApiException as e:
             if e.status in (400, 403, 422) and "probe" in (e.body or ""):
-                return
+                return True
             raise
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"admission policies not in force after {timeout}s")
-        time.sleep(0.2)
+        return False
+
+    eventually(in_force, timeout=timeout, interval=0.2, what="the admission policies in force")
 
 
 def service_account(kube: Kube, kubeconfig: str, namespace: str, name: str, directory: Path) -> Kube:

@@ -5,6 +5,7 @@ that identity, under the chart's admission policies; denied what it does not nee
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from kubernetes.client.exceptions import ApiException
 from mesoskube.cluster.binaries import binary_path
 from mesoskube.kube import Kube
 from tests.cluster.conftest import masters
-from tests.cluster.mesos import RawFramework
+from tests.cluster.mesos import RawFramework, task
 from tests.cluster.test_contract import (  # noqa: F401 - the contract, the master as the chart's identity
     test_a_forged_terminal_task_status_is_corrected_from_the_pod,
     test_a_framework_cannot_change_the_masters_labels_owner_references_or_finalizers,
@@ -50,6 +51,9 @@ EVERYONE_GROUPS = {"authorization.k8s.io", "authentication.k8s.io"}
 CHART = Path(__file__).resolve().parents[2] / "charts" / "mesoskube"
 RELEASE_NS = "mesoskube-rbac-test"
 RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+# The master's cluster tests put Frameworks in namespaces of their own (t-<test id>): they run the
+# chart's cluster-wide pod grant (rbac.taskNamespaces []), held by the master-pods policy.
+CLUSTER_WIDE = ("--set-json", "rbac.taskNamespaces=[]")
 
 
 def apply_identity(
@@ -140,7 +144,9 @@ def chart_identity(request, kube: Kube, kubeconfig: str, crds, tmp_path_factory)
 
         yield token_kubeconfig(kube, kubeconfig, tmp_path_factory.mktemp("chart-sa"), RELEASE, NAMESPACE)
         return
-    path, objects = apply_identity(kube, kubeconfig, tmp_path_factory.mktemp("chart-sa"), "rbac")
+    path, objects = apply_identity(
+        kube, kubeconfig, tmp_path_factory.mktemp("chart-sa"), "rbac", helm_args=CLUSTER_WIDE
+    )
     yield path
     remove_identity(kube, objects)
     kube.core.delete_namespace(RELEASE_NS)
@@ -188,7 +194,9 @@ def test_without_deletecollection_declined_offers_are_deleted_one_by_one(
     master falls back to deleting declined offers one by one, and the filters still hold."""
     if request.config.getoption("--installed-master"):
         pytest.skip("runs its own master under a reduced role")
-    path, objects = apply_identity(kube, kubeconfig, tmp_path, "rbac-nobulk", frozenset({"deletecollection"}))
+    path, objects = apply_identity(
+        kube, kubeconfig, tmp_path, "rbac-nobulk", frozenset({"deletecollection"}), helm_args=CLUSTER_WIDE
+    )
     try:
         fake_nodes(3, "cpu=2,memory=4Gi")
         with masters(path, namespace, test_id) as start:
@@ -262,7 +270,11 @@ def test_chart_identity_creates_no_pod_in_kube_system_and_only_task_pods(chart_i
     assert err.value.status == 403 and "owned by its Task" in err.value.body
 
 
-def test_with_task_namespaces_pod_create_is_granted_only_there(kube, kubeconfig, crds, namespace, tmp_path):
+def test_with_task_namespaces_pods_are_granted_only_there_and_the_master_launches_there(
+    kube, kubeconfig, crds, namespace, fake_nodes, test_id, tmp_path, request
+):
+    if request.config.getoption("--installed-master"):
+        pytest.skip("runs its own master under the rendered identity")
     path, objects = apply_identity(
         kube, kubeconfig, tmp_path, "rbac-tasks", helm_args=("--set", f"rbac.taskNamespaces={{{namespace}}}")
     )
@@ -272,5 +284,79 @@ def test_with_task_namespaces_pod_create_is_granted_only_there(kube, kubeconfig,
         eventually(lambda: pods <= _rules(k, namespace), timeout=10, what="task pod grant in the namespace")
         assert not pods & _rules(k, "kube-system")
         assert not pods & _rules(k, "default")
+        fake_nodes(1, "cpu=2,memory=4Gi")
+        with masters(path, namespace, test_id) as start:
+            start()
+            fw = RawFramework.subscribe(kube, namespace, "fw")
+            (offer,) = fw.wait_offers(1)
+            fw.accept(offer, [task("t1", 1, 512, run_seconds=0.5)])
+            fw.wait_task_state("t1", "TASK_FINISHED", timeout=30)
     finally:
         remove_identity(kube, objects)
+
+
+def test_with_default_values_pods_are_granted_only_in_default_never_in_kube_system(
+    kube, kubeconfig, crds, namespace, tmp_path
+):
+    """`kubectl auth can-i --list` for the chart's ServiceAccount with the default values."""
+    path, objects = apply_identity(kube, kubeconfig, tmp_path, "rbac-default")
+    try:
+        k = Kube.connect(path)
+        pods = {("", "pods", "create"), ("", "pods", "delete"), ("", "pods/binding", "create")}
+        eventually(lambda: pods <= _rules(k, "default"), timeout=10, what="task pod grant in default")
+        assert not pods & _rules(k, "kube-system")
+        assert not pods & _rules(k, namespace)
+        # Nothing else differs: the namespaced grant is only the task pods.
+        assert _rules(k, "default") - pods == _rules(k, "kube-system")
+    finally:
+        remove_identity(kube, objects)
+
+
+def test_a_framework_outside_the_task_namespaces_is_refused_naming_the_chart_value(kube, crds, namespace):
+    """rbac.taskNamespaces also decides where Frameworks may be created: elsewhere every launch
+    would fail on the pod grant, so the API server refuses the Framework and says what to change."""
+    from tests.cluster.identity import _apply, helm_template
+
+    rendered = helm_template(
+        "--show-only", "templates/admission-policies.yaml", "--set", f"rbac.taskNamespaces={{{namespace}}}",
+        release="rbac-ns",
+    )  # fmt: skip
+    policy = [o for o in rendered if o["metadata"]["name"].endswith("-task-namespaces")]
+    assert {o["kind"] for o in policy} == {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+    other = f"{namespace}-other"
+    kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=other)))
+    api = client.AdmissionregistrationV1Api(kube.api)
+    fw = {"apiVersion": "mesoskube.io/v1alpha1", "kind": "Framework", "spec": {"roles": ["r"]}}
+
+    def refused() -> str:
+        try:
+            kube.custom.create_namespaced_custom_object(
+                "mesoskube.io",
+                "v1alpha1",
+                other,
+                "frameworks",
+                {**fw, "metadata": {"name": "fw"}},
+                dry_run="All",
+            )
+        except ApiException as e:
+            return e.body if e.status == 403 else ""
+        return ""
+
+    try:
+        for o in policy:
+            _apply(kube, o)
+        message = eventually(refused, timeout=30, what="the task-namespaces policy in force")
+        assert "metadata.namespace" in message and "rbac.taskNamespaces" in message
+        assert f"only in namespaces {namespace}" in message and f"add {other} there" in message
+        kube.create("frameworks", namespace, {**fw, "metadata": {"name": "fw"}})  # allowed where it launches
+    finally:
+        for o in policy:
+            name = o["metadata"]["name"]
+            with contextlib.suppress(ApiException):
+                if o["kind"] == "ValidatingAdmissionPolicy":
+                    api.delete_validating_admission_policy(name)
+                else:
+                    api.delete_validating_admission_policy_binding(name)
+        # Policies leave force asynchronously: the next test's Frameworks must not meet this one.
+        eventually(lambda: not refused(), timeout=30, what="the task-namespaces policy gone")
+        kube.core.delete_namespace(other)

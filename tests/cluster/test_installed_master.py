@@ -18,7 +18,11 @@ def installed(request, local_cluster, kube, crds, test_id) -> Iterator[str]:
     if request.config.getoption("--installed-master"):
         pytest.skip("a session-wide installed master already serves the tests")
     # Only this test's nodes, so the in-process masters of other tests never share agents with it.
-    pod = install_master(local_cluster, {"operator.agentSelector": f"mesoskube.io/test={test_id}"})
+    pod = install_master(
+        local_cluster,
+        {"operator.agentSelector": f"mesoskube.io/test={test_id}"},
+        json_values={"rbac.taskNamespaces": []},  # the test's Framework is in a namespace of its own
+    )
     try:
         yield pod
     finally:

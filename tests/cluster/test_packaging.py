@@ -30,6 +30,9 @@ def test_helm_install_succeeds_and_the_crds_are_served(kube, kubeconfig, test_id
             "--create-namespace",
             "--set-string",
             "operator.agentSelector=mesoskube.io/none=none",
+            # Other tests' Frameworks live in namespaces of their own: no task-namespaces policy.
+            "--set-json",
+            "rbac.taskNamespaces=[]",
             "--timeout",
             "60s",
         ],

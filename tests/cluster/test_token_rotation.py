@@ -197,9 +197,19 @@ def test_the_installed_masters_pod_works_on_after_the_kubelet_rotates_its_short_
         assert issued > p.status.start_time, f"{p.metadata.name}: the kubelet never rotated its token"
         (container,) = p.status.container_statuses
         process_started = container.state.running.started_at
+        last = container.last_state.terminated if container.last_state else None
+        why = f" (last exit {last.exit_code} {last.reason} at {last.finished_at})" if last else ""
+        probes = [
+            f"{e.reason}: {e.message}"
+            for e in kube.core.list_namespaced_event(
+                NAMESPACE, field_selector=f"involvedObject.name={p.metadata.name}"
+            ).items
+            if e.reason in ("Unhealthy", "Killing")
+        ]
         print(
             f"{p.metadata.name}: token issued {(issued - p.status.start_time).total_seconds():.0f}s after "
-            f"the pod started; {container.restart_count} restart(s), process started {process_started}"
+            f"the pod started; {container.restart_count} restart(s){why}, process started {process_started}"
+            + "".join(f"\n  {line}" for line in probes[-5:])
         )
         if process_started < issued:
             reread.append(p.metadata.name)

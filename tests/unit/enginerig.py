@@ -14,6 +14,8 @@ from mesoskube.master.handlers import Handlers
 from mesoskube.master.objects import is_task_pod
 from mesoskube.settings import Settings
 from tests.unit.fakeapi import FakeApi, FakeClock
+from tests.unit.reference.recount import recount
+from tests.unit.reference.snapshot import full_snapshot
 
 
 def node_body(
@@ -101,6 +103,17 @@ class Rig:
             self.handlers.event(plural, "DELETED" if deleted else "MODIFIED", body)
 
         self.api.sync_cache(self.cache, on_event)
+        self.check_holdings()
+
+    def check_holdings(self) -> None:
+        """Every engine test also checks the incremental totals against a full recount, and the
+        kept agent views against a snapshot rebuilt from every task and offer."""
+        assert self.cache.holdings.state() == recount(self.cache)
+        a = self.engine.allocation
+        view = a.cache_view()
+        full = full_snapshot(self.cache, a.agent_matches, a.port_ranges, {}, 0.0)
+        assert sorted(view.agents, key=lambda x: x.name) == sorted(full.agents, key=lambda x: x.name)
+        assert view.frameworks == full.frameworks
 
     def step(self, advance: float = 0.0, watch: bool = True) -> None:
         self.clock.advance(advance)

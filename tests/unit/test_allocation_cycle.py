@@ -151,3 +151,43 @@ def test_a_framework_status_write_triggers_no_full_cycle_but_lifting_suppress_do
     rig.watch()
     rig.step(advance=0.1)
     assert rig.engine.cycle > cycle and rig.engine.last_cycle.kind == "sweep"
+
+
+def test_an_event_triggered_cycle_rebuilds_only_the_agents_that_changed() -> None:
+    """Mesos's allocation candidates: a decline frees one agent; the next cycle rebuilds that
+    agent's view alone (the cache reported it changed) and offers it, not the other 19."""
+    rig = Rig(allocationInterval=10)
+    for i in range(20):
+        rig.node(f"n{i:02d}")
+    rig.framework()
+    rig.step(advance=10)
+    rig.step(advance=0.1)  # the sweep's offers came back on the watch: their agents changed once more
+    rig.answer(rig.offer_on("n03"), {"type": "Decline", "filters": {"refuseSeconds": 0}})
+    rig.watch()
+    rig.step(advance=0.1)
+    report = rig.engine.last_cycle
+    assert report.kind == "candidates" and report.agents == 1 and report.offers == 1
+    assert report.refreshed == 1, report
+    assert rig.offer_on("n03")
+
+
+def test_pass_over_reasons_are_counted_in_the_metric() -> None:
+    from prometheus_client import REGISTRY
+
+    def count(reason: str) -> float:
+        return REGISTRY.get_sample_value("mesoskube_allocation_passed_over_total", {"reason": reason}) or 0.0
+
+    rig = Rig(allocationInterval=10)
+    rig.node("n1")
+    rig.node("n2", ready=False)
+    rig.framework()
+    rig.step(advance=10)
+    rig.answer(rig.offer_on("n1"), {"type": "Decline", "filters": {"refuseSeconds": 60}})
+    rig.watch()
+    before = {r: count(r) for r in ("filtered", "no_eligible_framework", "agent_not_ready")}
+    rig.step(advance=10)
+    assert {r: count(r) - n for r, n in before.items()} == {
+        "filtered": 1,
+        "no_eligible_framework": 1,
+        "agent_not_ready": 1,
+    }

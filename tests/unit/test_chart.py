@@ -158,12 +158,9 @@ def test_every_rendered_object_parses(extra: tuple[str, ...]) -> None:
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
     kinds = sorted(d["kind"] for d in docs)
     # Two Services: metrics, and the Mesos HTTP API.
-    expected = ["ClusterRole", "ClusterRoleBinding"] * 2 + [
-        "Deployment",
-        "Service",
-        "Service",
-        "ServiceAccount",
-    ]
+    # The master's ClusterRole and binding; task pods' ClusterRole, bound in `default` (rbac.taskNamespaces).
+    expected = ["ClusterRole", "ClusterRoleBinding", "ClusterRole", "RoleBinding"]
+    expected += ["Deployment", "Service", "Service", "ServiceAccount"]
     expected += ["PodDisruptionBudget", "Role", "RoleBinding"]  # two replicas: election and PDB
     expected += ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * len(POLICIES)
     if extra:
@@ -282,7 +279,7 @@ def test_two_replicas_by_default_with_election_a_pdb_and_a_rolling_handover() ->
     assert grants(role["rules"]) == expand({("coordination.k8s.io", "leases"): "create get update"})
     named = [r for r in role["rules"] if "get" in r["verbs"]]
     assert named[0]["resourceNames"] == [settings.Settings().leaseName]
-    binding = one(docs, "RoleBinding")
+    (binding,) = [b for b in objects(docs, "RoleBinding") if b["roleRef"]["kind"] == "Role"]
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
 
 
@@ -486,6 +483,7 @@ POLICIES = (
     "master-metadata",
     "master-pods",
     "unknown-fields",
+    "task-namespaces",  # with the default rbac.taskNamespaces
 )
 
 FRAMEWORK_GRANTS = expand(
@@ -508,18 +506,54 @@ def test_clusterroles_grant_exactly_what_the_code_calls_and_no_secrets() -> None
     assert granted == master_grants()
 
 
-def test_task_pods_are_granted_apart_and_only_in_task_namespaces_when_set() -> None:
-    pods = {("", "pods", "create"), ("", "pods", "delete"), ("", "pods/binding", "create")}
-    roles = {r["metadata"]["name"]: grants(r["rules"]) for r in objects(render(), "ClusterRole")}
-    assert roles[f"{FULLNAME}-task-pods"] == pods
-    assert not roles[f"{FULLNAME}-master"] & pods
-    docs = render("--set", "rbac.taskNamespaces={spark,batch}")
-    bound = {b["roleRef"]["name"] for b in objects(docs, "ClusterRoleBinding")}
-    assert bound == {f"{FULLNAME}-master"}
+def _task_pod_bindings(docs: tuple[dict[str, Any], ...]) -> tuple[set[str], list[str]]:
+    """(ClusterRoleBindings' roles, namespaces of RoleBindings to the task-pods ClusterRole)."""
+    cluster = {b["roleRef"]["name"] for b in objects(docs, "ClusterRoleBinding")}
     # The election's Role in the release namespace is the other RoleBinding (two replicas).
     bindings = [b for b in objects(docs, "RoleBinding") if b["roleRef"]["kind"] == "ClusterRole"]
-    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["batch", "spark"]
-    assert {b["roleRef"]["name"] for b in bindings} == {f"{FULLNAME}-task-pods"}
+    assert {b["roleRef"]["name"] for b in bindings} <= {f"{FULLNAME}-task-pods"}
+    return cluster, sorted(b["metadata"]["namespace"] for b in bindings)
+
+
+def test_task_pods_are_granted_apart_and_by_default_only_in_the_default_namespace() -> None:
+    pods = {("", "pods", "create"), ("", "pods", "delete"), ("", "pods/binding", "create")}
+    docs = render()
+    roles = {r["metadata"]["name"]: grants(r["rules"]) for r in objects(docs, "ClusterRole")}
+    assert roles[f"{FULLNAME}-task-pods"] == pods
+    assert not roles[f"{FULLNAME}-master"] & pods
+    assert _task_pod_bindings(docs) == ({f"{FULLNAME}-master"}, ["default"])
+    assert _task_pod_bindings(render("--set", "rbac.taskNamespaces={spark,batch}")) == (
+        {f"{FULLNAME}-master"},
+        ["batch", "spark"],
+    )
+    # [] is the cluster-wide grant (held out of the system namespaces by the master-pods policy).
+    cluster, namespaced = _task_pod_bindings(render("--set-json", "rbac.taskNamespaces=[]"))
+    assert cluster == {f"{FULLNAME}-master", f"{FULLNAME}-task-pods"} and namespaced == []
+
+
+def test_frameworks_outside_the_task_namespaces_are_refused_by_a_policy_naming_the_value() -> None:
+    def policy(docs):
+        return [
+            p
+            for p in objects(docs, "ValidatingAdmissionPolicy")
+            if p["metadata"]["name"].endswith("-task-namespaces")
+        ]
+
+    (p,) = policy(render("--set", "rbac.taskNamespaces={spark,batch}"))
+    assert p["spec"]["matchConstraints"]["resourceRules"][0]["resources"] == ["frameworks"]
+    (check,) = p["spec"]["validations"]
+    assert check["expression"] == 'request.namespace in ["spark","batch"]'
+    assert (
+        "rbac.taskNamespaces" in check["messageExpression"] and "spark, batch" in check["messageExpression"]
+    )
+    bindings = [
+        b
+        for b in objects(render(), "ValidatingAdmissionPolicyBinding")
+        if b["spec"]["policyName"].endswith("-task-namespaces")
+    ]
+    assert len(bindings) == 1
+    assert policy(render("--set-json", "rbac.taskNamespaces=[]")) == []
+    assert policy(render("--set", "admission.enabled=false")) == []
 
 
 def test_unknown_fields_policy_lists_exactly_the_model_fields_at_every_level() -> None:
@@ -545,11 +579,15 @@ def test_admission_policies_trust_the_master_serviceaccount() -> None:
     assert not objects(render("--set", "admission.enabled=false"), "ValidatingAdmissionPolicy")
 
 
-def test_clusterrolebindings_bind_exactly_the_master_serviceaccount() -> None:
-    docs = render()
+@pytest.mark.parametrize(
+    "extra", [(), ("--set-json", "rbac.taskNamespaces=[]")], ids=["defaults", "cluster-wide"]
+)
+def test_clusterroles_are_bound_exactly_to_the_master_serviceaccount(extra: tuple[str, ...]) -> None:
+    docs = render(*extra)
     account = one(docs, "ServiceAccount")["metadata"]
     roles = {r["metadata"]["name"] for r in objects(docs, "ClusterRole")}
-    bindings = objects(docs, "ClusterRoleBinding")
+    every = [*objects(docs, "ClusterRoleBinding"), *objects(docs, "RoleBinding")]
+    bindings = [b for b in every if b["roleRef"]["kind"] == "ClusterRole"]
     assert {b["roleRef"]["name"] for b in bindings} == roles
     for binding in bindings:
         assert binding["roleRef"]["apiGroup"] == "rbac.authorization.k8s.io"
@@ -573,6 +611,8 @@ def test_framework_rbac_per_namespace() -> None:
         assert grants(role["rules"]) == FRAMEWORK_GRANTS
     for binding in bindings:
         ns = binding["metadata"]["namespace"]
+        if binding["roleRef"]["name"] == f"{FULLNAME}-task-pods":
+            continue  # the master's, in rbac.taskNamespaces
         assert binding["roleRef"]["name"] == f"{FULLNAME}-framework"
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": "mesoskube-framework", "namespace": ns}

@@ -34,13 +34,13 @@ def helm(kubeconfig: Path) -> list[str]:
 def install_master(
     cluster: LocalCluster,
     values: dict[str, str] | None = None,
-    numbers: dict[str, float] | None = None,
+    json_values: dict[str, object] | None = None,
     release: str = RELEASE,
     namespace: str = NAMESPACE,
     timeout: float = 180,
 ) -> str:
     """helm upgrade --install; returns the master pod's name once it is Ready. `values` are set as
-    strings, `numbers` as numbers (the chart's schema types them)."""
+    strings, `json_values` as JSON (numbers, lists: the chart's schema types them)."""
     state = cluster.state()
     nodes = RealNodes(cluster)
     specs = nodes.specs(state)
@@ -64,8 +64,8 @@ def install_master(
     argv += ["--namespace", namespace, "--create-namespace", "--wait", "--timeout", f"{int(timeout)}s"]
     for key, value in settings.items():
         argv += ["--set-string", f"{key}={value}"]
-    for key, number in (numbers or {}).items():
-        argv += ["--set-json", f"{key}={json.dumps(number)}"]  # --set reads 0.5 as a string
+    for key, value in (json_values or {}).items():
+        argv += ["--set-json", f"{key}={json.dumps(value)}"]  # --set reads 0.5 as a string
     r = subprocess.run(argv, capture_output=True, text=True)
     if r.returncode:
         raise ClusterError(f"helm install failed: {r.stderr.strip()}\n{_pod_report(cluster, namespace)}")

@@ -17,10 +17,9 @@ import logging
 import secrets
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from mesoskube import metrics
@@ -33,19 +32,12 @@ from mesoskube.allocator.snapshot import (
     OfferDecision,
     Snapshot,
 )
-from mesoskube.api.models import DEFAULT_ROLE, FrameworkPhase, OfferPhase
+from mesoskube.api.models import DEFAULT_ROLE, FrameworkPhase
 from mesoskube.master.builders import offer_manifest
-from mesoskube.master.cache import Cache, format_time
+from mesoskube.master.cache import Cache, NodeInfo, format_time
 from mesoskube.master.contract import Provenance
-from mesoskube.master.objects import (
-    add_into,
-    framework_key,
-    is_terminal,
-    ns_name,
-    offer_phase,
-    resources_of,
-    role_policy,
-)
+from mesoskube.master.holdings import from_milli, milli
+from mesoskube.master.objects import ns_name, role_policy
 from mesoskube.master.taints import framework_tolerations
 from mesoskube.master.writer import Writer
 from mesoskube.resources import Resources, subtract_ranges
@@ -55,6 +47,7 @@ from mesoskube.settings import Settings
 RefusalFilters = dict[tuple[str, str], tuple[float, Resources | None]]
 
 log = logging.getLogger("mesoskube.master")
+_NONE = Resources()
 
 
 @dataclass(frozen=True)
@@ -66,6 +59,7 @@ class CycleReport:
     agents: int
     offers: int
     passed_over: dict[str, int]
+    refreshed: int = 0  # agents whose view the snapshot rebuilt (the cache reported them changed)
 
 
 @dataclass
@@ -95,8 +89,17 @@ class AllocationCycle:
 
     def __post_init__(self) -> None:
         self.port_ranges = self.settings.port_ranges()
-        self._totals: dict[str, tuple] = {}
         self._in_flight = 0
+        # The agents' views, kept between cycles: the cache names the agents that changed.
+        self._changed = self.cache.subscribe_agents()
+        self._primed = False
+        self._views: dict[str, Agent] = {}  # offerable agents
+        self._view_nodes: dict[str, NodeInfo] = {}  # the node each view was built from
+        self._names: list[str] | None = []  # their names, sorted; None until sorted again
+        self._ordered: tuple[Agent, ...] | None = None  # the views in name order, until one changes
+        self._unoffered: dict[str, str] = {}  # matching nodes not offerable now -> why
+        self._cluster = [0, 0, 0, 0]  # the views' totals, milli-units (holdings.py)
+        self.refreshed = 0  # agents the last snapshot rebuilt
 
     @property
     def offers_in_flight(self) -> int:
@@ -114,102 +117,42 @@ class AllocationCycle:
             self.allocation_requested = True
         self.wake()
 
-    def forget_agent(self, agent: str) -> None:
-        self._totals.pop(agent, None)
-
     def snapshot(
         self, now: float, only: set[str] | None = None, passed: dict[str, int] | None = None
     ) -> Snapshot:
         """The allocator's input; `only` limits the agents offered to those names (shares still
         count the whole cluster)."""
-        # The hot path of every cycle: parsed resources are memoised on the cached bodies, and sums
-        # are kept as plain floats, building one Resources per agent rather than one per addition.
+        view = self.cache_view(only, passed)
+        # After the cache was read: a decline swept away unprocessed was queued before its offer
+        # left the cache, so either its resources were still held above or its filter is here.
+        self.apply_late_declines(now)
+        filters = self._filters_in_force(now, only, [fw.key for fw in view.frameworks])
+        return replace(view, filters=filters)
+
+    def cache_view(self, only: set[str] | None = None, passed: dict[str, int] | None = None) -> Snapshot:
+        """The snapshot as read from the cache, without refusal filters."""
+        # Nothing here walks the pods, tasks or offers: their totals are kept as the cache changes
+        # (holdings.py), and only the agents the cache reports changed get a new view.
         with self.cache.lock:
-            eligible = []
-            for n in self.cache.nodes.values():
-                if not self.agent_matches(n.labels):
-                    continue  # not an agent at all: not counted as passed over
-                if n.offerable:
-                    eligible.append(n)
-                elif passed is not None:
-                    reason = "agent_not_ready" if not n.ready else "agent_cordoned_or_deleting"
+            if self._primed:
+                changed = list(self._changed)
+            else:  # the first snapshot (or a cache filled before this part existed) sees every node
+                changed = list(self._changed | set(self.cache.nodes) | set(self._views))
+                self._primed = True
+            self._changed.clear()
+            for name in changed:
+                self._refresh(name)
+            self.refreshed = len(changed)
+            if only is None:
+                agents = self._all_agents()
+                unoffered: Iterable[str] = self._unoffered.values()
+            else:
+                agents = tuple(self._views[n] for n in sorted(only) if n in self._views)
+                unoffered = [self._unoffered[n] for n in only if n in self._unoffered]
+            if passed is not None:
+                for reason in unoffered:
                     passed[reason] = passed.get(reason, 0) + 1
-            cluster = None
-            nodes = eligible
-            if only is not None:
-                cluster = Resources(
-                    cpus=sum(n.allocatable.cpus for n in eligible),
-                    mem=sum(n.allocatable.mem for n in eligible),
-                    disk=sum(n.allocatable.disk for n in eligible),
-                    gpus=sum(n.allocatable.gpus for n in eligible),
-                )
-                nodes = [n for n in eligible if n.name in only]
-            held: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
-            held_ports: dict[str, list] = defaultdict(list)
-            alloc: dict[str, dict[str, list[float]]] = defaultdict(
-                lambda: defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
-            )
-            pods = self.cache.pods
-            open_offers = {
-                k for k, o in self.cache.offers.items() if offer_phase(o) == OfferPhase.OUTSTANDING.value
-            }
-            for k, t in self.cache.tasks.items():
-                if is_terminal(t):
-                    continue
-                r = resources_of(t)
-                spec = t["spec"]
-                if spec.get("offer") and f"{t['metadata']['namespace']}/{spec['offer']}" in open_offers:
-                    # An accept still being worked (the pipelined engine allocates meanwhile): its
-                    # Tasks are inside its Offer, counted below, on the same agent. Counting both
-                    # would double the framework's share and skew DRF (measured: a weighted 2:1
-                    # split ended 36:12 and 28:20 instead of 32:16).
-                    continue
-                add_into(
-                    alloc[framework_key(t["metadata"]["namespace"], spec["framework"])][
-                        spec.get("role") or DEFAULT_ROLE
-                    ],
-                    r,
-                )
-                if k not in pods:
-                    # Launched (or being launched) but its pod not shown yet: it holds its
-                    # resources, host ports included, or they would be offered again.
-                    add_into(held[spec["agent"]], r)
-                    if r.ports:
-                        held_ports[spec["agent"]].extend(r.ports)
-            outstanding: dict[str, int] = defaultdict(int)
-            for o in self.cache.offers.values():
-                if offer_phase(o) != OfferPhase.OUTSTANDING.value:
-                    continue
-                r = resources_of(o)
-                spec = o["spec"]
-                outstanding[framework_key(o["metadata"]["namespace"], spec["framework"])] += 1
-                add_into(held[spec["agent"]], r)
-                if r.ports:
-                    held_ports[spec["agent"]].extend(r.ports)
-                add_into(
-                    alloc[framework_key(o["metadata"]["namespace"], spec["framework"])][
-                        spec.get("role") or DEFAULT_ROLE
-                    ],
-                    r,
-                )
-            agents = []
-            none = Resources()
-            for n in nodes:
-                used = self.cache.node_usage.get(n.name, none)
-                a, h = n.allocatable, held.get(n.name, (0.0, 0.0, 0.0, 0.0))
-                taken_ports = used.ports + tuple(held_ports.get(n.name, ()))
-                total = self._agent_total(n)
-                available = Resources(
-                    a.cpus - used.cpus - h[0] if a.cpus > used.cpus + h[0] else 0.0,
-                    a.mem - used.mem - h[1] if a.mem > used.mem + h[1] else 0.0,
-                    a.disk - used.disk - h[2] if a.disk > used.disk + h[2] else 0.0,
-                    a.gpus - used.gpus - h[3] if a.gpus > used.gpus + h[3] else 0.0,
-                    subtract_ranges(self.port_ranges, taken_ports) if taken_ports else self.port_ranges,
-                )
-                agents.append(Agent(n.name, total, available, MappingProxyType(n.labels), n.taints))
-            allocated = {
-                fw: {role: Resources(*v) for role, v in roles.items()} for fw, roles in alloc.items()
-            }
+            holdings = self.cache.holdings
             frameworks = []
             for k, fw in self.cache.frameworks.items():
                 st, sp = fw.get("status") or {}, fw.get("spec") or {}
@@ -223,37 +166,98 @@ class AllocationCycle:
                         key=k,
                         roles=roles,
                         suppressed_roles=frozenset(roles) if sp.get("suppress") else frozenset(),
-                        allocated=MappingProxyType(allocated.get(k, {})),
-                        outstanding_offers=outstanding.get(k, 0),
+                        allocated=MappingProxyType(holdings.allocated(k)),
+                        outstanding_offers=holdings.outstanding(k),
                         tolerations=framework_tolerations(sp),
                     )
                 )
             roles = {name: role_policy(name, body) for name, body in self.cache.roles.items()}
-        # After the cache was read: a decline swept away unprocessed was queued before its offer
-        # left the cache, so either its resources were still held above or its filter is here.
-        self.apply_late_declines(now)
-        filters = tuple(
+            return Snapshot(
+                agents=agents,
+                frameworks=tuple(frameworks),
+                roles=MappingProxyType(roles),
+                total=from_milli(self._cluster),
+            )
+
+    def _filters_in_force(
+        self, now: float, only: set[str] | None, frameworks: list[str]
+    ) -> tuple[Filter, ...]:
+        # A cycle over a few candidates looks up their filters rather than walk every filter.
+        if only is not None and len(only) * len(frameworks) < len(self.filters):
+            pairs = [(fw, agent) for agent in sorted(only) for fw in frameworks]
+            return tuple(
+                Filter(fw, agent, *f)
+                for fw, agent in pairs
+                if (f := self.filters.get((fw, agent))) is not None and f[0] > now
+            )
+        return tuple(
             Filter(fw, agent, until, refused)
             for (fw, agent), (until, refused) in self.filters.items()
             if until > now
         )
-        return Snapshot(
-            agents=tuple(agents),
-            frameworks=tuple(frameworks),
-            roles=MappingProxyType(roles),
-            filters=filters,
-            total=cluster,
-        )
 
-    def _agent_total(self, node) -> Resources:
-        cached = self._totals.get(node.name)
-        if cached is None or cached[0] is not node:
-            a = node.allocatable
-            cached = self._totals[node.name] = (
-                node,
-                Resources(a.cpus, a.mem, a.disk, a.gpus, self.port_ranges),
-            )
-        return cached[1]
+    def _refresh(self, name: str) -> None:
+        """Rebuild the view of one agent the cache reported changed (must hold the cache's lock)."""
+        node = self.cache.nodes.get(name)
+        old = self._views.pop(name, None)
+        old_node = self._view_nodes.pop(name, None)
+        self._unoffered.pop(name, None)
+        self._ordered = None
+        agent = None
+        if node is not None and self.agent_matches(node.labels):  # else not an agent at all
+            if node.offerable:
+                agent = self._agent(node, old if old_node is node else None)
+            else:
+                self._unoffered[name] = "agent_not_ready" if not node.ready else "agent_cordoned_or_deleting"
+        if old is not None and (agent is None or old_node is not node):
+            self._add_cluster(old.total, -1)
+        if agent is None:
+            if old is not None:
+                self._names = None
+            return
+        self._views[name] = agent
+        self._view_nodes[name] = node
+        if old is None or old_node is not node:
+            self._add_cluster(agent.total, 1)
+        if old is None:
+            self._names = None
+
+    def _add_cluster(self, total: Resources, sign: int) -> None:
+        for i, v in enumerate(milli(total)):
+            self._cluster[i] += sign * v
+
+    def _all_agents(self) -> tuple[Agent, ...]:
+        if self._names is None:  # sorted again only when agents came or went
+            self._names = sorted(self._views)
+        if self._ordered is None:  # by name: the allocator's shuffle starts from that order anyway
+            self._ordered = tuple(self._views[n] for n in self._names)
+        return self._ordered
+
+    def _agent(self, node, old: Agent | None) -> Agent:
+        """Allocatable minus the node's pods minus what pod-less tasks and outstanding offers hold;
+        `old` is the agent's last view when its node is unchanged since."""
+        used = self.cache.node_usage.get(node.name) or _NONE
+        held, held_ports = self.cache.holdings.held_on(node.name)
+        a = node.allocatable
+        hc, hm, hd, hg = held[0] / 1000, held[1] / 1000, held[2] / 1000, held[3] / 1000
+        taken = used.ports + held_ports if used.ports else held_ports
+        if not taken:
+            ports = self.port_ranges
+        elif taken == self.port_ranges:  # the common case: an outstanding offer holds every free port
+            ports = ()
+        else:
+            ports = subtract_ranges(self.port_ranges, taken)
+        available = Resources(
+            a.cpus - used.cpus - hc if a.cpus > used.cpus + hc else 0.0,
+            a.mem - used.mem - hm if a.mem > used.mem + hm else 0.0,
+            a.disk - used.disk - hd if a.disk > used.disk + hd else 0.0,
+            a.gpus - used.gpus - hg if a.gpus > used.gpus + hg else 0.0,
+            ports,
+        )
+        if old is not None:
+            return Agent(node.name, old.total, available, old.attributes, node.taints)
+        total = Resources(a.cpus, a.mem, a.disk, a.gpus, self.port_ranges)
+        return Agent(node.name, total, available, MappingProxyType(node.labels), node.taints)
 
     def allocate(self, now: float) -> None:
         """One cycle: snapshot -> allocate -> write, each stage timed."""
@@ -270,8 +274,9 @@ class AllocationCycle:
         if full:
             self.last_full_allocation = now
         self.cycle += 1
-        for k in [k for k, v in self.filters.items() if v[0] <= now]:  # in place: the dict is shared
-            self.filters.pop(k, None)
+        if full:  # expired filters are ignored anyway; dropping them is the sweep's work, not an event's
+            for k in [k for k, v in self.filters.items() if v[0] <= now]:  # in place: the dict is shared
+                self.filters.pop(k, None)
         passed: dict[str, int] = {}
         snap = self.snapshot(now, None if full else candidates, passed)
         t_snap = time.perf_counter()
@@ -281,7 +286,9 @@ class AllocationCycle:
         if decisions:
             with self.cache.lock:
                 fws = {k: self.cache.frameworks.get(k) for k in {d.framework for d in decisions}}
-                labels = {a.name: dict(a.attributes) for a in snap.agents}
+            # The labels of the agents offered only: a sweep of 50,000 agents may offer a few hundred.
+            by_name = {a.name: a for a in snap.agents}
+            labels = {d.agent: dict(by_name[d.agent].attributes) for d in decisions}
             expires = format_time(now + self.settings.offerTimeout) if self.settings.offerTimeout else None
             for d in decisions:
                 body = self._offer_body(d, fws.get(d.framework), labels.get(d.agent, {}), expires)
@@ -307,7 +314,9 @@ class AllocationCycle:
         if full:
             metrics.agents.set(len(snap.agents))
             self.sweeps += 1
-        self.last_cycle = CycleReport(self.cycle, kind, len(snap.agents), len(decisions), passed)
+        self.last_cycle = CycleReport(
+            self.cycle, kind, len(snap.agents), len(decisions), passed, self.refreshed
+        )
 
     def _offer_body(
         self, d: OfferDecision, fw: dict | None, attributes: dict, expires: str | None

@@ -223,7 +223,7 @@ class AnswerHandling:
                 self.processed_declines[key] = now
                 self.sweep[ns].add(key)
             with self.cache.lock:
-                self.cache.offers.pop(key, None)
+                self.cache.pop("offers", key)
             self.request_allocation([spec["agent"]])
             return
         used = self.launch(offer, answer, fw, now)  # raises (and rolls back) if not every Task was created
@@ -236,7 +236,7 @@ class AnswerHandling:
         delete_quietly(self.writer, "offers", ns, name)
         trace.mark("answer-done", key)
         with self.cache.lock:
-            self.cache.offers.pop(key, None)
+            self.cache.pop("offers", key)
         self.request_allocation([spec["agent"]])
 
     def refuse_seconds(self, answer: OfferAnswer, fw_key: str) -> float:

@@ -1,7 +1,8 @@
 """The master's in-memory view of the cluster, fed by watch events, read by the engine.
 
-Handlers only upsert/delete raw objects here (no I/O); per-node pod usage is kept incrementally so a
-snapshot of 5,000 agents does not re-walk every pod.
+Handlers only upsert/delete raw objects here (no I/O). Per-node pod usage and what tasks and offers
+hold (holdings.py) are kept incrementally, so a snapshot re-walks no pod, task or offer; the agents
+whose free resources changed are reported to the allocation cycle (`subscribe_agents`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import UTC, datetime
 
 from kubernetes.utils import parse_quantity
 
+from mesoskube.master.holdings import Holdings
 from mesoskube.master.taints import marked_for_deletion, node_taints
 from mesoskube.resources import Resources, normalize_ranges
 
@@ -138,6 +140,20 @@ class Cache:
     # `forget` drops it if the create failed; the watch's copy replaces it.
     assumed: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     _versions: dict[str, int] = field(default_factory=dict)
+    # What non-terminal tasks and outstanding offers hold, per agent and per framework and role.
+    holdings: Holdings = field(default_factory=Holdings)
+
+    def subscribe_agents(self) -> set[str]:
+        """A set that collects the names of agents whose node, pods' usage or held resources
+        changed; empty it under `lock` after reading them."""
+        with self.lock:
+            return self.holdings.subscribe()
+
+    def _claim(self, store: str, key: str) -> None:
+        if store == "tasks":
+            self.holdings.set("tasks", key, self.tasks.get(key), has_pod=key in self.pods)
+        elif store == "offers":
+            self.holdings.set("offers", key, self.offers.get(key))
 
     def _fresh(self, kind: str, body: dict) -> bool:
         """Drop events older than what we hold (the seed LIST and kopf's watch may interleave)."""
@@ -163,12 +179,14 @@ class Cache:
             if old == info:
                 return False
             self.nodes[info.name] = info
+            self.holdings.touch(info.name)
             return True
 
     def delete_node(self, name: str) -> None:
         with self.lock:
             self.nodes.pop(name, None)
             self._versions.pop(f"node:{name}", None)
+            self.holdings.touch(name)
 
     def upsert_pod(self, body: dict, ours: bool) -> str | None:
         """The node whose usage went down (a pod finished or moved), if any."""
@@ -182,6 +200,9 @@ class Cache:
             if usage is not None:
                 self.pods[key] = usage
                 self.node_usage[usage.node] = self.node_usage[usage.node] + usage.requests
+                self.holdings.touch(usage.node)
+            if (old is None) != (usage is None):
+                self._claim("tasks", key)  # its task holds on its agent until its pod shows
             if ours:
                 self.pod_bodies[key] = body
                 self.pods_seen.add(key)
@@ -192,6 +213,8 @@ class Cache:
         with self.lock:
             old = self.pods.get(key)
             self._drop_pod_usage(key)
+            if old is not None:
+                self._claim("tasks", key)
             self.pod_bodies.pop(key, None)
             self._versions.pop(f"pod:{key}", None)
             if ours:
@@ -210,6 +233,7 @@ class Cache:
             self.node_usage[old.node] = left
             if left.is_empty():
                 del self.node_usage[old.node]
+            self.holdings.touch(old.node)
 
     # ---- our custom resources
     def upsert(self, store: str, body: dict) -> None:
@@ -218,12 +242,21 @@ class Cache:
                 key = key_of(body)
                 getattr(self, store)[key] = body
                 self.assumed[store].discard(key)
+                self._claim(store, key)
 
     def delete(self, store: str, key: str) -> None:
         with self.lock:
             getattr(self, store).pop(key, None)
             self._versions.pop(f"{store}:{key}", None)
             self.assumed[store].discard(key)
+            self._claim(store, key)
+
+    def pop(self, store: str, key: str) -> None:
+        """Drop an object the master just ended (an answered offer, a closed one deleted) before the
+        watch says so; unlike `delete` its resourceVersion stays, so an older event is still dropped."""
+        with self.lock:
+            getattr(self, store).pop(key, None)
+            self._claim(store, key)
 
     def assume(self, store: str, body: dict) -> bool:
         """Hold `body` (not yet written) under its key; False if the key is taken."""
@@ -234,6 +267,7 @@ class Cache:
                 return False
             objects[key] = body
             self.assumed[store].add(key)
+            self._claim(store, key)
             return True
 
     def is_assumed(self, store: str, key: str) -> bool:
@@ -246,3 +280,4 @@ class Cache:
             if key in self.assumed[store]:
                 self.assumed[store].discard(key)
                 getattr(self, store).pop(key, None)
+                self._claim(store, key)

@@ -41,34 +41,34 @@ def parse_answer(raw: dict) -> OfferAnswer | str:
         return answer_errors(e)
 
 
+def _mark(
+    cache: Cache, events: EventRecorder, store: str, write: Callable[[], dict], event: tuple[str, str]
+) -> bool:
+    """Write the status saying why the master refuses an object (`write`: the patch, a literal
+    call so that the RBAC derived from the code sees its resource), keep the cache in step, tell
+    the framework with an Event; False when the object is gone meanwhile."""
+    try:
+        body = write()
+    except ApiError as e:
+        if e.status == 404:
+            return False
+        raise
+    cache.upsert(store, body)
+    events.warning(body, *event)
+    return True
+
+
 def refuse_invalid_answer(
     writer: Writer, cache: Cache, events: EventRecorder, clock: Callable[[], float], offer: dict, message: str
 ) -> None:
     """Close the offer as Invalid (deleted after offerRetention like a rescinded one); nothing launches."""
-    ns, name = offer["metadata"]["namespace"], offer["metadata"]["name"]
     msg = f"answer refused, nothing launched: {message}"
-    try:
-        body = writer.patch_status(
-            "offers",
-            ns,
-            name,
-            {
-                "status": {
-                    "phase": OfferPhase.INVALID.value,
-                    "reason": "REASON_INVALID_ANSWER",
-                    "message": msg,
-                    "answerRefused": True,
-                    "closedAt": format_time(clock()),
-                }
-            },
-        )
-    except ApiError as e:
-        if e.status == 404:
-            return
-        raise
-    cache.upsert("offers", body)
-    events.warning(body, "AnswerRefused", msg)
-    log.info("offer %s/%s: %s", ns, name, msg)
+    status = {"phase": OfferPhase.INVALID.value, "reason": "REASON_INVALID_ANSWER", "message": msg,
+              "answerRefused": True, "closedAt": format_time(clock())}  # fmt: skip
+    ns, name = offer["metadata"]["namespace"], offer["metadata"]["name"]
+    write = lambda: writer.patch_status("offers", ns, name, {"status": status})  # noqa: E731
+    if _mark(cache, events, "offers", write, ("AnswerRefused", msg)):
+        log.info("offer %s/%s: %s", ns, name, msg)
 
 
 def closed_at(offer: dict, now: float) -> float:
@@ -116,48 +116,28 @@ def ignore_foreign_offer(
 ) -> None:
     """An answered Offer the master did not make: closed as Invalid, its answer refused, saying
     why; nothing launches."""
-    status = offer.get("status") or {}
-    if status.get("reason") == NOT_FROM_MASTER:
+    if (offer.get("status") or {}).get("reason") == NOT_FROM_MASTER:
         return
-    ns, name = offer["metadata"]["namespace"], offer["metadata"]["name"]
     msg = "ignored: this Offer was not made by the mesoskube master (offers are made only by it)"
-    try:
-        body = writer.patch_status(
-            "offers",
-            ns,
-            name,
-            # answerRefused: the framework that answered must hear its tasks were not launched
-            # (the SDK makes them TASK_LOST), or they stay in flight for it forever.
-            {"status": {"phase": OfferPhase.INVALID.value, "reason": NOT_FROM_MASTER, "message": msg,
-                        "answerRefused": True, "closedAt": format_time(clock())}},
-        )  # fmt: skip
-    except ApiError as e:
-        if e.status == 404:
-            return
-        raise
-    cache.upsert("offers", body)
-    events.warning(body, "OfferIgnored", msg)
-    log.warning("offer %s/%s ignored: not made by the master", ns, name)
+    # answerRefused: the framework that answered must hear its tasks were not launched (the SDK
+    # makes them TASK_LOST), or they stay in flight for it forever.
+    status = {"phase": OfferPhase.INVALID.value, "reason": NOT_FROM_MASTER, "message": msg,
+              "answerRefused": True, "closedAt": format_time(clock())}  # fmt: skip
+    ns, name = offer["metadata"]["namespace"], offer["metadata"]["name"]
+    write = lambda: writer.patch_status("offers", ns, name, {"status": status})  # noqa: E731
+    if _mark(cache, events, "offers", write, ("OfferIgnored", msg)):
+        log.warning("offer %s/%s ignored: not made by the master", ns, name)
 
 
 def ignore_foreign_task(
     writer: Writer, cache: Cache, events: EventRecorder, clock: Callable[[], float], task: dict
 ) -> None:
     """A Task the master did not create from an accept: TASK_ERROR saying why; it gets no pod."""
-    ns, name = task["metadata"]["namespace"], task["metadata"]["name"]
     msg = "ignored: this Task was not created by the mesoskube master from an accepted offer"
-    try:
-        body = writer.patch_status(
-            "tasks",
-            ns,
-            name,
-            {"status": {"state": TaskState.ERROR.value, "reason": NOT_FROM_MASTER, "message": msg,
-                        "finishedAt": format_time(clock())}},
-        )  # fmt: skip
-    except ApiError as e:
-        if e.status == 404:
-            return
-        raise
-    cache.upsert("tasks", body)
-    events.warning(body, TaskState.ERROR.value, f"{NOT_FROM_MASTER}: {msg}")
-    log.warning("task %s/%s ignored: not created by the master", ns, name)
+    status = {"state": TaskState.ERROR.value, "reason": NOT_FROM_MASTER, "message": msg,
+              "finishedAt": format_time(clock())}  # fmt: skip
+    event = (TaskState.ERROR.value, f"{NOT_FROM_MASTER}: {msg}")
+    ns, name = task["metadata"]["namespace"], task["metadata"]["name"]
+    write = lambda: writer.patch_status("tasks", ns, name, {"status": status})  # noqa: E731
+    if _mark(cache, events, "tasks", write, event):
+        log.warning("task %s/%s ignored: not created by the master", ns, name)

@@ -238,7 +238,6 @@ class Engine:
                 k for k, t in self.cache.tasks.items() if t["spec"]["agent"] == agent and not is_terminal(t)
             ]
         self.health.forget(agent)
-        self.allocation.forget_agent(agent)
         for k in keys:
             self.task_queue.add(k)
         self.request_allocation()

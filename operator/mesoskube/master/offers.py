@@ -147,7 +147,7 @@ class OfferHousekeeping:
                     log.warning("deleting closed offer %s: %s", key_of(o), e)
                     continue
             with self.cache.lock:
-                self.cache.offers.pop(key_of(o), None)
+                self.cache.pop("offers", key_of(o))
 
     def rescind_overcommitted(self, nodes: dict) -> None:
         """Offers whose agent was taken by others (pods the master did not launch) are rescinded."""
