@@ -276,7 +276,8 @@ def test_two_replicas_by_default_with_election_a_pdb_and_a_rolling_handover() ->
     )
     role = one(docs, "Role")
     assert role["metadata"]["namespace"] == NAMESPACE
-    assert grants(role["rules"]) == expand({("coordination.k8s.io", "leases"): "create get update"})
+    leases = ("coordination.k8s.io", "leases")
+    assert grants(role["rules"]) == expand({leases: "create get update list watch"})
     named = [r for r in role["rules"] if "get" in r["verbs"]]
     assert named[0]["resourceNames"] == [settings.Settings().leaseName]
     (binding,) = [b for b in objects(docs, "RoleBinding") if b["roleRef"]["kind"] == "Role"]

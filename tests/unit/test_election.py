@@ -61,3 +61,35 @@ def test_timings_that_would_let_two_lead_are_refused():
             Kube(client.ApiClient(client.Configuration(host="https://127.0.0.1:1"))),
             "lease", "ns", "me", 2, 2.0, 0.5, on_started=lambda: None, on_lost=lambda: None,
         )  # fmt: skip
+
+
+def test_a_standby_that_sees_the_lease_released_tries_at_once_not_at_its_next_retry():
+    # A retry period far beyond any wait here: only the release it saw can bring the second try.
+    kube = Kube(client.ApiClient(client.Configuration(host="https://127.0.0.1:1")))  # never called
+    started = threading.Event()
+    el = LeaderElector(
+        kube, "lease", "ns", "me", 3000, 2000.0, 1000.0, on_started=started.set, on_lost=lambda: None
+    )
+    el.lock.api_instance = object()  # no watch of its own: the test plays the Lease's events
+    tried = threading.Event()
+    tries = []
+
+    def try_acquire_or_renew() -> bool:
+        tries.append(1)
+        tried.set()
+        return len(tries) > 1  # held by another at first; free on the try after the release
+
+    el.election.try_acquire_or_renew = try_acquire_or_renew
+    threading.Thread(target=el.run, daemon=True).start()
+    try:
+        assert tried.wait(5)
+        el.lease_seen(client.V1Lease(spec=client.V1LeaseSpec(holder_identity="other")))
+        assert not el._wake.is_set(), "a Lease held by another is no reason to try early"
+        el.lease_seen(client.V1Lease(spec=client.V1LeaseSpec(holder_identity=None)))  # released
+        assert started.wait(5), "the standby did not try again on seeing the Lease released"
+        assert el.leading.is_set() and len(tries) == 2
+        el._wake.clear()
+        el.lease_seen(client.V1Lease(spec=client.V1LeaseSpec(holder_identity=None)))
+        assert not el._wake.is_set(), "a leader's renewals are not hurried by the watch"
+    finally:
+        el.stop()
