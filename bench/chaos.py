@@ -296,6 +296,8 @@ class RunResult:
     # work, so it runs twice.
     ran_but_reported_failed: int = 0
     leadership_lost: int = 0  # renew deadline passed (the leader exited 1 and was restarted)
+    # Why replicas exited 1, from their logs; "unexplained" counts exits 1 with no known cause.
+    exit_reasons: dict[str, int] = field(default_factory=dict)
     framework_torn_down: bool = False
     duration_s: float = 0.0
     completed: bool = False
@@ -456,9 +458,10 @@ class Chaos:
         finally:
             stop.set()
             r.replica_exits = [list(e) for e in replicas.exits]
-            r.leadership_lost = sum(
-                f.read_text(errors="replace").count("leadership lost: exiting") for f in logdir.glob("*.log")
+            r.exit_reasons = exit_reasons(
+                [f.read_text(errors="replace") for f in logdir.glob("*.log")], r.replica_exits
             )
+            r.leadership_lost = r.exit_reasons.get("leadership lost", 0)
             try:
                 driver.stop()
             except Exception:
@@ -553,6 +556,24 @@ class Chaos:
 
 # ---------------------------------------------------------------------------- report
 
+# What a replica logs when it exits 1 on purpose (runner.py).
+EXIT_MARKERS = {
+    "leadership lost": "leadership lost: exiting",  # its renew deadline passed (an API outage)
+    "kopf watch loop ended": "kopf's watch loop ended",
+    "engine thread died": "the engine thread ended unexpectedly",
+}
+
+
+def exit_reasons(logs: list[str], exits: list[list]) -> dict[str, int]:
+    reasons = {name: sum(text.count(marker) for text in logs) for name, marker in EXIT_MARKERS.items()}
+    reasons = {k: v for k, v in reasons.items() if v}
+    ones = sum(1 for _, code in exits if code == 1)
+    # "engine thread died" also logs "leadership lost: exiting": one exit, counted once.
+    explained = reasons.get("leadership lost", 0) + reasons.get("kopf watch loop ended", 0)
+    if ones > explained:
+        reasons["unexplained"] = ones - explained
+    return reasons
+
 
 DEFECTS = (
     "duplicate_pods",
@@ -637,7 +658,9 @@ def markdown(cfg: Config, results: list[RunResult]) -> str:
         if bad:
             lines.append(f"  - examples: {json.dumps(bad)}")
         if r.replica_exits:
-            lines.append(f"  - replica exits (restarted): {r.replica_exits}")
+            lines.append(
+                f"  - replica exits (restarted): {r.replica_exits}; exits 1 by cause: {r.exit_reasons}"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -39,7 +39,9 @@ class WriteRecorder:
         kube.api.call_api = call_api
 
 
-def replica(kubeconfig: str, namespace: str, test_id: str, identity: str) -> tuple[Master, WriteRecorder]:
+def replica(
+    kubeconfig: str, namespace: str, test_id: str, identity: str, **election: float
+) -> tuple[Master, WriteRecorder]:
     kube = Kube.connect(kubeconfig)
     recorder = WriteRecorder(kube)
     settings = Settings(
@@ -53,6 +55,7 @@ def replica(kubeconfig: str, namespace: str, test_id: str, identity: str) -> tup
         leaderElect=True,
         leaseNamespace=namespace,
         identity=identity,
+        **election,
     )
     return Master(kube, settings).start_in_thread(), recorder
 
@@ -132,5 +135,31 @@ def test_a_leader_that_stops_renewing_is_replaced_after_the_lease_duration(
             from tests.cluster.conftest import teardown_frameworks
 
             teardown_frameworks(kube, namespace)
+            b.stop()
+        a.stop()
+
+
+def test_a_standby_sees_the_release_on_its_watch_rather_than_at_its_next_retry(
+    kube, kubeconfig, crds, namespace, fake_nodes, test_id
+):
+    """Released right after the standby's first try, with a 25 s retry period: only its watch of
+    the Lease can make the handover quick."""
+    fake_nodes(1, "cpu=4,memory=8Gi")
+    slow = {"leaseDuration": 60, "renewDeadline": 40.0, "retryPeriod": 25.0}
+    a, _ = replica(kubeconfig, namespace, test_id, "replica-a", **slow)
+    b = None
+    try:
+        eventually(lambda: a.leading, timeout=15, what="replica-a leading")
+        b, _ = replica(kubeconfig, namespace, test_id, "replica-b", **slow)
+        eventually(lambda: b.elector.election.observed_record is not None, timeout=10, what="b's first try")
+        assert not b.leading
+        began = time.monotonic()
+        a.stop()
+        assert b.elector.leading.wait(10), "replica-b did not take over well within its retry period"
+        handover = time.monotonic() - began
+        assert holder(kube, namespace) == "replica-b"
+        assert handover < 3.0, f"handover took {handover:.2f}s: the release was seen at a retry, not watched"
+    finally:
+        if b is not None:
             b.stop()
         a.stop()

@@ -93,3 +93,32 @@ def test_a_standby_that_sees_the_lease_released_tries_at_once_not_at_its_next_re
         assert not el._wake.is_set(), "a leader's renewals are not hurried by the watch"
     finally:
         el.stop()
+
+
+def test_after_a_slow_acquire_the_next_renewal_goes_at_once_not_a_retry_period_later():
+    # The acquire takes 1,500 s of a 2,000 s renew deadline on the fake clock; the retry period is
+    # 1,000 s: waiting it out would pass the deadline (and no real test waits that long).
+    clock = [0.0]
+    kube = Kube(client.ApiClient(client.Configuration(host="https://127.0.0.1:1")))  # never called
+    el = LeaderElector(
+        kube, "lease", "ns", "me", 3000, 2000.0, 1000.0,
+        on_started=lambda: None, on_lost=lambda: None, clock=lambda: clock[0],
+    )  # fmt: skip
+    renewed = threading.Event()
+    tries = []
+
+    def try_acquire_or_renew() -> bool:
+        tries.append(clock[0])
+        if len(tries) == 1:
+            clock[0] += 1500.0  # a slow acquire
+        else:
+            renewed.set()
+        return True
+
+    el.election.try_acquire_or_renew = try_acquire_or_renew
+    threading.Thread(target=el.run, daemon=True).start()
+    try:
+        assert renewed.wait(5), "the renewal waited a retry period after a slow acquire"
+        assert el.leading.is_set() and tries[:2] == [0.0, 1500.0]
+    finally:
+        el.stop()

@@ -238,7 +238,10 @@ class LeaderElector:
                 self.leading.set()
                 log.info("%s is the leader (lease %s/%s)", self.identity, self.namespace, self.name)
                 self.on_started()
-            self._wake.wait(self.retry_period)
+            # Tries start a retry period apart, however long one took: after a slow acquire or
+            # renewal (an API server recovering) the next goes at once, not a full period later,
+            # when the renew deadline (counted from `sent`) may already have passed.
+            self._wake.wait(max(0.0, sent + self.retry_period - self.clock()))
         stop_watch = getattr(api, "stop_watch", None)
         if stop_watch is not None:
             stop_watch()
