@@ -92,6 +92,7 @@ class Config:
     lease_duration: int = Settings.model_fields["leaseDuration"].default
     renew_deadline: float = Settings.model_fields["renewDeadline"].default
     retry_period: float = Settings.model_fields["retryPeriod"].default
+    replica_log_level: str = "WARNING"  # INFO shows each takeover's timings in the replicas' logs
 
 
 # ---------------------------------------------------------------------------- master replicas
@@ -143,7 +144,7 @@ class Replicas:
             "--health-port", str(self.health[ident]),
             "--allocation-interval", "0.5",
             "--max-completed-tasks-per-framework", "1000000",  # keep every Task for the count
-            "--log-level", "WARNING",
+            "--log-level", self.cfg.replica_log_level,
         ]  # fmt: skip
         self.procs[ident] = subprocess.Popen(
             argv, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
@@ -363,6 +364,7 @@ class Chaos:
             return None, None
         self.wait_standby_ready(replicas, leader)
         t0 = time.monotonic()
+        log.info("[%s] %s to %s (%s)", self.run_id, signal.Signals(sig).name, leader, holder)
         replicas.signal(leader, sig)
         old = holder
         to_lease = to_offer = None
@@ -674,6 +676,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lease-duration", type=int, default=Config.lease_duration)
     p.add_argument("--renew-deadline", type=float, default=Config.renew_deadline)
     p.add_argument("--retry-period", type=float, default=Config.retry_period)
+    p.add_argument("--replica-log-level", default=Config.replica_log_level)
     p.add_argument("--cluster", default=Config.cluster, help="local control plane name (started if needed)")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "chaos"))
     args = p.parse_args(argv)
@@ -681,7 +684,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("mesoskube").setLevel(logging.WARNING)
     cfg = Config(runs=args.runs, tasks=args.tasks, nodes=args.nodes, leader_kills=args.leader_kills,
                  seed=args.seed, cluster=args.cluster, lease_duration=args.lease_duration,
-                 renew_deadline=args.renew_deadline, retry_period=args.retry_period)  # fmt: skip
+                 renew_deadline=args.renew_deadline, retry_period=args.retry_period,
+                 replica_log_level=args.replica_log_level)  # fmt: skip
     cluster = LocalCluster(cfg.cluster)
     cluster.up()
     kubeconfig = str(cluster.kubeconfig)

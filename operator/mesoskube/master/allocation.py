@@ -86,6 +86,7 @@ class AllocationCycle:
     last_allocation: float = 0.0
     last_full_allocation: float = 0.0
     last_cycle: CycleReport | None = None
+    log_first_offer: bool = False  # after a takeover: say when the first Offer is stored
 
     def __post_init__(self) -> None:
         self.port_ranges = self.settings.port_ranges()
@@ -349,3 +350,6 @@ class AllocationCycle:
         self.provenance.made(created, key)
         self.cache.upsert("offers", created)
         metrics.offers.labels(event="sent").inc()
+        if self.log_first_offer:
+            self.log_first_offer = False
+            log.info("first offer as leader stored: %s on %s (cycle %d)", key, agent, self.cycle)

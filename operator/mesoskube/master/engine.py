@@ -90,6 +90,8 @@ class Engine:
     heartbeat: float = field(default_factory=time.monotonic)
     ready: threading.Event = field(default_factory=threading.Event)
     provenance: Provenance = field(default_factory=Provenance)  # what this master made (contract.py)
+    took_over_at: float = 0.0  # time.monotonic() when this replica began to lead (take_over)
+    _first_steps: int = 0  # steps after a takeover still to be timed and logged
 
     def __post_init__(self) -> None:
         self.pool = ThreadPoolExecutor(max(1, self.workers), thread_name_prefix="mesoskube-write")
@@ -327,6 +329,19 @@ class Engine:
             self.answer_queue.add(k)
         self.request_allocation()
 
+    def take_over(self) -> None:
+        """This replica leads now, its cache warm: everything the last leader left is looked at on
+        the next step, and one allocation cycle runs at once, before that backlog (the framework
+        gets offers without waiting for the statuses and accepts the last leader left). The cycle is
+        safe before them: unprocessed answers still hold their resources through their Outstanding
+        offers, Tasks without a pod through their Tasks; only refusal filters are gone, as when a
+        Mesos master fails over."""
+        self.took_over_at = time.monotonic()
+        self._first_steps = 3
+        self.allocation.log_first_offer = True
+        self.mark_all()
+        self.allocation.allocate(self.clock())
+
     def run(self) -> None:
         """Seed, retrying the start-up LIST, then loop (one replica without election; the runner
         seeds and loops itself, around leadership)."""
@@ -396,21 +411,41 @@ class Engine:
 
     def _step(self) -> None:
         now = self.clock()
+        timed = self._first_steps > 0
+        marks: list[tuple[str, float]] = [("", time.perf_counter())] if timed else []
+
+        def mark(stage: str) -> None:
+            if timed:
+                marks.append((stage, time.perf_counter()))
+
         self.poll_leases()
+        mark("leases")
         self.reconcile_frameworks(now)
+        mark("frameworks")
         self.process_answers(now)
+        mark("answers")
         sweep = self.work_pool is None or now - self.last_sweep >= PIPELINED_SWEEP_GAP
         if sweep:
             self.last_sweep = now
             self.check_agents(now)
         self.sync_tasks(now)
+        mark("tasks")
         if sweep:
             self.housekeep_offers(now)
+        mark("offers")
         # The interval's sweep is due by the last sweep, whatever event-triggered cycles ran since.
         a = self.allocation
         due = now - a.last_full_allocation >= self.settings.allocationInterval
         if due or (a.allocation_requested and now - a.last_allocation >= self.allocation_gap):
             a.allocate(now)
+        mark("allocation")
+        if timed:
+            self._first_steps -= 1
+            log.info(
+                "step %.3fs after taking over: %s",
+                time.monotonic() - self.took_over_at,
+                ", ".join(f"{s} {t - marks[i][1]:.3f}s" for i, (s, t) in enumerate(marks[1:])),
+            )
 
     @property
     def allocation_gap(self) -> float:

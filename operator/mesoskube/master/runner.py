@@ -231,7 +231,8 @@ class Master:
                 while not self.elector.leading.wait(0.05):
                     if self.engine.stopping.is_set():
                         return
-                self.engine.mark_all()  # the cache is warm; whatever the last leader left is looked at now
+                log.info("leading: the engine takes over")
+                self.engine.take_over()  # the cache is warm; whatever the last leader left is looked at now
             if self.engine.stopping.is_set():
                 return
             self._status_thread = threading.Thread(
