@@ -151,7 +151,11 @@ class Cache:
 
     def _claim(self, store: str, key: str) -> None:
         if store == "tasks":
-            self.holdings.set("tasks", key, self.tasks.get(key), has_pod=key in self.pods)
+            # A Task whose pod ended (or went) holds nothing, whether or not its status says so yet:
+            # what ended while nobody led is offered at once by a new leader.
+            self.holdings.set(
+                "tasks", key, self.tasks.get(key), has_pod=key in self.pods or self.pod_ended(key)
+            )
         elif store == "offers":
             self.holdings.set("offers", key, self.offers.get(key))
 
@@ -201,11 +205,11 @@ class Cache:
                 self.pods[key] = usage
                 self.node_usage[usage.node] = self.node_usage[usage.node] + usage.requests
                 self.holdings.touch(usage.node)
-            if (old is None) != (usage is None):
-                self._claim("tasks", key)  # its task holds on its agent until its pod shows
-            if ours:
+            if ours:  # before the claim: pod_ended reads them
                 self.pod_bodies[key] = body
                 self.pods_seen.add(key)
+            if ours or (old is None) != (usage is None):
+                self._claim("tasks", key)  # its task holds on its agent until its pod shows or ends
             return old.node if old is not None and (usage is None or usage.node != old.node) else None
 
     def delete_pod(self, key: str, ours: bool = False) -> str | None:
@@ -213,13 +217,21 @@ class Cache:
         with self.lock:
             old = self.pods.get(key)
             self._drop_pod_usage(key)
-            if old is not None:
-                self._claim("tasks", key)
             self.pod_bodies.pop(key, None)
             self._versions.pop(f"pod:{key}", None)
-            if ours:
+            if ours:  # before the claim: pod_ended reads them
                 self.pods_seen.add(key)
+            if old is not None or ours:
+                self._claim("tasks", key)
             return old.node if old is not None else None
+
+    def pod_ended(self, key: str) -> bool:
+        """Our task pod was shown and has ended (Succeeded, Failed) or gone: it holds nothing on its
+        node any more, whether or not its Task says so yet. Call with the lock held."""
+        if key not in self.pods_seen:
+            return False
+        body = self.pod_bodies.get(key)
+        return body is None or (body.get("status") or {}).get("phase") in ("Succeeded", "Failed")
 
     def pod_of(self, key: str) -> tuple[dict | None, bool]:
         """(our pod for task `key` or None, whether the watch has ever shown it), read together."""

@@ -180,9 +180,10 @@ class OfferHousekeeping:
             )
 
     def _pending_by_agent(self) -> dict[str, Resources]:
-        """Per agent, non-terminal tasks whose pod the cache has not seen yet (must hold the lock)."""
+        """Per agent, non-terminal tasks whose pod the cache has not seen yet (must hold the lock);
+        one whose pod ended holds nothing, as in the allocation's holdings."""
         pending: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
         for k, t in self.cache.tasks.items():
-            if k not in self.cache.pods and not is_terminal(t):
+            if k not in self.cache.pods and not is_terminal(t) and not self.cache.pod_ended(k):
                 add_into(pending[t["spec"]["agent"]], resources_of(t))
         return {agent: Resources(*v) for agent, v in pending.items()}

@@ -35,7 +35,7 @@ def recount(cache: Cache) -> dict:
     with cache.lock:
         for k, t in cache.tasks.items():
             if not is_terminal(t):
-                hold(t, on_agent=k not in cache.pods)
+                hold(t, on_agent=k not in cache.pods and not cache.pod_ended(k))
         for o in cache.offers.values():
             if offer_phase(o) == OfferPhase.OUTSTANDING.value:
                 hold(o, on_agent=True)

@@ -69,7 +69,7 @@ def full_snapshot(
                 ],
                 r,
             )
-            if k not in pods:
+            if k not in pods and not cache.pod_ended(k):
                 add_into(held[spec["agent"]], r)
                 if r.ports:
                     held_ports[spec["agent"]].extend(r.ports)
