@@ -204,6 +204,42 @@ def test_a_tasks_own_work_during_its_accept_leaves_the_pod_to_the_accept() -> No
     assert "ns/t1" not in rig.engine.tasks.launching
 
 
+def test_a_pod_event_seen_while_its_accept_launches_it_is_worked_after_the_launch() -> None:
+    """The race that kept the pipelined step off (clean-clone make test at 3285f15: pymesos saw
+    TASK_FINISHED without TASK_RUNNING; a UI test's long task never RUNNING). A pod can turn
+    Running before its create's answer is back; that event's task work, skipped while the accept
+    launches the task, must come back once the launch ends, or the task stays STAGING until the
+    pod's next event (a long task: forever; a short one: FINISHED without RUNNING)."""
+    rig, pool = rig_with_offers("n1")
+    offer = rig.offer_on("n1")
+    create_pod = rig.api.create_pod
+
+    def pod_running_before_the_create_returns(ns, body):
+        made = create_pod(ns, body)
+        rig.run_pod("ns/t1", "Running")
+        # The pod's Running event reaches the master mid-launch (the watch played without the
+        # rig's holdings check, whose recount does not model an accept half done).
+        rig.api.sync_cache(
+            rig.cache, lambda p, _k, b, d: rig.handlers.event(p, "DELETED" if d else "MODIFIED", b)
+        )
+        rig.engine.step()
+        pool.run_all()  # and its task work runs now, while the accept still launches it
+        return made
+
+    rig.api.create_pod = pod_running_before_the_create_returns
+    rig.accept(offer, task_info("t1"))
+    rig.watch()
+    rig.step()
+    pool.run_all()
+    rig.api.create_pod = create_pod
+    assert rig.state("ns/t1") is None  # nothing was written from the skipped work
+    for _ in range(2):  # no new pod event: only the launch's end can bring the task back
+        rig.step(watch=False)
+        pool.run_all()
+        rig.watch()
+    assert rig.state("ns/t1") == "TASK_RUNNING"
+
+
 class FuturePool:
     """submit() returns a Future the test completes (run) when it likes."""
 

@@ -304,7 +304,7 @@ class AnswerHandling:
         # All or none: every create is tried (they run side by side), then the ones made are
         # deleted again if any failed, and the first error goes to the work queue (a retry).
         keys = [key_of(m) for m in manifests]
-        self.tasks.launching.update(keys)
+        self.tasks.begin_launch(keys)
         try:
             results = self.fan_out(create, manifests)
             created = [body for body, _ in results if body is not None]
@@ -314,7 +314,7 @@ class AnswerHandling:
                 raise errors[0]
             self._start(created, now)
         finally:
-            self.tasks.launching.difference_update(keys)
+            self.tasks.end_launch(keys)
         return verdict.used
 
     def _start(self, created: list[dict], now: float) -> None:

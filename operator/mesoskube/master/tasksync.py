@@ -11,6 +11,7 @@ memos of launched tasks are its own and forgotten when a Task goes. It builds th
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -49,8 +50,12 @@ class TaskSync:
     killing: set[str] = field(default_factory=set)
     launched: set[str] = field(default_factory=set)  # tasks whose pod was created, bound or seen
     # Tasks an accept in flight creates, from before their Task create until their pod create ended
-    # (answers.py): the accept launches them itself.
+    # (answers.py): the accept launches them itself. Their own work meanwhile is skipped and comes
+    # back when the launch ends (`skipped`): a pod can turn Running before its create's answer is
+    # back, and that event must not be lost.
     launching: set[str] = field(default_factory=set)
+    skipped: set[str] = field(default_factory=set)
+    _launch_lock: threading.Lock = field(default_factory=threading.Lock)
     # Status patches run here, off the engine's step (statuswrites.py); None writes inline.
     status_pool: Executor | None = None
 
@@ -58,6 +63,26 @@ class TaskSync:
         self.status_writes = StatusWrites(self.writer, self.cache, self.queue, self.status_pool)
         # Tasks adopting an existing pod: bound where others get a pod created (adoption.py).
         self.adoption = PodAdoption(self.writer, self.cache, self.settings, self.launched, self._set_state)
+
+    def begin_launch(self, keys: Iterable[str]) -> None:
+        with self._launch_lock:
+            self.launching.update(keys)
+
+    def end_launch(self, keys: Iterable[str]) -> None:
+        """The accept is done with these tasks: whatever was skipped for them meanwhile runs now."""
+        with self._launch_lock:
+            self.launching.difference_update(keys)
+            again = self.skipped.intersection(keys)
+            self.skipped.difference_update(again)
+        for key in again:
+            self.queue.add(key)
+
+    def _launched_by_accept(self, key: str) -> bool:
+        with self._launch_lock:
+            if key in self.launching:
+                self.skipped.add(key)
+                return True
+            return False
 
     def forget(self, key: str) -> None:
         """The Task went: drop what was remembered of it (else the memos grow forever)."""
@@ -71,10 +96,12 @@ class TaskSync:
         def work(key: str) -> None:
             with self.cache.lock:
                 task = self.cache.tasks.get(key)
-                if task is None or key in self.cache.assumed["tasks"] or key in self.launching:
-                    # Gone, or its accept is still launching it (answers.py creates its pod next):
-                    # a pod create from here too would only earn a 409.
-                    return
+                if task is None or key in self.cache.assumed["tasks"]:
+                    return  # gone, or its accept has not created it yet (its create's answer adds it)
+            if self._launched_by_accept(key):
+                # Its accept creates its pod next (answers.py): a pod create from here too would only
+                # earn a 409. This work comes back when the launch ends.
+                return
             try:
                 self.sync_task(key, task, now)
             except ApiError as e:
