@@ -159,6 +159,38 @@ class Kube:
             res = self.custom.list_cluster_custom_object(API_GROUP, API_VERSION, plural, **kw)
         return res["items"]
 
+    def list_versions(self, path: str, page: int = 500) -> tuple[str, dict[str, str]]:
+        """(the list's resourceVersion, {"ns/name" or "name": resourceVersion}) for every object at
+        `path` ("/api/v1/nodes", "/apis/GROUP/VERSION/PLURAL", ...), read as metadata only
+        (PartialObjectMetadataList) and in pages: a sweep of a large kind costs names, not bodies.
+        Every page after the first reads the first page's snapshot (the continue token)."""
+        accept = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+        versions: dict[str, str] = {}
+        list_rv, token = "", None
+        while True:
+            query = [("limit", page)] + ([("continue", token)] if token else [])
+            method, url, headers, body, post = self.api.param_serialize(
+                "GET",
+                path,
+                query_params=query,
+                header_params={"Accept": accept},
+                auth_settings=["BearerToken"],
+            )
+            resp = self.api.call_api(method, url, header_params=headers, body=body, post_params=post)
+            data = resp.read()
+            if not 200 <= resp.status < 300:
+                raise client.ApiException(status=resp.status, reason=resp.reason)
+            got = json.loads(data)
+            meta = got.get("metadata") or {}
+            list_rv = list_rv or meta.get("resourceVersion", "")
+            for item in got.get("items") or []:
+                m = item["metadata"]
+                key = f"{m['namespace']}/{m['name']}" if m.get("namespace") else m["name"]
+                versions[key] = m.get("resourceVersion", "")
+            token = meta.get("continue")
+            if not token:
+                return list_rv, versions
+
     def patch(self, plural: str, namespace: str, name: str, body: dict) -> dict:
         return self.custom.patch_namespaced_custom_object(
             API_GROUP, API_VERSION, namespace, plural, name, body

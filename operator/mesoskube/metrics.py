@@ -47,6 +47,11 @@ framework_allocated = Gauge(
 )
 framework_share = Gauge("mesoskube_framework_dominant_share", "A framework's dominant share.", ["framework"])
 agents = Gauge("mesoskube_agents", "Nodes currently offered as agents.")
+relist_ghosts = Counter(
+    "mesoskube_relist_ghosts_total",
+    "Objects found deleted by the LIST that follows a re-list of a watch (their DELETED was missed).",
+    ["kind"],
+)
 api_throttle = Counter(
     "mesoskube_api_throttle_seconds",
     "Seconds requests waited for the client's rate limiter (QPS/burst) before being sent.",

@@ -154,6 +154,17 @@ class FakeApi:
         self._check("list:leases")
         return dict(self.leases)
 
+    def list_versions(self, kind: str, namespace: str | None) -> tuple[str, dict[str, str]]:
+        """A LIST's resourceVersion and each object's; kinds as the watch names them."""
+        self._check(f"list:{kind}")
+        plural = "roles" if kind == "mesosroles" else kind
+        listed = {
+            key_of(o): o["metadata"]["resourceVersion"]
+            for (ns, _), o in self.objects[plural].items()
+            if not namespace or ns in ("", namespace)
+        }
+        return str(next(self._rv)), listed
+
     def events(self) -> list[tuple[str, str]]:
         return [(c[1], c[2]) for c in self.calls if c[0] == "event"]
 

@@ -7,8 +7,10 @@ whose free resources changed are reported to the allocation cycle (`subscribe_ag
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -107,6 +109,11 @@ def pod_requests(spec: dict) -> Resources:
     if spec.get("overhead"):
         total = total + quantities_to_resources(spec["overhead"])
     return Resources(total.cpus, total.mem, total.disk, total.gpus, normalize_ranges(ports))
+
+
+def _stub(key: str) -> dict:
+    ns, _, name = key.rpartition("/")
+    return {"metadata": {"namespace": ns, "name": name}, "spec": {}}
 
 
 def parse_time(text: str | None) -> float | None:
@@ -281,6 +288,36 @@ class Cache:
             self.assumed[store].add(key)
             self._claim(store, key)
             return True
+
+    def ghosts(self, kind: str, list_rv: str, listed: Mapping[str, str]) -> list[dict]:
+        """What the cache holds of `kind` (a watch's plural) that a LIST at `list_rv` no longer has and
+        no event newer than that LIST touched: deleted while the watch was away, which a re-list
+        never reports. As DELETED event bodies, for the handlers; objects the master is creating
+        (assumed) are not ghosts. Versions of objects it no longer holds are dropped too."""
+        try:
+            at = int(list_rv)
+        except ValueError:
+            return []
+        prefix = {"nodes": "node", "pods": "pod", "mesosroles": "roles"}.get(kind, kind)
+        with self.lock:
+            if kind == "nodes":
+                held: dict[str, dict] = {k: {"metadata": {"name": k}} for k in self.nodes}
+            elif kind == "pods":
+                held = {k: _stub(k) for k in self.pods}
+                held.update(self.pod_bodies)
+            else:
+                name = "roles" if kind == "mesosroles" else kind
+                held = {k: b for k, b in getattr(self, name).items() if k not in self.assumed[name]}
+            gone = []
+            for vkey in [v for v in self._versions if v.startswith(prefix + ":")]:
+                key = vkey[len(prefix) + 1 :]
+                if key in listed or key in held or self._versions[vkey] > at:
+                    continue
+                del self._versions[vkey]  # an object the cache no longer holds, gone from the API
+            for key, body in held.items():
+                if key not in listed and self._versions.get(f"{prefix}:{key}", 0) <= at:
+                    gone.append(copy.deepcopy(body))
+            return gone
 
     def is_assumed(self, store: str, key: str) -> bool:
         with self.lock:

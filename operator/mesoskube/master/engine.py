@@ -42,6 +42,7 @@ from mesoskube.master.lifecycle import FrameworkLifecycle
 from mesoskube.master.liveness import LeaseLiveness
 from mesoskube.master.objects import is_task_pod, is_terminal
 from mesoskube.master.offers import OfferHousekeeping
+from mesoskube.master.relist import GhostSweep
 from mesoskube.master.selector import parse_selector
 from mesoskube.master.status import STATUS_INTERVAL, StatusPublisher
 from mesoskube.master.tasksync import TaskSync
@@ -120,6 +121,13 @@ class Engine:
             ThreadPoolExecutor(1, thread_name_prefix="mesoskube-leases")
             if self.work_pool is not None and self.workers
             else None
+        )
+        # The LIST after a watch's re-list (relist.py), off the loop's thread.
+        self.sweep_pool = (
+            ThreadPoolExecutor(1, thread_name_prefix="mesoskube-sweep") if self.workers else None
+        )
+        self.ghosts = GhostSweep(
+            self.writer, self.cache, self.clock, self.settings.namespace or None, pool=self.sweep_pool
         )
         self._in_flight_lock = threading.Lock()
         self._answers_in_flight: Counter[str] = Counter()  # framework key -> its answers being worked
@@ -250,6 +258,11 @@ class Engine:
     def task_deleted(self, key: str) -> None:
         self.tasks.forget(key)
 
+    def relisted(self, kind: str) -> None:
+        """A watch of `kind` is listing again (after a 410): what it misses is swept (relist.py)."""
+        self.ghosts.relisted(kind)
+        self.wake.set()
+
     # The task part's memos, read by the accept path and by tests.
     @property
     def accepted_at(self) -> dict[str, float]:
@@ -370,7 +383,15 @@ class Engine:
             except Exception:  # queue work never raises here; this guards the loop's own code
                 log.exception("engine step failed; retrying next step")
                 self.stopping.wait(0.2)
-        for pool in (self.work_pool, self.launch_pool, self.lease_pool, self.offer_pool, self.status_pool):
+        pools = (
+            self.work_pool,
+            self.launch_pool,
+            self.lease_pool,
+            self.offer_pool,
+            self.status_pool,
+            self.sweep_pool,
+        )
+        for pool in pools:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -379,6 +400,8 @@ class Engine:
         now = self.clock()
         a = self.allocation
         waits = [a.last_full_allocation + self.settings.allocationInterval - now, STATUS_INTERVAL]
+        if (relisted := self.ghosts.next_due_in(now)) is not None:
+            waits.append(relisted)
         if a.allocation_requested:
             waits.append(a.last_allocation + self.allocation_gap - now)
         for q in (self.task_queue, self.answer_queue, self.framework_queue):
@@ -422,6 +445,7 @@ class Engine:
                 marks.append((stage, time.perf_counter()))
 
         self.poll_leases()
+        self.ghosts.sweep_due(now)
         mark("leases")
         self.reconcile_frameworks(now)
         mark("frameworks")

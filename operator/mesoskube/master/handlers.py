@@ -7,8 +7,9 @@ a node's heartbeat, which changes nothing the master reads, requests nothing.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
@@ -24,6 +25,22 @@ from mesoskube.master.objects import is_task_pod
 class Handlers:
     cache: Cache
     engine: Engine
+    # Per kind, the keys kopf's watch has shown (any event but a deletion): a listing event for one
+    # of them means kopf is listing that kind again, after a 410 (relist.py).
+    shown: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+
+    def __post_init__(self) -> None:
+        self.engine.ghosts.deliver = lambda kind, body: self.event(kind, "DELETED", body)
+
+    def _note(self, kind: str, event_type: str, body: dict) -> None:
+        key = key_of(body)
+        shown = self.shown[kind]
+        if event_type == "DELETED":
+            shown.discard(key)
+        elif event_type or key not in shown:
+            shown.add(key)
+        else:
+            self.engine.relisted(kind)
 
     def node(self, event_type: str, body: dict) -> None:
         name = body["metadata"]["name"]
@@ -74,6 +91,8 @@ class Handlers:
             self.engine.mark_answered(key)
 
     def event(self, kind: str, event_type: str, body: dict) -> None:
+        """`event_type` "" is a listing event (kopf's type None)."""
+        self._note(kind, event_type, body)
         if kind == "nodes":
             self.node(event_type, body)
         elif kind == "pods":

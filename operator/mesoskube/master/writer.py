@@ -46,6 +46,7 @@ class Writer(Protocol):
     def create_event(self, namespace: str, body: dict) -> None: ...
     def patch_role_status(self, name: str, body: dict) -> dict: ...
     def list_framework_leases(self, namespace: str | None) -> dict[str, dict]: ...
+    def list_versions(self, kind: str, namespace: str | None) -> tuple[str, dict[str, str]]: ...
 
 
 def delete_quietly(writer: Writer, plural: str, namespace: str, name: str) -> None:
@@ -182,6 +183,18 @@ class KubeWriter:
     @_translate
     def list(self, plural: str, namespace: str | None) -> list[dict]:
         return self.kube.list(plural, namespace)
+
+    @_translate
+    def list_versions(self, kind: str, namespace: str | None) -> tuple[str, dict[str, str]]:
+        """(the list's resourceVersion, {key: resourceVersion}) of a watched kind, metadata only:
+        the sweep after a re-list (relist.py). Pods and nodes cluster-wide, as the seed lists them."""
+        if kind in ("nodes", "pods"):
+            path = f"/api/v1/{kind}"
+        elif namespace and kind != "mesosroles":
+            path = f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{namespace}/{kind}"
+        else:
+            path = f"/apis/{API_GROUP}/{API_VERSION}/{kind}"
+        return self.kube.list_versions(path)
 
     @_translate
     def list_roles(self) -> list[dict]:

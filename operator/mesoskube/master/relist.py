@@ -1,0 +1,102 @@
+"""Ghosts after a re-list: objects deleted while a watch was away.
+
+kopf resumes a broken watch from its last resourceVersion, but after a 410 Gone (a compacted
+version, or a kube-apiserver restarted with a fresh watch cache) it LISTs the kind again and
+replays what exists as events of type None; what was deleted meanwhile is never reported, and
+kopf's handlers never see where a listing ends. client-go's informer replaces its store with the
+listing (Replace); this is our equivalent. The handlers take a listing event for an object kopf
+has already shown them as a re-list of that kind (the first listing shows only objects they have
+not seen); once those events have been quiet for RELIST_QUIET, one metadata-only LIST of the kind
+is compared with the cache, and what the cache holds that the LIST lacks, untouched by any event
+newer than the LIST, is delivered to the handlers as DELETED (Cache.ghosts).
+
+Not covered: a re-list that shows no object kopf had shown before (every object of the kind
+deleted during the gap) gives no sign; those ghosts stay until the next re-list that does.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+from mesoskube import metrics
+from mesoskube.master.cache import Cache
+from mesoskube.master.writer import Writer
+
+log = logging.getLogger("mesoskube.master")
+# A re-list replays every object of its kind; the sweep waits until it has been quiet this long, so
+# it runs once per re-list, after it (its LIST is newer than anything the replay carries).
+RELIST_QUIET = 1.0
+
+
+@dataclass
+class GhostSweep:
+    writer: Writer
+    cache: Cache
+    clock: Callable[[], float]
+    namespace: str | None
+    pool: Executor | None = None  # the LIST off the engine's loop; None: inline (unit tests)
+    # A DELETED event into the handlers (handlers.py sets it): the master reacts as to a real one.
+    deliver: Callable[[str, dict], None] = lambda kind, body: None
+    relisting: dict[str, float] = field(default_factory=dict)  # kind -> its last listing event
+    running: set[str] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def relisted(self, kind: str) -> None:
+        with self._lock:
+            self.relisting[kind] = self.clock()
+
+    def next_due_in(self, now: float) -> float | None:
+        with self._lock:
+            pending = [at + RELIST_QUIET - now for k, at in self.relisting.items() if k not in self.running]
+        return max(0.0, min(pending)) if pending else None
+
+    def sweep_due(self, now: float) -> None:
+        """Start the sweep of every kind whose re-list has gone quiet (at most one per kind at once)."""
+        with self._lock:
+            due = [
+                k for k, at in self.relisting.items() if now - at >= RELIST_QUIET and k not in self.running
+            ]
+            for kind in due:
+                del self.relisting[kind]
+                self.running.add(kind)
+        for kind in due:
+            if self.pool is None:
+                self.sweep(kind)
+            else:
+                try:
+                    self.pool.submit(self.sweep, kind)
+                except RuntimeError:  # the pool is shut down: the master is stopping
+                    with self._lock:
+                        self.running.discard(kind)
+
+    def sweep(self, kind: str) -> None:
+        try:
+            list_rv, listed = self.writer.list_versions(kind, self.namespace)
+        except Exception as e:  # tried again once its quiet period has passed again
+            log.warning("the LIST of %s after its re-list failed (%s); retrying", kind, e)
+            with self._lock:
+                self.relisting.setdefault(kind, self.clock())
+            return
+        finally:
+            with self._lock:
+                self.running.discard(kind)
+        ghosts = self.cache.ghosts(kind, list_rv, listed)
+        if ghosts:
+            log.info(
+                "%d %s deleted while the watch was away (seen on its re-list): %s",
+                len(ghosts),
+                kind,
+                ", ".join(_name(b) for b in ghosts[:10]) + (" ..." if len(ghosts) > 10 else ""),
+            )
+        for body in ghosts:
+            metrics.relist_ghosts.labels(kind=kind).inc()
+            self.deliver(kind, body)
+
+
+def _name(body: dict) -> str:
+    meta = body["metadata"]
+    return f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else meta["name"]
