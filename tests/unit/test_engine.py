@@ -495,6 +495,40 @@ def test_a_standby_taking_over_acts_on_the_offers_and_tasks_the_old_leader_made_
     assert standby.api.get("offers", later_offer) is None  # accepted, not closed Invalid
 
 
+def test_what_the_old_leader_made_before_the_takeover_is_trusted_when_the_watch_shows_it_later() -> None:
+    """The race the graceful handover made likelier: the old leader's last Offer and Task reach the
+    new leader's watch only after it took over. They were made before it led (creationTimestamp),
+    as everything its cache held then: an earlier master's, acted on, not refused as forgeries (a
+    running task made TASK_ERROR, an accept closed Invalid). One made after it is still refused."""
+    leader = Rig()
+    standby = Rig(api=leader.api)
+    for rig in (leader, standby):
+        rig.node("n1")
+        rig.node("n2")
+    standby.watch()
+    standby.engine.mark_all()
+    leader.framework()
+    leader.step()
+    leader.accept(leader.offer_on("n1"), task_info("t1"))
+    leader.watch()
+    leader.step()
+    leader.run_pod("ns/t1")
+    leader.watch()
+    leader.step()
+    later_offer = leader.offer_on("n2")
+    leader.accept(later_offer, task_info("t2"))
+    # The leader dies; the standby takes over before its watch has shown any of that.
+    standby.engine.take_over()
+    standby.clock.advance(2.0)
+    forged = {"metadata": {"name": "forged"}, "spec": {"framework": "fw", "agent": "n1", "resources": {}}}
+    leader.api.create("tasks", "ns", forged)
+    standby.settle()
+    assert standby.state("ns/t1") == "TASK_RUNNING"
+    assert standby.api.get("pods", "ns/t2")["spec"]["nodeName"] == "n2"
+    assert standby.api.get("offers", later_offer) is None  # accepted, not closed Invalid
+    assert standby.state("ns/forged") == "TASK_ERROR" and standby.api.get("pods", "ns/forged") is None
+
+
 def test_a_new_leader_offers_at_once_before_working_through_what_the_old_one_left() -> None:
     """A standby taking over allocates from its warm cache first: the statuses of pods that ended
     while nobody led and the accepts left unprocessed (seconds of writes in `make chaos`) come after

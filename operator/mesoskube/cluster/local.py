@@ -17,6 +17,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -447,16 +448,24 @@ class LocalCluster:
         if _alive(pid):
             os.killpg(pid, signal.SIGKILL)
 
-    def restart_component(self, name: str, sig: int = signal.SIGTERM, timeout: float = 60) -> float:
+    def restart_component(
+        self,
+        name: str,
+        sig: int = signal.SIGTERM,
+        timeout: float = 60,
+        while_stopped: Callable[[], object] | None = None,
+    ) -> float:
         """Stop one component (SIGTERM, or SIGKILL for a crash) and start it again with the same
         command line, environment and data; returns when it serves again. For chaos tests. Returns
-        the seconds it was away."""
+        the seconds it was away. `while_stopped` runs in between (a change its clients must miss)."""
         state = self.state()
         argv = state.get("argv", {}).get(name)
         if not argv:
             raise ClusterError(f"{name}: no recorded command line (cluster started before restarts existed)")
         began = time.monotonic()
         self.stop_component(name, sig)
+        if while_stopped is not None:
+            while_stopped()
         self._start(state, name, argv, state.get("env", {}).get(name))
         ready = {
             "etcd": lambda: _http_ok(f"http://127.0.0.1:{state['ports']['etcd']}/health"),

@@ -82,15 +82,25 @@ NOT_FROM_MASTER = "REASON_NOT_FROM_MASTER"
 
 
 class Provenance:
-    """The Offers and Tasks this master made, by uid (plus those its first LIST found, which an
-    earlier master made: only the master may create them where the chart's policies are installed).
+    """The Offers and Tasks this master made, by uid (plus those its first LIST found and, on a
+    takeover, those created before it, which an earlier master made: only the master may create
+    them where the chart's policies are installed).
     Anything else (an Offer or Task created by hand) is never acted on. A Task's key is recorded
     before its create call, so the watch event of a Task being created cannot be taken for a forgery."""
 
     def __init__(self) -> None:
         self._uids: set[str] = set()
         self._pending: set[str] = set()
+        self._made_before = float("-inf")
         self._lock = threading.Lock()
+
+    def trust_made_before(self, when: float) -> None:
+        """A replica that begins to lead at `when` trusts what was created before then as an earlier
+        master's, as it trusts everything its cache holds then (Engine.mark_all): the old leader's
+        last Offers and Tasks can reach its watch after the takeover. creationTimestamp has
+        whole seconds, so an object created up to a second after `when` is trusted too."""
+        with self._lock:
+            self._made_before = max(self._made_before, when)
 
     def expect(self, key: str) -> None:
         with self._lock:
@@ -108,7 +118,11 @@ class Provenance:
 
     def trusted(self, body: dict, key: str | None = None) -> bool:
         with self._lock:
-            return body["metadata"].get("uid") in self._uids or (key is not None and key in self._pending)
+            if body["metadata"].get("uid") in self._uids or (key is not None and key in self._pending):
+                return True
+            made_before = self._made_before
+        created = parse_time(body["metadata"].get("creationTimestamp"))
+        return created is not None and created <= made_before
 
 
 def ignore_foreign_offer(

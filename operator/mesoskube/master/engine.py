@@ -353,6 +353,7 @@ class Engine:
         offers, Tasks without a pod through their Tasks; only refusal filters are gone, as when a
         Mesos master fails over."""
         self.took_over_at = time.monotonic()
+        self.provenance.trust_made_before(self.clock())
         self._first_steps = 3
         self.allocation.log_first_offer = True
         self.mark_all()
