@@ -529,6 +529,27 @@ def test_what_the_old_leader_made_before_the_takeover_is_trusted_when_the_watch_
     assert standby.state("ns/forged") == "TASK_ERROR" and standby.api.get("pods", "ns/forged") is None
 
 
+def test_an_answer_worked_after_its_frameworks_teardown_launches_nothing() -> None:
+    """An answered Offer is left out of TEARDOWN's rescind (its answer is the framework's); worked
+    after the TEARDOWN (frameworks come first in a step) it launched Tasks and pods for a framework
+    being removed, after its other tasks were killed. As in Mesos, a removed framework's calls
+    are dropped: nothing launches, the Offer goes."""
+    from mesoskube.master.cache import format_time
+
+    rig = Rig()
+    rig.node("n1")
+    rig.framework()
+    rig.step()
+    rig.watch()
+    offer = rig.offer_on("n1")
+    rig.accept(offer, task_info("t1"))
+    rig.api.patch("frameworks", "ns", "fw", {"metadata": {"deletionTimestamp": format_time(rig.clock())}})
+    rig.watch()  # both events in one watch batch: the TEARDOWN is worked first
+    rig.settle()
+    assert rig.task("ns/t1") is None and rig.api.get("pods", "ns/t1") is None
+    assert rig.api.get("offers", offer) is None
+
+
 def test_a_new_leader_offers_at_once_before_working_through_what_the_old_one_left() -> None:
     """A standby taking over allocates from its warm cache first: the statuses of pods that ended
     while nobody led and the accepts left unprocessed (seconds of writes in `make chaos`) come after

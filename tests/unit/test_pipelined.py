@@ -121,12 +121,29 @@ def test_a_teardown_waits_for_the_frameworks_accept_in_flight_and_kills_what_it_
     rig.watch()
     rig.step()
     assert rig.engine.accepts_in_flight("ns/fw")
-    rig.api.patch("frameworks", "ns", "fw", {"metadata": {"deletionTimestamp": format_time(rig.clock())}})
-    rig.watch()
-    rig.step()  # TEARDOWN now would miss t1, whose create is still to come: deferred
-    assert FINALIZER in (rig.api.get("frameworks", "ns/fw")["metadata"].get("finalizers") or [])
-    assert "ns/fw" in rig.engine.framework_queue
+    fan_out = rig.engine.answers.fan_out
+    deferred: list[bool] = []
+
+    def deleted_mid_launch(fn, items):
+        # The Framework is deleted while the accept, past its checks, creates its Tasks (an accept
+        # that starts after the TEARDOWN was seen launches nothing: test_engine.py).
+        if not deferred:
+            rig.api.patch(
+                "frameworks", "ns", "fw", {"metadata": {"deletionTimestamp": format_time(rig.clock())}}
+            )
+            rig.api.sync_cache(
+                rig.cache, lambda p, _k, b, d: rig.handlers.event(p, "DELETED" if d else "MODIFIED", b)
+            )
+            rig.engine.step()  # TEARDOWN now would miss t1, whose create is still to come: deferred
+            deferred.append(
+                FINALIZER in (rig.api.get("frameworks", "ns/fw")["metadata"].get("finalizers") or [])
+            )
+            deferred.append("ns/fw" in rig.engine.framework_queue)
+        return fan_out(fn, items)
+
+    rig.engine.answers.fan_out = deleted_mid_launch
     pool.run_all()
+    assert deferred == [True, True]
     assert rig.task("ns/t1") is not None
     rig.step(advance=rig.engine.framework_queue.backoff(0))
     pool.run_all()

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from mesoskube import metrics
-from mesoskube.api.models import DEFAULT_ROLE, AnswerType, OfferAnswer, OfferPhase, TaskState
+from mesoskube.api.models import DEFAULT_ROLE, AnswerType, FrameworkPhase, OfferAnswer, OfferPhase, TaskState
 from mesoskube.master import LABEL_REFUSED, LABEL_TASK_ID, trace
 from mesoskube.master.builders import task_manifest
 from mesoskube.master.cache import Cache, format_time, key_of, parse_time
@@ -35,6 +35,7 @@ from mesoskube.settings import Settings
 log = logging.getLogger("mesoskube.master")
 
 STALE_MARK = 60.0
+TORN_DOWN = FrameworkPhase.TORN_DOWN.value
 # Declined and still outstanding: a decline of a rescinded or expired offer was refused and stays
 # visible for offerRetention like its offer.
 SWEEP_SELECTOR = (
@@ -262,6 +263,11 @@ class AnswerHandling:
         ns, spec = offer["metadata"]["namespace"], offer["spec"]
         offer_name = offer["metadata"]["name"]
         if fw is None:
+            return Resources()
+        if fw["metadata"].get("deletionTimestamp") or (fw.get("status") or {}).get("phase") == TORN_DOWN:
+            # TEARDOWN left the answered Offer alone (the answer is the framework's); worked after
+            # it, it must not launch for a framework being removed. As in Mesos: dropped.
+            log.info("offer %s/%s: its framework is torn down; the accept launches nothing", ns, offer_name)
             return Resources()
         fw_uid = fw["metadata"]["uid"]
         with self.launch_lock, self.cache.lock:
