@@ -171,31 +171,33 @@ class KubeWriter:
             for lease in leases.items
         }
 
-    # ---- reads for the start (seed)
+    # ---- reads for the start (seed) and the sweep after a re-list: raw JSON, in pages
+    @staticmethod
+    def _path(kind: str, namespace: str | None = None) -> str:
+        if kind in ("nodes", "pods"):
+            return f"/api/v1/{kind}"
+        if namespace and kind != "mesosroles":
+            return f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{namespace}/{kind}"
+        return f"/apis/{API_GROUP}/{API_VERSION}/{kind}"
+
     @_translate
     def list_nodes(self) -> list[dict]:
-        return self.kube.api.sanitize_for_serialization(self.kube.core.list_node())["items"]
+        return self.kube.list_raw(self._path("nodes"))
 
     @_translate
     def list_pods(self) -> list[dict]:
-        return self.kube.api.sanitize_for_serialization(self.kube.core.list_pod_for_all_namespaces())["items"]
+        return self.kube.list_raw(self._path("pods"))
 
     @_translate
     def list(self, plural: str, namespace: str | None) -> list[dict]:
-        return self.kube.list(plural, namespace)
+        return self.kube.list_raw(self._path(plural, namespace))
 
     @_translate
     def list_versions(self, kind: str, namespace: str | None) -> tuple[str, dict[str, str]]:
         """(the list's resourceVersion, {key: resourceVersion}) of a watched kind, metadata only:
         the sweep after a re-list (relist.py). Pods and nodes cluster-wide, as the seed lists them."""
-        if kind in ("nodes", "pods"):
-            path = f"/api/v1/{kind}"
-        elif namespace and kind != "mesosroles":
-            path = f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{namespace}/{kind}"
-        else:
-            path = f"/apis/{API_GROUP}/{API_VERSION}/{kind}"
-        return self.kube.list_versions(path)
+        return self.kube.list_versions(self._path(kind, namespace))
 
     @_translate
     def list_roles(self) -> list[dict]:
-        return self.kube.custom.list_cluster_custom_object(API_GROUP, API_VERSION, "mesosroles")["items"]
+        return self.kube.list_raw(self._path("mesosroles"))
