@@ -32,6 +32,7 @@ import logging
 import math
 import os
 import random
+import re
 import signal
 import statistics
 import subprocess
@@ -299,6 +300,9 @@ class RunResult:
     leadership_lost: int = 0  # renew deadline passed (the leader exited 1 and was restarted)
     # Why replicas exited 1, from their logs; "unexplained" counts exits 1 with no known cause.
     exit_reasons: dict[str, int] = field(default_factory=dict)
+    # Watches re-listed (after a 410) and what their sweep found deleted meanwhile, by kind (relist.py).
+    relists: dict[str, int] = field(default_factory=dict)
+    relist_ghosts: dict[str, int] = field(default_factory=dict)
     framework_torn_down: bool = False
     duration_s: float = 0.0
     completed: bool = False
@@ -460,9 +464,9 @@ class Chaos:
         finally:
             stop.set()
             r.replica_exits = [list(e) for e in replicas.exits]
-            r.exit_reasons = exit_reasons(
-                [f.read_text(errors="replace") for f in logdir.glob("*.log")], r.replica_exits
-            )
+            texts = [f.read_text(errors="replace") for f in logdir.glob("*.log")]
+            r.exit_reasons = exit_reasons(texts, r.replica_exits)
+            r.relists, r.relist_ghosts = relist_sweeps(texts)
             r.leadership_lost = r.exit_reasons.get("leadership lost", 0)
             try:
                 driver.stop()
@@ -566,6 +570,20 @@ EXIT_MARKERS = {
 }
 
 
+RELISTED = re.compile(r"(\w+) re-listed by the watch: (\d+) deleted meanwhile")
+
+
+def relist_sweeps(logs: list[str]) -> tuple[dict[str, int], dict[str, int]]:
+    """Per kind: the re-lists the replicas swept, and the objects found deleted meanwhile."""
+    relists: dict[str, int] = {}
+    ghosts: dict[str, int] = {}
+    for text in logs:
+        for kind, n in RELISTED.findall(text):
+            relists[kind] = relists.get(kind, 0) + 1
+            ghosts[kind] = ghosts.get(kind, 0) + int(n)
+    return relists, ghosts
+
+
 def exit_reasons(logs: list[str], exits: list[list]) -> dict[str, int]:
     reasons = {name: sum(text.count(marker) for text in logs) for name, marker in EXIT_MARKERS.items()}
     reasons = {k: v for k, v in reasons.items() if v}
@@ -662,6 +680,10 @@ def markdown(cfg: Config, results: list[RunResult]) -> str:
         if r.replica_exits:
             lines.append(
                 f"  - replica exits (restarted): {r.replica_exits}; exits 1 by cause: {r.exit_reasons}"
+            )
+        if r.relists:
+            lines.append(
+                f"  - watches re-listed (swept): {r.relists}; found deleted meanwhile: {r.relist_ghosts}"
             )
     return "\n".join(lines) + "\n"
 

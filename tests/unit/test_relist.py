@@ -136,3 +136,24 @@ def test_versions_of_objects_no_longer_held_and_gone_from_the_api_are_dropped() 
     cache.pop("offers", "ns/answered")  # the master ended it; its version stays against stale events
     assert cache.ghosts("offers", "20", {}) == []
     assert "offers:ns/answered" not in cache._versions
+
+
+def test_make_chaos_counts_the_sweeps_from_what_a_replica_logs(caplog) -> None:
+    """bench/chaos.py reads the replicas' logs: its pattern must match what the sweep logs."""
+    from bench.chaos import relist_sweeps
+
+    rig = Rig()
+    rig.node("n1")
+    rig.node("n2")
+    rig.framework()
+    rig.step()
+    rig.watch()
+    o1, o2 = rig.offer_on("n1"), rig.offer_on("n2")
+    shown_by_watch(rig, "offers")
+    del rig.api.objects["offers"][tuple(o1.split("/"))]
+    relist(rig, "offers", o2)
+    with caplog.at_level("INFO", logger="mesoskube.master"):
+        rig.step(advance=RELIST_QUIET, watch=False)
+        relist(rig, "offers", o2)
+        rig.step(advance=RELIST_QUIET, watch=False)
+    assert relist_sweeps([caplog.text]) == ({"offers": 2}, {"offers": 1})

@@ -85,13 +85,13 @@ class GhostSweep:
             with self._lock:
                 self.running.discard(kind)
         ghosts = self.cache.ghosts(kind, list_rv, listed)
-        if ghosts:
-            log.info(
-                "%d %s deleted while the watch was away (seen on its re-list): %s",
-                len(ghosts),
-                kind,
-                ", ".join(_name(b) for b in ghosts[:10]) + (" ..." if len(ghosts) > 10 else ""),
-            )
+        names = ", ".join(_name(b) for b in ghosts[:10]) + (" ..." if len(ghosts) > 10 else "")
+        log.info(
+            "%s re-listed by the watch: %d deleted meanwhile%s",
+            kind,
+            len(ghosts),
+            f" ({names})" if ghosts else "",
+        )
         for body in ghosts:
             metrics.relist_ghosts.labels(kind=kind).inc()
             self.deliver(kind, body)
