@@ -461,12 +461,9 @@ def test_a_reused_task_name_is_reported_on_a_task_of_its_own_and_launches_nothin
     assert rig.api.get("pods", refused[0]) is None and rig.state("ns/t1") == "TASK_FINISHED"
 
 
-def test_a_standby_taking_over_acts_on_the_offers_and_tasks_the_old_leader_made_after_its_seed() -> None:
-    """Defect: a warm standby trusted only the Offers and Tasks its first LIST found. What the
-    leader made after that was taken for forgeries on takeover: a running task made TASK_ERROR
-    while its pod ran (the framework relaunched it: a Task and a pod more) and an accept of the old
-    leader's offer closed Invalid (its tasks TASK_LOST). One likely cause of the chaos run's 11
-    Tasks and pods more than the framework's counts."""
+def old_leader_with_a_running_task_and_an_answered_offer() -> tuple[Rig, Rig, str]:
+    """A leader and a standby synced before any Framework existed; the leader made offers on n1 and
+    n2, launched t1 on n1 (RUNNING), and dies just after the framework accepted its n2 offer (t2)."""
     leader = Rig()
     standby = Rig(api=leader.api)
     for rig in (leader, standby):
@@ -484,8 +481,17 @@ def test_a_standby_taking_over_acts_on_the_offers_and_tasks_the_old_leader_made_
     leader.step()
     assert leader.state("ns/t1") == "TASK_RUNNING"
     later_offer = leader.offer_on("n2")
-    # The leader dies; the framework answers the offer it made; the standby takes over.
     leader.accept(later_offer, task_info("t2"))
+    return leader, standby, later_offer
+
+
+def test_a_standby_taking_over_acts_on_the_offers_and_tasks_the_old_leader_made_after_its_seed() -> None:
+    """Defect: a warm standby trusted only the Offers and Tasks its first LIST found. What the
+    leader made after that was taken for forgeries on takeover: a running task made TASK_ERROR
+    while its pod ran (the framework relaunched it: a Task and a pod more) and an accept of the old
+    leader's offer closed Invalid (its tasks TASK_LOST). One likely cause of the chaos run's 11
+    Tasks and pods more than the framework's counts."""
+    _leader, standby, later_offer = old_leader_with_a_running_task_and_an_answered_offer()
     standby.watch()
     standby.engine.mark_all()
     standby.settle()
@@ -500,23 +506,7 @@ def test_what_the_old_leader_made_before_the_takeover_is_trusted_when_the_watch_
     new leader's watch only after it took over. They were made before it led (creationTimestamp),
     as everything its cache held then: an earlier master's, acted on, not refused as forgeries (a
     running task made TASK_ERROR, an accept closed Invalid). One made after it is still refused."""
-    leader = Rig()
-    standby = Rig(api=leader.api)
-    for rig in (leader, standby):
-        rig.node("n1")
-        rig.node("n2")
-    standby.watch()
-    standby.engine.mark_all()
-    leader.framework()
-    leader.step()
-    leader.accept(leader.offer_on("n1"), task_info("t1"))
-    leader.watch()
-    leader.step()
-    leader.run_pod("ns/t1")
-    leader.watch()
-    leader.step()
-    later_offer = leader.offer_on("n2")
-    leader.accept(later_offer, task_info("t2"))
+    leader, standby, later_offer = old_leader_with_a_running_task_and_an_answered_offer()
     # The leader dies; the standby takes over before its watch has shown any of that.
     standby.engine.take_over()
     standby.clock.advance(2.0)

@@ -22,11 +22,8 @@ def shown_by_watch(rig: Rig, kind: str) -> None:
         rig.handlers.event(kind, "MODIFIED", body)
 
 
-def lists(rig: Rig, kind: str) -> int:
-    return rig.api.calls.count((f"list:{kind}",))
-
-
-def test_an_offer_deleted_while_the_watch_was_away_is_swept_and_its_agent_offered_again() -> None:
+def rig_with_two_offers() -> tuple[Rig, str, str]:
+    """Offers on n1 and n2, both shown by the watch."""
     rig = Rig()
     rig.node("n1")
     rig.node("n2")
@@ -35,9 +32,22 @@ def test_an_offer_deleted_while_the_watch_was_away_is_swept_and_its_agent_offere
     rig.watch()
     o1, o2 = rig.offer_on("n1"), rig.offer_on("n2")
     shown_by_watch(rig, "offers")
-    # Deleted while the master's watch was away: no DELETED event will ever come for it.
-    ns, _, name = o1.partition("/")
+    return rig, o1, o2
+
+
+def deleted_unseen(rig: Rig, offer: str) -> None:
+    """Deleted while the master's watch was away: no DELETED event will ever come for it."""
+    ns, _, name = offer.partition("/")
     del rig.api.objects["offers"][(ns, name)]
+
+
+def lists(rig: Rig, kind: str) -> int:
+    return rig.api.calls.count((f"list:{kind}",))
+
+
+def test_an_offer_deleted_while_the_watch_was_away_is_swept_and_its_agent_offered_again() -> None:
+    rig, o1, o2 = rig_with_two_offers()
+    deleted_unseen(rig, o1)
     relist(rig, "offers", o2)  # the re-list after the 410 shows only what is left
     rig.step(watch=False)
     assert o1 in rig.cache.offers and lists(rig, "offers") == 0  # not while the re-list may go on
@@ -93,16 +103,8 @@ def test_a_node_deleted_while_the_watch_was_away_is_removed_and_its_tasks_lost()
 def test_a_failed_sweep_list_is_tried_again() -> None:
     from mesoskube.master.writer import ApiError
 
-    rig = Rig()
-    rig.node("n1")
-    rig.node("n2")
-    rig.framework()
-    rig.step()
-    rig.watch()
-    o1, o2 = rig.offer_on("n1"), rig.offer_on("n2")
-    shown_by_watch(rig, "offers")
-    ns, _, name = o1.partition("/")
-    del rig.api.objects["offers"][(ns, name)]
+    rig, o1, o2 = rig_with_two_offers()
+    deleted_unseen(rig, o1)
     relist(rig, "offers", o2)
     rig.api.fail("list:offers", ApiError(503, "Unavailable"))
     rig.step(advance=RELIST_QUIET, watch=False)
@@ -142,15 +144,8 @@ def test_make_chaos_counts_the_sweeps_from_what_a_replica_logs(caplog) -> None:
     """bench/chaos.py reads the replicas' logs: its pattern must match what the sweep logs."""
     from bench.chaos import relist_sweeps
 
-    rig = Rig()
-    rig.node("n1")
-    rig.node("n2")
-    rig.framework()
-    rig.step()
-    rig.watch()
-    o1, o2 = rig.offer_on("n1"), rig.offer_on("n2")
-    shown_by_watch(rig, "offers")
-    del rig.api.objects["offers"][tuple(o1.split("/"))]
+    rig, o1, o2 = rig_with_two_offers()
+    deleted_unseen(rig, o1)
     relist(rig, "offers", o2)
     with caplog.at_level("INFO", logger="mesoskube.master"):
         rig.step(advance=RELIST_QUIET, watch=False)
