@@ -629,29 +629,42 @@ def analysis(data: dict) -> list[str]:
 
 
 BEFORE = RESULTS / "bench-before-offer-cap.json"
+# The run REPORT.md showed before the engine's rebuild (incremental holdings, pipelined step,
+# takeover), kept to compare a new run with (issue 11: no figure worse than it).
+PREVIOUS = RESULTS / "bench-2026-11-23.json"
+OFFER_CAP_TEXT = [
+    "Before: the run recorded in `bench-before-offer-cap.json` (commit 874fad5, same machine and",
+    "QPS): every free agent offered to the framework each cycle, each declined offer deleted with",
+    "its own request. After: this run (at most `maxOffersPerFramework` outstanding offers per",
+    "framework; a step's declined offers deleted with one `deletecollection`). Two measurements",
+    "changed between the runs: writes are now counted until every Task shows TASK_RUNNING (before,",
+    "until the last pod ran, which left most status patches out), and the framework is created once",
+    'the master is ready (before, "first offer" included the master\'s start).',
+]
+PREVIOUS_TEXT = [
+    "Before: the run of 2026-11-23 (`bench-2026-11-23.json`, the figures this report showed until",
+    "this run: before the incremental holdings, the pipelined engine step, the takeover and the",
+    "separate status client). After: this run, same machine, same client QPS.",
+]
 
 
-def before_after(data: dict) -> list[str]:
-    """This run against the recorded run of commit 874fad5 (every free agent offered each cycle,
-    declined offers deleted one by one), size by size."""
-    if not BEFORE.exists():
+def before_after(
+    data: dict, before: Path = BEFORE, title: str = "", text: list[str] = OFFER_CAP_TEXT
+) -> list[str]:
+    """This run against a recorded run, size by size (default: commit 874fad5, every free agent
+    offered each cycle, declined offers deleted one by one)."""
+    if not before.exists():
         return []
-    old = {s["nodes"]: s.get("mesoskube") for s in json.loads(BEFORE.read_text())["sizes"]}
+    old = {s["nodes"]: s.get("mesoskube") for s in json.loads(before.read_text())["sizes"]}
     lines = [
         "",
-        "## Before and after the offer cap and bulk decline deletion",
+        f"## {title or 'Before and after the offer cap and bulk decline deletion'}",
         "",
-        "Before: the run recorded in `bench-before-offer-cap.json` (commit 874fad5, same machine and",
-        "QPS): every free agent offered to the framework each cycle, each declined offer deleted with",
-        "its own request. After: this run (at most `maxOffersPerFramework` outstanding offers per",
-        "framework; a step's declined offers deleted with one `deletecollection`). Two measurements",
-        "changed between the runs: writes are now counted until every Task shows TASK_RUNNING (before,",
-        "until the last pod ran, which left most status patches out), and the framework is created once",
-        'the master is ready (before, "first offer" included the master\'s start).',
+        *text,
         "",
         "| nodes | tasks/s before | after | writes/task before | after | p50 s before | after "
-        "| first offer s before | after |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| p99 s before | after | first offer s before | after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in data["sizes"]:
         mk, was = s.get("mesoskube"), old.get(s["nodes"])
@@ -661,6 +674,7 @@ def before_after(data: dict) -> list[str]:
             f"| {s['nodes']} | {was['throughput_pods_per_s']:.1f} | {mk['throughput_pods_per_s']:.1f} "
             f"| {was['api_writes_per_task']:.2f} | {mk['api_writes_per_task']:.2f} "
             f"| {was['latency_p50_s']:.1f} | {mk['latency_p50_s']:.1f} "
+            f"| {was['latency_p99_s']:.1f} | {mk['latency_p99_s']:.1f} "
             f"| {was['framework_created_to_first_offer_s']:.2f} "
             f"| {mk['framework_created_to_first_offer_s']:.2f} |"
         )
@@ -778,7 +792,9 @@ def report(data: dict) -> str:
     for n in sorted({r["agents"] for r in data["allocator"]}):
         row = {r["frameworks"]: r["median_s"] for r in data["allocator"] if r["agents"] == n}
         lines.append(f"| {n} | {row[1] * 1000:.1f} | {row[10] * 1000:.1f} | {row[50] * 1000:.1f} |")
-    lines += ["", "## What limits mesoskube here", "", *analysis(data), *before_after(data), ""]
+    lines += ["", "## What limits mesoskube here", "", *analysis(data)]
+    lines += [*before_after(data, PREVIOUS, "Before and after the engine's rebuild", PREVIOUS_TEXT)]
+    lines += [*before_after(data), ""]
     lines += [
         "",
         PROFILE_NOTE,
