@@ -78,10 +78,10 @@ class Engine:
     # Answers and tasks handed to this pool, the step not waiting for them (module docstring). By
     # default its own pool when workers > 0; None with workers=0 (work inline, in step order).
     work_pool: Executor | None = None
-    # Off by default: in the clean-clone `make test` at 3285f15 the pipelined step failed 3 tests
-    # that pass alone (pymesos saw TASK_FINISHED without TASK_RUNNING; a UI test's task not RUNNING
-    # in 20 s), a race not yet found. The latency bench turns it on (bench/results/latency.md).
-    pipelined: bool = False
+    # On by default. It was off for a while: the clean-clone `make test` at 3285f15 failed 3 tests
+    # (pymesos saw TASK_FINISHED without TASK_RUNNING; a UI test's task never RUNNING): a pod event
+    # seen while the task's accept was still launching it was dropped (TaskSync.end_launch).
+    pipelined: bool = True
 
     last_sweep: float = float("-inf")  # agent health and offer housekeeping, last run (pipelined)
     wake: threading.Event = field(default_factory=threading.Event)
