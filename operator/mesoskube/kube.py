@@ -177,7 +177,9 @@ class Kube:
                 header_params={"Accept": accept},
                 auth_settings=["BearerToken"],
             )
-            resp = self.api.call_api(method, url, header_params=headers, body=body, post_params=post)
+            resp = self.api.call_api(
+                method, url, header_params=headers, body=body, post_params=post, _request_timeout=(10, 120)
+            )
             data = resp.read()
             if not 200 <= resp.status < 300:
                 raise client.ApiException(status=resp.status, reason=resp.reason)

@@ -7,6 +7,7 @@ import pytest
 
 from mesoskube import metrics
 from mesoskube.api.models import FrameworkSpec, OfferAnswer
+from mesoskube.master.contract import CLOCK_SKEW_ALLOWANCE
 from mesoskube.master.writer import ApiError
 from tests.unit.enginerig import Rig, task_info
 
@@ -509,7 +510,7 @@ def test_what_the_old_leader_made_before_the_takeover_is_trusted_when_the_watch_
     leader, standby, later_offer = old_leader_with_a_running_task_and_an_answered_offer()
     # The leader dies; the standby takes over before its watch has shown any of that.
     standby.engine.take_over()
-    standby.clock.advance(2.0)
+    standby.clock.advance(CLOCK_SKEW_ALLOWANCE + 2.0)  # past the allowance for a replica's clock
     forged = {"metadata": {"name": "forged"}, "spec": {"framework": "fw", "agent": "n1", "resources": {}}}
     leader.api.create("tasks", "ns", forged)
     standby.settle()

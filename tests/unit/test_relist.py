@@ -4,6 +4,8 @@ listing sweeps nothing. Fake API and clock, no threads."""
 
 from __future__ import annotations
 
+import copy
+
 from mesoskube.master.cache import Cache
 from mesoskube.master.relist import RELIST_QUIET
 from tests.unit.enginerig import Rig, node_body, task_info
@@ -152,3 +154,94 @@ def test_make_chaos_counts_the_sweeps_from_what_a_replica_logs(caplog) -> None:
         relist(rig, "offers", o2)
         rig.step(advance=RELIST_QUIET, watch=False)
     assert relist_sweeps([caplog.text]) == ({"offers": 2}, {"offers": 1})
+
+
+def test_a_ghost_is_not_deleted_when_a_newer_object_of_its_name_came_meanwhile() -> None:
+    """The sweep decides on the cache, then delivers: an object recreated under the ghost's name
+    and shown by the watch in between must stay."""
+    rig, o1, o2 = rig_with_two_offers()
+    deleted_unseen(rig, o1)
+    relist(rig, "offers", o2)
+    ghosts = rig.cache.ghosts
+    newer = copy.deepcopy(rig.cache.offers[o1])
+
+    def racing(kind, list_rv, listed):
+        found = ghosts(kind, list_rv, listed)
+        newer["metadata"]["resourceVersion"] = str(int(list_rv) + 5)
+        newer["metadata"]["uid"] = "recreated"
+        rig.handlers.event("offers", "ADDED", newer)  # kopf's thread, between decision and delivery
+        return found
+
+    rig.cache.ghosts = racing
+    rig.step(advance=RELIST_QUIET, watch=False)
+    assert rig.cache.offers[o1]["metadata"]["uid"] == "recreated"
+
+
+def test_an_event_older_than_a_ghosts_deletion_does_not_bring_it_back() -> None:
+    """kopf's stream can lag the sweep's LIST: an event it still carries for the ghost is older
+    than the deletion the LIST saw."""
+    rig, o1, o2 = rig_with_two_offers()
+    stale = copy.deepcopy(rig.cache.offers[o1])
+    deleted_unseen(rig, o1)
+    relist(rig, "offers", o2)
+    rig.step(advance=RELIST_QUIET, watch=False)
+    assert o1 not in rig.cache.offers
+    rig.handlers.event("offers", "MODIFIED", stale)
+    assert o1 not in rig.cache.offers
+
+
+def test_a_failing_sweep_is_logged_and_tried_again(caplog) -> None:
+    rig, o1, o2 = rig_with_two_offers()
+    deleted_unseen(rig, o1)
+    relist(rig, "offers", o2)
+    ghosts = rig.cache.ghosts
+    calls: list[int] = []
+
+    def once_broken(*args):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("broken")
+        return ghosts(*args)
+
+    rig.cache.ghosts = once_broken
+    with caplog.at_level("WARNING", logger="mesoskube.master"):
+        rig.step(advance=RELIST_QUIET, watch=False)
+    assert "the sweep of offers after its re-list failed" in caplog.text and o1 in rig.cache.offers
+    rig.step(advance=RELIST_QUIET, watch=False)
+    assert o1 not in rig.cache.offers
+
+
+def seeded(api_objects: dict[str, list[dict]]) -> Rig:
+    """A master seeded from the emulated API (its start-up LIST)."""
+    rig = Rig()
+    for plural, bodies in api_objects.items():
+        for body in bodies:
+            rig.api.objects[plural][(body["metadata"].get("namespace", ""), body["metadata"]["name"])] = body
+    return rig
+
+
+def test_an_object_deleted_between_the_seed_and_kopfs_first_listing_is_swept_after_it() -> None:
+    """The seed LIST and kopf's first listing are two snapshots: an Offer deleted between them is
+    in the seed, not in kopf's listing, and no DELETED ever comes. One sweep per kind after the
+    first listing has gone quiet removes it."""
+    rig = seeded({"offers": [offer("gone", 10), offer("kept", 11)]})
+    rig.engine.seed()
+    assert "ns/gone" in rig.cache.offers
+    del rig.api.objects["offers"][("ns", "gone")]
+    rig.handlers.event("offers", "", rig.api.get("offers", "ns/kept"))  # kopf's first listing
+    rig.clock.advance(RELIST_QUIET / 2)
+    rig.handlers.event("offers", "", rig.api.get("offers", "ns/kept"))  # a re-list echo: no matter
+    rig.step(watch=False)
+    assert "ns/gone" in rig.cache.offers  # the listing has not been quiet long enough
+    rig.step(advance=RELIST_QUIET, watch=False)
+    assert "ns/gone" not in rig.cache.offers and "ns/kept" in rig.cache.offers
+
+
+def test_a_deletion_seen_before_the_seeds_older_copy_keeps_it_out() -> None:
+    """kopf starts before the seed: its DELETED can come while the seed still pages through a
+    LIST taken earlier, whose copy must not bring the object back (a tombstone)."""
+    rig = seeded({"offers": [offer("x", 10)]})
+    gone = offer("x", 12)
+    rig.handlers.event("offers", "DELETED", gone)
+    rig.engine.seed()  # its LIST (taken before the deletion) still holds x at version 10
+    assert "ns/x" not in rig.cache.offers

@@ -66,3 +66,22 @@ def test_a_failed_key_is_never_lost_and_a_fresh_add_overtakes_its_backoff() -> N
     q.done("a")
     clock.advance(5)
     assert q.get() is None, "the stale backoff entry does not bring it back"
+
+
+def test_a_retry_of_work_done_outside_the_queue_keeps_a_workers_hold_on_the_key() -> None:
+    """An accept creating a task's pod is not the task queue's worker: its failure goes back with
+    backoff (`retry`), not through `done`, which would end the hold of the worker that took the
+    key, and an add meanwhile would hand it to a second worker at once."""
+    q, clock = queue()
+    q.add("k")
+    assert q.get() == "k"  # a worker holds k
+    q.retry("k")  # the accept's pod create failed
+    q.add("k")  # an event meanwhile
+    assert q.get() is None  # not to a second worker while the first holds it
+    q.done("k")
+    assert q.get() == "k"  # the add (it overtook the retry's backoff), once the hold ended
+    q.done("k")
+    q.retry("k")  # alone, it comes back after its backoff
+    assert q.get() is None
+    clock.advance(q.backoff(0))
+    assert q.get() == "k" and q.failures("k") == 1

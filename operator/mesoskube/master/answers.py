@@ -21,7 +21,7 @@ from mesoskube import metrics
 from mesoskube.api.models import DEFAULT_ROLE, AnswerType, FrameworkPhase, OfferAnswer, OfferPhase, TaskState
 from mesoskube.master import LABEL_REFUSED, LABEL_TASK_ID, trace
 from mesoskube.master.builders import task_manifest
-from mesoskube.master.cache import Cache, format_time, key_of, parse_time
+from mesoskube.master.cache import Cache, format_time, key_of, parse_time, resource_version
 from mesoskube.master.contract import Provenance, ignore_foreign_offer, parse_answer, refuse_invalid_answer
 from mesoskube.master.events import EventRecorder
 from mesoskube.master.objects import framework_key, ns_name, offer_phase, task_state
@@ -336,7 +336,7 @@ class AnswerHandling:
             try:
                 self.tasks.sync_task(k, body, now)
             except Exception:
-                self.tasks.queue.done(k, RuntimeError("pod create failed"))  # back with backoff
+                self.tasks.queue.retry(k)  # back with backoff (a key this accept never took)
 
         self.fan_out(launch_pod, created)
 
@@ -351,7 +351,8 @@ class AnswerHandling:
                 log.warning("rolling back task %s/%s: %s", ns, body["metadata"]["name"], e)
                 self.cache.upsert("tasks", body)
                 continue
-            self.cache.delete("tasks", key_of(body))
+            # Its ADDED may still be on the way: no newer than this, it must not bring it back.
+            self.cache.delete("tasks", key_of(body), resource_version(body))
         for m in manifests:
             self.cache.forget("tasks", key_of(m))
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections import defaultdict
+import time
+from collections import OrderedDict, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -111,6 +112,18 @@ def pod_requests(spec: dict) -> Resources:
     return Resources(total.cpus, total.mem, total.disk, total.gpus, normalize_ranges(ports))
 
 
+# How a watched kind's versions are keyed in Cache._versions.
+_PREFIX = {"nodes": "node", "pods": "pod", "mesosroles": "roles"}
+TOMBSTONE_SECONDS = 120.0
+
+
+def resource_version(body: dict) -> int:
+    try:
+        return int((body.get("metadata") or {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
 def _stub(key: str) -> dict:
     ns, _, name = key.rpartition("/")
     return {"metadata": {"namespace": ns, "name": name}, "spec": {}}
@@ -147,6 +160,11 @@ class Cache:
     # `forget` drops it if the create failed; the watch's copy replaces it.
     assumed: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     _versions: dict[str, int] = field(default_factory=dict)
+    # Tombstones: the resourceVersion at which an object was seen deleted (by its DELETED event, a
+    # rollback, or a re-list sweep), kept TOMBSTONE_SECONDS. An event no newer than that comes from
+    # a source that lags (the seed LIST against kopf's watch, kopf's stream against the sweep's LIST,
+    # a create's ADDED after its rollback) and must not bring the object back.
+    _gone: OrderedDict[str, tuple[int, float]] = field(default_factory=OrderedDict)
     # What non-terminal tasks and outstanding offers hold, per agent and per framework and role.
     holdings: Holdings = field(default_factory=Holdings)
 
@@ -167,17 +185,33 @@ class Cache:
             self.holdings.set("offers", key, self.offers.get(key))
 
     def _fresh(self, kind: str, body: dict) -> bool:
-        """Drop events older than what we hold (the seed LIST and kopf's watch may interleave)."""
+        """Drop events older than what we hold (the seed LIST and kopf's watch may interleave), or
+        than the object's deletion (tombstones)."""
         meta = body.get("metadata") or {}
-        try:
-            rv = int(meta.get("resourceVersion") or 0)
-        except ValueError:
-            return True
+        rv = resource_version(body)
         k = f"{kind}:{meta.get('name') if kind == 'node' else key_of(body)}"
         if rv and self._versions.get(k, 0) > rv:
             return False
+        if (gone := self._gone.get(k)) is not None:
+            if rv <= gone[0]:
+                return False
+            del self._gone[k]
         self._versions[k] = rv
         return True
+
+    def bury(self, vkey: str, rv: int) -> None:
+        """Remember that the object `vkey` ("kind:key") was gone at `rv` (call with the lock held)."""
+        if not rv:
+            return
+        now = time.monotonic()
+        if (old := self._gone.get(vkey)) is None or old[0] < rv:
+            self._gone[vkey] = (rv, now)
+            self._gone.move_to_end(vkey)
+        while self._gone:
+            first = next(iter(self._gone))
+            if now - self._gone[first][1] <= TOMBSTONE_SECONDS:
+                break
+            del self._gone[first]
 
     # ---- nodes and pods
     def upsert_node(self, body: dict) -> bool:
@@ -193,10 +227,11 @@ class Cache:
             self.holdings.touch(info.name)
             return True
 
-    def delete_node(self, name: str) -> None:
+    def delete_node(self, name: str, rv: int = 0) -> None:
         with self.lock:
             self.nodes.pop(name, None)
             self._versions.pop(f"node:{name}", None)
+            self.bury(f"node:{name}", rv)
             self.holdings.touch(name)
 
     def upsert_pod(self, body: dict, ours: bool) -> str | None:
@@ -219,13 +254,14 @@ class Cache:
                 self._claim("tasks", key)  # its task holds on its agent until its pod shows or ends
             return old.node if old is not None and (usage is None or usage.node != old.node) else None
 
-    def delete_pod(self, key: str, ours: bool = False) -> str | None:
+    def delete_pod(self, key: str, ours: bool = False, rv: int = 0) -> str | None:
         """The node the pod held resources on, if any."""
         with self.lock:
             old = self.pods.get(key)
             self._drop_pod_usage(key)
             self.pod_bodies.pop(key, None)
             self._versions.pop(f"pod:{key}", None)
+            self.bury(f"pod:{key}", rv)
             if ours:  # before the claim: pod_ended reads them
                 self.pods_seen.add(key)
             if old is not None or ours:
@@ -263,10 +299,11 @@ class Cache:
                 self.assumed[store].discard(key)
                 self._claim(store, key)
 
-    def delete(self, store: str, key: str) -> None:
+    def delete(self, store: str, key: str, rv: int = 0) -> None:
         with self.lock:
             getattr(self, store).pop(key, None)
             self._versions.pop(f"{store}:{key}", None)
+            self.bury(f"{store}:{key}", rv)
             self.assumed[store].discard(key)
             self._claim(store, key)
 
@@ -292,22 +329,16 @@ class Cache:
     def ghosts(self, kind: str, list_rv: str, listed: Mapping[str, str]) -> list[dict]:
         """What the cache holds of `kind` (a watch's plural) that a LIST at `list_rv` no longer has and
         no event newer than that LIST touched: deleted while the watch was away, which a re-list
-        never reports. As DELETED event bodies, for the handlers; objects the master is creating
-        (assumed) are not ghosts. Versions of objects it no longer holds are dropped too."""
+        never reports. As DELETED event bodies (with the version held), for the handlers; objects
+        the master is creating (assumed) are not ghosts. Versions of objects it no longer holds
+        are dropped too. Deliver each only while `still_ghost` (the cache may move on meanwhile)."""
         try:
             at = int(list_rv)
         except ValueError:
             return []
-        prefix = {"nodes": "node", "pods": "pod", "mesosroles": "roles"}.get(kind, kind)
+        prefix = _PREFIX.get(kind, kind)
         with self.lock:
-            if kind == "nodes":
-                held: dict[str, dict] = {k: {"metadata": {"name": k}} for k in self.nodes}
-            elif kind == "pods":
-                held = {k: _stub(k) for k in self.pods}
-                held.update(self.pod_bodies)
-            else:
-                name = "roles" if kind == "mesosroles" else kind
-                held = {k: b for k, b in getattr(self, name).items() if k not in self.assumed[name]}
+            held = self._held(kind)
             gone = []
             for vkey in [v for v in self._versions if v.startswith(prefix + ":")]:
                 key = vkey[len(prefix) + 1 :]
@@ -315,9 +346,38 @@ class Cache:
                     continue
                 del self._versions[vkey]  # an object the cache no longer holds, gone from the API
             for key, body in held.items():
-                if key not in listed and self._versions.get(f"{prefix}:{key}", 0) <= at:
-                    gone.append(copy.deepcopy(body))
+                version = self._versions.get(f"{prefix}:{key}", 0)
+                if key not in listed and version <= at:
+                    ghost = copy.deepcopy(body)
+                    ghost["metadata"]["resourceVersion"] = str(version)
+                    gone.append(ghost)
             return gone
+
+    def still_ghost(self, kind: str, key: str, list_rv: str) -> bool:
+        """Whether `key` is still held as the ghost `ghosts` found: no newer version came meanwhile.
+        Call with the lock held, and deliver its DELETED under it."""
+        if kind == "nodes":
+            held = key in self.nodes
+        elif kind == "pods":
+            held = key in self.pods or key in self.pod_bodies
+        else:
+            name = "roles" if kind == "mesosroles" else kind
+            held = key in getattr(self, name) and key not in self.assumed[name]
+        return held and self._versions.get(f"{_PREFIX.get(kind, kind)}:{key}", 0) <= int(list_rv)
+
+    def bury_ghost(self, kind: str, key: str, list_rv: str) -> None:
+        """After a ghost's DELETED: events up to the LIST's version are older than its deletion."""
+        self.bury(f"{_PREFIX.get(kind, kind)}:{key}", int(list_rv))
+
+    def _held(self, kind: str) -> dict[str, dict]:
+        if kind == "nodes":
+            return {k: {"metadata": {"name": k}} for k in self.nodes}
+        if kind == "pods":
+            held = {k: _stub(k) for k in self.pods}
+            held.update(self.pod_bodies)
+            return held
+        name = "roles" if kind == "mesosroles" else kind
+        return {k: b for k, b in getattr(self, name).items() if k not in self.assumed[name]}
 
     def is_assumed(self, store: str, key: str) -> bool:
         with self.lock:

@@ -79,6 +79,7 @@ def closed_at(offer: dict, now: float) -> float:
 
 
 NOT_FROM_MASTER = "REASON_NOT_FROM_MASTER"
+CLOCK_SKEW_ALLOWANCE = 5.0  # seconds between a replica's clock and the API server's, at most
 
 
 class Provenance:
@@ -95,12 +96,13 @@ class Provenance:
         self._lock = threading.Lock()
 
     def trust_made_before(self, when: float) -> None:
-        """A replica that begins to lead at `when` trusts what was created before then as an earlier
-        master's, as it trusts everything its cache holds then (Engine.mark_all): the old leader's
-        last Offers and Tasks can reach its watch after the takeover. creationTimestamp has
-        whole seconds, so an object created up to a second after `when` is trusted too."""
+        """A replica that begins to lead at `when` (its clock) trusts what was created before then
+        as an earlier master's, as it trusts everything its cache holds then (Engine.mark_all):
+        the old leader's last Offers and Tasks can reach its watch after the takeover.
+        creationTimestamp is the API server's clock, in whole seconds: CLOCK_SKEW_ALLOWANCE more
+        keeps a replica whose clock is behind from refusing them again."""
         with self._lock:
-            self._made_before = max(self._made_before, when)
+            self._made_before = max(self._made_before, when + CLOCK_SKEW_ALLOWANCE)
 
     def expect(self, key: str) -> None:
         with self._lock:

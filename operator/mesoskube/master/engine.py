@@ -59,6 +59,7 @@ MIN_ALLOCATION_GAP = 0.05
 # (bench/results/latency.md): ~1,000 steps a minute, and the master at 0.30 of a core against 0.20
 # before the pipelining, on a machine whose API server and kwok wait for CPU.
 PIPELINED_SWEEP_GAP = 0.2
+WATCHED_KINDS = ("nodes", "pods", "frameworks", "offers", "tasks", "mesosroles")  # handlers.register
 
 
 @dataclass
@@ -319,6 +320,7 @@ class Engine:
                     self.provenance.made(obj)  # an earlier master's
         for obj in w.list_roles():  # type: ignore[attr-defined]
             self.cache.upsert("roles", obj)
+        self.ghosts.after_seed(WATCHED_KINDS)
         self.mark_all()
         self.poll_leases(force=True)
         self.ready.set()

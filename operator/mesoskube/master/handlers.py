@@ -16,7 +16,7 @@ import kopf
 
 from mesoskube import API_GROUP
 from mesoskube.master import trace
-from mesoskube.master.cache import Cache, key_of
+from mesoskube.master.cache import Cache, key_of, resource_version
 from mesoskube.master.engine import Engine
 from mesoskube.master.objects import is_task_pod
 
@@ -37,15 +37,18 @@ class Handlers:
         shown = self.shown[kind]
         if event_type == "DELETED":
             shown.discard(key)
-        elif event_type or key not in shown:
+        elif event_type:
             shown.add(key)
+        elif key not in shown:  # the first listing: the sweep after the seed waits for its end
+            shown.add(key)
+            self.engine.ghosts.listing(kind)
         else:
             self.engine.relisted(kind)
 
     def node(self, event_type: str, body: dict) -> None:
         name = body["metadata"]["name"]
         if event_type == "DELETED":
-            self.cache.delete_node(name)
+            self.cache.delete_node(name, resource_version(body))
             self.engine.agent_removed(name)
         elif self.cache.upsert_node(body):
             self.engine.request_allocation([name])
@@ -54,7 +57,7 @@ class Handlers:
         key = key_of(body)
         ours = is_task_pod(body, self.engine.settings.schedulerName)
         if event_type == "DELETED":
-            freed = self.cache.delete_pod(key, ours=ours)
+            freed = self.cache.delete_pod(key, ours=ours, rv=resource_version(body))
         else:
             freed = self.cache.upsert_pod(body, ours=ours)
         if ours:
@@ -64,7 +67,7 @@ class Handlers:
 
     def role(self, event_type: str, body: dict) -> None:
         if event_type == "DELETED":
-            self.cache.delete("roles", body["metadata"]["name"])
+            self.cache.delete("roles", body["metadata"]["name"], resource_version(body))
         else:
             self.cache.upsert("roles", body)
         self.engine.request_allocation()
@@ -77,7 +80,7 @@ class Handlers:
                 self.engine.offer_deleted(key, body)
             elif store == "tasks":
                 self.engine.task_deleted(key)
-            self.cache.delete(store, key)
+            self.cache.delete(store, key, resource_version(body))
             agent = (body.get("spec") or {}).get("agent")
             self.engine.request_allocation([agent] if agent else None)
             return

@@ -10,6 +10,9 @@ not seen); once those events have been quiet for RELIST_QUIET, one metadata-only
 is compared with the cache, and what the cache holds that the LIST lacks, untouched by any event
 newer than the LIST, is delivered to the handlers as DELETED (Cache.ghosts).
 
+The same sweep runs once per kind after the seed LIST, when kopf's first listing has gone quiet:
+the seed and that listing are two snapshots, and an object deleted between them would stay.
+
 Not covered: a re-list that shows no object kopf had shown before (every object of the kind
 deleted during the gap) gives no sign; those ghosts stay until the next re-list that does.
 """
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
@@ -49,6 +52,20 @@ class GhostSweep:
         with self._lock:
             self.relisting[kind] = self.clock()
 
+    def after_seed(self, kinds: Iterable[str]) -> None:
+        """The seed LIST and kopf's first listing are two snapshots: an object deleted between them,
+        or whose DELETED came before the seed's older copy, would stay forever. One sweep of each
+        kind once kopf's first listing of it has gone quiet (`listing`) settles it."""
+        with self._lock:
+            for kind in kinds:
+                self.relisting[kind] = self.clock()
+
+    def listing(self, kind: str) -> None:
+        """An event of kopf's first listing of `kind`: a sweep pending for it waits until it ends."""
+        with self._lock:
+            if kind in self.relisting:
+                self.relisting[kind] = self.clock()
+
     def next_due_in(self, now: float) -> float | None:
         with self._lock:
             pending = [at + RELIST_QUIET - now for k, at in self.relisting.items() if k not in self.running]
@@ -75,26 +92,38 @@ class GhostSweep:
 
     def sweep(self, kind: str) -> None:
         try:
-            list_rv, listed = self.writer.list_versions(kind, self.namespace)
-        except Exception as e:  # tried again once its quiet period has passed again
-            log.warning("the LIST of %s after its re-list failed (%s); retrying", kind, e)
+            self._sweep(kind)
+        except Exception:  # tried again once its quiet period has passed again, never silently
+            log.warning("the sweep of %s after its re-list failed; retrying", kind, exc_info=True)
             with self._lock:
                 self.relisting.setdefault(kind, self.clock())
-            return
         finally:
             with self._lock:
                 self.running.discard(kind)
-        ghosts = self.cache.ghosts(kind, list_rv, listed)
-        names = ", ".join(_name(b) for b in ghosts[:10]) + (" ..." if len(ghosts) > 10 else "")
+
+    def _sweep(self, kind: str) -> None:
+        list_rv, listed = self.writer.list_versions(kind, self.namespace)
+        found = self.cache.ghosts(kind, list_rv, listed)
+        gone = []
+        for body in found:
+            key = _name(body)
+            # Re-checked and delivered under the cache's lock: kopf's thread may have shown a newer
+            # object of that name meanwhile, which must not be deleted; events no newer than the
+            # LIST are older than the deletion afterwards (a tombstone).
+            with self.cache.lock:
+                if not self.cache.still_ghost(kind, key, list_rv):
+                    continue
+                self.deliver(kind, body)
+                self.cache.bury_ghost(kind, key, list_rv)
+            gone.append(key)
+            metrics.relist_ghosts.labels(kind=kind).inc()
+        names = ", ".join(gone[:10]) + (" ..." if len(gone) > 10 else "")
         log.info(
             "%s re-listed by the watch: %d deleted meanwhile%s",
             kind,
-            len(ghosts),
-            f" ({names})" if ghosts else "",
+            len(gone),
+            f" ({names})" if gone else "",
         )
-        for body in ghosts:
-            metrics.relist_ghosts.labels(kind=kind).inc()
-            self.deliver(kind, body)
 
 
 def _name(body: dict) -> str:

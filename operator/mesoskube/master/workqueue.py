@@ -104,6 +104,16 @@ class WorkQueue:
             self._dirty.discard(key)  # the retry covers whatever the add wanted
             self._add_after_locked(key, self.backoff(failures))
 
+    def retry(self, key: Hashable) -> None:
+        """A failure of work on `key` done outside the queue (the key was not taken with `get`): back
+        after its backoff, counted as a failure; a worker holding the key keeps its hold."""
+        with self._lock:
+            failures = self._failures.get(key, 0)
+            self._failures[key] = failures + 1
+            self._add_after_locked(key, self.backoff(failures))
+        if self.on_ready:
+            self.on_ready()
+
     def forget(self, key: Hashable) -> None:
         with self._lock:
             self._failures.pop(key, None)

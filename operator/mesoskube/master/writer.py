@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from mesoskube import API_GROUP, API_VERSION
@@ -72,7 +73,7 @@ def _translate(fn):
             return fn(*args, **kwargs)
         except ApiException as e:
             raise ApiError(int(e.status or 0), str(e.reason or "")) from e
-        except (OSError, TimeoutError) as e:  # urllib3's errors derive from these
+        except (OSError, TimeoutError, urllib3.exceptions.HTTPError) as e:  # transport: retriable
             raise ApiError(0, f"{type(e).__name__}: {e}") from e
 
     wrapped.__name__ = fn.__name__
