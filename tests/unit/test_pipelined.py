@@ -352,3 +352,33 @@ def test_pipelined_steps_walk_the_cluster_at_most_once_per_sweep_gap() -> None:
     assert ran == ["health", "housekeep"] * 2
     assert e.allocation_gap == PIPELINED_SWEEP_GAP
     assert Rig().engine.allocation_gap == MIN_ALLOCATION_GAP  # steps that wait for their writes
+
+
+def test_a_rolled_back_tasks_late_added_event_does_not_bring_it_back() -> None:
+    """Review: a Task an accept created and rolled back can still be shown by the watch (its ADDED
+    after the rollback). Taken as current, it held its name: the accept's retry counted it as
+    already launched and never created it again (an accepted task never created)."""
+    rig, pool = rig_with_offers("n1")
+    offer = rig.offer_on("n1")
+    created: list[dict] = []
+    create = rig.api.create
+
+    def recording_create(plural, ns, body):
+        made = create(plural, ns, body)
+        if plural == "tasks":
+            created.append(made)
+        return made
+
+    rig.api.create = recording_create
+    rig.api.fail("create:tasks", ApiError(503, "Unavailable"))  # t1 refused, t2 made and rolled back
+    rig.accept(offer, task_info("t1"), task_info("t2"))
+    rig.watch()
+    rig.step()
+    pool.run_all()
+    assert rig.api.objects["tasks"] == {} and [b["metadata"]["name"] for b in created] == ["t2"]
+    rig.handlers.event("tasks", "ADDED", created[0])  # the watch shows its create, late
+    assert "ns/t2" not in rig.cache.tasks
+    rig.step(advance=rig.engine.answer_queue.backoff(0))
+    pool.run_all()
+    rig.watch()
+    assert {t for t in ("ns/t1", "ns/t2") if rig.api.get("pods", t)} == {"ns/t1", "ns/t2"}
