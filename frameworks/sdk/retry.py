@@ -1,8 +1,9 @@
 """Retries of the driver's writes (answers, kills, revives, lease renewals) on transient errors.
 
 Transient: the request may not have reached etcd, and asking again may work: a reset or refused
-connection, a urllib3 ProtocolError, a timeout, HTTP 429 and 5xx. Everything else (400, 403, 404,
-409, 422, ...) is an answer and goes back to the caller at once.
+connection, a urllib3 ProtocolError, a timeout, HTTP 429 and 5xx, and the 422 a restarted API
+server gives while its admission policies cannot find their param kind yet. Everything else (400,
+403, 404, 409, 422, ...) is an answer and goes back to the caller at once.
 
 Asking again can meet our own earlier attempt: a create the server applied before the connection
 dropped answers 409 on the retry. The caller says, per call, which errors on a *retry* mean "already
@@ -40,8 +41,16 @@ class Applied:
 APPLIED = Applied()
 
 
+# A restarted kube-apiserver answers this (422) to every request an admission policy with a
+# paramKind judges, until it has rediscovered the param's CRD (seconds): not an answer about the
+# request, which will pass once it has.
+POLICY_NOT_READY = "failed to configure policy"
+
+
 def is_transient(e: BaseException) -> bool:
     if isinstance(e, ApiException):
+        if e.status == 422 and POLICY_NOT_READY in str(e.body or ""):
+            return True
         return not e.status or e.status in TRANSIENT_STATUS  # status 0: no HTTP answer at all
     # ProtocolError, MaxRetryError, ReadTimeoutError, NewConnectionError are urllib3 HTTPErrors.
     return isinstance(e, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError)

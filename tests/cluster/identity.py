@@ -161,3 +161,29 @@ def bind_framework_role(kube: Kube, namespace: str, *service_accounts: str) -> N
     ]
     kube.rbac.create_namespaced_role(namespace, role)
     kube.rbac.create_namespaced_role_binding(namespace, binding)
+
+
+def wait_param_policies_resolve(kube: Kube, namespace: str, timeout: float = 60) -> None:
+    """A restarted kube-apiserver refuses, for a while, every request its admission policies with a
+    `paramKind` evaluate ("failed to configure policy: failed to find resource referenced by
+    paramKind": it has not rediscovered the MesosRole CRD yet). Wait until a dry-run Framework
+    naming a role is judged again, so the next test does not meet that."""
+    probe = {
+        "apiVersion": "mesoskube.io/v1alpha1",
+        "kind": "Framework",
+        "metadata": {"name": "policy-probe"},
+        "spec": {"roles": ["*"]},
+    }
+
+    def judged() -> bool:
+        try:
+            kube.custom.create_namespaced_custom_object(
+                "mesoskube.io", "v1alpha1", namespace, "frameworks", probe, dry_run="All"
+            )
+        except ApiException as e:
+            return "failed to configure policy" not in (e.body or "")
+        return True
+
+    eventually(
+        judged, timeout=timeout, interval=0.2, what="the restarted API server's policies judging again"
+    )

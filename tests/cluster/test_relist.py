@@ -11,6 +11,7 @@ import json
 import urllib.request
 
 from mesoskube import API_GROUP, metrics
+from tests.cluster.identity import wait_param_policies_resolve
 from tests.cluster.mesos import RawFramework
 from tests.helpers import eventually
 
@@ -42,6 +43,7 @@ def test_an_offer_deleted_while_the_watch_was_away_is_swept_and_its_agent_offere
         ),
     )
     assert deleted == [1]
+    wait_param_policies_resolve(kube, namespace)  # else the next tests' Frameworks are refused
     # The master learns of it only through its sweep: a new Offer on n1, the old one gone from its cache.
     again = eventually(
         lambda: [o for o in fw.offers() if o["spec"]["agent"] == n1 and o["metadata"]["name"] != ghost],

@@ -81,3 +81,35 @@ def test_rate_limiter_spends_the_burst_then_waits_one_token_period() -> None:
 def test_rate_limiter_off_at_qps_zero() -> None:
     lim = RateLimiter(qps=0, burst=1, sleep=lambda s: (_ for _ in ()).throw(AssertionError("slept")))
     assert all(lim.wait() == 0.0 for _ in range(100))
+
+
+class FailingKube:
+    """Every create fails with `error` (no API server)."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def create(self, *a, **kw):
+        raise self.error
+
+
+def test_what_the_writer_retries_a_policy_not_ready_and_a_transport_error_but_not_a_refusal() -> None:
+    import pytest
+    import urllib3
+    from kubernetes.client.exceptions import ApiException
+
+    from mesoskube.master.writer import ApiError
+
+    not_ready = ApiException(status=422, reason="Unprocessable Entity")
+    # What a restarted kube-apiserver answers for seconds, to the master's writes as to any other.
+    not_ready.body = (
+        "ValidatingAdmissionPolicy 'mesoskube-master-metadata' denied request: failed to configure "
+        "policy: failed to find resource referenced by paramKind: 'mesoskube.io/v1alpha1, Kind=Framework'"
+    )
+    refused = ApiException(status=422, reason="Unprocessable Entity")
+    refused.body = "spec.resources.cpus: Invalid value"
+    dropped = urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError())
+    for error, retriable in ((not_ready, True), (refused, False), (dropped, True)):
+        with pytest.raises(ApiError) as raised:
+            KubeWriter(FailingKube(error)).create("tasks", "ns", {})
+        assert raised.value.retriable is retriable, (error, raised.value)

@@ -49,6 +49,17 @@ def flaky(errors: list[BaseException], result: object = "ok"):
     return fn, calls
 
 
+def policy_not_ready() -> ApiException:
+    e = ApiException(status=422, reason="Unprocessable Entity")
+    e.body = (
+        '{"kind":"Status","message":"frameworks.mesoskube.io \\"fw\\" is forbidden: '
+        "ValidatingAdmissionPolicy 'rbac-mesoskube-role-access' denied request: failed to configure "
+        "policy: failed to find resource referenced by paramKind: 'mesoskube.io/v1alpha1, "
+        'Kind=MesosRole\'","code":422}'
+    )
+    return e
+
+
 @pytest.mark.parametrize(
     "error",
     [
@@ -60,6 +71,8 @@ def flaky(errors: list[BaseException], result: object = "ok"):
         api_error(503),
         ApiException(status=0, reason="no response"),
         urllib3.exceptions.ReadTimeoutError(None, "/", "timed out"),
+        # Seen after a kube-apiserver restart, for seconds, on every Framework create and answer.
+        policy_not_ready(),
     ],
 )
 def test_transient_errors_are_retried_with_growing_backoff(error):

@@ -67,11 +67,19 @@ def delete_pod_quietly(writer: Writer, namespace: str, name: str) -> None:
             raise
 
 
+# A restarted kube-apiserver answers this (422) to every request an admission policy with a
+# paramKind judges, until it has rediscovered the param's CRD (seconds after its start). It says
+# nothing about the request: retried as the 503 it is.
+POLICY_NOT_READY = "failed to configure policy"
+
+
 def _translate(fn):
     def wrapped(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except ApiException as e:
+            if e.status == 422 and POLICY_NOT_READY in str(e.body or ""):
+                raise ApiError(503, "admission policies not ready (failed to configure policy)") from e
             raise ApiError(int(e.status or 0), str(e.reason or "")) from e
         except (OSError, TimeoutError, urllib3.exceptions.HTTPError) as e:  # transport: retriable
             raise ApiError(0, f"{type(e).__name__}: {e}") from e
