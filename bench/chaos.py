@@ -709,16 +709,21 @@ def main(argv: list[str] | None = None) -> int:
                  renew_deadline=args.renew_deadline, retry_period=args.retry_period,
                  replica_log_level=args.replica_log_level)  # fmt: skip
     cluster = LocalCluster(cfg.cluster)
+    started = not cluster.is_running()  # a control plane started here is stopped here
     cluster.up()
-    kubeconfig = str(cluster.kubeconfig)
-    install_crds(Kube.connect(kubeconfig))
-    results = []
-    for run in range(cfg.runs):
-        kube = Kube.connect(kubeconfig)
-        result = Chaos(cfg, cluster, kube, kubeconfig, run).run()
-        log.info("run %d: %s", run, {d: getattr(result, d) for d in DEFECTS})
-        results.append(result)
-        write(cfg, results, Path(args.out))
+    try:
+        kubeconfig = str(cluster.kubeconfig)
+        install_crds(Kube.connect(kubeconfig))
+        results = []
+        for run in range(cfg.runs):
+            kube = Kube.connect(kubeconfig)
+            result = Chaos(cfg, cluster, kube, kubeconfig, run).run()
+            log.info("run %d: %s", run, {d: getattr(result, d) for d in DEFECTS})
+            results.append(result)
+            write(cfg, results, Path(args.out))
+    finally:
+        if started:
+            cluster.down()
     print(markdown(cfg, results))
     return 1 if any(getattr(r, d) for r in results for d in DEFECTS) else 0
 
