@@ -36,6 +36,7 @@ from mesoskube.api.models import DEFAULT_ROLE, FrameworkPhase
 from mesoskube.master.builders import offer_manifest
 from mesoskube.master.cache import Cache, NodeInfo, format_time
 from mesoskube.master.contract import Provenance
+from mesoskube.master.failurelog import FailureLog
 from mesoskube.master.holdings import from_milli, milli
 from mesoskube.master.objects import ns_name, role_policy
 from mesoskube.master.taints import framework_tolerations
@@ -91,6 +92,7 @@ class AllocationCycle:
     def __post_init__(self) -> None:
         self.port_ranges = self.settings.port_ranges()
         self._in_flight = 0
+        self.failures = FailureLog(log)
         # The agents' views, kept between cycles: the cache names the agents that changed.
         self._changed = self.cache.subscribe_agents()
         self._primed = False
@@ -338,7 +340,7 @@ class AllocationCycle:
         try:
             created = self.writer.create("offers", body["metadata"]["namespace"], body)
         except Exception as e:  # forget the assumption: the agent is free again for the next cycle
-            log.warning("offer %s on %s not created: %s", key, agent, e)
+            self.failures.failed("offer creates", "offer %s on %s not created: %s", key, agent, e)
             self.provenance.abandon(key)
             self.cache.forget("offers", key)
             self.request([agent])
@@ -346,6 +348,7 @@ class AllocationCycle:
         finally:
             with self.lock:
                 self._in_flight -= 1
+        self.failures.succeeded("offer creates")
         created.setdefault("status", {})
         self.provenance.made(created, key)
         self.cache.upsert("offers", created)

@@ -24,6 +24,7 @@ from mesoskube.master.builders import task_manifest
 from mesoskube.master.cache import Cache, format_time, key_of, parse_time, resource_version
 from mesoskube.master.contract import Provenance, ignore_foreign_offer, parse_answer, refuse_invalid_answer
 from mesoskube.master.events import EventRecorder
+from mesoskube.master.failurelog import FailureLog
 from mesoskube.master.objects import framework_key, ns_name, offer_phase, task_state
 from mesoskube.master.tasksync import TaskSync
 from mesoskube.master.validation import check_accept
@@ -75,6 +76,7 @@ class AnswerHandling:
     # the same task cannot both pass.
     launch_lock: threading.Lock = field(default_factory=threading.Lock)
     dirty_lock: threading.Lock = field(default_factory=threading.Lock)
+    failures: FailureLog = field(default_factory=lambda: FailureLog(log))
 
     def process_answers(self, now: float) -> None:
         self._apply_lost_accepts(now)
@@ -103,10 +105,13 @@ class AnswerHandling:
             if self.bulk_delete:
                 try:
                     self.writer.delete_collection("offers", ns, SWEEP_SELECTOR)
+                    self.failures.succeeded("declined-offer sweeps")
                     continue
                 except ApiError as e:
                     if e.status not in (400, 403, 404, 405):
-                        log.warning("deleting declined offers in %s failed: %s", ns, e.reason)
+                        self.failures.failed(
+                            "declined-offer sweeps", "deleting declined offers in %s failed: %s", ns, e.reason
+                        )
                         with self.dirty_lock:
                             self.sweep[ns] |= keys
                         continue

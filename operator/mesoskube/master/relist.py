@@ -118,7 +118,9 @@ class GhostSweep:
             gone.append(key)
             metrics.relist_ghosts.labels(kind=kind).inc()
         names = ", ".join(gone[:10]) + (" ..." if len(gone) > 10 else "")
-        log.info(
+        # Deletions the watch missed are worth an operator's eye; a sweep that found none is not.
+        log.log(
+            logging.WARNING if gone else logging.INFO,
             "%s re-listed by the watch: %d deleted meanwhile%s",
             kind,
             len(gone),
