@@ -683,7 +683,8 @@ def markdown(cfg: Config, results: list[RunResult]) -> str:
             )
         if r.relists:
             lines.append(
-                f"  - watches re-listed (swept): {r.relists}; found deleted meanwhile: {r.relist_ghosts}"
+                f"  - re-list sweeps logged (at WARNING: those that found deletions the watch missed): "
+                f"{r.relists}; objects found deleted: {r.relist_ghosts}"
             )
     return "\n".join(lines) + "\n"
 
