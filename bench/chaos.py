@@ -298,6 +298,8 @@ class RunResult:
     # work, so it runs twice.
     ran_but_reported_failed: int = 0
     leadership_lost: int = 0  # renew deadline passed (the leader exited 1 and was restarted)
+    # TASK_ERROR Tasks at the end, by reason and message (the five most common).
+    task_errors: dict[str, int] = field(default_factory=dict)
     # Why replicas exited 1, from their logs; "unexplained" counts exits 1 with no known cause.
     exit_reasons: dict[str, int] = field(default_factory=dict)
     # Watches re-listed (after a 410) and what their sweep found deleted meanwhile, by kind (relist.py).
@@ -550,6 +552,14 @@ class Chaos:
         r.status_updates_missed = len(missed)
         fw = self.kube.get("frameworks", self.namespace, "chaos")
         r.framework_torn_down = (fw.get("status") or {}).get("phase") == "TornDown"
+        # Launches the master refused (TASK_ERROR, no pod): the framework hears of them and launches
+        # the work again, so no defect counter sees them; why they were refused, by reason.
+        refused = Counter(
+            f"{t['status'].get('reason')}: {(t['status'].get('message') or '')[:160]}"
+            for t in tasks.values()
+            if (t.get("status") or {}).get("state") == "TASK_ERROR"
+        )
+        r.task_errors = dict(refused.most_common(5))
         r.details = {
             "duplicate_pods": (dup + wrong_owner)[:20],
             "pods_without_task": orphans[:20],
@@ -674,6 +684,8 @@ def markdown(cfg: Config, results: list[RunResult]) -> str:
         lines.append(f"- run {r.run}: " + "; ".join(r.events))
         if r.task_states:
             lines.append(f"  - Task states at the end: {r.task_states}; ends counted: {r.framework_ended}")
+        if r.task_errors:
+            lines.append(f"  - launches refused (TASK_ERROR), by reason: {json.dumps(r.task_errors)}")
         bad = {k: v for k, v in r.details.items() if v}
         if bad:
             lines.append(f"  - examples: {json.dumps(bad)}")

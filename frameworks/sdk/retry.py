@@ -41,15 +41,15 @@ class Applied:
 APPLIED = Applied()
 
 
-# A restarted kube-apiserver answers this (422) to every request an admission policy with a
-# paramKind judges, until it has rediscovered the param's CRD (seconds): not an answer about the
-# request, which will pass once it has.
-POLICY_NOT_READY = "failed to configure policy"
+# What a kube-apiserver answers for some seconds after its start, about itself, not the request
+# (422 from an admission policy with a paramKind until it has rediscovered the param's CRD; 403
+# from NamespaceLifecycle admission until its informers synced): it passes once the server is ready.
+NOT_READY = ((422, "failed to configure policy"), (403, "not yet ready to handle request"))
 
 
 def is_transient(e: BaseException) -> bool:
     if isinstance(e, ApiException):
-        if e.status == 422 and POLICY_NOT_READY in str(e.body or ""):
+        if any(e.status == status and words in str(e.body or "") for status, words in NOT_READY):
             return True
         return not e.status or e.status in TRANSIENT_STATUS  # status 0: no HTTP answer at all
     # ProtocolError, MaxRetryError, ReadTimeoutError, NewConnectionError are urllib3 HTTPErrors.

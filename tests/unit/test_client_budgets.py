@@ -109,7 +109,18 @@ def test_what_the_writer_retries_a_policy_not_ready_and_a_transport_error_but_no
     refused = ApiException(status=422, reason="Unprocessable Entity")
     refused.body = "spec.resources.cpus: Invalid value"
     dropped = urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError())
-    for error, retriable in ((not_ready, True), (refused, False), (dropped, True)):
+    # NamespaceLifecycle admission of a kube-apiserver just started (make chaos: 275 pod creates).
+    starting = ApiException(status=403, reason="Forbidden")
+    starting.body = (
+        '{"kind":"Status","message":"pods \\"t1\\" is forbidden: not yet ready to handle request"}'
+    )
+    forbidden = ApiException(status=403, reason="Forbidden")
+    forbidden.body = '{"kind":"Status","message":"pods is forbidden: User \\"x\\" cannot create resource"}'
+    cases = ((not_ready, True), (refused, False), (dropped, True), (starting, True), (forbidden, False))
+    for error, retriable in cases:
         with pytest.raises(ApiError) as raised:
             KubeWriter(FailingKube(error)).create("tasks", "ns", {})
         assert raised.value.retriable is retriable, (error, raised.value)
+    with pytest.raises(ApiError) as raised:
+        KubeWriter(FailingKube(forbidden)).create("tasks", "ns", {})
+    assert raised.value.message == 'pods is forbidden: User "x" cannot create resource'  # the server's words

@@ -575,3 +575,19 @@ def test_a_new_leader_offers_at_once_before_working_through_what_the_old_one_lef
     standby.settle()
     assert standby.state("ns/t1") == "TASK_FINISHED"
     assert standby.task("ns/t2")["spec"]["agent"] == "n2"  # the accept the old leader left, launched
+
+
+def test_a_pod_the_api_server_refuses_is_task_error_with_the_servers_words() -> None:
+    """TASK_ERROR said only "Forbidden"; the framework is told why (the API server's message)."""
+    rig = Rig()
+    rig.node("n1")
+    rig.framework()
+    rig.step()
+    rig.watch()
+    why = 'pods "t1" is forbidden: exceeded quota: compute, requested: cpu=1, limited: cpu=0'
+    rig.api.fail("create:pods", ApiError(403, "Forbidden", why))
+    rig.accept(rig.offer_on("n1"), task_info("t1"))
+    rig.settle()
+    t = rig.task("ns/t1")
+    assert t["status"]["state"] == "TASK_ERROR" and t["status"]["reason"] == "REASON_POD_REJECTED"
+    assert t["status"]["message"] == f"the API server refused the pod: Forbidden: {why}"

@@ -60,6 +60,15 @@ def policy_not_ready() -> ApiException:
     return e
 
 
+def namespace_lifecycle_not_ready() -> ApiException:
+    e = ApiException(status=403, reason="Forbidden")
+    e.body = (
+        '{"kind":"Status","message":"offers.mesoskube.io \\"o\\" is forbidden: '
+        'not yet ready to handle request"}'
+    )
+    return e
+
+
 @pytest.mark.parametrize(
     "error",
     [
@@ -73,6 +82,7 @@ def policy_not_ready() -> ApiException:
         urllib3.exceptions.ReadTimeoutError(None, "/", "timed out"),
         # Seen after a kube-apiserver restart, for seconds, on every Framework create and answer.
         policy_not_ready(),
+        namespace_lifecycle_not_ready(),
     ],
 )
 def test_transient_errors_are_retried_with_growing_backoff(error):

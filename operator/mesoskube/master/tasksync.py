@@ -232,7 +232,11 @@ class TaskSync:
                     key,
                     task,
                     TaskUpdate(
-                        TaskState.ERROR, "REASON_POD_REJECTED", f"the API server refused the pod: {e.reason}"
+                        TaskState.ERROR,
+                        "REASON_POD_REJECTED",
+                        f"the API server refused the pod: {e.reason}: {e.message}"
+                        if e.message
+                        else f"the API server refused the pod: {e.reason}",
                     ),
                     now,
                 )

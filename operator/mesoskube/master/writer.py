@@ -8,6 +8,7 @@ reset connection, a read timeout), so they decide on statuses without knowing th
 
 from __future__ import annotations
 
+import json
 from typing import Protocol
 
 import urllib3
@@ -24,9 +25,10 @@ LEASE_POLL_TIMEOUT = 5.0
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, reason: str = "") -> None:
+    def __init__(self, status: int, reason: str = "", message: str = "") -> None:
         super().__init__(f"{status} {reason}".strip())
-        self.status, self.reason = status, reason
+        # message: the API server's own words (its Status), for what a framework is told
+        self.status, self.reason, self.message = status, reason, message
 
     @property
     def retriable(self) -> bool:
@@ -67,10 +69,19 @@ def delete_pod_quietly(writer: Writer, namespace: str, name: str) -> None:
             raise
 
 
-# A restarted kube-apiserver answers this (422) to every request an admission policy with a
-# paramKind judges, until it has rediscovered the param's CRD (seconds after its start). It says
-# nothing about the request: retried as the 503 it is.
-POLICY_NOT_READY = "failed to configure policy"
+# What a kube-apiserver answers for some seconds after its start, about itself, not the request:
+# retried as the 503 it is. 422 from an admission policy with a paramKind until it has
+# rediscovered the param's CRD; 403 from NamespaceLifecycle admission until its informers synced
+# (seen in make chaos: 275 pod creates of one run refused "Forbidden" after a restart).
+NOT_READY = ((422, "failed to configure policy"), (403, "not yet ready to handle request"))
+
+
+def status_message(e: ApiException) -> str:
+    """The message of the API server's Status in an error's body (its reason, else)."""
+    try:
+        return str(json.loads(e.body or "{}").get("message") or e.reason or "")
+    except (ValueError, AttributeError):
+        return str(e.body or e.reason or "")[:500]
 
 
 def _translate(fn):
@@ -78,9 +89,10 @@ def _translate(fn):
         try:
             return fn(*args, **kwargs)
         except ApiException as e:
-            if e.status == 422 and POLICY_NOT_READY in str(e.body or ""):
-                raise ApiError(503, "admission policies not ready (failed to configure policy)") from e
-            raise ApiError(int(e.status or 0), str(e.reason or "")) from e
+            message = status_message(e)
+            if any(e.status == status and words in str(e.body or "") for status, words in NOT_READY):
+                raise ApiError(503, f"the API server is not ready yet ({message})", message) from e
+            raise ApiError(int(e.status or 0), str(e.reason or ""), message) from e
         except (OSError, TimeoutError, urllib3.exceptions.HTTPError) as e:  # transport: retriable
             raise ApiError(0, f"{type(e).__name__}: {e}") from e
 
