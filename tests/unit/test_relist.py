@@ -81,13 +81,8 @@ def test_the_first_listing_sweeps_nothing() -> None:
 
 
 def test_a_node_deleted_while_the_watch_was_away_is_removed_and_its_tasks_lost() -> None:
-    rig = Rig()
-    rig.node("n1")
-    rig.node("n2")
-    rig.framework()
-    rig.step()
-    rig.watch()
-    rig.accept(rig.offer_on("n1"), task_info("t1"))
+    rig, o1, _o2 = rig_with_two_offers()
+    rig.accept(o1, task_info("t1"))
     rig.settle()
     rig.run_pod("ns/t1")
     rig.settle()
