@@ -25,6 +25,8 @@ import tenacity
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
+from mesoskube.kube import not_ready
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -41,15 +43,9 @@ class Applied:
 APPLIED = Applied()
 
 
-# What a kube-apiserver answers for some seconds after its start, about itself, not the request
-# (422 from an admission policy with a paramKind until it has rediscovered the param's CRD; 403
-# from NamespaceLifecycle admission until its informers synced): it passes once the server is ready.
-NOT_READY = ((422, "failed to configure policy"), (403, "not yet ready to handle request"))
-
-
 def is_transient(e: BaseException) -> bool:
     if isinstance(e, ApiException):
-        if any(e.status == status and words in str(e.body or "") for status, words in NOT_READY):
+        if not_ready(e.status, str(e.body or "")):  # the server's state, not the request's (kube.py)
             return True
         return not e.status or e.status in TRANSIENT_STATUS  # status 0: no HTTP answer at all
     # ProtocolError, MaxRetryError, ReadTimeoutError, NewConnectionError are urllib3 HTTPErrors.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,30 @@ from urllib.parse import urlsplit
 from kubernetes import client, config
 
 from mesoskube import API_GROUP, API_VERSION, metrics
+
+# What the API server answers for some seconds about itself or a namespace, not about the request,
+# which passes once it is ready (retried as transient by the master's writer and the SDK):
+# - 422 from an admission policy with a paramKind, until a restarted server has rediscovered the
+#   param's CRD;
+# - 403 from NamespaceLifecycle admission, until a restarted server's informers synced;
+# - 403 from ServiceAccount admission for a pod in a namespace whose `default` ServiceAccount the
+#   controller-manager has not made yet (make chaos: the first pods of a fresh namespace, up to 275
+#   launches of one run refused "Forbidden"). A missing ServiceAccount of another name is not:
+#   nothing will make it.
+NOT_READY: tuple[tuple[int, re.Pattern[str]], ...] = (
+    (422, re.compile("failed to configure policy")),
+    (403, re.compile("not yet ready to handle request")),
+    (
+        403,
+        re.compile(
+            r'error looking up service account [^/]+/default: serviceaccount \\?"default\\?" not found'
+        ),
+    ),
+)
+
+
+def not_ready(status: int | None, body: str) -> bool:
+    return any(status == code and words.search(body) for code, words in NOT_READY)
 
 
 class RateLimiter:

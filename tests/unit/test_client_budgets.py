@@ -116,7 +116,26 @@ def test_what_the_writer_retries_a_policy_not_ready_and_a_transport_error_but_no
     )
     forbidden = ApiException(status=403, reason="Forbidden")
     forbidden.body = '{"kind":"Status","message":"pods is forbidden: User \\"x\\" cannot create resource"}'
-    cases = ((not_ready, True), (refused, False), (dropped, True), (starting, True), (forbidden, False))
+    # A fresh namespace before the controller-manager made its `default` ServiceAccount (make chaos);
+    # a ServiceAccount of another name that does not exist is the framework's error.
+    no_default_sa = ApiException(status=403, reason="Forbidden")
+    no_default_sa.body = (
+        '{"message":"pods \\"t000001\\" is forbidden: error looking up service account '
+        'chaos-c9-b69f3/default: serviceaccount \\"default\\" not found"}'
+    )
+    no_other_sa = ApiException(status=403, reason="Forbidden")
+    no_other_sa.body = no_default_sa.body.replace("/default", "/spark").replace(
+        '\\"default\\"', '\\"spark\\"'
+    )
+    cases = (
+        (not_ready, True),
+        (refused, False),
+        (dropped, True),
+        (starting, True),
+        (forbidden, False),
+        (no_default_sa, True),
+        (no_other_sa, False),
+    )
     for error, retriable in cases:
         with pytest.raises(ApiError) as raised:
             KubeWriter(FailingKube(error)).create("tasks", "ns", {})

@@ -15,7 +15,7 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from mesoskube import API_GROUP, API_VERSION
-from mesoskube.kube import Kube
+from mesoskube.kube import Kube, not_ready
 from mesoskube.master import LABEL_FRAMEWORK
 
 # Statuses worth retrying: the request may succeed later unchanged. Others (400, 403, 409, 422) will not.
@@ -69,13 +69,6 @@ def delete_pod_quietly(writer: Writer, namespace: str, name: str) -> None:
             raise
 
 
-# What a kube-apiserver answers for some seconds after its start, about itself, not the request:
-# retried as the 503 it is. 422 from an admission policy with a paramKind until it has
-# rediscovered the param's CRD; 403 from NamespaceLifecycle admission until its informers synced
-# (seen in make chaos: 275 pod creates of one run refused "Forbidden" after a restart).
-NOT_READY = ((422, "failed to configure policy"), (403, "not yet ready to handle request"))
-
-
 def status_message(e: ApiException) -> str:
     """The message of the API server's Status in an error's body (its reason, else)."""
     try:
@@ -90,7 +83,7 @@ def _translate(fn):
             return fn(*args, **kwargs)
         except ApiException as e:
             message = status_message(e)
-            if any(e.status == status and words in str(e.body or "") for status, words in NOT_READY):
+            if not_ready(e.status, str(e.body or "")):  # the server's state, not the request's
                 raise ApiError(503, f"the API server is not ready yet ({message})", message) from e
             raise ApiError(int(e.status or 0), str(e.reason or ""), message) from e
         except (OSError, TimeoutError, urllib3.exceptions.HTTPError) as e:  # transport: retriable
