@@ -207,7 +207,9 @@ class Kube:
             )
             data = resp.read()
             if not 200 <= resp.status < 300:
-                raise client.ApiException(status=resp.status, reason=resp.reason)
+                error = client.ApiException(status=resp.status, reason=resp.reason)
+                error.body = data.decode(errors="replace")  # the server's Status: its message, why
+                raise error
             got = json.loads(data)
             yield got
             token = (got.get("metadata") or {}).get("continue")
