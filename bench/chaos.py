@@ -555,7 +555,7 @@ class Chaos:
         # Launches the master refused (TASK_ERROR, no pod): the framework hears of them and launches
         # the work again, so no defect counter sees them; why they were refused, by reason.
         refused = Counter(
-            f"{t['status'].get('reason')}: {(t['status'].get('message') or '')[:160]}"
+            f"{t['status'].get('reason')}: {refusal_kind(t['status'].get('message') or '')}"
             for t in tasks.values()
             if (t.get("status") or {}).get("state") == "TASK_ERROR"
         )
@@ -592,6 +592,12 @@ def relist_sweeps(logs: list[str]) -> tuple[dict[str, int], dict[str, int]]:
             relists[kind] = relists.get(kind, 0) + 1
             ghosts[kind] = ghosts.get(kind, 0) + int(n)
     return relists, ghosts
+
+
+def refusal_kind(message: str) -> str:
+    """A refusal's message without the names in quotes (the pod's, the task's), so that one cause
+    counts once, not once per pod."""
+    return re.sub(r'"[^"]*"', '"…"', message)[:160]
 
 
 def exit_reasons(logs: list[str], exits: list[list]) -> dict[str, int]:
