@@ -47,6 +47,45 @@ def test_accept_launches_a_task_whose_pod_completes_and_resources_return(kube, n
     assert again["spec"]["resources"]["cpus"] == 4 and again["spec"]["resources"]["mem"] == 8192
 
 
+def test_a_pod_of_another_namespace_placed_after_the_start_takes_its_agents_resources(
+    kube, namespace, fake_nodes, master
+):
+    """The test's master is confined to its namespace; the pods on its agents come from any. A pod
+    it did not launch, created after its start in another namespace, takes its share of the agent:
+    the offer made before is rescinded and the next is what is left. (It used to watch pods of its
+    own namespace only, so such a pod was never seen and the agent stayed offered whole.)"""
+    (node,) = fake_nodes(1, "cpu=8,memory=16Gi")
+    master()
+    fw = RawFramework.subscribe(kube, namespace, "fw")
+    (offer,) = fw.wait_offers(1)
+    other = f"{namespace}-other"
+    kube.core.create_namespace({"metadata": {"name": other}})
+    try:
+        kube.core.create_namespaced_pod(
+            other,
+            {
+                "metadata": {"name": "intruder"},
+                "spec": {
+                    "nodeName": node,
+                    "tolerations": [{"operator": "Exists"}],
+                    "containers": [
+                        {"name": "c", "image": "busybox", "resources": {"requests": {"cpu": "6"}}}
+                    ],
+                },
+            },
+        )
+        rescinded = eventually(
+            lambda: [o for o in fw.offers("Rescinded") if o["metadata"]["name"] == offer["metadata"]["name"]],
+            what="the whole agent's offer rescinded",
+        )
+        assert rescinded[0]["status"]["reason"] == "REASON_RESOURCES_TAKEN"
+        (again,) = fw.wait_offers(1)
+        assert again["spec"]["resources"]["cpus"] == 2
+    finally:
+        with contextlib.suppress(ApiException):
+            kube.core.delete_namespace(other)
+
+
 def test_accept_beyond_the_offer_is_task_error_and_launches_nothing(kube, namespace, fake_nodes, master):
     fake_nodes(1, "cpu=2,memory=4Gi")
     master()

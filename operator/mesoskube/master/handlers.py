@@ -20,6 +20,8 @@ from mesoskube.master.cache import Cache, key_of, resource_version
 from mesoskube.master.engine import Engine
 from mesoskube.master.objects import is_task_pod
 
+NAMESPACED_CRDS = frozenset({"frameworks", "offers", "tasks"})
+
 
 @dataclass
 class Handlers:
@@ -95,6 +97,11 @@ class Handlers:
 
     def event(self, kind: str, event_type: str, body: dict) -> None:
         """`event_type` "" is a listing event (kopf's type None)."""
+        # kopf watches every namespace (runner.py): a master confined to one namespace still sees
+        # every pod on its agents, and reads only that namespace's Frameworks, Offers and Tasks.
+        ns = self.engine.settings.namespace
+        if ns and kind in NAMESPACED_CRDS and body["metadata"].get("namespace") != ns:
+            return
         self._note(kind, event_type, body)
         if kind == "nodes":
             self.node(event_type, body)

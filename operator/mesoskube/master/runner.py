@@ -211,8 +211,11 @@ class Master:
             identity=self.identity,  # not kopf's default: see __post_init__
             settings=kopf_settings(self.settings),
             standalone=True,
-            clusterwide=not self.settings.namespace,
-            namespaces=[self.settings.namespace] if self.settings.namespace else [],
+            # Every namespace, even for a master confined to one (`namespace`): the pods on its
+            # agents come from any namespace (DaemonSets, other masters' tasks), and a watch of its
+            # own namespace alone left the others' as the start-up LIST saw them. Handlers ignores
+            # the Frameworks, Offers and Tasks of other namespaces.
+            clusterwide=True,
             liveness_endpoint=None,  # probes.py serves /healthz and /readyz on healthPort
             # A threading.Event stop flag is awaited in an executor thread that asyncio.run then joins
             # on exit.
