@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
 from mesoskube.allocator import allocate
 from mesoskube.allocator.snapshot import Agent, AllocatorConfig, FrameworkView, Snapshot, SorterKind
+from mesoskube.master.allocation import OFFER_BACKOFF_BASE, OFFER_BACKOFF_MAX
 from mesoskube.resources import Resources
 from tests.unit.enginerig import Rig
 
@@ -96,9 +99,53 @@ def test_an_offer_is_assumed_in_the_cache_and_forgotten_when_its_create_fails() 
     rig.framework()  # subscribed, and the cycle right after tries to offer n1
     assert rig.api.names("offers") == set() and rig.cache.offers == {}
     assert rig.engine.allocation.offers_in_flight == 0
-    rig.step(advance=0.1)  # the failure asked for a cycle over n1 again
+    rig.step(advance=OFFER_BACKOFF_BASE)  # the failure asked for a cycle over n1 again
     assert [o["spec"]["agent"] for o in rig.offers().values()] == ["n1"]
     assert not rig.cache.assumed["offers"], "the watch's copy replaced the assumed one"
+
+
+def test_failed_offer_creates_hold_the_next_cycles_back_doubling_until_a_create_succeeds() -> None:
+    """Defect: during an outage the failed agents came back as candidates of the next event cycle,
+    every 0.2 s, up to maxOffersPerFramework creates per framework each time."""
+    from mesoskube.master.writer import ApiError
+
+    rig = Rig(allocationInterval=10)
+    rig.node("n1")
+    rig.node("n2")
+    rig.api.fail("create:offers", ApiError(503, "ServiceUnavailable"), times=6)  # three cycles' worth
+    a = rig.engine.allocation
+
+    def creates() -> int:
+        return sum(1 for call in rig.api.calls if call[0] == "create:offers")
+
+    rig.framework()  # cycle 1: both creates fail, one hold for the cycle (not one per create)
+    start = rig.clock()
+    assert creates() == 2 and a.held_until == start + OFFER_BACKOFF_BASE
+    assert rig.engine.next_wake_in() == pytest.approx(OFFER_BACKOFF_BASE)  # the loop sleeps, not spins
+    rig.step(advance=OFFER_BACKOFF_BASE / 2)
+    assert creates() == 2, "held"
+    rig.step(advance=OFFER_BACKOFF_BASE / 2)  # cycle 2 fails: the hold doubles
+    assert creates() == 4 and a.held_until == rig.clock() + 2 * OFFER_BACKOFF_BASE
+    rig.step(advance=OFFER_BACKOFF_BASE)
+    assert creates() == 4, "held"
+    rig.step(advance=OFFER_BACKOFF_BASE)  # cycle 3 fails: doubles again
+    assert creates() == 6 and a.held_until == rig.clock() + 4 * OFFER_BACKOFF_BASE
+    rig.step(advance=4 * OFFER_BACKOFF_BASE)  # cycle 4: the API answers again
+    assert sorted(o["spec"]["agent"] for o in rig.offers().values()) == ["n1", "n2"]
+    assert a.held_until == 0.0
+
+
+def test_the_hold_after_failed_offer_creates_is_capped() -> None:
+    from mesoskube.master.writer import ApiError
+
+    rig = Rig(allocationInterval=10)
+    rig.node("n1")
+    rig.api.fail("create:offers", ApiError(503, "ServiceUnavailable"), times=12)
+    rig.framework()
+    a = rig.engine.allocation
+    for _ in range(11):
+        rig.step(advance=OFFER_BACKOFF_MAX)
+    assert a.held_until - rig.clock() == OFFER_BACKOFF_MAX
 
 
 class DeferredPool:

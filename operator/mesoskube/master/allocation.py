@@ -49,6 +49,12 @@ RefusalFilters = dict[tuple[str, str], tuple[float, Resources | None]]
 
 log = logging.getLogger("mesoskube.master")
 _NONE = Resources()
+# After a cycle whose Offer creates failed, no cycle runs for this long, doubling with each such
+# cycle in a row: during an API server outage (or its 429s and 503s) the failed agents came back as
+# candidates of the next event-triggered cycle, up to maxOffersPerFramework creates per framework
+# every PIPELINED_SWEEP_GAP. Reset by the first create that succeeds.
+OFFER_BACKOFF_BASE = 0.25
+OFFER_BACKOFF_MAX = 4.0
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,9 @@ class AllocationCycle:
         self._unoffered: dict[str, str] = {}  # matching nodes not offerable now -> why
         self._cluster = [0, 0, 0, 0]  # the views' totals, milli-units (holdings.py)
         self.refreshed = 0  # agents the last snapshot rebuilt
+        self.held_until = 0.0  # no cycle before this (engine clock): Offer creates failing
+        self._failed_cycles = 0  # cycles in a row with a failed Offer create
+        self._last_failed_cycle = 0
 
     @property
     def offers_in_flight(self) -> int:
@@ -263,7 +272,10 @@ class AllocationCycle:
         return Agent(node.name, total, available, MappingProxyType(node.labels), node.taints)
 
     def allocate(self, now: float) -> None:
-        """One cycle: snapshot -> allocate -> write, each stage timed."""
+        """One cycle: snapshot -> allocate -> write, each stage timed; none while Offer creates
+        back off (the requests wait for it)."""
+        if now < self.held_until:
+            return
         started = time.perf_counter()
         with self.lock:
             full = (
@@ -302,9 +314,9 @@ class AllocationCycle:
                 with self.lock:
                     self._in_flight += 1
                 if self.offer_pool is None:
-                    self._create_offer(body, d.agent)
+                    self._create_offer(body, d.agent, self.cycle, now)
                 else:
-                    self.offer_pool.submit(self._create_offer, body, d.agent)
+                    self.offer_pool.submit(self._create_offer, body, d.agent, self.cycle, now)
         done = time.perf_counter()
         kind = "sweep" if full else "candidates"
         metrics.allocation_stage.labels(stage="snapshot", kind=kind).observe(t_snap - started)
@@ -321,6 +333,17 @@ class AllocationCycle:
             self.cycle, kind, len(snap.agents), len(decisions), passed, self.refreshed
         )
 
+    def _back_off(self, cycle: int, decided_at: float) -> None:
+        """Hold the next cycles back after this one's failed create (once per cycle, however many
+        of its creates failed: they fail together when the API server does)."""
+        with self.lock:
+            if cycle == self._last_failed_cycle:
+                return
+            self._last_failed_cycle = cycle
+            self._failed_cycles += 1
+            hold = min(OFFER_BACKOFF_MAX, OFFER_BACKOFF_BASE * 2 ** min(self._failed_cycles - 1, 8))
+            self.held_until = max(self.held_until, decided_at + hold)
+
     def _offer_body(
         self, d: OfferDecision, fw: dict | None, attributes: dict, expires: str | None
     ) -> dict | None:
@@ -334,7 +357,7 @@ class AllocationCycle:
         body["metadata"]["namespace"] = ns
         return body
 
-    def _create_offer(self, body: dict, agent: str) -> None:
+    def _create_offer(self, body: dict, agent: str, cycle: int, decided_at: float) -> None:
         key = f"{body['metadata']['namespace']}/{body['metadata']['name']}"
         self.provenance.expect(key)  # before the create: a framework may answer before it returns
         try:
@@ -343,11 +366,15 @@ class AllocationCycle:
             self.failures.failed("offer creates", "offer %s on %s not created: %s", key, agent, e)
             self.provenance.abandon(key)
             self.cache.forget("offers", key)
+            self._back_off(cycle, decided_at)
             self.request([agent])
             return
         finally:
             with self.lock:
                 self._in_flight -= 1
+        with self.lock:
+            self._failed_cycles = 0
+            self.held_until = 0.0
         self.failures.succeeded("offer creates")
         created.setdefault("status", {})
         self.provenance.made(created, key)

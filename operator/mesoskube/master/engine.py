@@ -402,11 +402,12 @@ class Engine:
     def next_wake_in(self) -> float:
         now = self.clock()
         a = self.allocation
-        waits = [a.last_full_allocation + self.settings.allocationInterval - now, STATUS_INTERVAL]
+        allocation = a.last_full_allocation + self.settings.allocationInterval - now
+        if a.allocation_requested:
+            allocation = min(allocation, a.last_allocation + self.allocation_gap - now)
+        waits = [max(allocation, a.held_until - now), STATUS_INTERVAL]  # held: Offer creates failing
         if (relisted := self.ghosts.next_due_in(now)) is not None:
             waits.append(relisted)
-        if a.allocation_requested:
-            waits.append(a.last_allocation + self.allocation_gap - now)
         for q in (self.task_queue, self.answer_queue, self.framework_queue):
             if (w := q.next_ready_in()) is not None:
                 waits.append(w)
