@@ -238,3 +238,21 @@ def test_pass_over_reasons_are_counted_in_the_metric() -> None:
         "no_eligible_framework": 1,
         "agent_not_ready": 1,
     }
+
+
+def test_a_framework_subscribing_just_after_a_cycle_gets_its_offers_without_the_pipelined_gap() -> None:
+    """A subscription asks for a cycle after MIN_ALLOCATION_GAP, not the pipelined engine's 0.2 s
+    between event-triggered cycles: time to first offer is what a framework's user waits for."""
+    from mesoskube.master.engine import MIN_ALLOCATION_GAP, PIPELINED_SWEEP_GAP
+    from tests.unit.test_pipelined import ManualPool
+
+    rig = Rig(allocationInterval=10, work_pool=ManualPool())
+    rig.node("n1")
+    rig.node("n2")
+    rig.framework("a")  # subscribed; the cycle right after offers it both agents
+    assert len(rig.offers("a")) == 2
+    a_cycles = rig.engine.cycle
+    rig.clock.advance(2 * MIN_ALLOCATION_GAP)  # well inside the pipelined gap
+    rig.framework("b")
+    assert 2 * MIN_ALLOCATION_GAP < PIPELINED_SWEEP_GAP
+    assert rig.engine.cycle == a_cycles + 1, "the subscription's cycle ran at once"

@@ -87,6 +87,9 @@ class AllocationCycle:
     lock: threading.Lock = field(default_factory=threading.Lock)
     allocation_requested: bool = True
     full_allocation_requested: bool = True
+    # A framework asked for offers (subscribed, revived, lifted suppress): the next cycle comes
+    # after MIN_ALLOCATION_GAP, not the pipelined engine's longer gap for event-triggered cycles.
+    prompt_requested: bool = False
     candidates: set[str] = field(default_factory=set)  # agents an event-triggered cycle looks at
     cycle: int = 0
     sweeps: int = 0  # cycles over every agent (tests wait for these instead of sleeping)
@@ -119,14 +122,16 @@ class AllocationCycle:
         with self.lock:
             return self._in_flight
 
-    def request(self, agents: Iterable[str] | None = None) -> None:
-        """Ask for a cycle: over `agents` only (resources freed there), or over all of them."""
+    def request(self, agents: Iterable[str] | None = None, prompt: bool = False) -> None:
+        """Ask for a cycle: over `agents` only (resources freed there), or over all of them;
+        `prompt` when a framework asked for offers."""
         with self.lock:
             if agents is None:
                 self.full_allocation_requested = True
             else:
                 self.candidates.update(agents)
             self.allocation_requested = True
+            self.prompt_requested = self.prompt_requested or prompt
         self.wake()
 
     def snapshot(
@@ -285,6 +290,7 @@ class AllocationCycle:
             candidates, self.candidates = self.candidates, set()
             self.allocation_requested = False
             self.full_allocation_requested = False
+            self.prompt_requested = False
         self.last_allocation = now
         if full:
             self.last_full_allocation = now

@@ -277,9 +277,10 @@ class Engine:
     def killing(self) -> set[str]:
         return self.tasks.killing
 
-    def request_allocation(self, agents: Iterable[str] | None = None) -> None:
-        """Ask for an allocation: over `agents` only (resources freed there), or over all of them."""
-        self.allocation.request(agents)
+    def request_allocation(self, agents: Iterable[str] | None = None, prompt: bool = False) -> None:
+        """Ask for an allocation: over `agents` only (resources freed there), or over all of them;
+        `prompt` when a framework asked for offers (allocation_gap says why it matters)."""
+        self.allocation.request(agents, prompt)
 
     # The allocation part's state, read by the loop and by tests.
     @property
@@ -480,8 +481,13 @@ class Engine:
 
     @property
     def allocation_gap(self) -> float:
-        """The least time between event-triggered allocation cycles (PIPELINED_SWEEP_GAP says why)."""
-        return MIN_ALLOCATION_GAP if self.work_pool is None else PIPELINED_SWEEP_GAP
+        """The least time between event-triggered allocation cycles (PIPELINED_SWEEP_GAP says why).
+        A framework asking for offers (a subscription, a revive: rare, and the wait is what its user
+        sees as time to the first offer) waits only MIN_ALLOCATION_GAP: a second framework that
+        subscribed within 0.2 s of a cycle waited up to 0.2 s for its offers."""
+        if self.work_pool is None or self.allocation.prompt_requested:
+            return MIN_ALLOCATION_GAP
+        return PIPELINED_SWEEP_GAP
 
     def process_queue(self, queue: WorkQueue, work: Callable[[Hashable], None]) -> None:
         """Run `work` for every ready key of `queue`, each key's outcome reported with `done`:

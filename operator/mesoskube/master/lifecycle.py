@@ -44,7 +44,7 @@ class FrameworkLifecycle:
     filters: dict  # the allocation part's refusal filters, shared
     rescind_offers: Callable[..., int]
     kill: Callable[[dict], None]
-    request_allocation: Callable[[Iterable[str] | None], None]
+    request_allocation: Callable[..., None]  # (agents=None, prompt=False)
     run_all: Callable[[Callable, Iterable], list]
     liveness: LeaseLiveness  # framework heartbeats, judged by the master's observed time
     monotonic: Callable[[], float]  # the clock liveness counts on, never compared with timestamps
@@ -195,7 +195,7 @@ class FrameworkLifecycle:
                 "Subscribed",
                 f"framework {name} subscribed with roles {', '.join(spec.get('roles') or [DEFAULT_ROLE])}",
             )
-            self.request_allocation()
+            self.request_allocation(None, prompt=True)
             return
         if phase == FrameworkPhase.TORN_DOWN.value:
             return
@@ -222,7 +222,7 @@ class FrameworkLifecycle:
             if not lapsed:
                 self._patch_fw_status(key, {"phase": FrameworkPhase.SUBSCRIBED.value, "disconnectedAt": None})
                 self.events.normal(fw, "Reregistered", "heartbeat resumed within the failover timeout")
-                self.request_allocation()
+                self.request_allocation(None, prompt=True)
                 return
             since = parse_time(status.get("disconnectedAt")) or now
             if now - since >= float(spec.get("failoverTimeoutSeconds") or 0):
@@ -237,7 +237,7 @@ class FrameworkLifecycle:
             for k in [k for k in self.filters if k[0] == key]:
                 del self.filters[k]
             self._patch_fw_status(key, {"observedRevive": revive})
-            self.request_allocation()
+            self.request_allocation(None, prompt=True)
         reconcile = spec.get("reconcile")
         if reconcile and reconcile.get("id") != status.get("observedReconcile"):
             self._patch_fw_status(
@@ -253,7 +253,7 @@ class FrameworkLifecycle:
         if self.seen_generation.get(key) != generation:
             self.seen_generation[key] = generation
             if not spec.get("suppress"):
-                self.request_allocation()
+                self.request_allocation(None, prompt=True)
 
     def reconcile_answer(self, ns: str, framework: str, task_ids: list[str] | None) -> list[dict]:
         with self.cache.lock:
