@@ -135,6 +135,39 @@ def test_failed_offer_creates_hold_the_next_cycles_back_doubling_until_a_create_
     assert a.held_until == 0.0
 
 
+def test_an_offer_the_api_server_refuses_for_good_holds_no_other_agent_back() -> None:
+    """A 422 (an agent's labels the Offer schema refuses, say) is that Offer's trouble, not the API
+    server's: no hold, and that agent waits for the interval's sweep, not the next event cycle."""
+    from mesoskube.master.writer import ApiError
+
+    rig = Rig(allocationInterval=10)
+    rig.node("n1")
+    rig.node("n2")
+    rig.api.fail("create:offers", ApiError(422, "Invalid"))
+    rig.framework()  # one of the two creates is refused
+    a = rig.engine.allocation
+    assert a.held_until == 0.0 and len(rig.offers()) == 1
+    assert not a.allocation_requested
+
+
+def test_a_late_success_of_an_earlier_cycle_does_not_lift_a_later_cycles_hold() -> None:
+    from mesoskube.master.writer import ApiError
+
+    rig = Rig(allocationInterval=10)
+    rig.node("n1")
+    a = rig.engine.allocation
+    a.offer_pool = pool = DeferredPool()
+    rig.framework()  # cycle 1 decides an offer on n1; its create waits in the pool
+    early = pool.pending.pop()
+    rig.node("n2")
+    rig.api.fail("create:offers", ApiError(503, "ServiceUnavailable"))
+    rig.step(advance=0.1)  # cycle 2: n2's create fails
+    pool.run()
+    assert a.held_until > rig.clock()
+    early[0](*early[1])  # cycle 1's create succeeds only now
+    assert a.held_until > rig.clock(), "an older success says nothing about the API server now"
+
+
 def test_the_hold_after_failed_offer_creates_is_capped() -> None:
     from mesoskube.master.writer import ApiError
 

@@ -20,6 +20,8 @@ def test_a_framework_of_another_namespace_is_neither_subscribed_nor_offered() ->
 
 
 def test_a_pod_of_another_namespace_on_an_agent_takes_its_resources() -> None:
+    """The filter drops custom resources only: a pod from any namespace counts on its agent. (That
+    kopf delivers such pods at all is test_runner's and the cluster test's.)"""
     rig = Rig(namespace="ns")
     rig.node("n1", cpus=8)
     rig.handlers.event("pods", "ADDED", foreign_pod("n1", 6))  # namespace "other", after the start

@@ -109,3 +109,22 @@ def test_the_http_api_and_pods_framework_start_only_once_the_replica_leads_and_s
     t.join(5)
     assert m.lost.is_set() and stopped == ["pods", "http"] and m.pods is None and m.http is None
     m.engine.pool.shutdown()
+
+
+def test_a_master_confined_to_a_namespace_has_kopf_watch_every_namespace(monkeypatch):
+    """The pods on its agents come from any namespace; kopf watched only the master's own, so the
+    others' stayed as the start-up LIST saw them (Handlers drops other namespaces' custom resources)."""
+    import asyncio
+
+    import kopf
+
+    seen: dict = {}
+
+    async def operator(**kwargs):
+        seen.update(kwargs)
+
+    monkeypatch.setattr(kopf, "operator", operator)
+    m = master(namespace="team-a")
+    asyncio.run(m.operator())
+    assert seen["clusterwide"] is True and not seen.get("namespaces")
+    m.engine.pool.shutdown()

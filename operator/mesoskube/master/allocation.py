@@ -40,7 +40,7 @@ from mesoskube.master.failurelog import FailureLog
 from mesoskube.master.holdings import from_milli, milli
 from mesoskube.master.objects import ns_name, role_policy
 from mesoskube.master.taints import framework_tolerations
-from mesoskube.master.writer import Writer
+from mesoskube.master.writer import ApiError, Writer
 from mesoskube.resources import Resources, subtract_ranges
 from mesoskube.settings import Settings
 
@@ -372,15 +372,24 @@ class AllocationCycle:
             self.failures.failed("offer creates", "offer %s on %s not created: %s", key, agent, e)
             self.provenance.abandon(key)
             self.cache.forget("offers", key)
-            self._back_off(cycle, decided_at)
-            self.request([agent])
+            if not isinstance(e, ApiError) or e.retriable:
+                self._back_off(cycle, decided_at)  # the API server's trouble: every create waits
+                self.request([agent])
+            # Else the Offer itself is refused (a 422 for an agent's labels, a quota's 403): that
+            # one agent is tried again at the interval's sweep, and holds nobody else back.
             return
         finally:
             with self.lock:
                 self._in_flight -= 1
         with self.lock:
-            self._failed_cycles = 0
-            self.held_until = 0.0
+            # A create decided after the last failing cycle went through: the API server answers
+            # again. (An older cycle's success, landing late, says nothing about that.)
+            cleared = self.held_until > 0 and cycle > self._last_failed_cycle
+            if cleared:
+                self._failed_cycles = 0
+                self.held_until = 0.0
+        if cleared:
+            self.wake()
         self.failures.succeeded("offer creates")
         created.setdefault("status", {})
         self.provenance.made(created, key)
