@@ -17,9 +17,17 @@ def _f(x, fmt=".2f") -> str:
     return "-" if x is None or x != x else format(x, fmt)
 
 
-def _split(w: dict) -> tuple[float, float, float]:
-    launch = sum(v for k, v in w.items() if k in LAUNCH_KINDS)
-    status = sum(v for k, v in w.items() if k in STATUS_KINDS)
+def _split(mk: dict) -> tuple[float, float, float]:
+    """(launch client, status client, other) writes per task of a run's mesoskube figures; its
+    "offers_client" says where its master sent the Offer writes (bench.run.offers_client; runs
+    before 2026-12-07 have none: the launch client)."""
+    w = mk.get("writes_by_kind_per_task") or {}
+    offers_client = mk.get("offers_client", "launch")
+    offers = {k for k in w if k.endswith("offers") and not k.startswith("patch")}
+    launch_kinds = set(LAUNCH_KINDS) - (offers if offers_client == "status" else set())
+    status_kinds = set(STATUS_KINDS) | (offers if offers_client == "status" else set())
+    launch = sum(v for k, v in w.items() if k in launch_kinds)
+    status = sum(v for k, v in w.items() if k in status_kinds)
     return launch, status, sum(w.values()) - launch - status
 
 
@@ -36,7 +44,7 @@ def throughput_rows(entries: list[dict]) -> list[str]:
             if not r:
                 continue
             ks, mk = r["kube_scheduler"], r["mesoskube"]
-            launch, status, other = _split(mk.get("writes_by_kind_per_task", {}))
+            launch, status, other = _split(mk)
             slo = "yes" if mk["latency_p99_s"] <= 5 else "no"
             rows.append(
                 f"| {e['nodes']} | {r['client_qps']:g} | {ks['throughput_pods_per_s']:.1f} "
@@ -71,7 +79,7 @@ def same_run_before_after(data: dict) -> list[str]:
             old, new = r.get("mesoskube_before"), r.get("mesoskube")
             if not old or not new:
                 continue
-            lo, ln = _split(old["writes_by_kind_per_task"]), _split(new["writes_by_kind_per_task"])
+            lo, ln = _split(old), _split(new)
             rows.append(
                 f"| {e['nodes']} | {r['client_qps']:g} | {r['kube_scheduler']['throughput_pods_per_s']:.1f} "
                 f"| {old['throughput_pods_per_s']:.1f} | {new['throughput_pods_per_s']:.1f} "
@@ -107,7 +115,7 @@ def separate_before_after() -> list[str]:
         return []
     rows = []
     for label, mk in (("before (commit 9d68e64)", ba["before"]), ("after", ba["after"])):
-        launch, status, _ = _split(mk["writes_by_kind_per_task"])
+        launch, status, _ = _split(mk)
         rows.append(
             f"| {label} | {mk['throughput_pods_per_s']:.1f} "
             f"| {mk['latency_p50_s']:.1f} / {mk['latency_p99_s']:.1f} "
@@ -185,8 +193,8 @@ def before_after(data: dict) -> list[str]:
                 a, b = was[mode], e[mode]
                 am, bm = a["mesoskube"], b["mesoskube"]
                 la, lb = (
-                    _split(a["mesoskube"]["writes_by_kind_per_task"])[0],
-                    _split(b["mesoskube"]["writes_by_kind_per_task"])[0],
+                    _split(a["mesoskube"])[0],
+                    _split(b["mesoskube"])[0],
                 )
                 lines.append(
                     f"| {e['nodes']} | {b['client_qps']:g} | {a['ratio']:.2f} | {b['ratio']:.2f} "
@@ -216,7 +224,8 @@ def writes_table(data: dict) -> list[str]:
         "## The master's writes per launched task, by kind",
         "",
         "Counted until every Task shows TASK_RUNNING. `patch tasks` is the Task status (the bench never"
-        " kills), on the status client with Events; the rest is the launch client.",
+        " kills), on the status client with Events (and the Offer writes, in runs since 2026-12-07);"
+        " the rest is the launch client.",
         "",
         "| nodes | client QPS | " + " | ".join(kinds) + " |",
         "|---|---|" + "---|" * len(kinds),
@@ -262,7 +271,7 @@ def limits(data: dict) -> list[str]:
             if not r:
                 continue
             mk, ks = r["mesoskube"], r["kube_scheduler"]
-            launch, status, _ = _split(mk.get("writes_by_kind_per_task", {}))
+            launch, status, _ = _split(mk)
             q = r["client_qps"]
             ceiling = f"{q / launch:.1f} tasks/s" if q < 1000 and launch else "none: no client limit"
             busy = mk["throttle_wait_s"] / max(1e-9, mk["seconds"])

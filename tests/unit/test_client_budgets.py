@@ -1,5 +1,6 @@
-"""The master's two client budgets: launches (creates, spec patches, deletes) on one client, status
-patches and Events on another (writer.py), and the rate limiter that paces each and reports its wait."""
+"""The master's two client budgets: launches (Task and pod creates, spec patches, deletes) on one
+client, what it tells frameworks (Offers, status patches, Events) on another (writer.py), and the
+rate limiter that paces each and reports its wait."""
 
 from __future__ import annotations
 
@@ -38,20 +39,31 @@ class RecordingKube:
     def delete(self, plural, ns, name):
         self.calls.append((self.name, f"delete {plural}"))
 
+    def delete_collection(self, plural, ns, field_selector):
+        self.calls.append((self.name, f"deletecollection {plural}"))
 
-def test_status_and_events_go_through_the_status_client() -> None:
+
+def test_launches_go_through_the_launch_client_and_messages_to_frameworks_through_the_other() -> None:
     calls: list = []
     w = KubeWriter(RecordingKube("launch", calls), RecordingKube("status", calls))
     w.create("tasks", "ns", {})
     w.patch("tasks", "ns", "t", {"spec": {"kill": True}})
+    w.delete("tasks", "ns", "t")
+    w.patch("frameworks", "ns", "f", {"metadata": {"finalizers": []}})
+    w.create("offers", "ns", {})
     w.delete("offers", "ns", "o")
+    w.delete_collection("offers", "ns", "status.phase=Declined")
     w.patch_status("tasks", "ns", "t", {"status": {"state": "TASK_RUNNING"}})
     w.create_event("ns", {})
     w.patch_role_status("r", {})
     assert calls == [
         ("launch", "create tasks"),
         ("launch", "patch tasks"),
-        ("launch", "delete offers"),
+        ("launch", "delete tasks"),
+        ("launch", "patch frameworks"),
+        ("status", "create offers"),
+        ("status", "delete offers"),
+        ("status", "deletecollection offers"),
         ("status", "status tasks"),
         ("status", "event"),
         ("status", "role status"),

@@ -25,8 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--kube-api-status-qps",
         type=float,
         default=None,
-        help="QPS of the second client, for status patches and Events (default: --kube-api-qps; "
-        "its own rate limiter, as kube-scheduler's Events client)",
+        help="QPS of the second client, for what the master tells frameworks: Offers, status "
+        "patches and Events (default: --kube-api-qps; its own rate limiter, as kube-scheduler's "
+        "Events client)",
     )
     run.add_argument(
         "--kube-api-status-burst", type=int, default=None, help="its burst (default: --kube-api-burst)"
