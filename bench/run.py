@@ -41,7 +41,7 @@ from pathlib import Path
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from bench.synthetic import time_cycle, time_event_cycle
+from bench.synthetic import time_cycle, time_event_cycle, time_status
 from mesoskube.allocator import allocate
 from mesoskube.allocator.snapshot import Agent, FrameworkView, Snapshot
 from mesoskube.api.install import install_crds
@@ -842,6 +842,13 @@ def report(data: dict) -> str:
             f"snapshot {ev['snapshot_s'] * 1000:.2f} ms, allocator {ev['allocator_s'] * 1000:.2f} ms; "
             f"{ev['offers']} offer made.",
         ]
+    if st := data.get("status_round"):
+        lines += [
+            "",
+            f"Status round at {st['nodes']:,} agents x {st['frameworks']} frameworks ({st['tasks']:,} tasks; "
+            "every framework's and role's status and the metrics, every 2 s beside the loop), median of "
+            f"{st['repeats']}: {st['status_s'] * 1000:.1f} ms ({st['status_cpu_s'] * 1000:.1f} ms CPU).",
+        ]
     lines += ["", "## What limits mesoskube here", "", *analysis(data)]
     lines += [*before_after(data, PREVIOUS, "Before and after the engine's rebuild", PREVIOUS_TEXT)]
     lines += [*before_after(data), ""]
@@ -868,6 +875,9 @@ def cycles(data: dict) -> None:
     ev = time_event_cycle(5000, 50)
     data["event_cycle"] = {"nodes": 5000, "frameworks": 50, **ev}
     log(f"event-triggered cycle 5000 x 50: {(ev['snapshot_s'] + ev['allocator_s']) * 1000:.2f} ms")
+    st = time_status(5000, 50)
+    data["status_round"] = {"nodes": 5000, "frameworks": 50, **st}
+    log(f"status round 5000 x 50 ({st['tasks']} tasks): {st['status_s'] * 1000:.1f} ms")
     data["profile"] = profile_allocator(5000, 50)
 
 

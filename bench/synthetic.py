@@ -183,3 +183,17 @@ def time_event_cycle(nodes: int, frameworks: int, repeats: int = 7) -> dict[str,
         agents, offers = len(snap.agents), len(decisions)
     engine.pool.shutdown()
     return {**watch.medians(), "agents": agents, "offers": offers, "repeats": repeats}
+
+
+def time_status(nodes: int, frameworks: int, repeats: int = 5) -> dict[str, float]:
+    """Median seconds of one status round (status.py: every framework's and role's status and the
+    metrics, decided from the cache's running totals; the writes themselves dropped), which runs
+    every STATUS_INTERVAL beside the engine's loop."""
+    engine = _engine(nodes, frameworks)
+    status = engine.status
+    status.run_all = lambda fn, items: list(items)  # type: ignore[method-assign]  (decided, not sent)
+    watch = _Stopwatch()
+    for _ in range(repeats):
+        watch.time("status", status.publish_status, time.time())
+    engine.pool.shutdown()
+    return {**watch.medians(), "tasks": len(engine.cache.tasks), "repeats": repeats}

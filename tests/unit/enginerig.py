@@ -14,7 +14,7 @@ from mesoskube.master.handlers import Handlers
 from mesoskube.master.objects import is_task_pod
 from mesoskube.settings import Settings
 from tests.unit.fakeapi import FakeApi, FakeClock
-from tests.unit.reference.recount import recount
+from tests.unit.reference.recount import recount, recount_tally
 from tests.unit.reference.snapshot import full_snapshot
 
 
@@ -109,6 +109,10 @@ class Rig:
         """Every engine test also checks the incremental totals against a full recount, and the
         kept agent views against a snapshot rebuilt from every task and offer."""
         assert self.cache.holdings.state() == recount(self.cache)
+        tally = self.cache.tally
+        assert {"states": dict(tally.states), "live": dict(tally.live), "finished": tally.finished} == (
+            recount_tally(self.cache)
+        )
         a = self.engine.allocation
         view = a.cache_view()
         full = full_snapshot(self.cache, a.agent_matches, a.port_ranges, {}, 0.0)

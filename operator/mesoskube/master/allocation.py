@@ -196,6 +196,10 @@ class AllocationCycle:
                 total=from_milli(self._cluster),
             )
 
+    def cluster_total(self) -> Resources:
+        """The offerable agents' totals at the last snapshot (hold the cache's lock)."""
+        return from_milli(self._cluster)
+
     def _filters_in_force(
         self, now: float, only: set[str] | None, frameworks: list[str]
     ) -> tuple[Filter, ...]:

@@ -19,6 +19,7 @@ from kubernetes.utils import parse_quantity
 
 from mesoskube.master.holdings import Holdings
 from mesoskube.master.taints import marked_for_deletion, node_taints
+from mesoskube.master.tally import TaskTally
 from mesoskube.resources import Resources, normalize_ranges
 
 MB = 2**20
@@ -167,6 +168,7 @@ class Cache:
     _gone: OrderedDict[str, tuple[int, float]] = field(default_factory=OrderedDict)
     # What non-terminal tasks and outstanding offers hold, per agent and per framework and role.
     holdings: Holdings = field(default_factory=Holdings)
+    tally: TaskTally = field(default_factory=TaskTally)  # the tasks counted, for status (tally.py)
 
     def subscribe_agents(self) -> set[str]:
         """A set that collects the names of agents whose node, pods' usage or held resources
@@ -178,9 +180,9 @@ class Cache:
         if store == "tasks":
             # A Task whose pod ended (or went) holds nothing, whether or not its status says so yet:
             # what ended while nobody led is offered at once by a new leader.
-            self.holdings.set(
-                "tasks", key, self.tasks.get(key), has_pod=key in self.pods or self.pod_ended(key)
-            )
+            task = self.tasks.get(key)
+            self.holdings.set("tasks", key, task, has_pod=key in self.pods or self.pod_ended(key))
+            self.tally.set(key, task)
         elif store == "offers":
             self.holdings.set("offers", key, self.offers.get(key))
 

@@ -231,7 +231,7 @@ class Engine:
         self.poll_leases = self.lifecycle.poll_leases
         self.reconcile_frameworks = self.lifecycle.reconcile_frameworks
         self.status = StatusPublisher(
-            self.writer, self.cache, self.settings, self.agent_matches, self._run_all
+            self.writer, self.cache, self.settings, self.allocation.cluster_total, self._run_all
         )
 
     # ------------------------------------------------------------------ signals from handlers

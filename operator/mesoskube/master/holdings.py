@@ -213,6 +213,16 @@ class Holdings:
     def outstanding(self, framework: str) -> int:
         return self._outstanding.get(framework, 0)
 
+    def by_role(self) -> dict[str, Resources]:
+        """Role -> what every framework's non-terminal tasks and outstanding offers hold there."""
+        acc: dict[str, list[int]] = {}
+        for roles in self._allocated.values():
+            for role, m in roles.items():
+                a = acc.setdefault(role, [0, 0, 0, 0])
+                for i in range(4):
+                    a[i] += m[i]
+        return {role: from_milli(m) for role, m in acc.items()}
+
     def state(self) -> dict:
         """Every total, for tests comparing them with a full recount."""
         return {

@@ -3,9 +3,9 @@ Holdings.state(): the oracle the incremental totals (master/holdings.py) must eq
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 
-from mesoskube.api.models import DEFAULT_ROLE, OfferPhase
+from mesoskube.api.models import DEFAULT_ROLE, OfferPhase, TaskState
 from mesoskube.master.cache import Cache
 from mesoskube.master.objects import framework_key, is_terminal, offer_phase, resources_of
 from mesoskube.resources import Resources
@@ -46,3 +46,19 @@ def recount(cache: Cache) -> dict:
         "allocated": {fw: {role: tuple(m) for role, m in roles.items()} for fw, roles in allocated.items()},
         "outstanding": dict(outstanding),
     }
+
+
+def recount_tally(cache: Cache) -> dict:
+    """The task counts of tally.py from every Task the cache holds, for comparing with its totals."""
+    states: Counter[str] = Counter()
+    live: Counter[str] = Counter()
+    finished: dict[str, set[str]] = defaultdict(set)
+    with cache.lock:
+        for k, t in cache.tasks.items():
+            fw = framework_key(t["metadata"]["namespace"], t["spec"]["framework"])
+            states[(t.get("status") or {}).get("state") or TaskState.STAGING.value] += 1
+            if is_terminal(t):
+                finished[fw].add(k)
+            else:
+                live[fw] += 1
+    return {"states": dict(states), "live": dict(live), "finished": dict(finished)}
