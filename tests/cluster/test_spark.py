@@ -196,7 +196,11 @@ def test_two_apps_in_weighted_roles_share_by_drf(kube, namespace, fake_nodes, ma
         )
     try:
         master()
-        stages = [{"tasks": 200, "seconds": 1.0}]  # far more demand than the 24 cores
+        # Far more demand than the window runs: the window starts once both apps have done 20
+        # tasks, and the framework that subscribed first holds the whole cluster until its tasks
+        # end (as in Mesos, whose allocator offers a framework everything at its registration).
+        # With 200 tasks each, the heavy app once ran out before the light one had done its 20.
+        stages = [{"tasks": 600, "seconds": 1.0}]
         apps = {
             name: spark_app(
                 {"spark.mesos.coarse": "false", "spark.mesos.role": f"{namespace}-{name}"},
@@ -227,7 +231,7 @@ def test_two_apps_in_weighted_roles_share_by_drf(kube, namespace, fake_nodes, ma
             what="six rounds of the cluster's cores run",
         )
         t1 = apps["heavy"].clock()
-        assert all(a.run_state.done_tasks < 200 for a in apps.values()), (
+        assert all(a.run_state.done_tasks < 600 for a in apps.values()), (
             "an app ran out of work in the window"
         )
         held = {n: a.timeline.integrate(t0, t1)[0] / (t1 - t0) for n, a in apps.items()}
