@@ -29,9 +29,9 @@ muts = [
     ),
     (
         "pod-less ports not held",
-        "operator/mesoskube/master/allocation.py",
-        '                        held_ports[spec["agent"]].extend(r.ports)\n',
-        "                        pass\n",
+        "operator/mesoskube/master/holdings.py",
+        "                ports[(store, key)] = claim.resources.ports\n",
+        '                ports[(store, key)] = claim.resources.ports if store != "tasks" else ()\n',
         "test_host_ports_of_a_launched",
     ),
     (
