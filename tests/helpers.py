@@ -62,26 +62,3 @@ def offer_requests(verb: str) -> float:
 
     labels = {"verb": verb, "resource": "offers"}
     return REGISTRY.get_sample_value("mesoskube_api_requests_total", labels) or 0.0
-
-
-def apiserver_requests(kube: Kube, verb: str, resource: str) -> float:
-    """Requests for `resource` with `verb` ("LIST", "WATCH", ...) the API server has served, from
-    every client and in every scope (its apiserver_request_total)."""
-    method, url, headers, body, post = kube.api.param_serialize(
-        "GET", "/metrics", header_params={"Accept": "text/plain"}, auth_settings=["BearerToken"]
-    )
-    resp = kube.api.call_api(
-        method, url, header_params=headers, body=body, post_params=post, _request_timeout=10
-    )
-    text = resp.read().decode()
-    wanted = f'resource="{resource}"'
-    # Only the lines that can match go to the parser: the whole exposition is megabytes.
-    lines = "\n".join(
-        line for line in text.splitlines() if line.startswith("apiserver_request_total{") and wanted in line
-    )
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(lines + "\n")
-        for sample in family.samples
-        if sample.labels.get("verb") == verb and sample.labels.get("resource") == resource
-    )

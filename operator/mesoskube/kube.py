@@ -216,6 +216,10 @@ class Kube:
             if not token:
                 return
 
+    def list_raw(self, path: str) -> list[dict]:
+        """Every object at `path`, as plain dicts (list_pages)."""
+        return [item for got in self.list_pages(path) for item in got.get("items") or []]
+
     def list_versions(self, path: str) -> tuple[str, dict[str, str]]:
         """(the list's resourceVersion, {"ns/name" or "name": resourceVersion}) for every object at
         `path`, read as metadata only: a sweep of a large kind costs names, not bodies."""

@@ -13,7 +13,7 @@ import urllib.request
 from mesoskube import API_GROUP, metrics
 from tests.cluster.identity import wait_param_policies_resolve
 from tests.cluster.mesos import RawFramework
-from tests.helpers import apiserver_requests, eventually
+from tests.helpers import eventually
 
 
 def delete_from_etcd(port: int, key: str) -> int:
@@ -54,29 +54,3 @@ def test_an_offer_deleted_while_the_watch_was_away_is_swept_and_its_agent_offere
     # By the sweep: had the watch shown the deletion after all, this test would prove nothing.
     assert swept._value.get() == before + 1
     assert offers[n2]["metadata"]["name"] in {o["metadata"]["name"] for o in fw.offers()}
-
-
-def test_a_starting_master_fills_its_cache_from_kopfs_listing_alone(kube, namespace, fake_nodes, own_master):
-    """One LIST per kind at start, kopf's own (issue 11): no LIST of the master's to seed its cache,
-    and kopf's first listing is not taken for a re-list (no sweep's LIST after it). A restarted
-    master's cache still holds, before it allocates, what the last one left: the Framework and its
-    Outstanding Offer."""
-    (agent,) = fake_nodes(1, "cpu=2,memory=4Gi")
-    first = own_master()
-    fw = RawFramework.subscribe(kube, namespace, "fw")
-    (offer,) = fw.wait_offers(1)
-    first.stop()
-    kinds = ("frameworks", "offers", "tasks", "mesosroles")
-    before = {k: apiserver_requests(kube, "LIST", k) for k in kinds}
-    second = own_master()  # returns once its cache is synced and its engine has looked at it
-    key = f"{namespace}/{offer['metadata']['name']}"
-    assert key in second.cache.offers and f"{namespace}/fw" in second.cache.frameworks
-    # Every event kopf held back behind its listing has reached the handlers: the index handlers'
-    # copies are matched, and none was taken for a re-list.
-    eventually(lambda: not second.handlers.delivered, timeout=30, what="kopf's held-back events handled")
-    assert not second.engine.ghosts.relisting and not second.engine.ghosts.running
-    after = {k: apiserver_requests(kube, "LIST", k) for k in kinds}
-    assert {k: after[k] - before[k] for k in kinds} == dict.fromkeys(kinds, 1.0)
-    assert [(o["metadata"]["name"], o["spec"]["agent"]) for o in fw.offers()] == [
-        (offer["metadata"]["name"], agent)
-    ]

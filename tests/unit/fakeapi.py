@@ -154,6 +154,23 @@ class FakeApi:
         self._check("list:leases")
         return dict(self.leases)
 
+    # The seed's reads (Engine.seed)
+    def list_nodes(self) -> list[dict]:
+        return [copy.deepcopy(o) for o in self.objects["nodes"].values()]
+
+    def list_pods(self) -> list[dict]:
+        return [copy.deepcopy(o) for o in self.objects["pods"].values()]
+
+    def list(self, plural: str, namespace: str | None) -> list[dict]:
+        return [
+            copy.deepcopy(o)
+            for (ns, _), o in self.objects[plural].items()
+            if not namespace or ns == namespace
+        ]
+
+    def list_roles(self) -> list[dict]:
+        return [copy.deepcopy(o) for o in self.objects["roles"].values()]
+
     def list_versions(self, kind: str, namespace: str | None) -> tuple[str, dict[str, str]]:
         """A LIST's resourceVersion and each object's; kinds as the watch names them."""
         self._check(f"list:{kind}")

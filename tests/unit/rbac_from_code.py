@@ -51,6 +51,9 @@ _WRITER_CALLS: dict[str, Grant] = {
     "create_event": ("", "events", "create"),
     "patch_role_status": (API_GROUP, "mesosroles/status", "patch"),
     "list_framework_leases": ("coordination.k8s.io", "leases", "list"),
+    "list_nodes": ("", "nodes", "list"),
+    "list_pods": ("", "pods", "list"),
+    "list_roles": (API_GROUP, "mesosroles", "list"),
 }
 _KUBE_CALLS: dict[str, Grant] = {
     "bind_pod": ("", "pods/binding", "create"),

@@ -63,8 +63,8 @@ def test_an_offer_deleted_while_the_watch_was_away_is_swept_and_its_agent_offere
 
 
 def test_the_first_listing_sweeps_nothing() -> None:
-    """kopf's first listing shows objects the handlers have not seen from it: no sign of a re-list,
-    no extra LIST."""
+    """kopf's first listing shows objects the handlers have not seen from it (the seed LISTed them):
+    no sign of a re-list, no extra LIST."""
     rig = Rig()
     rig.node("n1")
     rig.framework()
@@ -206,61 +206,36 @@ def test_a_failing_sweep_is_logged_and_tried_again(caplog) -> None:
     assert o1 not in rig.cache.offers
 
 
-def offer_body(name: str, rv: int) -> dict:
-    return {
-        "metadata": {"name": name, "namespace": "ns", "uid": f"u-{name}", "resourceVersion": str(rv)},
-        "spec": {"framework": "fw", "agent": "n1", "resources": {"cpus": 1.0}},
-    }
-
-
-def test_the_first_listing_reaches_the_cache_once_through_kopfs_index_handlers() -> None:
-    """kopf calls the index handler, then (once every kind is listed) the event handler, for each
-    raw event: the cache takes the object from the first, the second is skipped, and the listing
-    is not taken for a re-list (no LIST of ours at start at all)."""
+def seeded(api_objects: dict[str, list[dict]]) -> Rig:
+    """A master seeded from the emulated API (its start-up LIST)."""
     rig = Rig()
-    rig.handlers.indexed("nodes", node_body("n1"))
-    rig.handlers.indexed("offers", offer_body("o", 5))
-    assert "n1" in rig.cache.nodes and rig.cache.offers["ns/o"]["metadata"]["resourceVersion"] == "5"
-    rig.handlers.watched("nodes", "", node_body("n1"))
-    rig.handlers.watched("offers", "", offer_body("o", 5))
-    assert rig.handlers.delivered == {}
-    rig.step(advance=RELIST_QUIET * 2, watch=False)
-    assert lists(rig, "offers") == 0 and lists(rig, "nodes") == 0
-    rig.handlers.watched("offers", "", offer_body("o", 5))  # a real re-list, later: swept after it
-    rig.step(advance=RELIST_QUIET * 2, watch=False)
-    assert lists(rig, "offers") == 1
+    for plural, bodies in api_objects.items():
+        for body in bodies:
+            rig.api.objects[plural][(body["metadata"].get("namespace", ""), body["metadata"]["name"])] = body
+    return rig
 
 
-def test_an_event_newer_than_the_index_handlers_copy_is_not_skipped() -> None:
-    rig = Rig()
-    rig.handlers.indexed("offers", offer_body("o", 5))
-    newer = offer_body("o", 6)
-    newer["spec"]["answer"] = {"type": "Decline"}
-    rig.handlers.watched("offers", "MODIFIED", newer)
-    assert rig.cache.offers["ns/o"]["spec"]["answer"] == {"type": "Decline"}
-    assert rig.handlers.delivered == {}
+def test_an_object_deleted_between_the_seed_and_kopfs_first_listing_is_swept_after_it() -> None:
+    """The seed LIST and kopf's first listing are two snapshots: an Offer deleted between them is
+    in the seed, not in kopf's listing, and no DELETED ever comes. One sweep per kind after the
+    first listing has gone quiet removes it."""
+    rig = seeded({"offers": [offer("gone", 10), offer("kept", 11)]})
+    rig.engine.seed()
+    assert "ns/gone" in rig.cache.offers
+    del rig.api.objects["offers"][("ns", "gone")]
+    rig.clock.advance(RELIST_QUIET / 2)
+    rig.handlers.event("offers", "", rig.api.get("offers", "ns/kept"))  # kopf's first listing, later
+    rig.step(advance=RELIST_QUIET * 0.75, watch=False)
+    assert "ns/gone" in rig.cache.offers  # its listing has not been quiet long enough
+    rig.step(advance=RELIST_QUIET, watch=False)
+    assert "ns/gone" not in rig.cache.offers and "ns/kept" in rig.cache.offers
 
 
-def test_a_change_the_index_handler_sees_after_the_listing_is_not_a_re_list() -> None:
-    """Between kopf opening its gate and the cache being marked synced, an object's next event
-    still reaches the index handler: it is a change, not a sign that kopf lists again."""
-    rig = Rig()
-    rig.handlers.indexed("offers", offer_body("o", 5))
-    rig.handlers.watched("offers", "", offer_body("o", 5))
-    rig.handlers.indexed("offers", offer_body("o", 6))
-    rig.handlers.watched("offers", "MODIFIED", offer_body("o", 6))
-    rig.step(advance=RELIST_QUIET * 2, watch=False)
-    assert lists(rig, "offers") == 0 and rig.cache.offers["ns/o"]["metadata"]["resourceVersion"] == "6"
-
-
-def test_the_engine_starts_from_the_cache_kopfs_listing_filled() -> None:
-    """A restarted master: what the last leader left (an answered offer, a Task) is looked at on
-    the first step after the cache is synced, as when a standby takes over."""
-    rig = Rig()
-    rig.handlers.indexed("nodes", node_body("n1"))
-    answered = offer_body("o", 5)
-    answered["spec"]["answer"] = {"type": "Decline"}
-    rig.api.objects["offers"][("ns", "o")] = copy.deepcopy(answered)
-    rig.handlers.indexed("offers", answered)
-    rig.engine.start_from_cache()
-    assert rig.engine.ready.is_set() and "ns/o" in rig.engine.answer_queue
+def test_a_deletion_seen_before_the_seeds_older_copy_keeps_it_out() -> None:
+    """kopf starts before the seed: its DELETED can come while the seed still pages through a
+    LIST taken earlier, whose copy must not bring the object back (a tombstone)."""
+    rig = seeded({"offers": [offer("x", 10)]})
+    gone = offer("x", 12)
+    rig.handlers.event("offers", "DELETED", gone)
+    rig.engine.seed()  # its LIST (taken before the deletion) still holds x at version 10
+    assert "ns/x" not in rig.cache.offers

@@ -1,7 +1,6 @@
-"""A master replica started while the API server is away waits for it and starts its engine once
-its cache is synced (it used to run with a dead engine thread, and could still win the election);
-an engine thread that ends unexpectedly gives leadership up. No API server: fakes for the two
-calls, no real waits."""
+"""A master replica started while the API server is away waits and seeds once it is back (it
+used to run with a dead engine thread, and could still win the election); an engine thread that
+ends unexpectedly gives leadership up. No API server: fakes for the two calls, no real waits."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ from types import SimpleNamespace
 from kubernetes import client
 
 from mesoskube.kube import Kube
-from mesoskube.master.runner import Master, wait_for_resources
+from mesoskube.master.runner import Master
 from mesoskube.settings import Settings
 
 
@@ -49,39 +48,29 @@ def master(**settings) -> Master:
     return m
 
 
-def test_the_replica_waits_for_the_api_server_to_serve_its_resources():
+def test_the_seed_waits_for_the_api_server_and_is_retried_until_it_succeeds():
     m = master()
     m.kube.__dict__["custom"] = FlakyDiscovery(failures=2)
-    wait_for_resources(m.kube, m.engine.stopping)
-    assert len(m.engine.stopping.waits) == 2  # two refusals, backing off
-    assert m.engine.stopping.waits[1] > m.engine.stopping.waits[0]
-    m.engine.pool.shutdown()
-
-
-def test_the_engine_starts_only_from_a_synced_cache_and_its_first_look_is_retried():
-    m = master()
     attempts = []
 
-    def start():
+    def seed():
         attempts.append(1)
         if len(attempts) == 1:
-            raise ConnectionResetError("reset while reading the frameworks' Leases")
+            raise ConnectionResetError("reset while listing")
         m.engine.ready.set()
 
-    m.engine.start_from_cache = start
-    m.engine.stopping.set()
-    assert m._start_from_cache() is False and attempts == []  # stopped before kopf's listing ended
-    m.engine.stopping = InstantEvent()
-    m.handlers.synced.set()  # kopf's first listing of every kind is in the cache (handlers.py)
-    assert m._start_from_cache() is True
-    assert len(attempts) == 2 and m.engine.ready.is_set() and m.engine.stopping.waits == [0.2]
+    m.engine.seed = seed
+    assert m._seed() is True
+    assert len(attempts) == 2 and m.engine.ready.is_set()
+    assert len(m.engine.stopping.waits) == 3  # two discovery failures, one failed seed
+    assert m.engine.stopping.waits[1] > m.engine.stopping.waits[0]
     m.engine.pool.shutdown()
 
 
 def test_an_engine_thread_that_dies_gives_leadership_up():
     m = master(leaderElect=True, leaseNamespace="ns")
-    m.engine.start_from_cache = lambda: (_ for _ in ()).throw(AssertionError("unreachable"))
-    m._start_from_cache = lambda: True  # type: ignore[method-assign]
+    m.engine.seed = lambda: (_ for _ in ()).throw(AssertionError("unreachable"))
+    m._seed = lambda: True  # type: ignore[method-assign]
     m.elector.run = lambda: m.elector.leading.set()  # type: ignore[method-assign]  (won at once)
 
     def crash() -> None:
@@ -98,7 +87,7 @@ def test_an_engine_thread_that_dies_gives_leadership_up():
 
 def test_the_http_api_and_pods_framework_start_only_once_the_replica_leads_and_stop_when_it_loses():
     m = master(leaderElect=True, leaseNamespace="ns")
-    m._start_from_cache = lambda: True  # type: ignore[method-assign]
+    m._seed = lambda: True  # type: ignore[method-assign]
     standing = threading.Event()
     m.elector.run = standing.set  # type: ignore[method-assign]  (leading is set below, by hand)
     started: list[str] = []
@@ -124,7 +113,7 @@ def test_the_http_api_and_pods_framework_start_only_once_the_replica_leads_and_s
 
 def test_a_master_confined_to_a_namespace_has_kopf_watch_every_namespace(monkeypatch):
     """The pods on its agents come from any namespace; kopf watched only the master's own, so the
-    others' stayed as they were at start (Handlers drops other namespaces' custom resources)."""
+    others' stayed as the start-up LIST saw them (Handlers drops other namespaces' custom resources)."""
     import asyncio
 
     import kopf

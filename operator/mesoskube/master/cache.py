@@ -163,8 +163,8 @@ class Cache:
     _versions: dict[str, int] = field(default_factory=dict)
     # Tombstones: the resourceVersion at which an object was seen deleted (by its DELETED event, a
     # rollback, or a re-list sweep), kept TOMBSTONE_SECONDS. An event no newer than that comes from
-    # a source that lags (kopf's stream against the sweep's LIST, a create's ADDED after its
-    # rollback) and must not bring the object back.
+    # a source that lags (the seed LIST against kopf's watch, kopf's stream against the sweep's LIST,
+    # a create's ADDED after its rollback) and must not bring the object back.
     _gone: OrderedDict[str, tuple[int, float]] = field(default_factory=OrderedDict)
     # What non-terminal tasks and outstanding offers hold, per agent and per framework and role.
     holdings: Holdings = field(default_factory=Holdings)
@@ -187,7 +187,7 @@ class Cache:
             self.holdings.set("offers", key, self.offers.get(key))
 
     def _fresh(self, kind: str, body: dict) -> bool:
-        """Drop events older than what we hold (kopf's stream and the sweep's LIST may interleave), or
+        """Drop events older than what we hold (the seed LIST and kopf's watch may interleave), or
         than the object's deletion (tombstones)."""
         meta = body.get("metadata") or {}
         rv = resource_version(body)

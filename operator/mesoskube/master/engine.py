@@ -40,7 +40,7 @@ from mesoskube.master.events import EventRecorder
 from mesoskube.master.health import AgentHealth
 from mesoskube.master.lifecycle import FrameworkLifecycle
 from mesoskube.master.liveness import LeaseLiveness
-from mesoskube.master.objects import is_terminal
+from mesoskube.master.objects import is_task_pod, is_terminal
 from mesoskube.master.offers import OfferHousekeeping
 from mesoskube.master.relist import GhostSweep
 from mesoskube.master.selector import parse_selector
@@ -59,6 +59,7 @@ MIN_ALLOCATION_GAP = 0.05
 # (bench/results/latency.md): ~1,000 steps a minute, and the master at 0.30 of a core against 0.20
 # before the pipelining, on a machine whose API server and kwok wait for CPU.
 PIPELINED_SWEEP_GAP = 0.2
+WATCHED_KINDS = ("nodes", "pods", "frameworks", "offers", "tasks", "mesosroles")  # handlers.register
 
 
 @dataclass
@@ -304,16 +305,29 @@ class Engine:
 
     # ------------------------------------------------------------------ loop
 
-    def start_from_cache(self) -> None:
-        """The cache holds kopf's first listing of every kind (handlers.py): look at everything in
-        it before the first allocation, so a restarted master never offers what is already offered
-        or launched."""
+    def seed(self) -> None:
+        """LIST everything once before the first allocation, so a restarted master never offers
+        resources that are already offered or launched."""
+        ns = self.settings.namespace or None
+        w = self.writer
+        for node in w.list_nodes():  # type: ignore[attr-defined]
+            self.cache.upsert_node(node)
+        for pod in w.list_pods():  # type: ignore[attr-defined]
+            self.cache.upsert_pod(pod, ours=is_task_pod(pod, self.settings.schedulerName))
+        for store in ("frameworks", "offers", "tasks"):
+            for obj in w.list(store, ns):  # type: ignore[attr-defined]
+                self.cache.upsert(store, obj)
+                if store != "frameworks":
+                    self.provenance.made(obj)  # an earlier master's
+        for obj in w.list_roles():  # type: ignore[attr-defined]
+            self.cache.upsert("roles", obj)
+        self.ghosts.after_seed(WATCHED_KINDS)
         self.mark_all()
         self.poll_leases(force=True)
         self.ready.set()
 
     def mark_all(self) -> None:
-        """Look at every task, framework and answered offer on the next step (at start, and when a
+        """Look at every task, framework and answered offer on the next step (after the seed, and when a
         standby that kept its cache warm takes over)."""
         with self.cache.lock:
             tasks = list(self.cache.tasks)
@@ -322,7 +336,7 @@ class Engine:
             made = [*self.cache.offers.values(), *self.cache.tasks.values()]
         # The Offers and Tasks held now were made by a master (only the master may create them where
         # the chart's policies are installed): an earlier leader's are this one's to act on, whether
-        # the first listing or a later event showed them (a warm standby's cache).
+        # the first LIST or the watch showed them (a warm standby's cache is newer than its seed).
         for obj in made:
             if obj["metadata"].get("uid"):
                 self.provenance.made(obj)
@@ -347,6 +361,18 @@ class Engine:
         self.allocation.log_first_offer = True
         self.mark_all()
         self.allocation.allocate(self.clock())
+
+    def run(self) -> None:
+        """Seed, retrying the start-up LIST, then loop (one replica without election; the runner
+        seeds and loops itself, around leadership)."""
+        while not self.stopping.is_set():
+            try:
+                self.seed()
+                break
+            except Exception:  # the API server may not answer yet: keep trying, never die silently
+                log.exception("initial LIST failed; retrying")
+                self.stopping.wait(1.0)
+        self.loop()
 
     def loop(self) -> None:
         """The steps, until stop(); `heartbeat` (monotonic) marks each turn for the liveness probe."""

@@ -3,19 +3,10 @@ no decisions here. Allocation requests name the agents whose resources changed (
 a node's heartbeat, which changes nothing the master reads, requests nothing.
 
 `Handlers` is plain code (the engine's unit tests feed it events); `register` wires it to kopf.
-
-One listing at start, kopf's own (no LIST of our own to seed the cache): every kind also has a kopf
-index handler, and kopf holds every event handler back until each indexed kind's first listing has
-been through its index handlers (its documented promise that indexes are complete before handlers
-run). So the index handlers fill the cache from that listing, and the first event handler call
-after it, for the API server's "default" Namespace, which always exists, says the cache is synced.
-The event handler that kopf then calls for the same raw event skips what the index handler already
-delivered.
 """
 
 from __future__ import annotations
 
-import threading
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,9 +21,6 @@ from mesoskube.master.engine import Engine
 from mesoskube.master.objects import is_task_pod
 
 NAMESPACED_CRDS = frozenset({"frameworks", "offers", "tasks"})
-# A Namespace the API server creates and never lets go: its listing event is the first event handler
-# call kopf lets through, whatever else the cluster holds (`register`).
-ALWAYS_THERE = "default"
 
 
 @dataclass
@@ -42,11 +30,6 @@ class Handlers:
     # Per kind, the keys kopf's watch has shown (any event but a deletion): a listing event for one
     # of them means kopf is listing that kind again, after a 410 (relist.py).
     shown: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    # Set once every kind's first listing is in the cache: the engine may start from it.
-    synced: threading.Event = field(default_factory=threading.Event)
-    # (kind, key) -> the version an index handler delivered, until kopf's event handler call for
-    # the same raw event comes (each object's events pass kopf's handlers one at a time, in order).
-    delivered: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.engine.ghosts.deliver = lambda kind, body: self.event(kind, "DELETED", body)
@@ -56,23 +39,13 @@ class Handlers:
         shown = self.shown[kind]
         if event_type == "DELETED":
             shown.discard(key)
-        elif event_type or key not in shown:  # a watch event, or the first listing's
+        elif event_type:
             shown.add(key)
+        elif key not in shown:  # the first listing: the sweep after the seed waits for its end
+            shown.add(key)
+            self.engine.ghosts.listing(kind)
         else:
             self.engine.relisted(kind)
-
-    def indexed(self, kind: str, body: dict) -> None:
-        """An object kopf shows its index handlers before the cache is synced: one of the first
-        listing, or (rarely) a change that came while another kind was still listing."""
-        key = key_of(body)
-        self.delivered[(kind, key)] = resource_version(body)
-        self.event(kind, "MODIFIED" if key in self.shown[kind] else "", body)
-
-    def watched(self, kind: str, event_type: str, body: dict) -> None:
-        """An event handler call: skipped when the index handler has delivered this raw event."""
-        if self.delivered and self.delivered.pop((kind, key_of(body)), None) == resource_version(body):
-            return
-        self.event(kind, event_type, body)
 
     def node(self, event_type: str, body: dict) -> None:
         name = body["metadata"]["name"]
@@ -145,40 +118,20 @@ def register(
     cache: Cache,
     engine: Engine,
     connection: Callable[[], kopf.ConnectionInfo],
-) -> Handlers:
+) -> None:
     handlers = Handlers(cache, engine)
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
         return connection()  # again after every 401: a rotated token is read anew
 
-    # Handlers are coroutines: kopf runs plain functions in a thread pool, and these only touch
-    # the cache and the queues.
     def on(kind: str):
         async def handler(event: dict, **_: Any) -> None:
-            handlers.watched(kind, event.get("type") or "", event["object"])
+            handlers.event(kind, event.get("type") or "", event["object"])
 
         return handler
 
-    def index(kind: str):
-        async def handler(body: kopf.Body, **_: Any) -> None:
-            handlers.indexed(kind, dict(body))  # a shallow copy: the nested parts are the raw event's
-            # None: kopf keeps nothing in the index; the cache is the index
-
-        return handler
-
-    def unsynced(**_: Any) -> bool:
-        return not handlers.synced.is_set()
-
-    for kind in ("nodes", "pods"):
-        kopf.on.event(kind, registry=registry, id=kind)(on(kind))
-        kopf.index(kind, registry=registry, id=f"first-listing-{kind}", when=unsynced)(index(kind))
+    kopf.on.event("nodes", registry=registry, id="nodes")(on("nodes"))
+    kopf.on.event("pods", registry=registry, id="pods")(on("pods"))
     for kind in ("frameworks", "offers", "tasks", "mesosroles"):
         kopf.on.event(API_GROUP, kind, registry=registry, id=f"mirror-{kind}")(on(kind))
-        kopf.index(API_GROUP, kind, registry=registry, id=f"first-listing-{kind}", when=unsynced)(index(kind))
-
-    @kopf.on.event("namespaces", registry=registry, id="synced", when=lambda name, **_: name == ALWAYS_THERE)
-    async def synced(**_: Any) -> None:
-        handlers.synced.set()
-
-    return handlers

@@ -10,6 +10,9 @@ not seen); once those events have been quiet for RELIST_QUIET, one metadata-only
 is compared with the cache, and what the cache holds that the LIST lacks, untouched by any event
 newer than the LIST, is delivered to the handlers as DELETED (Cache.ghosts).
 
+The same sweep runs once per kind after the seed LIST, when kopf's first listing has gone quiet:
+the seed and that listing are two snapshots, and an object deleted between them would stay.
+
 Not covered: a re-list that shows no object kopf had shown before (every object of the kind
 deleted during the gap) gives no sign; those ghosts stay until the next re-list that does.
 """
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
@@ -48,6 +51,20 @@ class GhostSweep:
     def relisted(self, kind: str) -> None:
         with self._lock:
             self.relisting[kind] = self.clock()
+
+    def after_seed(self, kinds: Iterable[str]) -> None:
+        """The seed LIST and kopf's first listing are two snapshots: an object deleted between them,
+        or whose DELETED came before the seed's older copy, would stay forever. One sweep of each
+        kind once kopf's first listing of it has gone quiet (`listing`) settles it."""
+        with self._lock:
+            for kind in kinds:
+                self.relisting[kind] = self.clock()
+
+    def listing(self, kind: str) -> None:
+        """An event of kopf's first listing of `kind`: a sweep pending for it waits until it ends."""
+        with self._lock:
+            if kind in self.relisting:
+                self.relisting[kind] = self.clock()
 
     def next_due_in(self, now: float) -> float | None:
         with self._lock:

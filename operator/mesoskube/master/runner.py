@@ -109,7 +109,7 @@ def _short(e: BaseException) -> str:
 @dataclass
 class Master:
     """One master replica. Without leader election it leads from the start. With it, the replica
-    fills its cache from kopf's watches and keeps it warm (reads only) until it holds the Lease;
+    seeds its cache and keeps it warm through kopf's watches (reads only) until it holds the Lease;
     then the engine and status threads start writing. A leader that loses the Lease stops at once
     (`lost` is set; in the foreground the process exits 1 and is restarted, as kube-scheduler is)."""
 
@@ -129,7 +129,7 @@ class Master:
             status_off_step=self.status_off_step,
         )
         self.registry = kopf.OperatorRegistry()
-        self.handlers = register(self.registry, self.cache, self.engine, lambda: connection_info(self.kube))
+        register(self.registry, self.cache, self.engine, lambda: connection_info(self.kube))
         self._stop_flag: threading.Event = threading.Event()
         self._threads: list[threading.Thread] = []
         # The Mesos HTTP API (mesoskube.mesosapi), when httpPort is set: it serves on the leader; on a
@@ -213,7 +213,7 @@ class Master:
             standalone=True,
             # Every namespace, even for a master confined to one (`namespace`): the pods on its
             # agents come from any namespace (DaemonSets, other masters' tasks), and a watch of its
-            # own namespace alone left the others' as they were at start. Handlers ignores
+            # own namespace alone left the others' as the start-up LIST saw them. Handlers ignores
             # the Frameworks, Offers and Tasks of other namespaces.
             clusterwide=True,
             liveness_endpoint=None,  # probes.py serves /healthz and /readyz on healthPort
@@ -224,7 +224,7 @@ class Master:
 
     def _engine_main(self) -> None:
         try:
-            if not self._start_from_cache():
+            if not self._seed():
                 return
             if self.elector is not None:
                 # Only a synced replica stands for election: one that leads can allocate at once.
@@ -288,20 +288,17 @@ class Master:
         if http is not None:
             http.stop()
 
-    def _start_from_cache(self) -> bool:
-        """Until kopf's first listing of every kind is in the cache, then the engine's first look at
-        it, retried until it succeeds (it reads the frameworks' Leases): a master started while the
-        API server is away waits for it instead of running without an engine."""
-        while not self.handlers.synced.wait(0.05):
-            if self.engine.stopping.is_set():
-                return False
+    def _seed(self) -> bool:
+        """The first LIST, retried until it succeeds: a master started while the API server is away
+        (or not yet serving our CRDs) waits for it instead of running without an engine."""
         delay = 0.2
         while not self.engine.stopping.is_set():
             try:
-                self.engine.start_from_cache()
+                wait_for_resources(self.kube, self.engine.stopping)
+                self.engine.seed()
                 return True
             except Exception as e:
-                log.warning("starting from the cache failed (%s); retrying in %.1fs", _short(e), delay)
+                log.warning("seeding the cache failed (%s); retrying in %.1fs", _short(e), delay)
                 self.engine.stopping.wait(delay)
                 delay = min(delay * 2, 5.0)
         return False
@@ -379,12 +376,12 @@ class Master:
         return t
 
     def start_in_thread(self, timeout: float = 30) -> Master:
-        """Background (tests, benchmarks, demo): returns once kopf's first listing is in the cache."""
+        """Background (tests, benchmarks, demo): returns once the first LIST has seeded the cache."""
         wait_for_resources(self.kube, self._stop_flag)
         self.start_engine()
         self._start_kopf()
         if not self.engine.ready.wait(timeout):
-            raise TimeoutError("the master's cache did not sync (kopf's first listing of every kind)")
+            raise TimeoutError("master did not finish its first LIST")
         if self.elector is None:  # it leads at once: return with its HTTP API and pods framework up
             if not self._leader_services.wait(timeout):
                 raise TimeoutError("the Mesos HTTP API or the pods framework did not start")

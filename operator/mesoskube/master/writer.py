@@ -192,7 +192,7 @@ class KubeWriter:
             for lease in leases.items
         }
 
-    # ---- reads for the sweep after a re-list: metadata only, in pages
+    # ---- reads for the start (seed) and the sweep after a re-list: raw JSON, in pages
     @staticmethod
     def _path(kind: str, namespace: str | None = None) -> str:
         if kind in ("nodes", "pods"):
@@ -202,7 +202,23 @@ class KubeWriter:
         return f"/apis/{API_GROUP}/{API_VERSION}/{kind}"
 
     @_translate
+    def list_nodes(self) -> list[dict]:
+        return self.kube.list_raw(self._path("nodes"))
+
+    @_translate
+    def list_pods(self) -> list[dict]:
+        return self.kube.list_raw(self._path("pods"))
+
+    @_translate
+    def list(self, plural: str, namespace: str | None) -> list[dict]:
+        return self.kube.list_raw(self._path(plural, namespace))
+
+    @_translate
     def list_versions(self, kind: str, namespace: str | None) -> tuple[str, dict[str, str]]:
         """(the list's resourceVersion, {key: resourceVersion}) of a watched kind, metadata only:
-        the sweep after a re-list (relist.py). Pods and nodes cluster-wide, as kopf watches them."""
+        the sweep after a re-list (relist.py). Pods and nodes cluster-wide, as the seed lists them."""
         return self.kube.list_versions(self._path(kind, namespace))
+
+    @_translate
+    def list_roles(self) -> list[dict]:
+        return self.kube.list_raw(self._path("mesosroles"))
