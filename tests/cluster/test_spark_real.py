@@ -211,8 +211,13 @@ def test_an_unsatisfiable_constraint_leaves_a_real_app_waiting_with_a_message(
 
         name, msgs = eventually(waiting_message, timeout=120, interval=0.5, what="PodUnschedulable")
         assert "didn't match Pod's node affinity/selector" in msgs[0], msgs
-        fw = kube.get("frameworks", namespace, name)
-        assert (fw.get("status") or {}).get("phase") == "Subscribed"
+
+        # The pods framework judges the pod against the agents it knows as soon as it has
+        # created the Framework; the master's subscription (status.phase) can come after that.
+        def phase() -> str | None:
+            return (kube.get("frameworks", namespace, name).get("status") or {}).get("phase")
+
+        eventually(lambda: phase() == "Subscribed", timeout=30, what=f"framework {name} subscribed")
         assert not executor_tasks(kube, namespace, name)
         described = subprocess.run(
             ["kubectl", "--kubeconfig", kubeconfig, "-n", namespace, "describe", "framework", name],
