@@ -786,6 +786,12 @@ def report(data: dict) -> str:
         "Nodes are kwok fake nodes (32 cpus, 256 GiB); pods ask 1 cpu and 1 GiB and run forever. "
         "Everything (etcd, apiserver, "
         "kwok, controller-manager, scheduler, master, this driver) shares the same 2 cores.",
+        *[
+            f"The {s['nodes']:,}-node row comes from a run of its own ({s['date']}, commit {s['commit']}, "
+            f"`BENCH_SIZES={s['nodes']}`) on the same machine at the same QPS."
+            for s in data["sizes"]
+            if s.get("date")
+        ],
         "",
         "| nodes | pods | kube-scheduler pods/s | mesoskube tasks/s | ratio | ks p50 / p99 s "
         "| mk p50 / p99 s "
