@@ -9,6 +9,7 @@ import pytest
 from kubernetes import client
 
 from mesoskube import TASK_IMAGE
+from mesoskube.api.models import TERMINAL_TASK_STATES
 from mesoskube.cluster.images import TASK_BASE
 from mesoskube.cluster.local import free_port
 from mesoskube.master import LABEL_TASK
@@ -158,19 +159,27 @@ def test_a_task_reaches_another_through_a_service_by_ip_and_by_dns_name(kube, na
         more = fw.wait_offers(1, timeout=30, agent=client_node)[0]
     else:
         more = offers[client_node]
+    # A new Service is reachable once every node's proxy rules and CoreDNS have it, which can be
+    # after the client starts: like any client of a fresh Service, it tries again for a while.
     fw.accept(
         more,
         [
             sh(
                 "client",
-                f"wget -qO- http://{ip}/index.html && "
-                f"wget -qO- http://web.{namespace}.svc.cluster.local/index.html && "
-                "nslookup kubernetes.default.svc.cluster.local",
+                'again() { for i in $(seq 30); do "$@" && return 0; sleep 1; done; return 1; }; '
+                f"again wget -qO- http://{ip}/index.html && "
+                f"again wget -qO- http://web.{namespace}.svc.cluster.local/index.html && "
+                "again nslookup kubernetes.default.svc.cluster.local",
             )
         ],
     )
-    done = fw.wait_task_state("client", "TASK_FINISHED", timeout=90)
+
+    def ended() -> dict | None:
+        return fw.task("client") if fw.task_state("client") in TERMINAL_TASK_STATES else None
+
+    done = eventually(ended, timeout=120, what="task client ended")
     out = logs(kube, namespace, "client")
+    assert done["status"]["state"] == "TASK_FINISHED", (done["status"], out)
     assert out.count("hello-through-a-service") == 2, out
     assert "10.0.0.1" in out, out  # the in-cluster `kubernetes` Service, resolved by CoreDNS
     assert done["spec"]["agent"] == client_node
