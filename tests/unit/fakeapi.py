@@ -46,7 +46,12 @@ class FakeApi:
         """The next `times` calls of `op` ("create:tasks", "create:pods", "delete:offers", ...) raise."""
         self.failures[op].extend([exc] * times)
 
-    def get(self, plural: str, key: str) -> dict | None:
+    def get(self, plural: str, key: str, name: str | None = None) -> dict | None:
+        """A test's look at what is stored (`key` "ns/name": the object or None); with `name`, the
+        writer's read (`key` the namespace: a copy, or 404)."""
+        if name is not None:
+            self._check(f"get:{plural}")
+            return copy.deepcopy(self._existing(plural, key, name))
         ns, _, name = key.rpartition("/")
         return self.objects[plural].get((ns, name))
 

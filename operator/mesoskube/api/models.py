@@ -241,12 +241,30 @@ class OfferAnswer(Model):
                     "self.type == 'Accept' || !has(self.tasks) || size(self.tasks) == 0",
                     "answer.tasks is only allowed with type Accept",
                 ),
+                cel(
+                    "self.type == 'Accept' || !has(self.taskNames) || size(self.taskNames) == 0",
+                    "answer.taskNames is only allowed with type Accept",
+                ),
+                cel(
+                    "!has(self.taskNames) || size(self.taskNames) == 0 || !has(self.tasks) || "
+                    "size(self.tasks) == 0",
+                    "set answer.tasks (the master creates the Tasks) or answer.taskNames (Tasks the "
+                    "framework created), not both",
+                ),
             ]
         }
     )
 
     type: AnswerType
     tasks: list[TaskInfo] = Field(default_factory=list, max_length=256)
+    taskNames: list[Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]] = Field(
+        default_factory=list,
+        max_length=256,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+        description="Accept: launch these Tasks, which the framework created in this namespace "
+        "before answering, each with spec.offer set to this offer. The master checks them against "
+        "the offer (all or none) and creates their pods.",
+    )
     filters: Filters | None = Field(
         default=None, description="Filters for the leftover (accept) or the whole offer (decline)."
     )

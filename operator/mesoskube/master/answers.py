@@ -19,15 +19,15 @@ from dataclasses import dataclass, field
 
 from mesoskube import metrics
 from mesoskube.api.models import DEFAULT_ROLE, AnswerType, FrameworkPhase, OfferAnswer, OfferPhase, TaskState
-from mesoskube.master import LABEL_REFUSED, LABEL_TASK_ID, trace
+from mesoskube.master import LABEL_MASTER_MADE, LABEL_REFUSED, LABEL_TASK_ID, trace
 from mesoskube.master.builders import task_manifest
 from mesoskube.master.cache import Cache, format_time, key_of, parse_time, resource_version
 from mesoskube.master.contract import Provenance, ignore_foreign_offer, parse_answer, refuse_invalid_answer
 from mesoskube.master.events import EventRecorder
 from mesoskube.master.failurelog import FailureLog
-from mesoskube.master.objects import framework_key, ns_name, offer_phase, task_state
+from mesoskube.master.objects import framework_key, is_terminal, ns_name, offer_phase, task_state
 from mesoskube.master.tasksync import TaskSync
-from mesoskube.master.validation import check_accept
+from mesoskube.master.validation import check_accept, check_named, task_info_of
 from mesoskube.master.workqueue import WorkQueue
 from mesoskube.master.writer import ApiError, Writer, delete_quietly
 from mesoskube.resources import Resources
@@ -159,6 +159,9 @@ class AnswerHandling:
         if fw is None:
             return
         answer = OfferAnswer.model_validate(spec["answer"])
+        if answer.taskNames:  # the framework's own Tasks: with their Offer gone they are refused
+            self._look_again(ns, answer.taskNames)
+            return
         msg = f"offer {offer['metadata']['name']} was deleted before the master processed its accept"
         for t in answer.tasks:
             if self.cache.tasks.get(f"{ns}/{t.name}") is not None:
@@ -212,6 +215,7 @@ class AnswerHandling:
                         return
                     raise
                 self.events.warning(offer, "AnswerRefused", msg)
+            self._look_again(ns, answer.taskNames)
             return
         fw_key = framework_key(ns, spec["framework"])
         created = parse_time(offer["metadata"].get("creationTimestamp"))
@@ -232,7 +236,12 @@ class AnswerHandling:
                 self.cache.pop("offers", key)
             self.request_allocation([spec["agent"]])
             return
-        used = self.launch(offer, answer, fw, now)  # raises (and rolls back) if not every Task was created
+        if answer.taskNames:
+            used = self.launch_named(offer, answer, fw, now)  # raises while a pod create fails
+        else:
+            used = self.launch(
+                offer, answer, fw, now
+            )  # raises (and rolls back) if not every Task was created
         metrics.offers.labels(event="accepted").inc()
         leftover = Resources.from_mapping(spec["resources"]) - used
         if any(leftover.contains(m) for m in self.min_allocatable):
@@ -328,6 +337,93 @@ class AnswerHandling:
             self.tasks.end_launch(keys)
         return verdict.used
 
+    def launch_named(self, offer: dict, answer: OfferAnswer, fw: dict | None, now: float) -> Resources:
+        """An accept by name: the framework created the Tasks (each naming this Offer), and the
+        master checks them against the offer, all or none, and creates their pods. The Offer is
+        the record that survives a crash: it is deleted only once every named Task has its pod
+        (a pod create that fails raises, and the whole answer is worked again), and the verdict
+        is a function of the Offer and the Tasks' frozen specs, so a restarted master reaches the
+        same one. A refusal makes every named Task TASK_ERROR, naming what was wrong; none gets a
+        pod."""
+        ns, spec = offer["metadata"]["namespace"], offer["spec"]
+        offer_name = offer["metadata"]["name"]
+        if fw is None:
+            return Resources()
+        if fw["metadata"].get("deletionTimestamp") or (fw.get("status") or {}).get("phase") == TORN_DOWN:
+            log.info("offer %s/%s: its framework is torn down; the accept launches nothing", ns, offer_name)
+            return Resources()
+        named = {name: self._named_task(ns, name) for name in answer.taskNames}
+        live = {n: t for n, t in named.items() if t is None or not is_terminal(t)}  # killed first: dropped
+        tolerations = (fw.get("spec") or {}).get("tolerations")
+        verdict = check_named(offer, fw["metadata"]["uid"], tolerations, live)
+        bodies = [t for t in live.values() if t is not None]
+        if verdict.ok:
+            infos = [task_info_of(t) for t in bodies]
+            verdict = check_accept(Resources.from_mapping(spec["resources"]), infos, set())
+            if verdict.ok and not (adoption := self.tasks.adoption.check_adoptions(ns, infos)).ok:
+                verdict = adoption
+        if not verdict.ok:
+            self.events.warning(fw, "TaskError", f"accept of offer {offer_name} refused: {verdict.message}")
+            for body in bodies:
+                self._refuse_named(body, verdict.message)
+            return Resources()
+        for body in bodies:
+            self.provenance.made(body)  # checked against its Offer: this master's to launch from now on
+        keys = [key_of(b) for b in bodies]
+        self.tasks.begin_launch(keys)
+        try:
+            for body in bodies:
+                self.tasks.accepted_at.setdefault(key_of(body), now)
+            errors = [e for e in self.fan_out(lambda b: self._launch_pod(b, now), bodies) if e is not None]
+            if errors:
+                raise errors[0]
+        finally:
+            self.tasks.end_launch(keys)
+        return verdict.used
+
+    def _launch_pod(self, body: dict, now: float) -> BaseException | None:
+        try:
+            self.tasks.sync_task(key_of(body), body, now)
+            return None
+        except Exception as e:
+            return e
+
+    def _named_task(self, ns: str, name: str) -> dict | None:
+        """The named Task: from the cache, else read (its watch event may not have come yet)."""
+        key = f"{ns}/{name}"
+        with self.cache.lock:
+            body = self.cache.tasks.get(key)
+        if body is not None:
+            return body
+        try:
+            body = self.writer.get("tasks", ns, name)
+        except ApiError as e:
+            if e.status == 404:
+                return None
+            raise
+        self.cache.upsert("tasks", body)
+        return body
+
+    def _refuse_named(self, task: dict, message: str) -> None:
+        ns, name = task["metadata"]["namespace"], task["metadata"]["name"]
+        status = {
+            "state": TaskState.ERROR.value,
+            "reason": "REASON_TASK_INVALID",
+            "message": f"accept refused, nothing launched: {message}",
+            "finishedAt": format_time(self.clock()),
+        }
+        try:
+            body = self.writer.patch_status("tasks", ns, name, {"status": status})
+        except ApiError as e:
+            if e.status == 404:
+                return
+            raise
+        self.cache.upsert("tasks", body)
+
+    def _look_again(self, ns: str, names: Iterable[str]) -> None:
+        for name in names:
+            self.tasks.queue.add(f"{ns}/{name}")
+
     def _start(self, created: list[dict], now: float) -> None:
         """The accept's Tasks exist: into the cache, then their pods, side by side."""
         for body in created:
@@ -380,6 +476,7 @@ class AnswerHandling:
         tolerations = (fw.get("spec") or {}).get("tolerations")
         m = task_manifest(task, spec["framework"], fw_uid, role, spec["agent"], offer_name, tolerations)
         m["metadata"]["namespace"] = ns
+        m["metadata"]["labels"][LABEL_MASTER_MADE] = "true"
         return m
 
     def _refuse_reused_name(self, ns: str, task, spec: dict, fw_uid: str, offer: dict, holder: dict) -> None:

@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 from pydantic import ValidationError
 
-from mesoskube.api.models import OfferAnswer, OfferPhase, TaskState
+from mesoskube.api.models import AnswerType, OfferAnswer, OfferPhase, TaskState
+from mesoskube.master import LABEL_MASTER_MADE
 from mesoskube.master.cache import Cache, format_time, parse_time
 from mesoskube.master.events import EventRecorder
 from mesoskube.master.writer import ApiError, Writer
@@ -118,13 +119,69 @@ class Provenance:
         with self._lock:
             self._pending.discard(key)
 
-    def trusted(self, body: dict, key: str | None = None) -> bool:
+    def trusted(self, body: dict, key: str | None = None, by_creation: bool = True) -> bool:
+        """`by_creation` False: made before the takeover is no reason (a framework's own Task,
+        trusted once checked against its Offer)."""
         with self._lock:
             if body["metadata"].get("uid") in self._uids or (key is not None and key in self._pending):
                 return True
             made_before = self._made_before
+        if not by_creation:
+            return False
         created = parse_time(body["metadata"].get("creationTimestamp"))
         return created is not None and created <= made_before
+
+
+def made_by_master(task: dict) -> bool:
+    """A Task a master created (the chart's task-create policy keeps frameworks from the label)."""
+    return (task["metadata"].get("labels") or {}).get(LABEL_MASTER_MADE) == "true"
+
+
+def unlaunched(task: dict, offer: dict | None, partition_aware: bool) -> tuple[TaskState, str, str] | None:
+    """A framework's own Task that no accept has launched yet: None while its Offer may still be
+    accepted naming it (outstanding, of its framework and agent, unanswered or answered naming
+    it); else the terminal state it gets (state, reason, message), and it never gets a pod. As in
+    Mesos, a launch on an offer that is gone is TASK_DROPPED (partition-aware) or TASK_LOST."""
+    spec, name = task["spec"], task["metadata"]["name"]
+    offer_name = spec.get("offer")
+    lost = TaskState.DROPPED if partition_aware else TaskState.LOST
+    if not offer_name:
+        return (
+            TaskState.ERROR,
+            NOT_FROM_MASTER,
+            "not launched: a framework's Task must name its Offer (spec.offer)",
+        )
+    if offer is None:
+        return (
+            lost,
+            "REASON_INVALID_OFFERS",
+            f"not launched: offer {offer_name} is gone and no accept of it named this task",
+        )
+    ospec = offer["spec"]
+    if (ospec.get("framework"), ospec.get("agent")) != (spec.get("framework"), spec.get("agent")):
+        return (
+            TaskState.ERROR,
+            "REASON_TASK_INVALID",
+            f"not launched: offer {offer_name} is for framework {ospec.get('framework')} on agent "
+            f"{ospec.get('agent')}, not this task's {spec.get('framework')} on {spec.get('agent')}",
+        )
+    phase = (offer.get("status") or {}).get("phase") or OfferPhase.OUTSTANDING.value
+    if phase != OfferPhase.OUTSTANDING.value:
+        return (
+            lost,
+            "REASON_INVALID_OFFERS",
+            f"not launched: offer {offer_name} was {phase.lower()} before an accept of it launched this task",
+        )
+    answer = ospec.get("answer") or {}
+    if answer and not (
+        answer.get("type") == AnswerType.ACCEPT.value and name in (answer.get("taskNames") or [])
+    ):
+        return (
+            TaskState.ERROR,
+            "REASON_TASK_INVALID",
+            f"not launched: offer {offer_name} was answered without naming this task (spec.answer.taskNames)",
+        )
+    return None
 
 
 def ignore_foreign_offer(

@@ -35,7 +35,7 @@ from mesoskube.master import trace
 from mesoskube.master.allocation import AllocationCycle
 from mesoskube.master.answers import AnswerHandling
 from mesoskube.master.cache import Cache
-from mesoskube.master.contract import Provenance
+from mesoskube.master.contract import Provenance, made_by_master
 from mesoskube.master.events import EventRecorder
 from mesoskube.master.health import AgentHealth
 from mesoskube.master.lifecycle import FrameworkLifecycle
@@ -317,7 +317,7 @@ class Engine:
         for store in ("frameworks", "offers", "tasks"):
             for obj in w.list(store, ns):  # type: ignore[attr-defined]
                 self.cache.upsert(store, obj)
-                if store != "frameworks":
+                if store == "offers" or (store == "tasks" and made_by_master(obj)):
                     self.provenance.made(obj)  # an earlier master's
         for obj in w.list_roles():  # type: ignore[attr-defined]
             self.cache.upsert("roles", obj)
@@ -326,6 +326,17 @@ class Engine:
         self.poll_leases(force=True)
         self.ready.set()
 
+    def _look_at_released_tasks(self) -> None:
+        """Tasks whose Offer went: a framework's own one that no accept launched is refused now
+        (tasksync: it waited inside its Offer for the accept naming it)."""
+        with self.cache.lock:
+            released = self.cache.holdings.take_released()
+            waiting = [
+                k for k in released if (t := self.cache.tasks.get(k)) is not None and not made_by_master(t)
+            ]
+        for k in waiting:
+            self.task_queue.add(k)
+
     def mark_all(self) -> None:
         """Look at every task, framework and answered offer on the next step (after the seed, and when a
         standby that kept its cache warm takes over)."""
@@ -333,7 +344,8 @@ class Engine:
             tasks = list(self.cache.tasks)
             frameworks = list(self.cache.frameworks)
             answered = [k for k, o in self.cache.offers.items() if o["spec"].get("answer")]
-            made = [*self.cache.offers.values(), *self.cache.tasks.values()]
+            # A framework's own Tasks are not: one without a pod is checked against its Offer first.
+            made = [*self.cache.offers.values(), *filter(made_by_master, self.cache.tasks.values())]
         # The Offers and Tasks held now were made by a master (only the master may create them where
         # the chart's policies are installed): an earlier leader's are this one's to act on, whether
         # the first LIST or the watch showed them (a warm standby's cache is newer than its seed).
@@ -455,6 +467,7 @@ class Engine:
         self.reconcile_frameworks(now)
         mark("frameworks")
         self.process_answers(now)
+        self._look_at_released_tasks()
         mark("answers")
         sweep = self.work_pool is None or now - self.last_sweep >= PIPELINED_SWEEP_GAP
         if sweep:

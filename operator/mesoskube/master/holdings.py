@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from mesoskube.api.models import DEFAULT_ROLE, TERMINAL_TASK_STATES, OfferPhase
+from mesoskube.master import LABEL_MASTER_MADE
 from mesoskube.master.objects import framework_key, offer_phase, resources_of
 from mesoskube.resources import PortRange, Resources
 
@@ -106,6 +107,9 @@ class Holdings:
         # Claims of tasks inside their outstanding Offer, held back until it goes: offer -> task -> claim
         self._inside: dict[str, dict[str, Claim]] = {}
         self._inside_of: dict[str, str] = {}  # task -> the offer it is inside
+        # A framework's own tasks inside their Offer, and those whose Offer went (take_released).
+        self._framework_made: set[str] = set()
+        self.released: set[str] = set()
 
     # ---- changes
     def subscribe(self) -> set[str]:
@@ -136,13 +140,21 @@ class Holdings:
                 if not self._inside[was_in]:
                     del self._inside[was_in]
             offer = _offer_key(body) if claim is not None else None
-            if offer is not None and offer in self._claims["offers"]:
+            held_by = self._claims["offers"].get(offer) if offer is not None else None
+            # Only inside an Offer it could have come from: a Task naming another framework's
+            # Offer, or one on another agent, must not hide what it holds behind it.
+            if held_by is not None and (held_by.framework, held_by.agent) == (claim.framework, claim.agent):
                 old = claims.pop(key, None)
                 if old is not None:
                     self._apply(store, key, old, -1)
                 self._inside.setdefault(offer, {})[key] = claim
                 self._inside_of[key] = offer
+                if (body["metadata"].get("labels") or {}).get(LABEL_MASTER_MADE) != "true":
+                    self._framework_made.add(key)
                 return
+            self._framework_made.discard(key)
+            if body is None:
+                self.released.discard(key)  # bounded where nobody takes them (a standby)
         old = claims.get(key)
         if old == claim:
             return
@@ -160,6 +172,15 @@ class Holdings:
                 del self._inside_of[task]
                 self._claims["tasks"][task] = held
                 self._apply("tasks", task, held, 1)
+                if task in self._framework_made:
+                    self._framework_made.discard(task)
+                    self.released.add(task)
+
+    def take_released(self) -> set[str]:
+        """Tasks whose Offer went since the last call: a framework's own Task waiting inside its
+        Offer for the accept that names it is looked at again (launched, or refused)."""
+        released, self.released = self.released, set()
+        return released
 
     def _apply(self, store: str, key: str, claim: Claim, sign: int) -> None:
         m = milli(claim.resources)

@@ -22,7 +22,7 @@ from mesoskube.master import LABEL_REFUSED, trace
 from mesoskube.master.adoption import PodAdoption
 from mesoskube.master.builders import pod_manifest
 from mesoskube.master.cache import Cache, format_time
-from mesoskube.master.contract import Provenance, ignore_foreign_task
+from mesoskube.master.contract import Provenance, ignore_foreign_task, made_by_master, unlaunched
 from mesoskube.master.events import EventRecorder
 from mesoskube.master.health import AgentHealth
 from mesoskube.master.objects import framework_key, is_terminal, ns_name, task_state
@@ -132,13 +132,37 @@ class TaskSync:
         )
         return "PARTITION_AWARE" in ((fw or {}).get("spec") or {}).get("capabilities", [])
 
+    def _framework_task_launched(self, key: str, task: dict, now: float) -> bool:
+        """A Task this master neither made nor launched: a framework's own, made for an accept by
+        name (answers.py). It is acted on once a pod of its own exists (a launch worked before a
+        restart); while its Offer may still be accepted naming it, it waits; else it is refused
+        and gets no pod. A Task claiming the master's label that this master cannot vouch for, or
+        naming no Offer, is refused as not from the master."""
+        if made_by_master(task) or not task["spec"].get("offer"):
+            ignore_foreign_task(self.writer, self.cache, self.events, lambda: now, task)
+            return False
+        pod, _ = self.cache.pod_of(key)
+        owners = {o.get("uid") for o in ((pod or {}).get("metadata") or {}).get("ownerReferences") or []}
+        if pod is not None and task["metadata"].get("uid") in owners:
+            self.provenance.made(task)
+            return True
+        ns = task["metadata"]["namespace"]
+        with self.cache.lock:
+            offer = self.cache.offers.get(f"{ns}/{task['spec']['offer']}")
+        verdict = unlaunched(task, offer, self._partition_aware(task))
+        if verdict is not None:
+            self._set_state(key, task, TaskUpdate(*verdict), now)
+        return False
+
     def sync_task(self, key: str, task: dict, now: float) -> None:
         ns, name = ns_name(key)
         task = self.cache.tasks.get(key) or task  # the newest we hold
         spec, status = task["spec"], task.get("status") or {}
         state = task_state(task)
-        if state not in TERMINAL_TASK_STATES and not self.provenance.trusted(task, key):
-            ignore_foreign_task(self.writer, self.cache, self.events, lambda: now, task)
+        trusted = state in TERMINAL_TASK_STATES or self.provenance.trusted(
+            task, key, by_creation=made_by_master(task)
+        )
+        if not trusted and not self._framework_task_launched(key, task, now):
             return
         if LABEL_REFUSED in (task["metadata"].get("labels") or {}) and state not in TERMINAL_TASK_STATES:
             return  # a refused launch being reported: its TASK_ERROR is on the way, never a pod

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from mesoskube.api.models import TaskInfo
+from mesoskube.api.models import DEFAULT_ROLE, TaskInfo
 from mesoskube.master.cache import pod_requests
 from mesoskube.resources import SCALARS, Resources, format_ranges, subtract_ranges
 
@@ -103,3 +103,51 @@ def _beyond(requested: Resources, held: Resources) -> str:
     if missing := subtract_ranges(requested.ports, held.ports):
         parts.append(f"ports: pod uses host ports {format_ranges(missing)} the task does not hold")
     return "; ".join(parts)
+
+
+def task_info_of(task: dict) -> TaskInfo:
+    """The TaskInfo a Task object stands for (what an inline accept would have carried)."""
+    spec = task["spec"]
+    info: dict = {"name": task["metadata"]["name"], "resources": spec.get("resources") or {}}
+    for name in ("container", "labels", "runSeconds", "executor", "pod"):
+        if spec.get(name) is not None:
+            info[name] = spec[name]
+    return TaskInfo.model_validate(info)
+
+
+def check_named(
+    offer: dict, framework_uid: str, tolerations: list | None, tasks: Mapping[str, dict | None]
+) -> AcceptVerdict:
+    """An accept by name (`taskNames`): every named Task must exist and have been made for this
+    offer (its offer, framework, role and agent), be owned by the framework and carry the
+    framework's tolerations. One that does not refuses the whole accept, naming it and the fix."""
+    meta, spec = offer["metadata"], offer["spec"]
+    role = spec.get("role") or DEFAULT_ROLE
+    problems: list[str] = []
+    for name, task in tasks.items():
+        if task is None:
+            problems.append(f"task {name} does not exist in namespace {meta['namespace']}: create it first")
+            continue
+        t = task["spec"]
+        wrong = [
+            f"spec.{field} is {got!r}, not {want!r}"
+            for field, got, want in (
+                ("offer", t.get("offer"), meta["name"]),
+                ("framework", t.get("framework"), spec["framework"]),
+                ("role", t.get("role") or DEFAULT_ROLE, role),
+                ("agent", t.get("agent"), spec["agent"]),
+            )
+            if got != want
+        ]
+        owners = task["metadata"].get("ownerReferences") or []
+        if not any(o.get("uid") == framework_uid and o.get("controller") for o in owners):
+            wrong.append(
+                f"it is not owned by framework {spec['framework']} (ownerReferences, uid {framework_uid})"
+            )
+        if (t.get("tolerations") or []) != (tolerations or []):
+            wrong.append("spec.tolerations differ from the framework's")
+        if wrong:
+            problems.append(f"task {name}: " + "; ".join(wrong))
+    if problems:
+        return AcceptVerdict(False, "the named tasks do not match the offer: " + " | ".join(problems))
+    return AcceptVerdict(True)

