@@ -7,8 +7,10 @@ from dataclasses import dataclass
 
 from kubernetes.client.exceptions import ApiException
 
+from mesoskube.api.models import DEFAULT_ROLE, TaskInfo
 from mesoskube.kube import Kube
 from mesoskube.master import LABEL_FRAMEWORK
+from mesoskube.master.builders import task_manifest
 from tests.helpers import eventually
 
 
@@ -59,6 +61,29 @@ class RawFramework:
         if refuse_seconds is not None:
             ans["filters"] = {"refuseSeconds": refuse_seconds}
         self.answer(offer, ans)
+
+    def task_for(self, offer: dict, t: dict) -> dict:
+        """The Task a framework creates for an accept by name: the master's own manifest (its
+        builder), naming the offer, owned by this Framework."""
+        fw = self.kube.get("frameworks", self.namespace, self.name)
+        o = offer["spec"]
+        m = task_manifest(
+            TaskInfo.model_validate(t),
+            self.name,
+            fw["metadata"]["uid"],
+            o.get("role") or DEFAULT_ROLE,
+            o["agent"],
+            offer["metadata"]["name"],
+            (fw.get("spec") or {}).get("tolerations"),
+        )
+        m["metadata"]["namespace"] = self.namespace
+        return m
+
+    def accept_by_name(self, offer: dict, tasks: list[dict]) -> None:
+        """Create the Tasks, then answer with their names (OfferAnswer.taskNames)."""
+        for t in tasks:
+            self.kube.create("tasks", self.namespace, self.task_for(offer, t))
+        self.answer(offer, {"type": "Accept", "taskNames": [t["name"] for t in tasks]})
 
     def decline(self, offer: dict, refuse_seconds: float | None = None) -> None:
         ans: dict = {"type": "Decline"}

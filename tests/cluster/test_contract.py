@@ -9,7 +9,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from mesoskube.kube import Kube
-from mesoskube.master import FINALIZER, LABEL_AGENT, LABEL_FRAMEWORK, LABEL_TASK_ID
+from mesoskube.master import FINALIZER, LABEL_AGENT, LABEL_FRAMEWORK, LABEL_MASTER_MADE, LABEL_TASK_ID
 from tests.cluster.identity import bind_framework_role, service_account, username
 from tests.cluster.mesos import RawFramework, task
 from tests.helpers import eventually
@@ -212,6 +212,60 @@ def test_another_framework_cannot_accept_decline_or_kill_what_is_not_its_own(kub
     fa.kube.delete("frameworks", namespace, "a")
 
 
+def test_a_framework_creates_its_own_tasks_and_the_master_launches_them_by_name(
+    kube, namespace, two_frameworks
+):
+    """Issue 14, part A: the framework's identity creates the Tasks (the chart's framework Role),
+    answers with their names, and the master checks them against the offer and creates the pods."""
+    fa, _ = two_frameworks
+    (offer,) = fa.wait_offers(1)
+    fa.accept_by_name(offer, [task("n1", 1, 512, run_seconds=60), task("n2", 1, 512, run_seconds=60)])
+    for name in ("n1", "n2"):
+        t = fa.wait_task_state(name, "TASK_RUNNING")
+        assert LABEL_MASTER_MADE not in t["metadata"]["labels"]
+        assert kube.core.read_namespaced_pod(name, namespace).spec.node_name == offer["spec"]["agent"]
+    name = offer["metadata"]["name"]
+    eventually(lambda: name not in {o["metadata"]["name"] for o in kube.list("offers", namespace)},
+               timeout=10, what="the accepted offer deleted")  # fmt: skip
+
+
+def test_an_accept_by_name_asking_more_than_the_offer_launches_none_and_says_what_was_short(
+    kube, namespace, two_frameworks
+):
+    fa, _ = two_frameworks
+    (offer,) = fa.wait_offers(1)
+    fa.accept_by_name(offer, [task("big1", 3, 512), task("big2", 3, 512)])  # the agent has 4 cpus
+    for name in ("big1", "big2"):
+        t = fa.wait_task_state(name, "TASK_ERROR")
+        assert "cpus" in t["status"]["message"], t["status"]
+    assert kube.core.list_namespaced_pod(namespace).items == []
+
+
+def test_a_framework_cannot_create_tasks_for_another_or_unlike_the_masters(kube, namespace, two_frameworks):
+    """The task-create policies: only a Framework's principal creates its Tasks, each naming its
+    Offer, owned by the Framework alone, labelled with its name and never with the master's labels."""
+    fa, fb = two_frameworks
+    (offer,) = fa.wait_offers(1)
+    good = fa.task_for(offer, task("x1", 1, 512))
+    body = refused(lambda: fb.kube.create("tasks", namespace, good), 403)
+    assert "are created by its principal" in body and username(namespace, "sa-b") in body
+    no_offer = fa.task_for(offer, task("x2", 1, 512))
+    del no_offer["spec"]["offer"]
+    assert "spec.offer" in refused(lambda: fa.kube.create("tasks", namespace, no_offer), 403)
+    forged = fa.task_for(offer, task("x3", 1, 512))
+    forged["metadata"]["labels"][LABEL_MASTER_MADE] = "true"
+    assert LABEL_MASTER_MADE in refused(lambda: fa.kube.create("tasks", namespace, forged), 403)
+    foreign = fa.task_for(offer, task("x4", 1, 512))
+    foreign["metadata"]["ownerReferences"][0]["uid"] = "not-the-frameworks-uid"
+    assert "ownerReferences" in refused(lambda: fa.kube.create("tasks", namespace, foreign), 403)
+    # Created, never named by an accept: declined, the Offer goes, and the Task is refused.
+    fa.kube.create("tasks", namespace, good)
+    fa.decline(offer)
+    t = fa.wait_task_state("x1", "TASK_LOST")
+    assert "not launched" in t["status"]["message"]
+    assert kube.core.list_namespaced_pod(namespace).items == []
+
+
 def test_principal_must_be_the_creating_user_and_cannot_change(kube, kubeconfig, namespace, crds, tmp_path):
     bind_framework_role(kube, namespace, "sa-a")
     a = service_account(kube, kubeconfig, namespace, "sa-a", tmp_path)
@@ -231,7 +285,9 @@ def test_principal_must_be_the_creating_user_and_cannot_change(kube, kubeconfig,
     assert "spec.principal is set by the framework's creator and immutable" in body
 
 
-def test_only_the_master_creates_offers_and_tasks(kube, kubeconfig, namespace, fake_nodes, master, tmp_path):
+def test_only_the_master_creates_offers_and_a_forged_task_is_refused(
+    kube, kubeconfig, namespace, fake_nodes, master, tmp_path
+):
     """Even a namespace admin (edit rights on Offers and Tasks) cannot forge them: the issue's
     hand-made 64-cpu pre-answered Offer and a Task for a framework that does not exist."""
     (node,) = fake_nodes(1, "cpu=4,memory=8Gi")
@@ -281,8 +337,10 @@ def test_only_the_master_creates_offers_and_tasks(kube, kubeconfig, namespace, f
             "metadata": {"name": "ghost"},
             "spec": {"framework": "nobody", "agent": node, "resources": {"cpus": 1}},
         }
+        # A framework may create Tasks of its own (accepts by name), but not this one: a Task for no
+        # Framework of the namespace, unlabelled, naming no Offer.
         body = refused(lambda: admin.create("tasks", namespace, forged_task), 403)
-        assert "tasks are created by the mesoskube master only" in body
+        assert "metadata.labels: mesoskube.io/framework must be nobody" in body
         assert kube.core.list_namespaced_pod(namespace).items == []
     finally:
         kube.rbac.delete_cluster_role(f"{namespace}-mesos-edit")

@@ -30,6 +30,8 @@ from mesoskube.api.models import (
     ResourceQuantities,
     TaskInfo,
 )
+from mesoskube.master import LABEL_FRAMEWORK, LABEL_MASTER_MADE, LABEL_REFUSED, LABEL_TASK_ID
+from mesoskube.master.builders import task_manifest
 from tests.unit.rbac_from_code import master_grants
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -485,16 +487,23 @@ POLICIES = (
     "master-pods",
     "unknown-fields",
     "task-namespaces",  # with the default rbac.taskNamespaces
+    "task-create",
+    "task-create-labels",
 )
 
 FRAMEWORK_GRANTS = expand(
     {
         ("mesoskube.io", "frameworks"): "get list watch create update patch delete",
         ("mesoskube.io", "frameworks/status"): "get",
+        # blockOwnerDeletion on its Tasks' owner reference (OwnerReferencesPermissionEnforcement).
+        ("mesoskube.io", "frameworks/finalizers"): "update",
         ("mesoskube.io", "offers"): "get list watch update patch",
-        ("mesoskube.io", "tasks"): "get list watch update patch delete",
+        # create: its own Tasks, answered by name (spec.answer.taskNames; the task-create policy).
+        ("mesoskube.io", "tasks"): "get list watch create update patch delete",
         ("coordination.k8s.io", "leases"): "get create update patch",
         ("", "events"): "get list watch",
+        # a retried accept by name: did the master launch it already (the SDK's _answer_taken)
+        ("", "pods"): "get",
     }
 )
 
@@ -575,7 +584,9 @@ def test_unknown_fields_policy_lists_exactly_the_model_fields_at_every_level() -
 def test_admission_policies_trust_the_master_serviceaccount() -> None:
     for policy in objects(render(), "ValidatingAdmissionPolicy"):
         text = json.dumps(policy)
-        if policy["metadata"]["name"].endswith(("-principal", "-master-pods")):
+        if policy["metadata"]["name"].endswith(
+            ("-principal", "-master-pods", "-task-create", "-task-create-labels")
+        ):
             assert f"system:serviceaccount:{NAMESPACE}:{FULLNAME}" in text, policy["metadata"]["name"]
     assert not objects(render("--set", "admission.enabled=false"), "ValidatingAdmissionPolicy")
 
@@ -597,6 +608,208 @@ def test_clusterroles_are_bound_exactly_to_the_master_serviceaccount(extra: tupl
             {"kind": "ServiceAccount", "name": account["name"], "namespace": NAMESPACE}
         ]
     assert account["namespace"] == NAMESPACE
+
+
+# A framework's Task is labelled with its Framework's name (builders.task_manifest).
+FRAMEWORK_LABEL_CHECK = (
+    f"'{LABEL_FRAMEWORK}' in variables.labels"
+    f" && variables.labels['{LABEL_FRAMEWORK}'] == object.spec.framework"
+)
+
+
+def _policy(docs: Iterable[dict[str, Any]], name: str) -> dict[str, Any]:
+    (found,) = [
+        p for p in objects(docs, "ValidatingAdmissionPolicy") if p["metadata"]["name"] == f"{FULLNAME}-{name}"
+    ]
+    return found
+
+
+def _binding(docs: Iterable[dict[str, Any]], name: str) -> dict[str, Any]:
+    (found,) = [
+        b
+        for b in objects(docs, "ValidatingAdmissionPolicyBinding")
+        if b["spec"]["policyName"] == f"{FULLNAME}-{name}"
+    ]
+    assert found["metadata"]["name"] == f"{FULLNAME}-{name}"
+    assert found["spec"]["validationActions"] == ["Deny"]
+    return found
+
+
+def _rules(policy: dict[str, Any]) -> set[tuple[str, str]]:
+    """(resource, operation) pairs the policy matches, all of them in mesoskube.io."""
+    rules = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert {g for r in rules for g in r["apiGroups"]} == {"mesoskube.io"}
+    return {(res, op) for r in rules for res in r["resources"] for op in r["operations"]}
+
+
+def _trusted(docs: Iterable[dict[str, Any]]) -> str:
+    """The chart's one expression for "the master or another trusted identity"."""
+    variables = _policy(docs, "framework-principal")["spec"]["variables"]
+    (trusted,) = [v["expression"] for v in variables if v["name"] == "trusted"]
+    assert f'"system:serviceaccount:{NAMESPACE}:{FULLNAME}"' in trusted
+    return trusted
+
+
+def _variables(policy: dict[str, Any]) -> dict[str, str]:
+    return {v["name"]: v["expression"] for v in policy["spec"].get("variables", [])}
+
+
+def _reserved_labels(policy: dict[str, Any]) -> set[str]:
+    """The label keys the policy's reservedLabels variable lists (a literal list it filters)."""
+    match = re.fullmatch(
+        r"\[(.*)\]\.filter\(k, k in variables\.labels\)", _variables(policy)["reservedLabels"]
+    )
+    assert match, _variables(policy)["reservedLabels"]
+    return {k.strip().strip("'") for k in match.group(1).split(",")}
+
+
+def test_offers_stay_master_made_but_tasks_are_no_longer_master_only() -> None:
+    docs = render()
+    principal = _policy(docs, "framework-principal")
+    assert _rules(principal) == {
+        ("frameworks", "CREATE"),
+        ("frameworks", "UPDATE"),
+        ("frameworks", "DELETE"),
+        ("offers", "CREATE"),
+    }
+    master_only = [v for v in principal["spec"]["validations"] if "master only" in v["messageExpression"]]
+    assert [v["expression"] for v in master_only] == [
+        "request.resource.resource != 'offers' || variables.trusted"
+    ]
+    assert "'offers are created by the mesoskube master only, not by '" in master_only[0]["messageExpression"]
+
+
+def test_task_create_policy_holds_a_frameworks_task_to_its_framework() -> None:
+    """A framework creates its own Tasks (answered by name): the Framework spec.framework names, a
+    parameter, decides; each check is written `not that Framework || (...)`."""
+    docs = render()
+    policy = _policy(docs, "task-create")
+    spec = policy["spec"]
+    assert spec["failurePolicy"] == "Fail"
+    assert spec["paramKind"] == {"apiVersion": "mesoskube.io/v1alpha1", "kind": "Framework"}
+    assert _rules(policy) == {("tasks", "CREATE")}
+    # The master and the other trusted identities are not checked: the master labels its own Tasks.
+    assert spec["matchConditions"] == [{"name": "not-trusted", "expression": f"!({_trusted(docs)})"}]
+    assert _binding(docs, "task-create")["spec"]["paramRef"] == {
+        "selector": {},
+        "parameterNotFoundAction": "Allow",
+    }
+    variables = _variables(policy)
+    assert variables["user"] == "request.userInfo.username"
+    assert _reserved_labels(policy) == {LABEL_MASTER_MADE, LABEL_REFUSED, LABEL_TASK_ID}
+    checks: dict[str, list[str]] = {}
+    for validation in spec["validations"]:
+        expression, message = validation["expression"], validation["messageExpression"]
+        assert validation["reason"] == "Forbidden"
+        prefix = "params.metadata.name != object.spec.framework || ("
+        assert expression.startswith(prefix) and expression.endswith(")"), expression
+        # Each message names the field it is about first, then the fix.
+        field = re.match(r"'([a-zA-Z.]+): ", message)
+        assert field, message
+        checks.setdefault(field.group(1), []).append(expression.removeprefix(prefix)[:-1])
+    assert {f: len(c) for f, c in checks.items()} == {
+        "spec.framework": 1,  # its principal creates it
+        "spec.offer": 1,
+        "metadata.ownerReferences": 1,
+        "metadata.labels": 2,  # the framework's label; none of the master's
+        "spec.kill": 1,
+    }
+    assert checks["spec.framework"] == [
+        "has(params.spec.principal) && params.spec.principal == variables.user"
+    ]
+    assert "has(object.spec.offer)" in checks["spec.offer"][0]
+    (owners,) = checks["metadata.ownerReferences"]
+    for part in (
+        "size(variables.owners) == 1",
+        "variables.owners[0].kind == 'Framework'",
+        "variables.owners[0].name == object.spec.framework",
+        "variables.owners[0].uid == params.metadata.uid",
+        "has(variables.owners[0].controller) && variables.owners[0].controller",
+    ):
+        assert part in owners, part
+    assert checks["spec.kill"] == ["!has(object.spec.kill) || !object.spec.kill"]
+    assert sorted(checks["metadata.labels"]) == [
+        FRAMEWORK_LABEL_CHECK,
+        "size(variables.reservedLabels) == 0",
+    ]
+    assert (
+        variables["owners"] == "has(object.metadata.ownerReferences) ? object.metadata.ownerReferences : []"
+    )
+    assert variables["labels"] == "has(object.metadata.labels) ? object.metadata.labels : {}"
+
+
+def test_task_create_labels_hold_whatever_framework_a_task_names() -> None:
+    """task-create decides only when the named Framework exists (a parameter); the master's labels
+    (a restarted master trusts a Task labelled made-by-master) and the framework label must hold
+    for a Task naming no Framework too, so a policy without parameters repeats them."""
+    docs = render()
+    policy = _policy(docs, "task-create-labels")
+    spec = policy["spec"]
+    assert "paramKind" not in spec and "paramRef" not in _binding(docs, "task-create-labels")["spec"]
+    assert spec["failurePolicy"] == "Fail"
+    assert _rules(policy) == {("tasks", "CREATE")}
+    assert spec["matchConditions"] == [{"name": "not-trusted", "expression": f"!({_trusted(docs)})"}]
+    assert _reserved_labels(policy) == {LABEL_MASTER_MADE, LABEL_REFUSED, LABEL_TASK_ID}
+    assert [(v["expression"], v["reason"]) for v in spec["validations"]] == [
+        ("size(variables.reservedLabels) == 0", "Forbidden"),
+        (
+            FRAMEWORK_LABEL_CHECK,
+            "Forbidden",
+        ),
+    ]
+    # The same words as task-create's, whichever policy the API server reports.
+    create = _policy(docs, "task-create")["spec"]["validations"]
+    labels = [
+        v["messageExpression"] for v in create if v["messageExpression"].startswith("'metadata.labels: ")
+    ]
+    assert sorted(labels) == sorted(v["messageExpression"] for v in spec["validations"])
+
+
+def test_task_create_policies_walk_no_list_of_the_request() -> None:
+    """With `paramRef.selector: {}` task-create runs once per Framework of the namespace: its
+    checks must cost the same whatever the object holds, so no macro walks the object's lists or
+    maps (a literal list is fine). The matchCondition is the chart's shared trusted expression."""
+    docs = render()
+    for name in ("task-create", "task-create-labels"):
+        spec = _policy(docs, name)["spec"]
+        expressions = [v["expression"] for v in spec["validations"]] + list(
+            _variables(_policy(docs, name)).values()
+        )
+        for expression in expressions:
+            for macro in re.finditer(r"(.)\.(all|exists|exists_one|filter|map)\(", expression):
+                assert macro.group(1) == "]", f"{name}: {expression} walks a list of the request"
+
+
+def test_a_task_built_like_the_masters_has_what_task_create_asks() -> None:
+    """builders.task_manifest, which a framework uses for its own Tasks, meets the checks of
+    task-create by construction (the CEL itself is checked on an API server)."""
+    task = TaskInfo(name="t1", resources=ResourceQuantities(cpus=1))
+    manifest = task_manifest(task, "fw", "uid-1", "*", "node-1", "fw-node-1-1")
+    meta = manifest["metadata"]
+    assert meta["ownerReferences"] == [
+        {
+            "apiVersion": "mesoskube.io/v1alpha1",
+            "kind": "Framework",
+            "name": "fw",
+            "uid": "uid-1",
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    assert meta["labels"][LABEL_FRAMEWORK] == manifest["spec"]["framework"] == "fw"
+    assert not set(meta["labels"]) & {LABEL_MASTER_MADE, LABEL_REFUSED, LABEL_TASK_ID}
+    assert manifest["spec"]["offer"] == "fw-node-1-1"
+    assert not manifest["spec"].get("kill")
+
+
+def test_framework_rbac_creates_tasks_but_no_offers_and_writes_no_status() -> None:
+    (role, *_) = _framework_objects(render(*ALL_FEATURES), "Role")
+    granted = grants(role["rules"])
+    assert ("mesoskube.io", "tasks", "create") in granted
+    assert ("mesoskube.io", "frameworks/finalizers", "update") in granted
+    assert not {(g, r, v) for g, r, v in granted if r == "offers" and v == "create"}
+    assert not {r for _, r, _ in granted if r.endswith("/status") and r != "frameworks/status"}
+    assert {v for _, r, v in granted if r == "frameworks/status"} == {"get"}
 
 
 def _framework_objects(docs: Iterable[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
