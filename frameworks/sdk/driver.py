@@ -7,7 +7,7 @@ one object write in the framework's namespace (the contract with the master):
 |---|---|
 | SUBSCRIBE | creates Framework `name` (or reuses it: failover of the scheduler process) |
 | HEARTBEAT | creates and renews Lease `name` (coordination.k8s.io/v1) every `heartbeat_interval` |
-| ACCEPT / DECLINE | one merge patch of `spec.answer` on the Offer |
+| ACCEPT / DECLINE | one merge patch of `spec.answer` on the Offer (`create_tasks`: Tasks first) |
 | REVIVE / SUPPRESS | merge patch `spec.revive` = n + 1 (with `suppress: false`) / `spec.suppress: true` |
 | KILL | merge patch `spec.kill: true` on the Task |
 | RECONCILE | merge patch `spec.reconcile` {id: n + 1, taskIds}; answers come in `status.reconciled` |
@@ -30,6 +30,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +40,7 @@ from pydantic import ValidationError
 
 from mesoskube import API_GROUP, API_VERSION
 from mesoskube.api.models import (
+    DEFAULT_ROLE,
     TERMINAL_TASK_STATES,
     Capability,
     FrameworkPhase,
@@ -46,11 +48,12 @@ from mesoskube.api.models import (
     TaskInfo,
     TaskState,
 )
-from mesoskube.frameworks.sdk.retry import APPLIED, WritePolicy, describe
+from mesoskube.frameworks.sdk.retry import APPLIED, WritePolicy, describe, is_transient
 from mesoskube.frameworks.sdk.scheduler import Scheduler
 from mesoskube.frameworks.sdk.types import DriverStatus, Offer, StatusSource, TaskStatus
 from mesoskube.frameworks.sdk.watch import ListWatch
 from mesoskube.kube import Kube
+from mesoskube.master.builders import task_manifest
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,7 @@ LABEL_FRAMEWORK = "mesoskube.io/framework"  # same key as mesoskube.master.LABEL
 LEASE_DURATION_SECONDS = 15
 HEARTBEAT_INTERVAL_SECONDS = 5.0
 GONE_OFFER_PHASES = frozenset({OfferPhase.RESCINDED, OfferPhase.EXPIRED})
+MAX_PARALLEL_CREATES = 8  # an accept's Task creates (create_tasks) go side by side, this many at once
 
 TaskLike = TaskInfo | dict[str, Any]
 
@@ -66,6 +70,15 @@ def micro_time(ts: float | None = None) -> str:
     """Kubernetes MicroTime: RFC 3339 with exactly six fractional digits."""
     dt = datetime.fromtimestamp(time.time() if ts is None else ts, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class _TaskIdTaken(Exception):
+    """create_tasks: a Task of the accept's name exists and is not ours (another offer's, another
+    framework's, or finished)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"task id {name} is already used")
+        self.name = name
 
 
 @dataclass(order=True)
@@ -94,10 +107,20 @@ class DriverStats:
     offers_received: int = 0
     offers_rescinded: int = 0
     status_updates: int = 0
+    task_creates: int = 0  # Tasks whose create the driver sent (create_tasks), one each however many retries
 
 
 class SchedulerDriver:
-    """Connects a `Scheduler` to the master. Thread-safe: calls may come from any thread."""
+    """Connects a `Scheduler` to the master. Thread-safe: calls may come from any thread.
+
+    `create_tasks`: the framework creates its Task objects from its own client and answers with
+    their names (OfferAnswer.taskNames); the master's launch client then spends one write per task
+    (the pod) instead of two. An accept then costs one create per task (side by side) and the
+    answer patch. A create refused (a task id taken in the namespace, 422 or 403) deletes the
+    Tasks this accept created, declines the offer and gives every task of the accept TASK_ERROR;
+    a create that never got through deletes them as well, and the offer is outstanding again.
+    False (the default): the answer carries the TaskInfos and the master creates the Tasks.
+    """
 
     def __init__(
         self,
@@ -118,6 +141,7 @@ class SchedulerDriver:
         labels: dict[str, str] | None = None,
         tolerations: Sequence[dict[str, Any]] = (),
         writes: WritePolicy | None = None,
+        create_tasks: bool = False,
     ) -> None:
         self.scheduler = scheduler
         self.framework_name = framework_name
@@ -135,6 +159,7 @@ class SchedulerDriver:
         self.watch_timeout = int(watch_timeout)
         self.labels = dict(labels or {})
         self.tolerations = [dict(t) for t in tolerations]
+        self.create_tasks = bool(create_tasks)
         self.stats = DriverStats()
         # Transient write errors are retried (retry.py); a stopped driver stops sleeping at once.
         self.writes = writes or WritePolicy(sleep=lambda s: self._stopped.wait(s))
@@ -171,6 +196,10 @@ class SchedulerDriver:
         self._lease_created = False
         self._lease_owner_set = False
         self._framework_uid: str | None = None
+        # Tasks an accept created and then deleted again (create_tasks), by uid: their watch
+        # events are not the scheduler's (it got the driver's TASK_ERROR or TASK_LOST instead).
+        self._rolled_back: set[str] = set()
+        self._pool: ThreadPoolExecutor | None = None  # the side-by-side Task creates and deletes
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -256,6 +285,10 @@ class SchedulerDriver:
             w.stop()
         if teardown:
             self._teardown()
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
         self._done.set()
         me = threading.current_thread()
         for t in [*self._threads, self._event_thread]:
@@ -484,8 +517,9 @@ class SchedulerDriver:
     def accept(
         self, offer_id: str, tasks: Sequence[TaskLike], filters: dict[str, Any] | None = None
     ) -> DriverStatus:
-        """Launch `tasks` on the offer (one patch). What they leave unused goes back to the
-        master, filtered for filters['refuseSeconds'] (default: the framework's default)."""
+        """Launch `tasks` on the offer (one patch; with create_tasks, one Task create per task
+        before it). What they leave unused goes back to the master, filtered for
+        filters['refuseSeconds'] (default: the framework's default)."""
         infos = [t if isinstance(t, TaskInfo) else TaskInfo.model_validate(t) for t in tasks]
         answer: dict[str, Any] = {
             "type": "Accept",
@@ -515,6 +549,7 @@ class SchedulerDriver:
             self._answered.add(offer_id)
             held = self._outstanding.pop(offer_id, None)
             gone = offer_id in self._gone
+            framework_uid = self._framework_uid
         if gone:
             self._invalid_offer(offer_id, tasks, "the offer was rescinded before the answer")
             return self._status
@@ -522,10 +557,36 @@ class SchedulerDriver:
             with self._lock:
                 self._accepted[offer_id] = [t.name for t in tasks]
 
+        own = self.create_tasks and bool(tasks) and answer["type"] == "Accept"
+        if own and (held is None or framework_uid is None):
+            # Not an offer we hold: its role and agent are unknown here, so the master makes the Tasks.
+            log.warning("offer %s is not one this driver holds; its tasks go inline in the answer", offer_id)
+            own = False
+        created: list[dict[str, Any]] = []  # the Tasks this accept created (create_tasks)
+        if own:
+            assert held is not None and framework_uid is not None
+            made = self._create_tasks(offer_id, held, framework_uid, tasks)
+            if made is None:
+                return self._status  # refused or not stored: rolled back, the scheduler told
+            created = made
+            answer = {"type": "Accept", "taskNames": [t.name for t in tasks]} | (
+                {"filters": answer["filters"]} if answer.get("filters") else {}
+            )
+        # create_tasks: whether a 404 on a retry met the master's processing of our own answer
+        # (True), certainly not (False), or cannot be told (None: see _answer_taken).
+        taken: bool | None = False
+
         def applied(e: ApiException) -> bool:
             # On a retry, 404 may be our own earlier attempt: the master processed it and deleted
-            # the offer. For an accept its Tasks then exist; for a decline nothing is left to say.
-            return e.status == 404 and bool(tasks) and self._tasks_exist(tasks)
+            # the offer. For an accept its Tasks then exist (inline) or have been taken up by the
+            # master (create_tasks); for a decline nothing is left to say.
+            nonlocal taken
+            if e.status != 404 or not tasks:
+                return False
+            if not created:
+                return self._tasks_exist(tasks)
+            taken = self._answer_taken(created[0])
+            return taken is True
 
         try:
             done = self.writes.call(
@@ -535,21 +596,36 @@ class SchedulerDriver:
                 give_up=lambda: offer_id in self._gone or self._stopped.is_set(),
             )
         except ApiException as e:
-            if e.status == 404:
+            if e.status == 404 and taken is None:
+                # Our answer may have been taken up (the master deletes the offer once every named
+                # Task has its pod), or not: deleting the Tasks could end launched tasks, and a
+                # TASK_LOST from here could be wrong. The master tells: their launch, or, if it
+                # never took the answer, TASK_LOST/TASK_DROPPED (their offer gone, no accept).
+                log.warning(
+                    "offer %s: gone on a retry of its accept; its Tasks are the master's to tell", offer_id
+                )
+                with self._lock:
+                    self._accepted.pop(offer_id, None)
+            elif e.status == 404:
+                self._roll_back(created)
                 self._invalid_offer(offer_id, tasks, "the offer no longer exists")
             elif e.status == 422 and tasks:
                 msg = _api_message(e)
+                self._roll_back(created)
                 for t in tasks:
                     self._post_status(t.name, TaskState.ERROR, "REASON_TASK_INVALID", msg)
                 self._release_after_invalid_accept(offer_id, msg)
             elif e.status and e.status < 500 and e.status != 429:
                 log.error("answering offer %s failed: HTTP %s %s", offer_id, e.status, _api_message(e))
+                self._roll_back(created)
                 for t in tasks:
                     self._post_status(t.name, TaskState.ERROR, "REASON_TASK_INVALID", _api_message(e))
             else:
+                self._roll_back(created)
                 self._answer_not_stored(offer_id, held, tasks, describe(e))
             return self._status
         except Exception as e:  # transport errors past the deadline: the API never took the answer
+            self._roll_back(created)
             self._answer_not_stored(offer_id, held, tasks, describe(e))
             return self._status
         if done is APPLIED and not tasks:
@@ -571,6 +647,224 @@ class SchedulerDriver:
             raise
         return (body.get("spec") or {}).get("framework") == self.framework_name
 
+    def _answer_taken(self, task: dict[str, Any]) -> bool | None:
+        """create_tasks: whether the master took up our answer naming `task` (the first of the
+        accept), its Offer being gone. The Tasks existed before the answer, so their existence
+        says nothing; the master deletes the Offer only once every named Task has its pod or
+        (a refused accept) its TASK_ERROR. So: True if the Task has a status (the master writes
+        every one) or a pod of its own (labelled with the framework, owned by the Task); False
+        if neither; None if it has no status and its pod cannot be read (the chart's framework
+        Role grants no pod read: 403), as the master writes no status before the pod has a real
+        state: only the Task's status is known then, and a launch just made is not told apart."""
+        name = task["metadata"]["name"]
+        try:
+            body = self.kube.get("tasks", self.namespace, name)
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            raise
+        uid = body["metadata"].get("uid")
+        if uid != task["metadata"].get("uid"):
+            return False  # not the Task this accept created
+        if (body.get("status") or {}).get("state"):
+            return True
+        try:
+            pod = self.kube.core.read_namespaced_pod(name, self.namespace)
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            if e.status == 403:
+                return None
+            raise
+        meta = pod.metadata
+        owners = {o.uid for o in meta.owner_references or []}
+        return (meta.labels or {}).get(LABEL_FRAMEWORK) == self.framework_name and uid in owners
+
+    # create_tasks: the framework's own Tasks ---------------------------------------
+
+    def _create_tasks(
+        self, offer_id: str, held: Offer, framework_uid: str, tasks: list[TaskInfo]
+    ) -> list[dict[str, Any]] | None:
+        """Create the accept's Tasks, side by side, exactly as the master would have made them
+        (builders.task_manifest: spec.offer, the Offer's role and agent, the framework's owner
+        reference and tolerations). Returns the stored Tasks, or None when the accept ended here:
+        refused (a task id taken, 422, 403: rolled back, the offer declined, TASK_ERROR for every
+        task) or not stored (rolled back, the offer outstanding again, TASK_LOST or TASK_DROPPED)."""
+        spec = held.spec
+        # The Framework's own tolerations, as the master compares them (check_named): a driver
+        # re-registering without any keeps those the Framework already has.
+        with self._lock:
+            fw_spec = (self._framework_obj or {}).get("spec") or {}
+        tolerations = fw_spec.get("tolerations") if fw_spec else self.tolerations
+        manifests = []
+        for t in tasks:
+            m = task_manifest(
+                t,
+                self.framework_name,
+                framework_uid,
+                spec.role or DEFAULT_ROLE,
+                spec.agent,
+                offer_id,
+                tolerations or None,
+            )
+            m["metadata"]["namespace"] = self.namespace
+            manifests.append(m)
+        with self._lock:
+            self.stats.task_creates += len(manifests)
+        outcomes = self._side_by_side(lambda m: self._create_task(offer_id, m), manifests)
+        created = [o for o in outcomes if isinstance(o, dict)]
+        failed = [
+            (m["metadata"]["name"], o)
+            for m, o in zip(manifests, outcomes, strict=True)
+            if not isinstance(o, dict)
+        ]
+        if not failed:
+            return created
+        taken = [name for name, e in failed if isinstance(e, _TaskIdTaken)]
+        refused = [
+            (name, e)
+            for name, e in failed
+            if isinstance(e, ApiException) and e.status and not is_transient(e)
+        ]
+        # A create that never got an answer may have been stored all the same (a lost reply).
+        answered = set(taken) | {name for name, _ in refused}
+        unsure = [name for name, _ in failed if name not in answered]
+        self._roll_back(created, offer_id, unsure)
+        if not taken and not refused:
+            self._answer_not_stored(offer_id, held, tasks, describe(failed[0][1]))
+            return None
+        if taken:
+            ids = ", ".join(taken)
+            why = {
+                name: f"task id {name} is already used in namespace {self.namespace}: task ids are unique "
+                "in a namespace, finished tasks included; launch it under another name"
+                for name in taken
+            }
+            default = (
+                f"accept of offer {offer_id} refused, nothing launched: task id {ids} is already used "
+                f"in namespace {self.namespace}"
+            )
+        else:
+            why = {name: _api_message(e) for name, e in refused}
+            first, msg = refused[0][0], why[refused[0][0]]
+            default = f"accept of offer {offer_id} refused, nothing launched: task {first}: {msg}"
+        self._release_after_invalid_accept(offer_id, "; ".join(why.values()))
+        with self._lock:
+            self._accepted.pop(offer_id, None)
+        for t in tasks:
+            self._post_status(t.name, TaskState.ERROR, "REASON_TASK_INVALID", why.get(t.name, default))
+        return None
+
+    def _create_task(self, offer_id: str, manifest: dict[str, Any]) -> dict[str, Any]:
+        """One Task create through the write policy. A 409 is our own Task (an earlier attempt
+        whose reply was lost, or an earlier try of an accept of this offer: its spec.offer and
+        spec.framework are ours), or a task id taken: _TaskIdTaken."""
+        name = manifest["metadata"]["name"]
+        conflict: ApiException | None = None
+        for _ in range(3):  # a Task deleted between our create and our read: create again
+            try:
+                body = self.writes.call(
+                    lambda: self.kube.create("tasks", self.namespace, manifest),
+                    f"creating task {name}",
+                    give_up=self._stopped.is_set,
+                )
+                assert isinstance(body, dict)
+                return body
+            except ApiException as e:
+                if e.status != 409:
+                    raise
+                conflict = e
+            holder = self._read_task(name)
+            if holder is None:
+                continue
+            if self._ours(holder, offer_id):
+                with self._lock:  # launched again after a roll-back that could not delete it
+                    self._rolled_back.discard(holder["metadata"].get("uid") or "")
+                return holder
+            raise _TaskIdTaken(name)
+        assert conflict is not None
+        raise conflict
+
+    def _read_task(self, name: str) -> dict[str, Any] | None:
+        try:
+            body = self.writes.call(
+                lambda: self.kube.get("tasks", self.namespace, name),
+                f"reading task {name}",
+                give_up=self._stopped.is_set,
+            )
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+        assert isinstance(body, dict)
+        return body
+
+    def _ours(self, task: dict[str, Any], offer_id: str) -> bool:
+        spec = task.get("spec") or {}
+        return spec.get("offer") == offer_id and spec.get("framework") == self.framework_name
+
+    def _roll_back(
+        self, created: list[dict[str, Any]], offer_id: str = "", unsure: Sequence[str] = ()
+    ) -> None:
+        """Delete the Tasks an accept created (best effort, side by side), and those whose create
+        got no answer if they turn out to be ours. Their watch events are the scheduler's no more:
+        it hears of them from the driver (TASK_ERROR, TASK_LOST)."""
+        if not created and not unsure:
+            return
+
+        def forget(task: dict[str, Any]) -> None:
+            with self._lock:
+                self._rolled_back.add(task["metadata"].get("uid") or "")
+
+        def delete(name: str) -> None:
+            if name in unsure:
+                holder = self._read_task(name)
+                if holder is None or not self._ours(holder, offer_id):
+                    return
+                forget(holder)
+            self.writes.call(
+                lambda: self.kube.delete("tasks", self.namespace, name),
+                f"deleting task {name} (accept rolled back)",
+                applied=lambda e: e.status == 404,  # on a retry: our earlier delete went through
+                give_up=self._stopped.is_set,
+                deadline=30,
+            )
+
+        for task in created:
+            forget(task)
+        names = [t["metadata"]["name"] for t in created] + list(unsure)
+        for name, outcome in zip(names, self._side_by_side(delete, names), strict=True):
+            if isinstance(outcome, BaseException) and not (
+                isinstance(outcome, ApiException) and outcome.status == 404
+            ):
+                # Left to the master: a Task no accept named gets TASK_ERROR or TASK_LOST, no pod.
+                log.warning("deleting task %s of a rolled-back accept failed: %s", name, describe(outcome))
+
+    def _side_by_side(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        """fn(item) for each item, at most MAX_PARALLEL_CREATES at once; each result or exception."""
+
+        def outcome(item: Any) -> Any:
+            try:
+                return fn(item)
+            except Exception as e:
+                return e
+
+        if len(items) <= 1:
+            return [outcome(x) for x in items]
+        with self._lock:
+            if self._pool is None and not self._stopped.is_set():
+                self._pool = ThreadPoolExecutor(
+                    MAX_PARALLEL_CREATES, thread_name_prefix=f"driver-{self.framework_name}-writes"
+                )
+            pool = self._pool
+        if pool is None:
+            return [outcome(x) for x in items]
+        try:
+            futures = [pool.submit(outcome, x) for x in items]
+        except RuntimeError:  # shut down by a stop() in between
+            return [outcome(x) for x in items]
+        return [f.result() for f in futures]
+
     def _answer_not_stored(self, offer_id: str, held: Offer | None, tasks: list[TaskInfo], why: str) -> None:
         """The answer never reached the API server: the offer is not answered. It is outstanding again
         (the scheduler may answer it once more) unless it went away; its tasks were never launched."""
@@ -588,8 +882,9 @@ class SchedulerDriver:
             )
 
     def _release_after_invalid_accept(self, offer_id: str, msg: str) -> None:
-        """The API server refused the accept (schema/CEL): decline so the resources go back."""
-        log.error("accept of offer %s refused by the API server: %s", offer_id, msg)
+        """The accept was refused (by the API server: schema/CEL/admission; or, with create_tasks,
+        by the driver: a task id taken): decline so the resources go back."""
+        log.error("accept of offer %s refused: %s", offer_id, msg)
         try:
             self.writes.call(
                 lambda: self.kube.patch(
@@ -945,17 +1240,33 @@ class SchedulerDriver:
 
     def _on_task(self, event_type: str, obj: Any) -> None:
         if event_type == "SYNC":
+            obj = [o for o in obj if not self._is_rolled_back(o, False)]
             names = {o["metadata"]["name"] for o in obj}
             for name in [n for n in self._task_states if n not in names]:
                 self._task_vanished(name)
             for o in obj:
                 self._task_state(o)
             return
+        if self._is_rolled_back(obj, event_type == "DELETED"):
+            return
         if event_type == "DELETED":
             self._task_state(obj)  # a last state the watch may not have shown yet
             self._task_vanished(obj["metadata"]["name"])
             return
         self._task_state(obj)
+
+    def _is_rolled_back(self, obj: dict[str, Any], deleted: bool) -> bool:
+        """A Task an accept created and deleted again (create_tasks): the scheduler has the
+        driver's TASK_ERROR or TASK_LOST for it, not its STAGING and its deletion."""
+        with self._lock:
+            if not self._rolled_back:
+                return False
+            uid = obj["metadata"].get("uid")
+            if uid not in self._rolled_back:
+                return False
+            if deleted:
+                self._rolled_back.discard(uid)
+            return True
 
     def _task_state(self, obj: dict[str, Any]) -> None:
         try:

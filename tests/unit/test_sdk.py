@@ -23,8 +23,10 @@ from mesoskube.frameworks.sdk import (
     StatusSource,
     TaskInfo,
     TaskStatus,
+    WritePolicy,
     micro_time,
 )
+from mesoskube.master.validation import check_named
 
 # ---------------------------------------------------------------------------- fakes
 
@@ -57,24 +59,57 @@ class FakeCoordination:
         self.calls.append(("delete", name))
 
 
+class FakeCore:
+    """Pods, read only: `pods` by name, or `fail` (e.g. 403: a framework Role without pod read)."""
+
+    def __init__(self) -> None:
+        self.pods: dict[str, SimpleNamespace] = {}
+        self.fail: ApiException | None = None
+
+    def read_namespaced_pod(self, name, ns):
+        if self.fail is not None:
+            raise self.fail
+        if name not in self.pods:
+            raise api_error(404)
+        return self.pods[name]
+
+
 class FakeKube:
     def __init__(self) -> None:
         self.writes: list[tuple[str, str, str, Any]] = []
         self.fail: dict[tuple[str, str], ApiException] = {}
+        # Creates of (plural, name) first raise these, in order; `after` ones once the object is
+        # stored (the reply was lost).
+        self.create_script: dict[tuple[str, str], list[tuple[BaseException, bool]]] = {}
         self.objects: dict[tuple[str, str], dict] = {}
         self.coordination = FakeCoordination()
+        self.core = FakeCore()
+        self.lock = threading.Lock()  # an accept's Task creates and deletes go side by side
+        self.created = 0
+        self.made: list[dict] = []  # every object created, as stored (with its uid)
 
     def whoami(self) -> str:
         return "system:serviceaccount:ns:fw"
 
     def create(self, plural, ns, body):
-        self.writes.append(("create", plural, body["metadata"]["name"], body))
-        key = (plural, body["metadata"]["name"])
-        if key in self.objects:
-            raise api_error(409)
-        obj = {**body, "metadata": {**body["metadata"], "uid": "uid-1", "resourceVersion": "1"}}
-        self.objects[key] = obj
-        return obj
+        name = body["metadata"]["name"]
+        key = (plural, name)
+        with self.lock:
+            self.writes.append(("create", plural, name, body))
+            script = self.create_script.get(key) or []
+            error, after = script.pop(0) if script else (None, False)
+            if error is not None and not after:
+                raise error
+            if key in self.objects:
+                raise api_error(409, f'{plural}.mesoskube.io "{name}" already exists')
+            self.created += 1
+            uid = "uid-1" if plural == "frameworks" else f"{name}-uid-{self.created}"
+            obj = {**body, "metadata": {**body["metadata"], "uid": uid, "resourceVersion": "1"}}
+            self.objects[key] = obj
+            self.made.append(obj)
+            if error is not None:
+                raise error
+            return obj
 
     def get(self, plural, ns, name):
         if (plural, name) not in self.objects:
@@ -88,8 +123,14 @@ class FakeKube:
         return self.objects.get((plural, name), {"metadata": {"name": name}})
 
     def delete(self, plural, ns, name):
-        self.writes.append(("delete", plural, name, None))
-        self.objects.pop((plural, name), None)
+        with self.lock:
+            self.writes.append(("delete", plural, name, None))
+            if self.objects.pop((plural, name), None) is None and plural == "tasks":
+                raise api_error(404)
+
+    def done(self, verb: str, plural: str) -> list[str]:
+        """The names of the `verb` requests on `plural`, in order."""
+        return [w[2] for w in self.writes if w[0] == verb and w[1] == plural]
 
     def patches(self, plural: str | None = None) -> list[tuple[str, dict]]:
         return [(w[2], w[3]) for w in self.writes if w[0] == "patch" and (plural is None or w[1] == plural)]
@@ -98,6 +139,7 @@ class FakeKube:
 class Recorder(Scheduler):
     def __init__(self) -> None:
         self.events: list[tuple] = []
+        self.statuses: list[TaskStatus] = []
         self.cond = threading.Condition()
         self.on_offers = None
 
@@ -124,6 +166,7 @@ class Recorder(Scheduler):
         self._add("rescinded", offer_id)
 
     def status_update(self, driver, status):
+        self.statuses.append(status)
         self._add("status", status.task_id, status.state.value, status.reason, status.source)
 
     def error(self, driver, message):
@@ -164,11 +207,10 @@ def task(name: str, state: str | None, agent: str = "n1") -> dict:
     }
 
 
-@pytest.fixture
-def rig():
+def make_rig(**driver_kwargs: Any):
     kube = FakeKube()
     sched = Recorder()
-    d = SchedulerDriver(sched, "fw", "ns", kube=kube, offer_batch_window=0.05)  # type: ignore[arg-type]
+    d = SchedulerDriver(sched, "fw", "ns", kube=kube, offer_batch_window=0.05, **driver_kwargs)  # type: ignore[arg-type]
     d._status = DriverStatus.RUNNING
     t = threading.Thread(target=d._event_loop, daemon=True)
     t.start()
@@ -192,6 +234,17 @@ def rig():
     d._stopped.set()
     d._events.put(("stop", None))
     t.join(2)
+
+
+@pytest.fixture
+def rig():
+    yield from make_rig()
+
+
+@pytest.fixture
+def own():
+    """A driver that creates its own Tasks (create_tasks) and retries writes without sleeping."""
+    yield from make_rig(create_tasks=True, writes=WritePolicy(sleep=lambda s: None))
 
 
 def subscribe(rig) -> None:
@@ -426,6 +479,194 @@ def test_offers_a_failing_callback_left_unanswered_are_declined(rig):
     while len(answered()) < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert answered() == {"o1": "Accept", "o2": "Decline"}
+
+
+# ---------------------------------------------------------------------------- create_tasks
+
+
+def offered_to(rig, name: str = "o1") -> None:
+    subscribe(rig)
+    o = offer(name)
+    o["spec"]["role"] = "web"
+    rig.feed("offer", "ADDED", o)
+    rig.sched.wait(2)
+
+
+def driver_statuses(rig) -> dict[str, TaskStatus]:
+    rig.quiesce()
+    return {s.task_id: s for s in rig.sched.statuses}
+
+
+def test_create_tasks_an_accept_creates_its_tasks_as_the_master_would_then_answers_with_their_names(own):
+    own.driver.tolerations = [{"key": "dedicated", "operator": "Exists"}]
+    offered_to(own)
+    # The Framework as registered with them: the Tasks carry the Framework's own tolerations.
+    own.driver._framework_obj.setdefault("spec", {})["tolerations"] = own.driver.tolerations
+    t1 = TaskInfo(name="t1", resources={"cpus": 1, "mem": 128}, runSeconds=2, labels={"app": "x"})
+    own.driver.accept("o1", [t1, {"name": "t2", "resources": {"cpus": 1}}], filters={"refuseSeconds": 1})
+    # The creates (side by side), then the one answer.
+    assert sorted(own.kube.done("create", "tasks")) == ["t1", "t2"] and len(own.kube.writes) == 3
+    creates = {w[2]: w[3] for w in own.kube.writes if w[0] == "create"}
+    owner = {
+        "apiVersion": "mesoskube.io/v1alpha1",
+        "kind": "Framework",
+        "name": "fw",
+        "uid": "uid-1",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    # Exactly what the master builds: no label of the master's (made-by-master, refused, task id).
+    assert creates["t1"] == {
+        "apiVersion": "mesoskube.io/v1alpha1",
+        "kind": "Task",
+        "metadata": {
+            "name": "t1",
+            "namespace": "ns",
+            "labels": {"mesoskube.io/framework": "fw", "mesoskube.io/agent-name": "n1"},
+            "ownerReferences": [owner],
+        },
+        "spec": {
+            "framework": "fw",
+            "role": "web",
+            "agent": "n1",
+            "offer": "o1",
+            "resources": {"cpus": 1.0, "mem": 128.0},
+            "container": {},
+            "labels": {"app": "x"},
+            "runSeconds": 2.0,
+            "tolerations": [{"key": "dedicated", "operator": "Exists"}],
+        },
+    }
+    assert creates["t2"]["metadata"]["ownerReferences"] == [owner]
+    assert creates["t2"]["spec"]["resources"] == {"cpus": 1.0} and creates["t2"]["spec"]["offer"] == "o1"
+    assert own.kube.writes[-1][:3] == ("patch", "offers", "o1")
+    assert own.kube.patches("offers") == [
+        (
+            "o1",
+            {
+                "spec": {
+                    "answer": {"type": "Accept", "taskNames": ["t1", "t2"], "filters": {"refuseSeconds": 1}}
+                }
+            },
+        )
+    ]
+    stats = own.driver.stats
+    assert (stats.task_creates, stats.answers, stats.accepts) == (2, 1, 1)
+    assert own.driver.outstanding_offers() == []
+    # The Tasks' own watch events are the scheduler's as ever (the master's STAGING, no driver word).
+    own.feed("task", "ADDED", own.kube.objects[("tasks", "t1")])
+    assert [(s.task_id, s.state, s.source) for s in driver_statuses(own).values()] == [
+        ("t1", TaskState.STAGING, StatusSource.MASTER)
+    ]
+
+
+def test_create_tasks_the_tasks_made_pass_the_masters_check_of_an_accept_by_name(own):
+    own.driver.tolerations = [{"key": "dedicated", "operator": "Exists"}]
+    offered_to(own)
+    # The Framework as registered with them: the Tasks carry the Framework's own tolerations.
+    own.driver._framework_obj.setdefault("spec", {})["tolerations"] = own.driver.tolerations
+    own.driver.accept(
+        "o1", [TaskInfo(name="t1", resources={"cpus": 1}), TaskInfo(name="t2", resources={"cpus": 2})]
+    )
+    o = offer("o1")
+    o["metadata"]["namespace"] = "ns"
+    o["spec"]["role"] = "web"
+    made = {n: own.kube.objects[("tasks", n)] for n in ("t1", "t2")}
+    verdict = check_named(o, "uid-1", own.driver.tolerations, made)
+    assert verdict.ok, verdict.message
+
+
+def test_create_tasks_a_task_id_taken_by_another_offers_task_rolls_the_accept_back(own):
+    offered_to(own)
+    own.kube.objects[("tasks", "t2")] = {
+        "metadata": {"name": "t2", "uid": "old"},
+        "spec": {"framework": "fw", "offer": "o0", "agent": "n1"},
+        "status": {"state": "TASK_FINISHED"},
+    }
+    own.driver.accept("o1", [TaskInfo(name=n, resources={"cpus": 1}) for n in ("t1", "t2", "t3")])
+    assert sorted(own.kube.done("create", "tasks")) == ["t1", "t2", "t3"]
+    assert sorted(own.kube.done("delete", "tasks")) == ["t1", "t3"]  # ours; the holder of t2 stays
+    assert own.kube.objects[("tasks", "t2")]["metadata"]["uid"] == "old"
+    assert own.kube.patches("offers") == [("o1", {"spec": {"answer": {"type": "Decline"}}})]
+    assert own.kube.writes[-1][:3] == ("patch", "offers", "o1")  # declined once rolled back
+    got = driver_statuses(own)
+    assert sorted(got) == ["t1", "t2", "t3"]
+    for s in got.values():
+        assert (s.state, s.reason, s.source) == (TaskState.ERROR, "REASON_TASK_INVALID", StatusSource.DRIVER)
+    assert got["t2"].message == (
+        "task id t2 is already used in namespace ns: task ids are unique in a namespace, finished "
+        "tasks included; launch it under another name"
+    )
+    for n in ("t1", "t3"):
+        assert "o1 refused" in got[n].message and "task id t2 is already used" in got[n].message
+    stats = own.driver.stats
+    assert (stats.task_creates, stats.accepts, stats.declines) == (3, 0, 1)
+    assert own.driver.outstanding_offers() == []
+    # The watch's view of the rolled-back Tasks (created, then deleted) is not the scheduler's.
+    n = len(own.sched.events)
+    for body in own.kube.made:
+        own.feed("task", "ADDED", body)
+        own.feed("task", "DELETED", body)
+    assert own.quiesce()[n:] == []
+
+
+@pytest.mark.parametrize(
+    "status, message",
+    [
+        (422, 'Task.mesoskube.io "t2" is invalid: spec.container.image: Invalid value: ""'),
+        (403, 'tasks.mesoskube.io "t2" is forbidden: ValidatingAdmissionPolicy denied request'),
+    ],
+)
+def test_create_tasks_a_create_the_api_server_refuses_rolls_the_accept_back(own, status, message):
+    offered_to(own)
+    own.kube.create_script[("tasks", "t2")] = [(api_error(status, message), False)]
+    own.driver.accept(
+        "o1", [TaskInfo(name="t1", resources={"cpus": 1}), TaskInfo(name="t2", resources={"cpus": 1})]
+    )
+    assert own.kube.done("create", "tasks").count("t2") == 1  # an answer: not retried
+    assert own.kube.done("delete", "tasks") == ["t1"]
+    assert [b["spec"]["answer"] for _, b in own.kube.patches("offers")] == [{"type": "Decline"}]
+    got = driver_statuses(own)
+    assert {n: (s.state, s.reason) for n, s in got.items()} == {
+        "t1": (TaskState.ERROR, "REASON_TASK_INVALID"),
+        "t2": (TaskState.ERROR, "REASON_TASK_INVALID"),
+    }
+    assert got["t2"].message == message
+    assert message in got["t1"].message and "task t2" in got["t1"].message
+
+
+@pytest.mark.parametrize("stored", [False, True], ids=["not-stored", "reply-lost"])
+def test_create_tasks_a_transient_error_on_a_create_is_retried(own, stored):
+    """500, then the retry: created (or, when the first attempt was stored and only its reply lost,
+    the retry's 409 shows our own Task of this offer: created all the same)."""
+    offered_to(own)
+    own.kube.create_script[("tasks", "t1")] = [(api_error(500), stored)]
+    own.driver.accept("o1", [TaskInfo(name="t1", resources={"cpus": 1})])
+    assert own.kube.done("create", "tasks") == ["t1", "t1"]
+    assert own.kube.done("delete", "tasks") == []
+    assert own.kube.patches("offers") == [
+        ("o1", {"spec": {"answer": {"type": "Accept", "taskNames": ["t1"]}}})
+    ]
+    assert own.driver.stats.accepts == 1 and own.driver.stats.task_creates == 1
+    assert driver_statuses(own) == {}
+
+
+def test_create_tasks_an_offer_the_driver_does_not_hold_is_accepted_inline(own):
+    subscribe(own)
+    own.driver.accept("o9", [TaskInfo(name="t1", resources={"cpus": 1})])  # role and agent unknown
+    assert own.kube.done("create", "tasks") == []
+    assert [b["spec"]["answer"]["tasks"][0]["name"] for _, b in own.kube.patches("offers")] == ["t1"]
+
+
+def test_without_create_tasks_an_accept_is_one_patch_with_its_tasks_inline(rig):
+    offered_to(rig)
+    t1 = TaskInfo(name="t1", resources={"cpus": 1})
+    rig.driver.accept("o1", [t1])
+    inline = [t1.model_dump(mode="json", exclude_none=True)]
+    assert rig.kube.writes == [
+        ("patch", "offers", "o1", {"spec": {"answer": {"type": "Accept", "tasks": inline}}})
+    ]
+    assert rig.driver.stats.task_creates == 0 and rig.driver.stats.accepts == 1
 
 
 # ---------------------------------------------------------------------------- subscribe, lease, stop

@@ -5,13 +5,14 @@ its own earlier, applied attempt counts as success."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import pytest
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from mesoskube.frameworks.sdk import DriverStatus, SchedulerDriver, TaskInfo
+from mesoskube.frameworks.sdk import DriverStatus, SchedulerDriver, TaskInfo, TaskState
 from mesoskube.frameworks.sdk.retry import APPLIED, WritePolicy, is_transient
 from tests.unit.test_sdk import FakeKube, Recorder, api_error, offer, subscribe
 
@@ -146,6 +147,7 @@ class ScriptedKube(FakeKube):
         super().__init__()
         self.script: dict[tuple[str, str], list[tuple[BaseException, bool]]] = {}
         self.stored: list[tuple[str, str, dict]] = []
+        self.on_stored: Callable[[str, str, dict], None] = lambda plural, name, body: None
 
     def patch(self, plural, ns, name, body):
         self.writes.append(("patch", plural, name, body))
@@ -154,17 +156,20 @@ class ScriptedKube(FakeKube):
             error, after = script.pop(0)
             if after:
                 self.stored.append((plural, name, body))
+                self.on_stored(plural, name, body)
             raise error
         self.stored.append((plural, name, body))
+        self.on_stored(plural, name, body)
         return {"metadata": {"name": name}}
 
 
-@pytest.fixture
-def rig():
+def make_rig(**driver_kwargs):
     kube = ScriptedKube()
     t = FakeTime()
     sched = Recorder()
-    d = SchedulerDriver(sched, "fw", "ns", kube=kube, offer_batch_window=0.0, writes=t.policy(deadline=30))  # type: ignore[arg-type]
+    d = SchedulerDriver(
+        sched, "fw", "ns", kube=kube, offer_batch_window=0.0, writes=t.policy(deadline=30), **driver_kwargs
+    )  # type: ignore[arg-type]
     d._status = DriverStatus.RUNNING
     th = threading.Thread(target=d._event_loop, daemon=True)
     th.start()
@@ -173,10 +178,26 @@ def rig():
     def feed(kind, event_type, obj):
         d._events.put((kind, (event_type, obj)))
 
-    yield SimpleNamespace(driver=d, kube=kube, sched=sched, feed=feed, time=t)
+    def quiesce() -> list[tuple]:
+        drained = threading.Event()
+        d.call_soon(drained.set)  # runs after any status update already queued
+        assert drained.wait(3)
+        return list(sched.events)
+
+    yield SimpleNamespace(driver=d, kube=kube, sched=sched, feed=feed, time=t, quiesce=quiesce)
     d._stopped.set()
     d._events.put(("stop", None))
     th.join(2)
+
+
+@pytest.fixture
+def rig():
+    yield from make_rig()
+
+
+@pytest.fixture
+def own():
+    yield from make_rig(create_tasks=True)
 
 
 def offered(rig, name: str = "o1") -> None:
@@ -259,3 +280,116 @@ def test_lease_renewals_retry_transient_errors():
     kube.coordination.patch_namespaced_lease = patch
     d.writes.call(d._renew_lease, "lease renewal")
     assert d.stats.lease_renewals == 1 and len(t.sleeps) == 2
+
+
+# ---------------------------------------------------------------------------- create_tasks
+
+
+def two_tasks() -> list[TaskInfo]:
+    return [TaskInfo(name="t1", resources={"cpus": 1}), TaskInfo(name="t2", resources={"cpus": 1})]
+
+
+def test_create_tasks_a_create_that_never_gets_through_rolls_back_and_the_offer_is_outstanding_again(own):
+    offered(own)
+    own.kube.create_script[("tasks", "t2")] = [(reset(), False) for _ in range(1000)]
+    own.driver.accept("o1", two_tasks())
+    assert own.kube.done("delete", "tasks") == ["t1"]  # t2 was read (404): never stored
+    assert own.kube.stored == []  # no answer
+    assert [o.id for o in own.driver.outstanding_offers()] == ["o1"]
+    statuses = [e[1:4] for e in own.quiesce() if e[0] == "status"]
+    assert sorted(statuses) == [
+        ("t1", "TASK_LOST", "REASON_MASTER_DISCONNECTED"),
+        ("t2", "TASK_LOST", "REASON_MASTER_DISCONNECTED"),
+    ]
+    # ... and it may be accepted again once the API server is back.
+    own.kube.create_script.clear()
+    own.driver.accept("o1", two_tasks())
+    assert [b["spec"]["answer"] for _, _, b in own.kube.stored] == [
+        {"type": "Accept", "taskNames": ["t1", "t2"]}
+    ]
+    assert own.driver.stats.accepts == 1 and own.driver.stats.task_creates == 4
+
+
+def test_create_tasks_a_task_left_by_an_earlier_try_of_the_same_offer_is_ours(own):
+    """A roll-back whose delete failed left t1, made for o1: a second accept of o1 uses it."""
+    offered(own)
+    own.kube.objects[("tasks", "t1")] = {
+        "metadata": {"name": "t1", "uid": "earlier"},
+        "spec": {"framework": "fw", "offer": "o1", "agent": "n1"},
+    }
+    own.driver._rolled_back.add("earlier")
+    own.driver.accept("o1", [TaskInfo(name="t1", resources={"cpus": 1})])
+    assert [b["spec"]["answer"]["taskNames"] for _, _, b in own.kube.stored] == [["t1"]]
+    assert own.kube.done("delete", "tasks") == [] and own.driver._rolled_back == set()
+
+
+@pytest.mark.parametrize(
+    "master_status, pod, taken",
+    [
+        ("TASK_STAGING", None, True),  # the master wrote a status: it took the answer
+        (None, "owned", True),  # the master made its pod
+        (None, "absent", False),  # neither: the offer went before our answer landed
+        (None, "no-read", None),  # no status and no pod read (403): cannot be told
+    ],
+)
+def test_create_tasks_an_offer_gone_on_a_retried_answer(own, master_status, pod, taken):
+    """The first answer patch reached etcd or not (its reply was lost either way); the retry gets
+    404 as the offer is gone. With the Tasks made before the answer, only the master's traces
+    on them tell whether it took the answer."""
+    offered(own)
+    own.kube.script[("offers", "o1")] = [(reset(), taken is not False), (api_error(404), False)]
+
+    def master(plural, name, body):
+        task = own.kube.objects[("tasks", "t1")]
+        if master_status:
+            task["status"] = {"state": master_status}
+        if pod == "owned":
+            own.kube.core.pods["t1"] = SimpleNamespace(
+                metadata=SimpleNamespace(
+                    labels={"mesoskube.io/framework": "fw", "mesoskube.io/task": "t1"},
+                    owner_references=[SimpleNamespace(uid=task["metadata"]["uid"])],
+                )
+            )
+
+    own.kube.on_stored = master
+    if pod == "no-read":
+        own.kube.core.fail = api_error(403, 'pods "t1" is forbidden')
+    own.driver.accept("o1", two_tasks())
+    statuses = [e[1:4] for e in own.quiesce() if e[0] == "status"]
+    if taken:
+        assert own.driver.stats.accepts == 1 and statuses == []
+        assert own.kube.done("delete", "tasks") == []
+    elif taken is None:  # left to the master: its TASK_LOST if it never took the answer
+        assert own.driver.stats.accepts == 0 and statuses == []
+        assert own.kube.done("delete", "tasks") == []
+    else:
+        assert own.driver.stats.accepts == 0
+        assert sorted(own.kube.done("delete", "tasks")) == ["t1", "t2"]
+        assert sorted(statuses) == [
+            ("t1", "TASK_LOST", "REASON_INVALID_OFFERS"),
+            ("t2", "TASK_LOST", "REASON_INVALID_OFFERS"),
+        ]
+
+
+def test_create_tasks_an_answer_never_stored_deletes_the_tasks(own):
+    offered(own)
+    own.kube.script[("offers", "o1")] = [(reset(), False) for _ in range(1000)]
+    own.driver.accept("o1", two_tasks())
+    assert sorted(own.kube.done("delete", "tasks")) == ["t1", "t2"]
+    assert [o.id for o in own.driver.outstanding_offers()] == ["o1"]
+    statuses = [e[1:3] for e in own.quiesce() if e[0] == "status"]
+    assert sorted(statuses) == [("t1", "TASK_LOST"), ("t2", "TASK_LOST")]
+
+
+def test_create_tasks_an_answer_the_api_server_refuses_deletes_the_tasks_and_declines(own):
+    offered(own)
+    own.kube.script[("offers", "o1")] = [(api_error(422, "spec.answer.taskNames: Duplicate value"), False)]
+    own.driver.accept("o1", two_tasks())
+    assert sorted(own.kube.done("delete", "tasks")) == ["t1", "t2"]
+    assert [b["spec"]["answer"]["type"] for _, _, b in own.kube.stored] == ["Decline"]
+    own.quiesce()
+    got = {s.task_id: s for s in own.sched.statuses}
+    assert {n: (s.state, s.message) for n, s in got.items()} == {
+        "t1": (TaskState.ERROR, "spec.answer.taskNames: Duplicate value"),
+        "t2": (TaskState.ERROR, "spec.answer.taskNames: Duplicate value"),
+    }
