@@ -45,12 +45,14 @@ from bench.synthetic import time_cycle, time_event_cycle, time_status
 from mesoskube.allocator import allocate
 from mesoskube.allocator.snapshot import Agent, FrameworkView, Snapshot
 from mesoskube.api.install import install_crds
+from mesoskube.api.models import TaskInfo
 from mesoskube.cluster.binaries import versions
 from mesoskube.cluster.local import LocalCluster, free_port
 from mesoskube.cluster.nodes import add_nodes, ready_fake_nodes, wait_nodes_ready
 from mesoskube.cluster.nodeshapes import parse_shape
 from mesoskube.kube import Kube
 from mesoskube.master import LABEL_FRAMEWORK
+from mesoskube.master.builders import task_manifest
 from mesoskube.master.writer import KubeWriter
 from mesoskube.resources import Resources
 from mesoskube.settings import Settings
@@ -58,6 +60,11 @@ from mesoskube.settings import Settings
 RESULTS = Path(__file__).resolve().parent / "results"
 SHAPE = "cpu=32,memory=256Gi,pods=110"
 TOLERATION = {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}
+
+
+# BENCH_ACCEPT=by-name: the framework creates its Tasks and answers with their names (issue 14,
+# part A); inline (the default): the accept carries the tasks and the master creates them.
+BY_NAME = os.environ.get("BENCH_ACCEPT", "inline") == "by-name"
 
 
 def pods_for(nodes: int) -> int:
@@ -259,9 +266,12 @@ def bench_mesoskube(
     profile_to: Path | None = None,
     tag: str = "",
     master_env: dict[str, str] | None = None,
+    by_name: bool = False,
 ) -> dict:
     """One burst of `pods` tasks; `extra_args` go to the master, `profile_to` records its CPU
-    samples (py-spy) while it launches."""
+    samples (py-spy) while it launches. `by_name`: the framework creates its Tasks from its own
+    client and answers with their names (OfferAnswer.taskNames), else inline tasks the master
+    creates."""
     ns = f"bench-ms-{size}"
     ensure_namespace(kube, ns)
     port = free_port()
@@ -319,7 +329,7 @@ def bench_mesoskube(
         first_offer: list[float] = []
         stop = threading.Event()
         created_at = time.monotonic()
-        fwk.create(
+        fw_uid = fwk.create(
             "frameworks",
             ns,
             {
@@ -328,7 +338,23 @@ def bench_mesoskube(
                 "metadata": {"name": "bench"},
                 "spec": {"roles": ["bench"]},
             },
-        )
+        )["metadata"]["uid"]
+        creates = ThreadPoolExecutor(8) if by_name else None  # the framework's Task creates, paced by fwk
+        task_creates = [0]
+
+        def answer_by_name(offer: dict, names: list[str]) -> dict:
+            o = offer["spec"]
+            infos = [TaskInfo(name=t, resources={"cpus": 1, "mem": 1024}) for t in names]
+            manifests = [
+                task_manifest(
+                    i, "bench", fw_uid, o.get("role") or "bench", o["agent"], offer["metadata"]["name"]
+                )
+                for i in infos
+            ]
+            assert creates is not None
+            list(creates.map(lambda m: fwk.create("tasks", ns, m), manifests))
+            task_creates[0] += len(manifests)
+            return {"type": "Accept", "filters": {"refuseSeconds": 5}, "taskNames": names}
 
         answers = {"Accept": 0, "Decline": 0}  # offers the framework answered, by answer
 
@@ -358,6 +384,10 @@ def bench_mesoskube(
                         if fit <= 0:
                             ans = {"type": "Decline", "filters": {"refuseSeconds": 60}}
                             names = []
+                        elif by_name:
+                            names = [f"t{n + i:05d}" for i in range(fit)]
+                            now = time.monotonic()  # from the first create: the accept's start
+                            ans = answer_by_name(offer, names)
                         else:
                             names = [f"t{n + i:05d}" for i in range(fit)]
                             ans = {
@@ -365,7 +395,8 @@ def bench_mesoskube(
                                 "filters": {"refuseSeconds": 5},
                                 "tasks": [{"name": t, "resources": {"cpus": 1, "mem": 1024}} for t in names],
                             }
-                        now = time.monotonic()
+                        if not (by_name and names):
+                            now = time.monotonic()
                         try:
                             fwk.patch("offers", ns, offer["metadata"]["name"], {"spec": {"answer": ans}})
                         except ApiException:
@@ -474,6 +505,8 @@ def bench_mesoskube(
             # Offers answered up to now (writes are counted up to the same moment): the Declines
             # are Offer creates that launched nothing.
             "framework_answers": dict(answers),
+            "accept": "by name (the framework creates its Tasks)" if by_name else "inline tasks",
+            "framework_task_creates": task_creates[0],
             "offers_client": offers_client(),
             "throttle_wait_s": after.get("mesoskube_api_throttle_seconds_total", 0)
             - before.get("mesoskube_api_throttle_seconds_total", 0),
@@ -490,6 +523,8 @@ def bench_mesoskube(
             time.sleep(0.2)
         return result
     finally:
+        if by_name and "creates" in locals() and creates is not None:
+            creates.shutdown(wait=False, cancel_futures=True)
         os.killpg(master.pid, signal.SIGTERM)
         try:
             master.wait(20)
@@ -899,6 +934,7 @@ def main() -> int:
         (RESULTS / "REPORT.md").write_text(report(data))
         return 0
     sizes = [int(x) for x in os.environ.get("BENCH_SIZES", "100,1000,5000").split(",")]
+    data_accept = "by-name" if BY_NAME else "inline"
     qps = float(os.environ.get("BENCH_QPS", "50"))
     RESULTS.mkdir(parents=True, exist_ok=True)
     data: dict = {
@@ -909,6 +945,7 @@ def main() -> int:
         "qps": qps,
         "burst": int(qps * 2),
         "sizes": [],
+        "accept": data_accept,
     }
     cycles(data)
     cluster = LocalCluster("bench")
@@ -934,7 +971,9 @@ def main() -> int:
             entry["kube_scheduler"] = bench_kube_scheduler(
                 kube, str(cluster.kubeconfig), qps, entry["pods"], n
             )
-            entry["mesoskube"] = bench_mesoskube(kube, str(cluster.kubeconfig), qps, entry["pods"], n)
+            entry["mesoskube"] = bench_mesoskube(
+                kube, str(cluster.kubeconfig), qps, entry["pods"], n, by_name=BY_NAME
+            )
             (RESULTS / "bench.json").write_text(json.dumps(data, indent=2))
     finally:
         (RESULTS / "bench.json").write_text(json.dumps(data, indent=2))
