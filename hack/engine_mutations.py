@@ -1,4 +1,4 @@
-"""Each engine defect test of issue 11 must catch its defect: re-introduce each one (a one-line
+"""Each engine defect test of issue 11 (and of accepts by name, issue 14) must catch its defect: re-introduce each one (a one-line
 mutation of the fixed code), run its test, expect it to fail, restore the file. Run from the repo root:
 .venv/bin/python hack/engine_mutations.py"""
 
@@ -83,6 +83,28 @@ muts = [
         "return random.Random(seed)",
         "test_allocation_cycle.py::test_the_random_sorter or test_the_agent_shuffle",
     ),
+    # Accepts by name (issue 14, part A)
+    (
+        "takeover trusts framework Tasks",
+        "operator/mesoskube/master/engine.py",
+        "*filter(made_by_master, self.cache.tasks.values())]",
+        "*self.cache.tasks.values()]",
+        "test_a_restarted_master_does_not_launch_a_framework_task",
+    ),
+    (
+        "named tasks unchecked",
+        "operator/mesoskube/master/answers.py",
+        '        verdict = check_named(offer, fw["metadata"]["uid"], tolerations, live)\n',
+        '        verdict = check_named(offer, fw["metadata"]["uid"], tolerations, {})\n',
+        "test_a_task_made_for_another_offer",
+    ),
+    (
+        "orphan task waits forever",
+        "operator/mesoskube/master/contract.py",
+        "    if offer is None:\n        return (",
+        "    if offer is None:\n        return None\n        return (",
+        "test_a_task_whose_offer_was_deleted_unanswered",
+    ),
     (
         "heartbeat triggers",
         "operator/mesoskube/master/handlers.py",
@@ -98,7 +120,11 @@ for what, path, old, new, test in muts:
     p.write_text(src.replace(old, new, 1))
     try:
         sel = test.split("::")[-1]
-        files = ["tests/unit/test_engine.py", "tests/unit/test_allocation_cycle.py"]
+        files = [
+            "tests/unit/test_engine.py",
+            "tests/unit/test_allocation_cycle.py",
+            "tests/unit/test_named_accept.py",
+        ]
         r = subprocess.run(
             [
                 ".venv/bin/python",

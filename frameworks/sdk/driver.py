@@ -92,6 +92,10 @@ class _Timer:
         self.cancelled = True
 
 
+def create_tasks_default() -> bool:
+    return os.environ.get("MESOSKUBE_CREATE_TASKS", "false").strip().lower() == "true"
+
+
 @dataclass
 class DriverStats:
     """Counts of the driver's own API writes and of events, for tests and benchmarks."""
@@ -119,7 +123,9 @@ class SchedulerDriver:
     answer patch. A create refused (a task id taken in the namespace, 422 or 403) deletes the
     Tasks this accept created, declines the offer and gives every task of the accept TASK_ERROR;
     a create that never got through deletes them as well, and the offer is outstanding again.
-    False (the default): the answer carries the TaskInfos and the master creates the Tasks.
+    False: the answer carries the TaskInfos and the master creates the Tasks. None (the default):
+    $MESOSKUBE_CREATE_TASKS ("true" or "false", default false), so that frameworks built on the
+    SDK (Spark's, the pods framework, the Mesos HTTP API) switch without code changes.
     """
 
     def __init__(
@@ -141,7 +147,7 @@ class SchedulerDriver:
         labels: dict[str, str] | None = None,
         tolerations: Sequence[dict[str, Any]] = (),
         writes: WritePolicy | None = None,
-        create_tasks: bool = False,
+        create_tasks: bool | None = None,
     ) -> None:
         self.scheduler = scheduler
         self.framework_name = framework_name
@@ -159,7 +165,7 @@ class SchedulerDriver:
         self.watch_timeout = int(watch_timeout)
         self.labels = dict(labels or {})
         self.tolerations = [dict(t) for t in tolerations]
-        self.create_tasks = bool(create_tasks)
+        self.create_tasks = create_tasks_default() if create_tasks is None else bool(create_tasks)
         self.stats = DriverStats()
         # Transient write errors are retried (retry.py); a stopped driver stops sleeping at once.
         self.writes = writes or WritePolicy(sleep=lambda s: self._stopped.wait(s))

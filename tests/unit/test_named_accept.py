@@ -226,3 +226,18 @@ def test_the_masters_own_tasks_carry_its_label() -> None:
     rig.watch()
     rig.step()
     assert rig.task("ns/t1")["metadata"]["labels"][LABEL_MASTER_MADE] == "true"
+
+
+def test_a_task_whose_offer_was_deleted_unanswered_is_lost_and_frees_its_agent() -> None:
+    rig, offer = offered()
+    own_task(rig, offer, "t1", cpus=2)
+    rig.watch()
+    rig.step()
+    ns, name = offer.split("/")
+    rig.api.delete("offers", ns, name)  # by hand, say: the framework's accept can no longer come
+    rig.watch()
+    rig.step()
+    assert rig.state("ns/t1") == "TASK_LOST"
+    assert "is gone" in rig.task("ns/t1")["status"]["message"]
+    rig.watch()
+    assert rig.cache.holdings.held_on("n1")[0][0] == 0
