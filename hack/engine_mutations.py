@@ -1,6 +1,6 @@
-"""Each engine defect test of issue 11 (and of accepts by name, issue 14) must catch its defect: re-introduce each one (a one-line
-mutation of the fixed code), run its test, expect it to fail, restore the file. Run from the repo root:
-.venv/bin/python hack/engine_mutations.py"""
+"""Each engine defect test of issue 11 (and of accepts by name, issue 14) must catch its defect:
+re-introduce each one (a one-line mutation of the fixed code), run its test, expect it to fail,
+restore the file. Run from the repo root: .venv/bin/python hack/engine_mutations.py"""
 
 import pathlib
 import subprocess
