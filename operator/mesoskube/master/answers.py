@@ -276,13 +276,9 @@ class AnswerHandling:
         which retries the whole accept. Pods follow each Task at once."""
         ns, spec = offer["metadata"]["namespace"], offer["spec"]
         offer_name = offer["metadata"]["name"]
-        if fw is None:
+        if not self._launches_for(fw, offer):
             return Resources()
-        if fw["metadata"].get("deletionTimestamp") or (fw.get("status") or {}).get("phase") == TORN_DOWN:
-            # TEARDOWN left the answered Offer alone (the answer is the framework's); worked after
-            # it, it must not launch for a framework being removed. As in Mesos: dropped.
-            log.info("offer %s/%s: its framework is torn down; the accept launches nothing", ns, offer_name)
-            return Resources()
+        assert fw is not None
         fw_uid = fw["metadata"]["uid"]
         with self.launch_lock, self.cache.lock:
             existing = {k.split("/", 1)[1]: t for k, t in self.cache.tasks.items() if k.startswith(ns + "/")}
@@ -337,6 +333,23 @@ class AnswerHandling:
             self.tasks.end_launch(keys)
         return verdict.used
 
+    @staticmethod
+    def _launches_for(fw: dict | None, offer: dict) -> bool:
+        """Whether an accept may launch for `fw`. TEARDOWN left the answered Offer alone (the answer
+        is the framework's); worked after it, it must not launch for a framework being removed. As
+        in Mesos: dropped."""
+        if fw is None:
+            return False
+        if fw["metadata"].get("deletionTimestamp") or (fw.get("status") or {}).get("phase") == TORN_DOWN:
+            meta = offer["metadata"]
+            log.info(
+                "offer %s/%s: its framework is torn down; the accept launches nothing",
+                meta["namespace"],
+                meta["name"],
+            )
+            return False
+        return True
+
     def launch_named(self, offer: dict, answer: OfferAnswer, fw: dict | None, now: float) -> Resources:
         """An accept by name: the framework created the Tasks (each naming this Offer), and the
         master checks them against the offer, all or none, and creates their pods. The Offer is
@@ -347,11 +360,9 @@ class AnswerHandling:
         pod."""
         ns, spec = offer["metadata"]["namespace"], offer["spec"]
         offer_name = offer["metadata"]["name"]
-        if fw is None:
+        if not self._launches_for(fw, offer):
             return Resources()
-        if fw["metadata"].get("deletionTimestamp") or (fw.get("status") or {}).get("phase") == TORN_DOWN:
-            log.info("offer %s/%s: its framework is torn down; the accept launches nothing", ns, offer_name)
-            return Resources()
+        assert fw is not None
         named = {name: self._named_task(ns, name) for name in answer.taskNames}
         live = {n: t for n, t in named.items() if t is None or not is_terminal(t)}  # killed first: dropped
         tolerations = (fw.get("spec") or {}).get("tolerations")
