@@ -63,8 +63,10 @@ TOLERATION = {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSc
 
 
 # BENCH_ACCEPT=by-name: the framework creates its Tasks and answers with their names (issue 14,
-# part A); inline (the default): the accept carries the tasks and the master creates them.
-BY_NAME = os.environ.get("BENCH_ACCEPT", "inline") == "by-name"
+# part A); inline (the default): the accept carries the tasks and the master creates them; both:
+# each size runs the inline burst and then the by-name one, against the same kube-scheduler run.
+ACCEPT = os.environ.get("BENCH_ACCEPT", "inline")
+BY_NAME = ACCEPT == "by-name"
 
 
 def pods_for(nodes: int) -> int:
@@ -266,12 +268,13 @@ def bench_mesoskube(
     profile_to: Path | None = None,
     tag: str = "",
     master_env: dict[str, str] | None = None,
-    by_name: bool = False,
+    by_name: bool | None = None,
 ) -> dict:
     """One burst of `pods` tasks; `extra_args` go to the master, `profile_to` records its CPU
     samples (py-spy) while it launches. `by_name`: the framework creates its Tasks from its own
     client and answers with their names (OfferAnswer.taskNames), else inline tasks the master
     creates."""
+    by_name = BY_NAME if by_name is None else by_name
     ns = f"bench-ms-{size}"
     ensure_namespace(kube, ns)
     port = free_port()
@@ -808,6 +811,43 @@ def plots(data: dict) -> None:
     fig.savefig(RESULTS / "bench-allocator.png", dpi=110)
 
 
+def by_name_section(data: dict) -> list[str]:
+    """Inline accepts (the master creates the Tasks) against accepts by name (the framework creates
+    them, `taskNames`), back to back against the same kube-scheduler run (BENCH_ACCEPT=both)."""
+    rows = [s for s in data["sizes"] if s.get("mesoskube_by_name") and s.get("kube_scheduler")]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "## Accepts by name (issue 14, part A)",
+        "",
+        "The same burst twice, right after the kube-scheduler run of its size: the accept carrying its "
+        "tasks (the master creates Task and pod), then the framework creating its Tasks from its own "
+        "client and answering with their names (the master creates the pods). Writes are the master's "
+        "until every Task says TASK_RUNNING, per task; the framework's Task creates are on its own "
+        "client.",
+        "",
+        "| nodes | kube-scheduler pods/s | inline tasks/s (ratio) | by name tasks/s (ratio) "
+        "| inline p50 / p99 s | by name p50 / p99 s | master writes/task inline -> by name "
+        "| by name: master writes by kind | framework Task creates/task |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in rows:
+        ks, mk, bn = s["kube_scheduler"], s["mesoskube"], s["mesoskube_by_name"]
+        base = ks["throughput_pods_per_s"]
+        kinds = ", ".join(f"{k} {v:.2f}" for k, v in sorted(bn.get("writes_by_kind_per_task", {}).items()))
+        lines.append(
+            f"| {s['nodes']} | {base:.1f} | {mk['throughput_pods_per_s']:.1f} "
+            f"({mk['throughput_pods_per_s'] / base:.2f}) | {bn['throughput_pods_per_s']:.1f} "
+            f"({bn['throughput_pods_per_s'] / base:.2f}) "
+            f"| {mk['latency_p50_s']:.2f} / {mk['latency_p99_s']:.2f} "
+            f"| {bn['latency_p50_s']:.2f} / {bn['latency_p99_s']:.2f} "
+            f"| {mk['api_writes_per_task']:.2f} -> {bn['api_writes_per_task']:.2f} | {kinds} "
+            f"| {bn.get('framework_task_creates', 0) / max(1, bn['placed']):.2f} |"
+        )
+    return lines
+
+
 def report(data: dict) -> str:
     lines = [
         "# mesoskube vs kube-scheduler on kwok nodes",
@@ -857,6 +897,7 @@ def report(data: dict) -> str:
             f"| {mk['api_writes_per_task']:.2f} | {mk['master_rss_mb']:.0f} "
             f"| {mk['allocation_cycle_mean_s'] * 1000:.1f} |"
         )
+    lines += by_name_section(data)
     lines += [
         "",
         "## Allocation cycle: the engine's snapshot + the pure allocator",
@@ -934,7 +975,7 @@ def main() -> int:
         (RESULTS / "REPORT.md").write_text(report(data))
         return 0
     sizes = [int(x) for x in os.environ.get("BENCH_SIZES", "100,1000,5000").split(",")]
-    data_accept = "by-name" if BY_NAME else "inline"
+    data_accept = ACCEPT
     qps = float(os.environ.get("BENCH_QPS", "50"))
     RESULTS.mkdir(parents=True, exist_ok=True)
     data: dict = {
@@ -971,9 +1012,12 @@ def main() -> int:
             entry["kube_scheduler"] = bench_kube_scheduler(
                 kube, str(cluster.kubeconfig), qps, entry["pods"], n
             )
-            entry["mesoskube"] = bench_mesoskube(
-                kube, str(cluster.kubeconfig), qps, entry["pods"], n, by_name=BY_NAME
-            )
+            entry["mesoskube"] = bench_mesoskube(kube, str(cluster.kubeconfig), qps, entry["pods"], n)
+            if ACCEPT == "both":
+                (RESULTS / "bench.json").write_text(json.dumps(data, indent=2))
+                entry["mesoskube_by_name"] = bench_mesoskube(
+                    kube, str(cluster.kubeconfig), qps, entry["pods"], n, tag="-by-name", by_name=True
+                )
             (RESULTS / "bench.json").write_text(json.dumps(data, indent=2))
     finally:
         (RESULTS / "bench.json").write_text(json.dumps(data, indent=2))
