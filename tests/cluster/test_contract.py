@@ -266,6 +266,48 @@ def test_a_framework_cannot_create_tasks_for_another_or_unlike_the_masters(kube,
     assert kube.core.list_namespaced_pod(namespace).items == []
 
 
+def test_the_sdk_under_the_chart_framework_role_launches_by_name(
+    kube, kubeconfig, namespace, fake_nodes, master, tmp_path
+):
+    """SchedulerDriver(create_tasks=True) as a framework's own ServiceAccount (the chart's framework
+    Role, the task-create policies): it creates the Tasks, answers by name, and hears them run."""
+    from mesoskube.frameworks.sdk import Scheduler, SchedulerDriver, TaskInfo
+
+    fake_nodes(1, "cpu=4,memory=8Gi")
+    master()
+    bind_framework_role(kube, namespace, "sa-sdk")
+    identity = service_account(kube, kubeconfig, namespace, "sa-sdk", tmp_path)
+    states: dict[str, str] = {}
+
+    class Launcher(Scheduler):
+        launched = False
+
+        def resource_offers(self, driver, offers):
+            for o in offers:
+                if self.launched:
+                    driver.decline(o.id, 60)
+                    continue
+                self.launched = True
+                infos = [
+                    TaskInfo(name=f"s{i}", resources={"cpus": 1, "mem": 256}, runSeconds=60) for i in range(3)
+                ]
+                driver.accept(o.id, infos)
+
+        def status_update(self, driver, status):
+            states[status.task_id] = status.state.value
+
+    driver = SchedulerDriver(Launcher(), "sdk", namespace, kube=identity, create_tasks=True)
+    driver.start()
+    try:
+        eventually(lambda: states == dict.fromkeys(("s0", "s1", "s2"), "TASK_RUNNING"), timeout=30,
+                   what="three tasks RUNNING")  # fmt: skip
+        assert driver.stats.task_creates == 3
+        for t in kube.list("tasks", namespace):
+            assert LABEL_MASTER_MADE not in t["metadata"]["labels"]
+    finally:
+        driver.stop()
+
+
 def test_principal_must_be_the_creating_user_and_cannot_change(kube, kubeconfig, namespace, crds, tmp_path):
     bind_framework_role(kube, namespace, "sa-a")
     a = service_account(kube, kubeconfig, namespace, "sa-a", tmp_path)
