@@ -300,6 +300,7 @@ class RunResult:
     leadership_lost: int = 0  # renew deadline passed (the leader exited 1 and was restarted)
     # TASK_ERROR Tasks at the end, by reason and message (the five most common).
     task_errors: dict[str, int] = field(default_factory=dict)
+    tasks_lost_by_reason: dict[str, int] = field(default_factory=dict)
     # Why replicas exited 1, from their logs; "unexplained" counts exits 1 with no known cause.
     exit_reasons: dict[str, int] = field(default_factory=dict)
     # Watches re-listed (after a 410) and what their sweep found deleted meanwhile, by kind (relist.py).
@@ -560,6 +561,14 @@ class Chaos:
             if (t.get("status") or {}).get("state") == "TASK_ERROR"
         )
         r.task_errors = dict(refused.most_common(5))
+        # Tasks the master ended TASK_LOST / TASK_DROPPED (the framework relaunches their work), by
+        # reason and cause: an accept whose Offer went first, a node that went, ...
+        lost = Counter(
+            f"{t['status'].get('reason')}: {refusal_kind(t['status'].get('message') or '')}"
+            for t in tasks.values()
+            if (t.get("status") or {}).get("state") in ("TASK_LOST", "TASK_DROPPED")
+        )
+        r.tasks_lost_by_reason = dict(lost.most_common(5))
         r.details = {
             "duplicate_pods": (dup + wrong_owner)[:20],
             "pods_without_task": orphans[:20],
@@ -597,7 +606,8 @@ def relist_sweeps(logs: list[str]) -> tuple[dict[str, int], dict[str, int]]:
 def refusal_kind(message: str) -> str:
     """A refusal's message without the names in quotes (the pod's, the task's), so that one cause
     counts once, not once per pod."""
-    return re.sub(r'"[^"]*"', '"…"', message)[:160]
+    message = re.sub(r'"[^"]*"', '"…"', message)
+    return re.sub(r"\b(offer|agent|node|task) [a-z0-9][-a-z0-9.]*", r"\1 …", message)[:160]
 
 
 def exit_reasons(logs: list[str], exits: list[list]) -> dict[str, int]:
@@ -692,6 +702,10 @@ def markdown(cfg: Config, results: list[RunResult]) -> str:
             lines.append(f"  - Task states at the end: {r.task_states}; ends counted: {r.framework_ended}")
         if r.task_errors:
             lines.append(f"  - launches refused (TASK_ERROR), by reason: {json.dumps(r.task_errors)}")
+        if r.tasks_lost_by_reason:
+            lines.append(
+                f"  - Tasks the master ended LOST/DROPPED, by reason: {json.dumps(r.tasks_lost_by_reason)}"
+            )
         bad = {k: v for k, v in r.details.items() if v}
         if bad:
             lines.append(f"  - examples: {json.dumps(bad)}")
