@@ -241,3 +241,20 @@ def test_a_task_whose_offer_was_deleted_unanswered_is_lost_and_frees_its_agent()
     assert "is gone" in rig.task("ns/t1")["status"]["message"]
     rig.watch()
     assert rig.cache.holdings.held_on("n1")[0][0] == 0
+
+
+def test_a_framework_task_waiting_inside_its_offer_does_not_get_the_offer_rescinded() -> None:
+    """Found by make chaos with accepts by name (34 of 39 TASK_LOST in a run): the overcommit check
+    counted the pod-less Tasks inside their unanswered Offer as taking the agent, and rescinded the
+    Offer they were about to be accepted on."""
+    rig, offer = offered()
+    own_task(rig, offer, "t1", cpus=4)
+    own_task(rig, offer, "t2", cpus=4)  # with the Offer's 8 cpus: 16 on an 8-cpu agent if both count
+    rig.watch()
+    rig.step(advance=2.0)  # past the overcommit check's interval
+    rig.step(advance=2.0)
+    assert (rig.api.get("offers", offer).get("status") or {}).get("phase", "Outstanding") == "Outstanding"
+    accept_by_name(rig, offer, "t1", "t2")
+    rig.watch()
+    rig.step()
+    assert rig.api.names("pods") == {"t1", "t2"}

@@ -20,7 +20,7 @@ rebuild only those agents' views: an event-triggered cycle costs what changed, n
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 from mesoskube.api.models import DEFAULT_ROLE, TERMINAL_TASK_STATES, OfferPhase
@@ -175,6 +175,11 @@ class Holdings:
                 if task in self._framework_made:
                     self._framework_made.discard(task)
                     self.released.add(task)
+
+    @property
+    def inside(self) -> Mapping[str, str]:
+        """Task -> the outstanding Offer it is inside (read under the cache's lock)."""
+        return self._inside_of
 
     def take_released(self) -> set[str]:
         """Tasks whose Offer went since the last call: a framework's own Task waiting inside its

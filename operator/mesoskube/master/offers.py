@@ -181,9 +181,14 @@ class OfferHousekeeping:
 
     def _pending_by_agent(self) -> dict[str, Resources]:
         """Per agent, non-terminal tasks whose pod the cache has not seen yet (must hold the lock);
-        one whose pod ended holds nothing, as in the allocation's holdings."""
+        one whose pod ended holds nothing, as in the allocation's holdings, and so does one inside
+        its outstanding Offer (a framework's own Task waiting for the accept naming it: the Offer
+        holds for both, and counting it too would rescind the Offer it is to be launched from)."""
         pending: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
+        inside = self.cache.holdings.inside
         for k, t in self.cache.tasks.items():
+            if k in inside:
+                continue
             if k not in self.cache.pods and not is_terminal(t) and not self.cache.pod_ended(k):
                 add_into(pending[t["spec"]["agent"]], resources_of(t))
         return {agent: Resources(*v) for agent, v in pending.items()}
