@@ -93,7 +93,7 @@ class _Timer:
 
 
 def create_tasks_default() -> bool:
-    return os.environ.get("MESOSKUBE_CREATE_TASKS", "false").strip().lower() == "true"
+    return os.environ.get("MESOSKUBE_CREATE_TASKS", "true").strip().lower() != "false"
 
 
 @dataclass
@@ -124,7 +124,7 @@ class SchedulerDriver:
     Tasks this accept created, declines the offer and gives every task of the accept TASK_ERROR;
     a create that never got through deletes them as well, and the offer is outstanding again.
     False: the answer carries the TaskInfos and the master creates the Tasks. None (the default):
-    $MESOSKUBE_CREATE_TASKS ("true" or "false", default false), so that frameworks built on the
+    $MESOSKUBE_CREATE_TASKS ("false" turns it off; on otherwise), so that frameworks built on the
     SDK (Spark's, the pods framework, the Mesos HTTP API) switch without code changes.
     """
 

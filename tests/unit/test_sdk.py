@@ -238,7 +238,8 @@ def make_rig(**driver_kwargs: Any):
 
 @pytest.fixture
 def rig():
-    yield from make_rig()
+    """A driver answering with inline tasks (create_tasks=False; `own` creates its Tasks)."""
+    yield from make_rig(create_tasks=False)
 
 
 @pytest.fixture
@@ -769,3 +770,12 @@ def test_a_refused_launch_reported_on_a_task_of_its_own_is_a_status_of_the_refus
 
 def test_micro_time_has_six_fraction_digits_even_on_whole_seconds():
     assert micro_time(0) == "1970-01-01T00:00:00.000000Z"
+
+
+def test_create_tasks_is_the_default_and_the_environment_can_turn_it_off(monkeypatch):
+    from mesoskube.frameworks.sdk.driver import create_tasks_default
+
+    monkeypatch.delenv("MESOSKUBE_CREATE_TASKS", raising=False)
+    assert create_tasks_default() is True
+    monkeypatch.setenv("MESOSKUBE_CREATE_TASKS", "false")
+    assert create_tasks_default() is False

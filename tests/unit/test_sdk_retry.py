@@ -192,7 +192,8 @@ def make_rig(**driver_kwargs):
 
 @pytest.fixture
 def rig():
-    yield from make_rig()
+    """Inline tasks (create_tasks=False); `own` creates its Tasks."""
+    yield from make_rig(create_tasks=False)
 
 
 @pytest.fixture
