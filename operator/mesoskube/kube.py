@@ -5,6 +5,7 @@ Handlers and tools get typed API objects from here; nothing else reads kubeconfi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -44,8 +45,28 @@ def not_ready(status: int | None, body: str) -> bool:
     return any(status == code and words.search(body) for code, words in NOT_READY)
 
 
+_PRIORITY = threading.local()
+
+
+@contextlib.contextmanager
+def deferrable() -> Iterator[None]:
+    """Requests sent inside wait behind the client's others (RateLimiter.wait): what the master
+    reports (Task status, Events) yields to what it offers and launches."""
+    before = getattr(_PRIORITY, "deferrable", False)
+    _PRIORITY.deferrable = True
+    try:
+        yield
+    finally:
+        _PRIORITY.deferrable = before
+
+
 class RateLimiter:
-    """Token bucket like client-go's (qps, burst), so mesoskube and kube-scheduler compare at equal QPS."""
+    """Token bucket like client-go's (qps, burst), so mesoskube and kube-scheduler compare at equal QPS.
+
+    A request may book a token ahead (the bucket goes into debt and it sleeps until its turn), as
+    client-go's does; a deferrable one (`deferrable()`) may not: it waits until the bucket holds a
+    whole token again, so every request booked ahead goes first, for at most `max_defer` seconds,
+    after which it books like the others (a status is late, never lost)."""
 
     def __init__(
         self,
@@ -53,17 +74,37 @@ class RateLimiter:
         burst: int,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        max_defer: float = 2.0,
     ) -> None:
         self.qps, self.burst = qps, max(1, burst)
         self.clock, self.sleep = clock, sleep
+        self.max_defer = max_defer
         self.tokens = float(self.burst)
         self.stamp = clock()
         self.lock = threading.Lock()
 
-    def wait(self) -> float:
-        """Take a token, sleeping until one is due; returns the seconds slept."""
+    def wait(self, deferrable: bool | None = None) -> float:
+        """Take a token, sleeping until one is due; returns the seconds slept. `deferrable`: as
+        the calling thread's `deferrable()` says unless given."""
         if self.qps <= 0:
             return 0.0
+        if deferrable is None:
+            deferrable = getattr(_PRIORITY, "deferrable", False)
+        waited = 0.0
+        while deferrable and waited < self.max_defer:
+            with self.lock:
+                now = self.clock()
+                self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.qps)
+                self.stamp = now
+                if self.tokens >= 1 - 1e-9:  # float sums of elapsed time fall short by a hair
+                    self.tokens -= 1
+                    return waited
+                pause = min(max((1 - self.tokens) / self.qps, 1e-3), self.max_defer - waited)
+            self.sleep(pause)
+            waited += pause
+        return waited + self._book()
+
+    def _book(self) -> float:
         with self.lock:
             now = self.clock()
             self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.qps)

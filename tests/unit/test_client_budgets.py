@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
+
 from mesoskube.kube import RateLimiter
 from mesoskube.master.writer import KubeWriter
 
@@ -155,3 +157,54 @@ def test_what_the_writer_retries_a_policy_not_ready_and_a_transport_error_but_no
     with pytest.raises(ApiError) as raised:
         KubeWriter(FailingKube(forbidden)).create("tasks", "ns", {})
     assert raised.value.message == 'pods is forbidden: User "x" cannot create resource'  # the server's words
+
+
+def test_a_deferrable_request_waits_behind_those_booked_ahead() -> None:
+    """Task status patches and Events (deferrable) yield to Offer writes on the status client: an
+    Offer write may book a token ahead, a status patch waits until the bucket holds one again."""
+    now = [100.0]
+
+    def sleep(s: float) -> None:
+        now[0] += s
+
+    lim = RateLimiter(qps=10, burst=1, clock=lambda: now[0], sleep=sleep)
+    assert lim.wait() == 0.0  # the burst's token
+    start = now[0]
+    lim.tokens -= 2  # two Offer writes booked ahead (0.1 s and 0.2 s from now)
+    assert lim.wait(deferrable=True) == pytest.approx(0.3)  # after both, then its own token
+    assert now[0] - start == pytest.approx(0.3)
+
+
+def test_a_deferred_request_books_after_max_defer_so_a_status_is_late_never_lost() -> None:
+    now = [100.0]
+
+    def sleep(s: float) -> None:
+        now[0] += s
+
+    lim = RateLimiter(qps=10, burst=1, clock=lambda: now[0], sleep=sleep, max_defer=0.5)
+    lim.wait()
+    lim.tokens -= 100  # booked far ahead (10 s of Offer writes)
+    waited = lim.wait(deferrable=True)
+    assert 0.5 <= waited <= 10.2  # deferred 0.5 s, then booked behind the debt like any other
+
+
+def test_the_writer_defers_task_status_patches_and_events_but_not_offer_writes() -> None:
+    from mesoskube import kube as kube_module
+    from mesoskube.master.writer import KubeWriter
+
+    seen: list[tuple[str, bool]] = []
+
+    class Recording:
+        def patch_status(self, plural, ns, name, body):
+            seen.append((plural, getattr(kube_module._PRIORITY, "deferrable", False)))
+            return body
+
+        def create(self, plural, ns, body):
+            seen.append((plural, getattr(kube_module._PRIORITY, "deferrable", False)))
+            return body
+
+    w = KubeWriter(Recording())  # type: ignore[arg-type]
+    w.patch_status("tasks", "ns", "t", {})
+    w.patch_status("offers", "ns", "o", {})
+    w.create("offers", "ns", {})
+    assert seen == [("tasks", True), ("offers", False), ("offers", False)]

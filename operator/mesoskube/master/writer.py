@@ -15,7 +15,7 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from mesoskube import API_GROUP, API_VERSION
-from mesoskube.kube import Kube, not_ready
+from mesoskube.kube import Kube, deferrable, not_ready
 from mesoskube.master import LABEL_FRAMEWORK
 
 # Statuses worth retrying: the request may succeed later unchanged. Others (400, 403, 409, 422) will not.
@@ -137,7 +137,12 @@ class KubeWriter:
 
     @_translate
     def patch_status(self, plural: str, namespace: str, name: str, body: dict) -> dict:
-        return self.status_kube.patch_status(plural, namespace, name, body)
+        if plural != "tasks":
+            return self.status_kube.patch_status(plural, namespace, name, body)
+        # A Task's status is reported, not acted on by the master: on a saturated status client
+        # it waits behind the Offer writes, which the next launches need (issue 14).
+        with deferrable():
+            return self.status_kube.patch_status(plural, namespace, name, body)
 
     @_translate
     def delete(self, plural: str, namespace: str, name: str) -> None:
@@ -167,7 +172,8 @@ class KubeWriter:
     @_translate
     def create_event(self, namespace: str, body: dict) -> None:
         # Unread into a model: nobody reads the answer, and building CoreV1Event costs CPU.
-        _discard(self.status_kube.core.create_namespaced_event(namespace, body, _preload_content=False))
+        with deferrable():
+            _discard(self.status_kube.core.create_namespaced_event(namespace, body, _preload_content=False))
 
     @_translate
     def patch_role_status(self, name: str, body: dict) -> dict:
