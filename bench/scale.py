@@ -38,6 +38,7 @@ from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 from bench.run import (
+    BY_NAME,
     RESULTS,
     SHAPE,
     RunningWatcher,
@@ -54,12 +55,14 @@ from bench.run import (
 )
 from bench.synthetic import time_cycle, time_event_cycle
 from mesoskube.api.install import install_crds
+from mesoskube.api.models import TaskInfo
 from mesoskube.cluster.binaries import versions
 from mesoskube.cluster.local import LocalCluster
 from mesoskube.cluster.nodes import add_nodes, wait_nodes_ready
 from mesoskube.cluster.nodeshapes import parse_shape
 from mesoskube.kube import Kube
 from mesoskube.master import LABEL_FRAMEWORK
+from mesoskube.master.builders import task_manifest
 
 UNTHROTTLED = 10000.0
 BORING = (" threading.py", " thread.py", " base_events.py", " runners.py")
@@ -154,7 +157,7 @@ def steady_load(kubeconfig: str, kube: Kube, qps: float, size: int, rate: float,
             time.sleep(0.3)
         before = scrape(port)
         watcher = RunningWatcher(kube, ns, label_selector="mesoskube.io/task")
-        fwk.create(
+        fw_uid = fwk.create(
             "frameworks",
             ns,
             {
@@ -163,8 +166,9 @@ def steady_load(kubeconfig: str, kube: Kube, qps: float, size: int, rate: float,
                 "metadata": {"name": "steady"},
                 "spec": {"roles": ["steady"]},
             },
-        )
+        )["metadata"]["uid"]
         offers: dict[str, float] = {}  # outstanding offer name -> cpus
+        agents: dict[str, tuple[str, str]] = {}  # offer name -> (agent, role): accepts by name
         lock = threading.Lock()
         stop = threading.Event()
 
@@ -189,6 +193,7 @@ def steady_load(kubeconfig: str, kube: Kube, qps: float, size: int, rate: float,
                                 offers.pop(name, None)
                             else:
                                 offers[name] = float(o["spec"]["resources"].get("cpus", 0))
+                                agents[name] = (o["spec"]["agent"], o["spec"].get("role") or "steady")
                         if stop.is_set():
                             break
 
@@ -221,6 +226,15 @@ def steady_load(kubeconfig: str, kube: Kube, qps: float, size: int, rate: float,
                         "tasks": [{"name": t, "resources": {"cpus": 1, "mem": 1024}} for t in names],
                     }
                     sent = time.monotonic()
+                    if BY_NAME:  # the framework creates the Tasks, then answers with their names
+                        agent, role = agents.get(pick, ("", "steady"))
+                        with contextlib.suppress(ApiException):
+                            for t in ans.pop("tasks"):
+                                m = task_manifest(
+                                    TaskInfo.model_validate(t), "steady", fw_uid, role, agent, pick
+                                )
+                                fwk.create("tasks", ns, m)
+                        ans["taskNames"] = names
                     try:
                         fwk.patch("offers", ns, pick, {"spec": {"answer": ans}})
                     except ApiException:
