@@ -250,6 +250,7 @@ def steady_load(kubeconfig: str, kube: Kube, qps: float, size: int, rate: float,
         after = scrape(port)
         lat = [watcher.running[t] - accepted_at[t] for t in watcher.running if t in accepted_at]
         result = {
+            "accept": "by name" if BY_NAME else "inline tasks",
             "rate_per_s": rate,
             "duration_s": duration,
             "accepted": n,
