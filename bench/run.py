@@ -777,9 +777,11 @@ def analysis(data: dict) -> list[str]:
             f"at {data['qps']:g} QPS the status client sustains about "
             f"{data['qps'] / max(status, 1e-9):.1f} tasks/s "
             f"and the launch client {data['qps'] / max(launch, 1e-9):.1f} (measured "
-            f"{bn['throughput_pods_per_s']:.1f}, the clients' bursts helping). The next limit is the status "
-            "client: the status patch (1 per task, gone if TASK_RUNNING is read from the pod) and the Offers "
-            "the framework declines instead of suppressing once its tasks are placed "
+            f"{bn['throughput_pods_per_s']:.1f}). Task status patches wait behind the Offer writes on "
+            "the status client (deferrable, since 763af42), so they trail the pods and the launch client's "
+            "one write per task is the ceiling; what remains on the status client is the status patch "
+            "(1 per task, gone if TASK_RUNNING is read from the pod) and the Offers the framework declines "
+            "instead of suppressing once its tasks are placed "
             f"({bn['framework_answers'].get('Decline', 0)} declines against "
             f"{bn['framework_answers'].get('Accept', 0)} accepts)."
         )
@@ -978,11 +980,21 @@ def report(data: dict) -> str:
             f"| {mk['throughput_pods_per_s']:.1f} "
             f"| {ratio:.2f} | {ks['latency_p50_s']:.2f} / {ks['latency_p99_s']:.2f} "
             f"| {mk['latency_p50_s']:.2f} / {mk['latency_p99_s']:.2f} | {fo if fo is None else f'{fo:.2f}'}"
-            f"{f' (5 more: median {more[len(more) // 2]:.2f}, max {more[-1]:.2f})' if more else ''} "
+            f"{f' (5 probes: median {more[len(more) // 2]:.2f}, max {more[-1]:.2f})' if more else ''} "
             f"| {ro_text} | {mk['api_requests_per_task']:.2f} "
             f"| {mk['api_writes_per_task']:.2f} | {mk['master_rss_mb']:.0f} "
             f"| {mk['allocation_cycle_mean_s'] * 1000:.1f} |"
         )
+    if any((s.get("mesoskube") or {}).get("first_offer_samples_s") for s in data["sizes"]):
+        lines += [
+            "",
+            "First offer: the burst's framework, created on an idle master; then 5 probes, frameworks "
+            "created one after another once the previous one was torn down (the bench framework "
+            "suppressed and its offers declined first). Why the probes wait seconds is not measured "
+            "yet; the likely cause is the status client's backlog at QPS 50: each probe is offered up "
+            "to the 256-offer cap, and its teardown rescinds and deletes them on the same client the "
+            "next probe's subscription and first Offer use.",
+        ]
     lines += by_name_section(data)
     lines += [
         "",
