@@ -366,15 +366,7 @@ def bench_mesoskube(
             n = 0
             while not stop.is_set():
                 try:
-                    for ev in w.stream(
-                        fwk.custom.list_namespaced_custom_object,
-                        "mesoskube.io",
-                        "v1alpha1",
-                        ns,
-                        "offers",
-                        label_selector=f"{LABEL_FRAMEWORK}=bench",
-                        timeout_seconds=20,
-                    ):
+                    for ev in offer_events(w, fwk, ns, "bench"):
                         if stop.is_set():
                             break
                         offer = ev["object"]
@@ -540,6 +532,19 @@ def bench_mesoskube(
         delete_namespace(kube, ns)
 
 
+def offer_events(w: watch.Watch, fwk: Kube, ns: str, framework: str, timeout: int = 20):
+    """The watch events of `framework`'s Offers in `ns` (raw dicts), for `timeout` seconds."""
+    return w.stream(
+        fwk.custom.list_namespaced_custom_object,
+        "mesoskube.io",
+        "v1alpha1",
+        ns,
+        "offers",
+        label_selector=f"{LABEL_FRAMEWORK}={framework}",
+        timeout_seconds=timeout,
+    )
+
+
 def first_offer_samples(fwk: Kube, ns: str, samples: int = 5, timeout: float = 20) -> list[float]:
     """More frameworks, one after another, each timed from its create to its first Offer (then
     torn down): the burst's own framework gives a single sample, too few to compare runs by."""
@@ -563,15 +568,7 @@ def first_offer_samples(fwk: Kube, ns: str, samples: int = 5, timeout: float = 2
 
         def follow(name: str = name, w: watch.Watch = w, got: threading.Event = got) -> None:
             with contextlib.suppress(Exception):
-                for ev in w.stream(
-                    fwk.custom.list_namespaced_custom_object,
-                    "mesoskube.io",
-                    "v1alpha1",
-                    ns,
-                    "offers",
-                    label_selector=f"{LABEL_FRAMEWORK}={name}",
-                    timeout_seconds=int(timeout),
-                ):
+                for ev in offer_events(w, fwk, ns, name, int(timeout)):
                     if ev["type"] == "ADDED":
                         got.set()
                         return

@@ -48,6 +48,7 @@ from bench.run import (
     ensure_namespace,
     free_port,
     log,
+    offer_events,
     pct,
     rss_mb,
     scrape,
@@ -61,7 +62,6 @@ from mesoskube.cluster.local import LocalCluster
 from mesoskube.cluster.nodes import add_nodes, wait_nodes_ready
 from mesoskube.cluster.nodeshapes import parse_shape
 from mesoskube.kube import Kube
-from mesoskube.master import LABEL_FRAMEWORK
 from mesoskube.master.builders import task_manifest
 
 UNTHROTTLED = 10000.0
@@ -176,15 +176,7 @@ def steady_load(kubeconfig: str, kube: Kube, qps: float, size: int, rate: float,
             w = watch.Watch()
             while not stop.is_set():
                 with contextlib.suppress(Exception):
-                    for ev in w.stream(
-                        fwk.custom.list_namespaced_custom_object,
-                        "mesoskube.io",
-                        "v1alpha1",
-                        ns,
-                        "offers",
-                        label_selector=f"{LABEL_FRAMEWORK}=steady",
-                        timeout_seconds=20,
-                    ):
+                    for ev in offer_events(w, fwk, ns, "steady"):
                         o = ev["object"]
                         name = o["metadata"]["name"]
                         phase = (o.get("status") or {}).get("phase", "Outstanding")
