@@ -84,9 +84,10 @@ CLOCK_SKEW_ALLOWANCE = 5.0  # seconds between a replica's clock and the API serv
 
 
 class Provenance:
-    """The Offers and Tasks this master made, by uid (plus those its first LIST found and, on a
-    takeover, those created before it, which an earlier master made: only the master may create
-    them where the chart's policies are installed).
+    """The Offers and Tasks this master made or checked, by uid: its own, those its first LIST found
+    and, on a takeover, those created before it, which an earlier master made (only the master
+    creates Offers, and Tasks labelled mesoskube.io/made-by-master, where the chart's policies are
+    installed); and a framework's own Tasks once an accept naming them passed (answers.py).
     Anything else (an Offer or Task created by hand) is never acted on. A Task's key is recorded
     before its create call, so the watch event of a Task being created cannot be taken for a forgery."""
 

@@ -346,9 +346,10 @@ class Engine:
             answered = [k for k, o in self.cache.offers.items() if o["spec"].get("answer")]
             # A framework's own Tasks are not: one without a pod is checked against its Offer first.
             made = [*self.cache.offers.values(), *filter(made_by_master, self.cache.tasks.values())]
-        # The Offers and Tasks held now were made by a master (only the master may create them where
-        # the chart's policies are installed): an earlier leader's are this one's to act on, whether
-        # the first LIST or the watch showed them (a warm standby's cache is newer than its seed).
+        # The Offers and the labelled Tasks held now were made by a master (where the chart's
+        # policies are installed only the master creates them): an earlier leader's are this one's
+        # to act on, whether the first LIST or the watch showed them (a warm standby's cache is newer
+        # than its seed).
         for obj in made:
             if obj["metadata"].get("uid"):
                 self.provenance.made(obj)
