@@ -32,9 +32,12 @@ def node_body(
 
 
 class Rig:
-    def __init__(self, api: FakeApi | None = None, work_pool: Any = None, **settings: Any) -> None:
+    def __init__(
+        self, api: FakeApi | None = None, work_pool: Any = None, answer_pool: Any = None, **settings: Any
+    ) -> None:
         """`api`: another rig's, for a second master replica over the same emulated API;
-        `work_pool`: an executor the pipelined queues hand their keys to (else work runs inline)."""
+        `work_pool`: an executor the pipelined queues hand their keys to (else work runs inline);
+        `answer_pool`: the answers' own (default: the work pool)."""
         self.api = api or FakeApi(clock=FakeClock())
         self.clock = self.api.clock
         self.cache = Cache()
@@ -48,6 +51,7 @@ class Rig:
             monotonic=self.clock,
             workers=0,
             work_pool=work_pool,
+            answer_pool=answer_pool,
         )
         self.handlers = Handlers(self.cache, self.engine)
         self._node_rv = 1

@@ -63,6 +63,39 @@ def test_the_step_hands_answers_to_the_pool_and_the_next_answer_does_not_wait() 
         assert rig.api.get("offers", offer) is None
 
 
+def test_an_answer_never_waits_for_a_worker_behind_task_work() -> None:
+    """Task work (status patches waiting for their client's tokens) fills the work pool; the
+    answers have a pool of their own, so an accept launches while that work is still stuck."""
+    tasks, answers = ManualPool(), ManualPool()
+    rig = Rig(work_pool=tasks, answer_pool=answers)
+    rig.node("n1")
+    rig.node("n2")
+    rig.framework()
+    rig.step()
+    tasks.run_all()
+    answers.run_all()
+    rig.watch()
+    o1, o2 = rig.offer_on("n1"), rig.offer_on("n2")
+    rig.accept(o1, task_info("t1"))
+    rig.watch()
+    rig.step()
+    answers.run_all()
+    rig.watch()
+    rig.run_pod("ns/t1")
+    rig.watch()
+    rig.step()  # t1's pod runs: its status patch is task work, handed to the (stuck) work pool
+    assert any(args and args[0] is rig.engine.task_queue for _fn, args in tasks.work)
+    rig.accept(o2, task_info("t2"))
+    rig.watch()
+    rig.step()
+    assert not any(args and args[0] is rig.engine.answer_queue for _fn, args in tasks.work)
+    answers.run_all()  # the task pool still has not run
+    assert rig.api.get("pods", "ns/t2")["spec"]["nodeName"] == "n2"
+    assert rig.state("ns/t1") != "TASK_RUNNING"  # its patch is still waiting: it did not go first
+    tasks.run_all()
+    assert rig.state("ns/t1") == "TASK_RUNNING"
+
+
 def test_a_key_in_flight_is_not_handed_out_again_and_comes_back_when_its_work_ends() -> None:
     rig, pool = rig_with_offers("n1")
     offer = rig.offer_on("n1")

@@ -79,6 +79,12 @@ class Engine:
     # Answers and tasks handed to this pool, the step not waiting for them (module docstring). By
     # default its own pool when workers > 0; None with workers=0 (work inline, in step order).
     work_pool: Executor | None = None
+    # Answers get workers of their own: an accept never waits for a worker behind task work (a
+    # Task status patch waits for its client's token, behind the Offer writes, for up to 2 s). At
+    # 1,000 nodes and QPS 50 the 16 shared workers were all such patches and each answer waited
+    # 2.6 s (p50) for one (bench/stages.py). Default: its own pool when pipelined; with
+    # workers=0, the work pool (a unit test's manual pool runs both).
+    answer_pool: Executor | None = None
     # On by default. It was off for a while: the clean-clone `make test` at 3285f15 failed 3 tests
     # (pymesos saw TASK_FINISHED without TASK_RUNNING; a UI test's task never RUNNING): a pod event
     # seen while the task's accept was still launching it was dropped (TaskSync.end_launch).
@@ -113,6 +119,12 @@ class Engine:
         )
         if self.work_pool is None and self.pipelined and self.workers:
             self.work_pool = ThreadPoolExecutor(self.workers, thread_name_prefix="mesoskube-work")
+        if self.answer_pool is None and self.work_pool is not None:
+            self.answer_pool = (
+                ThreadPoolExecutor(self.workers, thread_name_prefix="mesoskube-answer")
+                if self.workers
+                else self.work_pool
+            )
         # The writes of one accept side by side (answers.py); never the pool the accept runs on.
         self.launch_pool = (
             ThreadPoolExecutor(self.workers, thread_name_prefix="mesoskube-launch") if self.workers else None
@@ -400,14 +412,15 @@ class Engine:
             except Exception:  # queue work never raises here; this guards the loop's own code
                 log.exception("engine step failed; retrying next step")
                 self.stopping.wait(0.2)
-        pools = (
+        pools = [
             self.work_pool,
+            self.answer_pool if self.answer_pool is not self.work_pool else None,
             self.launch_pool,
             self.lease_pool,
             self.offer_pool,
             self.status_pool,
             self.sweep_pool,
-        )
+        ]
         for pool in pools:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
@@ -529,10 +542,13 @@ class Engine:
         queue: WorkQueue,
         work: Callable[[Hashable], None],
         tag: Callable[[Hashable], str | None] | None = None,
+        pool: Executor | None = None,
     ) -> None:
-        """Like process_queue, but hand each ready key to the work pool and return at once (inline
-        without one). `tag(key)` names the framework whose answer it is (accepts_in_flight)."""
-        if self.work_pool is None:
+        """Like process_queue, but hand each ready key to `pool` (default: the work pool) and
+        return at once (inline without one). `tag(key)` names the framework whose answer it is
+        (accepts_in_flight)."""
+        pool = pool or self.work_pool
+        if pool is None:
             self.process_queue(queue, work)
             return
         for key in queue.drain():
@@ -541,7 +557,7 @@ class Engine:
                 with self._in_flight_lock:
                     self._answers_in_flight[fw] += 1
             try:
-                self.work_pool.submit(self._work_one, queue, work, key, fw)
+                pool.submit(self._work_one, queue, work, key, fw)
             except RuntimeError:  # the pool is shut down: the master is stopping; the key stays
                 self._end_one(queue, key, fw, RuntimeError("master stopping"))
                 return
@@ -581,7 +597,7 @@ class Engine:
                 return None
             return f"{offer['metadata']['namespace']}/{offer['spec']['framework']}"
 
-        self.dispatch_queue(queue, work, framework_of)
+        self.dispatch_queue(queue, work, framework_of, self.answer_pool)
 
     def accepts_in_flight(self, fw_key: str) -> bool:
         """Whether an answer of this framework is being worked (its Tasks may not be in the cache)."""
