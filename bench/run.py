@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import cProfile
 import io
+import itertools
 import json
 import os
 import platform
@@ -31,6 +32,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -57,7 +59,7 @@ from mesoskube.master.writer import KubeWriter
 from mesoskube.resources import Resources
 from mesoskube.settings import Settings
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(os.environ.get("BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
 SHAPE = "cpu=32,memory=256Gi,pods=110"
 TOLERATION = {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}
 
@@ -67,6 +69,10 @@ TOLERATION = {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSc
 # each size runs the inline burst and then the by-name one, against the same kube-scheduler run.
 ACCEPT = os.environ.get("BENCH_ACCEPT", "inline")
 BY_NAME = ACCEPT == "by-name"
+# Per-task stage stamps of each mesoskube burst (the framework's creates and answer, the master's
+# trace, the pod bound and Running) go to <BENCH_STAMPS>/stamps-<size><tag>.json; bench/stages.py
+# says from them where accept -> Running goes (the report's stage table). Kept out of git: large.
+STAMPS = Path(os.environ.get("BENCH_STAMPS") or Path(tempfile.gettempdir()) / "mesoskube-bench-stamps")
 
 
 def pods_for(nodes: int) -> int:
@@ -275,6 +281,10 @@ def bench_mesoskube(
     client and answers with their names (OfferAnswer.taskNames), else inline tasks the master
     creates."""
     by_name = BY_NAME if by_name is None else by_name
+    STAMPS.mkdir(parents=True, exist_ok=True)
+    trace_file = STAMPS / f"trace-{size}{tag}.log"
+    trace_file.unlink(missing_ok=True)
+    master_env = {**(master_env or {}), "MESOSKUBE_TRACE": str(trace_file)}
     ns = f"bench-ms-{size}"
     ensure_namespace(kube, ns)
     port = free_port()
@@ -360,6 +370,9 @@ def bench_mesoskube(
             return {"type": "Accept", "filters": {"refuseSeconds": 5}, "taskNames": names}
 
         answers = {"Accept": 0, "Decline": 0}  # offers the framework answered, by answer
+        answer_sent: dict[str, tuple[float, float, str]] = {}  # task -> (PATCH sent, answered, offer)
+
+        suppressed: list[float] = []
 
         def accept_loop() -> None:
             w = watch.Watch()
@@ -377,6 +390,11 @@ def bench_mesoskube(
                         res = offer["spec"]["resources"]
                         fit = int(min(res.get("cpus", 0), res.get("mem", 0) // 1024, pods - n))
                         if fit <= 0:
+                            if n >= pods and not suppressed:
+                                # Every task placed: SUPPRESS, as a Mesos framework with nothing
+                                # left to launch does (Spark's does), so the master stops offering.
+                                fwk.patch("frameworks", ns, "bench", {"spec": {"suppress": True}})
+                                suppressed.append(time.monotonic())
                             ans = {"type": "Decline", "filters": {"refuseSeconds": 60}}
                             names = []
                         elif by_name:
@@ -392,12 +410,14 @@ def bench_mesoskube(
                             }
                         if not (by_name and names):
                             now = time.monotonic()
+                        sent = time.monotonic()
                         try:
                             fwk.patch("offers", ns, offer["metadata"]["name"], {"spec": {"answer": ans}})
                         except ApiException:
                             continue
                         for t in names:
                             accepted_at[t] = now
+                            answer_sent[t] = (sent, time.monotonic(), offer["metadata"]["name"])
                         n += len(names)
                         answers[ans["type"]] += 1
                 except Exception:
@@ -437,6 +457,28 @@ def bench_mesoskube(
         stop.set()
         watcher.close()
         lat = [watcher.running[t] - accepted_at[t] for t in watcher.running if t in accepted_at]
+        from bench.stages import stage_rows  # here: bench.stages imports this module
+
+        wall = time.time() - time.monotonic()  # the trace's clock is the wall clock
+        stamps_file = STAMPS / f"stamps-{size}{tag}.json"
+        stamps_file.write_text(
+            json.dumps(
+                {
+                    "trace": str(trace_file),
+                    "tasks": {
+                        t: {
+                            "offer": f"{ns}/{answer_sent[t][2]}",
+                            "accept-start": accepted_at[t] + wall,
+                            "answer-sent": answer_sent[t][0] + wall,
+                            "answer-stored": answer_sent[t][1] + wall,
+                            "pod-bound-seen": watcher.bound.get(t, float("nan")) + wall,
+                            "running-seen": watcher.running.get(t, float("nan")) + wall,
+                        }
+                        for t in accepted_at
+                    },
+                }
+            )
+        )
         first_accept = min(accepted_at.values()) if accepted_at else created_at
         last = max(watcher.running.values()) if watcher.running else time.monotonic()
         # The master patches each Task's status after its pod runs, behind the launches: count its
@@ -503,6 +545,8 @@ def bench_mesoskube(
             # Offers answered up to now (writes are counted up to the same moment): the Declines
             # are Offer creates that launched nothing.
             "framework_answers": dict(answers),
+            "framework_suppressed": bool(suppressed),  # once every task was placed
+            "stages": stage_rows(stamps_file),
             "accept": "by name (the framework creates its Tasks)" if by_name else "inline tasks",
             "framework_task_creates": task_creates[0],
             "offers_client": offers_client(),
@@ -601,7 +645,12 @@ def measure_reoffer(fwk: Kube, ns: str) -> float | None:
     time until that agent is offered again: the filter's own second plus the master's reaction."""
     sel = f"{LABEL_FRAMEWORK}=bench"
     fw = fwk.get("frameworks", ns, "bench")
-    fwk.patch("frameworks", ns, "bench", {"spec": {"revive": int(fw["spec"].get("revive", 0)) + 1}})
+    fwk.patch(
+        "frameworks",
+        ns,
+        "bench",
+        {"spec": {"revive": int(fw["spec"].get("revive", 0)) + 1, "suppress": False}},
+    )
 
     def outstanding() -> list[dict]:
         return [
@@ -734,12 +783,17 @@ def analysis(data: dict) -> list[str]:
         " go in one `deletecollection` per step. The framework pays one patch per answer from its own"
         " budget. So the master's ceiling at equal QPS is about a third of kube-scheduler's, whose only"
         " write per pod is the binding (its Events go through a separate client).",
-        "- Offer writes grow with the cluster: once its tasks are all accepted, this framework declines"
-        " every further offer with a 60 s filter instead of suppressing, and each decline frees a slot"
-        " under the cap that the next event-triggered cycle fills with another agent, so within a"
-        " minute every agent can be offered once. The faster the engine turns, the more of those Offer"
-        " creates land inside the burst (on the launch client's budget until 2026-12-07, on the status"
-        " client's since)."
+        (
+            "- Once its tasks are all accepted, this framework SUPPRESSes (since 2026-12-07; before, it"
+            " declined every further offer with a 60 s filter, and each decline freed a slot under the"
+            " cap that the next cycle filled with another agent: Offer writes grew with the cluster)."
+            " The declines counted are offers made before the suppress took effect."
+            if all((s.get("mesoskube") or {}).get("framework_suppressed", False) for s in data["sizes"])
+            else "- Offer writes grow with the cluster: once its tasks are all accepted, this framework"
+            " declines every further offer with a 60 s filter instead of suppressing, and each decline"
+            " frees a slot under the cap that the next event-triggered cycle fills with another agent, so"
+            " within a minute every agent can be offered once."
+        )
         + "".join(
             f" {s['nodes']} nodes: {a['Accept']} offers accepted, {a['Decline']} declined."
             for s in data["sizes"]
@@ -775,12 +829,10 @@ def analysis(data: dict) -> list[str]:
             f"{data['qps'] / max(status, 1e-9):.1f} tasks/s "
             f"and the launch client {data['qps'] / max(launch, 1e-9):.1f} (measured "
             f"{bn['throughput_pods_per_s']:.1f}). Task status patches wait behind the Offer writes on "
-            "the status client (deferrable, since 763af42), so they trail the pods and the launch client's "
-            "one write per task is the ceiling; what remains on the status client is the status patch "
-            "(1 per task, gone if TASK_RUNNING is read from the pod) and the Offers the framework declines "
-            "instead of suppressing once its tasks are placed "
-            f"({bn['framework_answers'].get('Decline', 0)} declines against "
-            f"{bn['framework_answers'].get('Accept', 0)} accepts)."
+            "the status client (deferrable, since 763af42), so they trail the pods; what remains on the "
+            "status client is the status patch (1 per task, gone if TASK_RUNNING is read from the pod) "
+            f"and the Offers ({bn['framework_answers'].get('Decline', 0)} declines against "
+            f"{bn['framework_answers'].get('Accept', 0)} accepts)." + stage_limit(bn.get("stages") or [])
         )
     return out
 
@@ -894,6 +946,27 @@ def plots(data: dict) -> None:
     fig.savefig(RESULTS / "bench-allocator.png", dpi=110)
 
 
+def stage_limit(rows: list[dict]) -> str:
+    """The stage where the most throughput is lost (rates are cumulative: each stage's is at most
+    the one before's), from the stage table."""
+    steps = [r for r in rows if not r["stage"].startswith("accept start")]
+    if len(steps) < 2:
+        return ""
+    drops = [(a["tasks_per_s"] - b["tasks_per_s"], a, b) for a, b in itertools.pairwise(steps)]
+    _, a, b = max(drops, key=lambda d: d[0])
+    return (
+        f" Stage by stage (below), the framework's own Task creates pass {steps[0]['tasks_per_s']:.1f}"
+        f" tasks/s; the largest loss is at '{b['stage']}' ({a['tasks_per_s']:.1f} -> "
+        f"{b['tasks_per_s']:.1f} tasks/s, p50 {b['p50_s']:.2f} s)."
+    )
+
+
+def stage_table(rows: list[dict]) -> list[str]:
+    from bench.stages import table  # here: bench.stages imports this module
+
+    return table(rows)
+
+
 def by_name_section(data: dict) -> list[str]:
     """Inline accepts (the master creates the Tasks) against accepts by name (the framework creates
     them, `taskNames`), back to back against the same kube-scheduler run (BENCH_ACCEPT=both)."""
@@ -928,6 +1001,33 @@ def by_name_section(data: dict) -> list[str]:
             f"| {mk['api_writes_per_task']:.2f} -> {bn['api_writes_per_task']:.2f} | {kinds} "
             f"| {bn.get('framework_task_creates', 0) / max(1, bn['placed']):.2f} |"
         )
+    return lines
+
+
+def stages_section(data: dict) -> list[str]:
+    """Where accept -> Running goes, stage by stage (bench/stages.py): the slowest stage's rate is
+    the pipeline's limit, measured, not argued."""
+    lines: list[str] = []
+    for s in data["sizes"]:
+        for key, label in (("mesoskube", "inline"), ("mesoskube_by_name", "by name")):
+            run = s.get(key) or {}
+            if not run.get("stages"):
+                continue
+            if not lines:
+                lines += [
+                    "",
+                    "## Where accept -> Running goes",
+                    "",
+                    "Per task, on one wall clock: the bench's framework (its first Task create of the "
+                    "accept, the answer PATCH sent and answered), the master's trace (MESOSKUBE_TRACE: "
+                    "the answer seen on its watch, its work started, each pod create sent and answered) "
+                    "and the bench's pod watch (bound, Running). 'Tasks/s' is the tasks through a stage "
+                    "per second from the first accept: the first stage whose rate drops is the limit. "
+                    "Inline accepts skip the framework's creates (its row is ~0).",
+                ]
+            fw = "suppressed once all were placed" if run.get("framework_suppressed") else "declining"
+            lines += ["", f"**{s['nodes']} nodes, {label}** (the framework {fw}):", ""]
+            lines += stage_table(run["stages"])
     return lines
 
 
@@ -993,6 +1093,7 @@ def report(data: dict) -> str:
             "next probe's subscription and first Offer use.",
         ]
     lines += by_name_section(data)
+    lines += stages_section(data)
     lines += [
         "",
         "## Allocation cycle: the engine's snapshot + the pure allocator",
