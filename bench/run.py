@@ -949,7 +949,7 @@ def plots(data: dict) -> None:
 def stage_limit(rows: list[dict]) -> str:
     """The stage where the most throughput is lost (rates are cumulative: each stage's is at most
     the one before's), from the stage table."""
-    steps = [r for r in rows if not r["stage"].startswith("accept start")]
+    steps = [r for r in rows if not r["stage"].startswith(("accept start", "Running ->"))]
     if len(steps) < 2:
         return ""
     drops = [(a["tasks_per_s"] - b["tasks_per_s"], a, b) for a, b in itertools.pairwise(steps)]

@@ -28,6 +28,8 @@ STAGES = [
     ("pod create request (launch client)", "task:pod-sent", "task:pod-created"),
     ("pod created -> bench sees it bound", "task:pod-created", "pod-bound-seen"),
     ("bench sees it bound -> Running (kwok)", "pod-bound-seen", "running-seen"),
+    # What the framework sees: the master's status patch (after the pod runs, on its status client).
+    ("Running -> TASK_RUNNING written (master)", "running-seen", "task:status-TASK_RUNNING"),
 ]
 
 

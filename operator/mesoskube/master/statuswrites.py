@@ -20,6 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
+from mesoskube.master import trace
 from mesoskube.master.cache import Cache
 from mesoskube.master.workqueue import WorkQueue
 from mesoskube.master.writer import ApiError, Writer
@@ -68,6 +69,7 @@ class StatusWrites:
 
     def _patch(self, ns: str, name: str, patch: dict) -> dict:
         body = self.writer.patch_status("tasks", ns, name, {"status": patch})
+        trace.mark(f"status-{patch.get('state')}", f"{ns}/{name}")
         self.cache.upsert("tasks", body)
         return body
 
