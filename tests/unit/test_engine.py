@@ -591,3 +591,50 @@ def test_a_pod_the_api_server_refuses_is_task_error_with_the_servers_words() -> 
     t = rig.task("ns/t1")
     assert t["status"]["state"] == "TASK_ERROR" and t["status"]["reason"] == "REASON_POD_REJECTED"
     assert t["status"]["message"] == f"the API server refused the pod: Forbidden: {why}"
+
+
+def test_a_teardown_removes_the_frameworks_offers_with_one_request_and_frees_their_agents() -> None:
+    """TEARDOWN deletes the removed framework's offers in one request (its answered accepts
+    excepted), not a status patch each on the engine's loop; their agents are offered to the
+    next framework at once."""
+    from mesoskube.master.cache import format_time
+
+    rig = Rig()
+    for n in ("n1", "n2", "n3"):
+        rig.node(n)
+    rig.framework()
+    rig.step()
+    rig.watch()
+    answered = rig.offer_on("n3")
+    rig.accept(answered, task_info("t1"))
+    rig.api.patch("frameworks", "ns", "fw", {"metadata": {"deletionTimestamp": format_time(rig.clock())}})
+    rig.watch()
+    rig.api.calls.clear()
+    rig.step()
+    ops = [c[0] for c in rig.api.calls]
+    assert ops.count("deletecollection:offers") == 1
+    assert "status:offers" not in ops
+    assert {o["spec"]["agent"] for o in rig.api.objects["offers"].values()} <= {"n3"}
+    rig.settle()
+    assert rig.task("ns/t1") is None and rig.api.get("offers", answered) is None  # worked after: nothing
+    rig.framework("fw2")
+    rig.settle(advance=1.0)
+    assert {o["spec"]["agent"] for o in rig.offers("fw2").values()} == {"n1", "n2", "n3"}
+
+
+def test_a_teardown_rescinds_one_by_one_where_the_bulk_delete_is_refused() -> None:
+    from mesoskube.master.cache import format_time
+
+    rig = Rig()
+    rig.node("n1")
+    rig.framework()
+    rig.step()
+    rig.watch()
+    offer = rig.offer_on("n1")
+    rig.api.fail("deletecollection:offers", ApiError(405, "MethodNotAllowed"))
+    rig.api.patch("frameworks", "ns", "fw", {"metadata": {"deletionTimestamp": format_time(rig.clock())}})
+    rig.watch()
+    rig.step()
+    closed = rig.api.get("offers", offer)
+    assert closed is None or closed["status"]["phase"] == "Rescinded"
+    assert rig.engine.offers.bulk_delete is False

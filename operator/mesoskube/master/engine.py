@@ -237,6 +237,7 @@ class Engine:
             self.liveness,
             self.monotonic,
             accepts_in_flight=self.accepts_in_flight,
+            remove_framework_offers=self.offers.remove_framework_offers,
             lease_pool=self.lease_pool,
             wake=self.wake.set,
         )
