@@ -638,3 +638,41 @@ def test_a_teardown_rescinds_one_by_one_where_the_bulk_delete_is_refused() -> No
     closed = rig.api.get("offers", offer)
     assert closed is None or closed["status"]["phase"] == "Rescinded"
     assert rig.engine.offers.bulk_delete is False
+
+
+def test_offer_creates_still_queued_when_their_framework_is_torn_down_are_dropped() -> None:
+    """Offer creates wait for the status client's token; a framework torn down meanwhile would
+    still get them, and the next framework's first offer waited behind them."""
+    from mesoskube.master.cache import format_time
+
+    class ManualPool:
+        def __init__(self) -> None:
+            self.work: list = []
+
+        def submit(self, fn, *args):
+            self.work.append((fn, args))
+
+        def run_all(self) -> None:
+            work, self.work = self.work, []
+            for fn, args in work:
+                fn(*args)
+
+    rig = Rig()
+    for n in ("n1", "n2"):
+        rig.node(n)
+    pool = ManualPool()
+    rig.engine.allocation.offer_pool = pool
+    rig.framework()  # its offers decided and assumed; their creates wait in the pool
+    assert len(pool.work) == 2 and not rig.api.objects["offers"]
+    rig.api.patch("frameworks", "ns", "fw", {"metadata": {"deletionTimestamp": format_time(rig.clock())}})
+    rig.watch()
+    rig.step()  # TEARDOWN
+    rig.api.calls.clear()
+    pool.run_all()
+    assert "create:offers" not in [c[0] for c in rig.api.calls]
+    assert not rig.api.objects["offers"] and not rig.cache.offers
+    rig.framework("fw2")
+    rig.settle(advance=1.0)
+    pool.run_all()
+    rig.watch()
+    assert {o["spec"]["agent"] for o in rig.offers("fw2").values()} == {"n1", "n2"}

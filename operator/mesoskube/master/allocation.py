@@ -369,6 +369,17 @@ class AllocationCycle:
 
     def _create_offer(self, body: dict, agent: str, cycle: int, decided_at: float) -> None:
         key = f"{body['metadata']['namespace']}/{body['metadata']['name']}"
+        with self.cache.lock:
+            withdrawn = key not in self.cache.offers
+        if withdrawn:
+            # Its framework was torn down while the create waited for the client's token: nobody
+            # to offer it to. A teardown of a framework holding the cap's 256 offers left up to
+            # 250 such creates queued, and the next framework's first offer waited behind them
+            # (5-7 s at QPS 50 in make bench's first-offer probes).
+            self.cache.forget("offers", key)
+            with self.lock:
+                self._in_flight -= 1
+            return
         self.provenance.expect(key)  # before the create: a framework may answer before it returns
         try:
             created = self.writer.create("offers", body["metadata"]["namespace"], body)
