@@ -231,7 +231,7 @@ class Engine:
             self.framework_queue,
             self.filters,
             self.rescind_offers,
-            self.tasks.kill,
+            lambda keys: [self.task_queue.add(k) for k in keys],
             self.request_allocation,
             self._run_all,
             self.liveness,
