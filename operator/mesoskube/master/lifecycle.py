@@ -43,6 +43,8 @@ class FrameworkLifecycle:
     queue: WorkQueue
     filters: dict  # the allocation part's refusal filters, shared
     rescind_offers: Callable[..., int]
+    # TEARDOWN's offers: (namespace, framework, why) -> how many went (offers.py)
+    remove_framework_offers: Callable[[str, str, str], int]
     resync_tasks: Callable[[Iterable[str]], None]  # the task queue: their sync kills them (tasksync.py)
     request_allocation: Callable[..., None]  # (agents=None, prompt=False)
     run_all: Callable[[Callable, Iterable], list]
@@ -50,8 +52,6 @@ class FrameworkLifecycle:
     monotonic: Callable[[], float]  # the clock liveness counts on, never compared with timestamps
     # Whether an accept of the framework is in flight (pipelined engine): TEARDOWN waits for it.
     accepts_in_flight: Callable[[str], bool] = lambda _key: False
-    # TEARDOWN's offers: (namespace, framework, why) -> how many went (offers.py)
-    remove_framework_offers: Callable[[str, str, str], int] | None = None
     lease_pool: Executor | None = None  # the Lease LIST off the loop's thread (poll_leases)
     _lease_poll: tuple[float, Future] | None = None  # (sent at, its answer to come)
     wake: Callable[[], None] = lambda: None  # the engine's loop
@@ -287,14 +287,7 @@ class FrameworkLifecycle:
         if self.accepts_in_flight(key):
             raise TeardownDeferred(key)
         ns, name = ns_name(key)
-        if self.remove_framework_offers is not None:
-            self.remove_framework_offers(ns, name, why)
-        else:
-            self.rescind_offers(
-                lambda o: o["spec"]["framework"] == name and o["metadata"]["namespace"] == ns,
-                "REASON_FRAMEWORK_REMOVED",
-                why,
-            )
+        self.remove_framework_offers(ns, name, why)
         with self.cache.lock:
             tasks = [
                 k

@@ -86,9 +86,8 @@ class OfferHousekeeping:
     def remove_framework_offers(self, ns: str, framework: str, message: str) -> int:
         """TEARDOWN: the removed framework's offers go with one request, its accepts excepted (an
         answered accept is the framework's, worked and dropped by the answer queue). Rescinding
-        them one by one was a status patch each that nobody reads, on the engine's loop: a
-        framework holding its 256 offers (the cap) stalled every framework's allocation for 5 s
-        at QPS 50, seen as the next framework's first offer taking 6.4 s in `make bench`."""
+        them one by one was a status patch each that nobody reads, on the engine's loop: for a
+        framework holding the cap's 256 offers, 5 s of every framework's allocation at QPS 50."""
         with self.cache.lock:
             victims = [
                 o
