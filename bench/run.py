@@ -210,6 +210,9 @@ def bench_kube_scheduler(
     lat = [watcher.running[n] - created[n] for n in watcher.running if n in created]
     last = max(watcher.running.values()) if watcher.running else time.monotonic()
     result = {
+        # The same stage table as mesoskube's (bench/stages.py), for the peer: how much of its
+        # create -> Running is kube-scheduler's and how much kwok's, in the same run.
+        "stages": peer_stages(created, watcher.bound, watcher.running, t0),
         "placed": len(watcher.running),
         "complete": ok,
         "seconds": last - t0,
@@ -226,6 +229,32 @@ def bench_kube_scheduler(
     )
     delete_namespace(kube, ns)
     return result
+
+
+def peer_stages(
+    created: dict[str, float], bound: dict[str, float], running: dict[str, float], t0: float
+) -> list[dict]:
+    """kube-scheduler's pods, in the stage table's rows: create sent -> bound -> Running."""
+    rows = []
+    for name, start, end in (
+        ("pod create sent -> bound (the creator's QPS, then kube-scheduler)", created, bound),
+        ("bound -> Running (kwok)", bound, running),
+        ("pod create sent -> Running", created, running),
+    ):
+        d = [end[p] - start[p] for p in end if p in start]
+        ends = sorted(end[p] - t0 for p in end)
+        last = ends[-1] if ends else float("nan")
+        rows.append(
+            {
+                "stage": name,
+                "p50_s": pct(d, 50),
+                "p90_s": pct(d, 90),
+                "max_s": max(d) if d else float("nan"),
+                "done_by_s": last,
+                "tasks_per_s": len(ends) / last if ends and last > 0 else float("nan"),
+            }
+        )
+    return rows
 
 
 def offers_client() -> str:
@@ -1028,6 +1057,10 @@ def stages_section(data: dict) -> list[str]:
             fw = "suppressed once all were placed" if run.get("framework_suppressed") else "declining"
             lines += ["", f"**{s['nodes']} nodes, {label}** (the framework {fw}):", ""]
             lines += stage_table(run["stages"])
+        peer = (s.get("kube_scheduler") or {}).get("stages")
+        if peer and lines:
+            lines += ["", f"**{s['nodes']} nodes, kube-scheduler** (the same run, its pods):", ""]
+            lines += stage_table(peer)
     return lines
 
 

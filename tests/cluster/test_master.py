@@ -212,6 +212,30 @@ def test_kill_gives_task_killed(kube, namespace, fake_nodes, master):
     fw.wait_task_state("victim", "TASK_KILLED", timeout=15)
 
 
+def test_deleting_a_framework_kills_its_running_tasks_and_frees_their_agents(
+    kube, namespace, fake_nodes, master
+):
+    """TEARDOWN on delete: the Framework goes at once (its tasks are killed by their own sync and
+    the garbage collector, not by a write per task on the engine's loop); every pod of its tasks
+    goes, and another framework is offered the agents."""
+    fake_nodes(1)
+    master()
+    fw = RawFramework.subscribe(kube, namespace, "fw")
+    (offer,) = fw.wait_offers(1)
+    fw.accept(offer, [task(f"t{i}", 1, 256) for i in range(3)])
+    for i in range(3):
+        fw.wait_task_state(f"t{i}", "TASK_RUNNING")
+    kube.delete("frameworks", namespace, "fw")
+    eventually(
+        lambda: not kube.core.list_namespaced_pod(namespace, label_selector="mesoskube.io/task").items,
+        timeout=60,
+        what="the deleted framework's pods gone",
+    )
+    other = RawFramework.subscribe(kube, namespace, "other")
+    (offer,) = other.wait_offers(1)
+    assert offer["spec"]["resources"]["cpus"] >= 3
+
+
 def test_weighted_roles_share_the_cluster_one_to_two(kube, namespace, fake_nodes, master):
     """Hierarchical weighted DRF on the real API server, decided by the allocator alone: both
     frameworks subscribe before any agent exists and accept every offer whole with long tasks, so

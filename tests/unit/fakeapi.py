@@ -126,9 +126,21 @@ class FakeApi:
         self.tombstones[(plural, key_of(gone))] = gone
 
     def delete_collection(self, plural: str, namespace: str, field_selector: str) -> None:
+        """As the API server with a CRD's selectable fields: `a.b=v` and `a.b!=v` terms, all must
+        hold; a field the object lacks is the empty string."""
         self._check(f"deletecollection:{plural}")
+
+        def value(o: dict, path: str) -> str:
+            for part in path.split("."):
+                o = o.get(part) if isinstance(o, dict) else None  # type: ignore[assignment]
+            return "" if o is None else str(o)
+
+        terms = [
+            [*t.split("!=", 1), "!="] if "!=" in t else [*t.split("=", 1), "="]
+            for t in field_selector.split(",")
+        ]
         for k, o in list(self.objects[plural].items()):
-            if k[0] == namespace and (o["spec"].get("answer") or {}).get("type") == "Decline":
+            if k[0] == namespace and all((value(o, f) == v) == (op == "=") for f, v, op in terms):
                 self.tombstones[(plural, key_of(o))] = self.objects[plural].pop(k)
 
     def create_pod(self, namespace: str, body: dict) -> dict:

@@ -367,9 +367,12 @@ def test_a_lapsed_heartbeat_disconnects_and_the_failover_timeout_tears_down() ->
     assert rig.api.get("frameworks", "ns/fw")["status"]["phase"] == "Disconnected"
     rig.settle(steps=2, advance=2)
     assert rig.api.get("frameworks", "ns/fw")["status"]["phase"] == "TornDown"
-    assert rig.task(t)["spec"]["kill"] is True
-    rig.step()
+    assert not rig.task(t)["spec"].get("kill")  # read from the TORN_DOWN phase: no write per task
+    rig.settle()
     assert rig.api.get("pods", t) is None
+    rig.settle()
+    assert rig.state(t) == "TASK_KILLED"
+    assert "framework was removed" in rig.task(t)["status"]["message"]
 
 
 def test_explicit_and_implicit_reconciliation_answer_on_the_framework_status() -> None:
@@ -591,3 +594,134 @@ def test_a_pod_the_api_server_refuses_is_task_error_with_the_servers_words() -> 
     t = rig.task("ns/t1")
     assert t["status"]["state"] == "TASK_ERROR" and t["status"]["reason"] == "REASON_POD_REJECTED"
     assert t["status"]["message"] == f"the API server refused the pod: Forbidden: {why}"
+
+
+def test_a_teardown_removes_the_frameworks_offers_with_one_request_and_frees_their_agents() -> None:
+    """TEARDOWN deletes the removed framework's offers in one request (its answered accepts
+    excepted), not a status patch each on the engine's loop; their agents are offered to the
+    next framework at once."""
+    from mesoskube.master.cache import format_time
+
+    rig = Rig()
+    for n in ("n1", "n2", "n3"):
+        rig.node(n)
+    rig.framework()
+    rig.step()
+    rig.watch()
+    answered = rig.offer_on("n3")
+    rig.accept(answered, task_info("t1"))
+    rig.api.patch("frameworks", "ns", "fw", {"metadata": {"deletionTimestamp": format_time(rig.clock())}})
+    rig.watch()
+    rig.api.calls.clear()
+    rig.step()
+    ops = [c[0] for c in rig.api.calls]
+    assert ops.count("deletecollection:offers") == 1
+    assert "status:offers" not in ops
+    assert {o["spec"]["agent"] for o in rig.api.objects["offers"].values()} <= {"n3"}
+    rig.settle()
+    assert rig.task("ns/t1") is None and rig.api.get("offers", answered) is None  # worked after: nothing
+    rig.framework("fw2")
+    rig.settle(advance=1.0)
+    assert {o["spec"]["agent"] for o in rig.offers("fw2").values()} == {"n1", "n2", "n3"}
+
+
+def test_a_teardown_rescinds_one_by_one_where_the_bulk_delete_is_refused() -> None:
+    from mesoskube.master.cache import format_time
+
+    rig = Rig()
+    rig.node("n1")
+    rig.framework()
+    rig.step()
+    rig.watch()
+    offer = rig.offer_on("n1")
+    rig.api.fail("deletecollection:offers", ApiError(405, "MethodNotAllowed"))
+    rig.api.patch("frameworks", "ns", "fw", {"metadata": {"deletionTimestamp": format_time(rig.clock())}})
+    rig.watch()
+    rig.step()
+    closed = rig.api.get("offers", offer)
+    assert closed is None or closed["status"]["phase"] == "Rescinded"
+    assert rig.engine.offers.bulk_delete is False
+
+
+def test_offer_creates_still_queued_when_their_framework_is_torn_down_are_dropped() -> None:
+    """Offer creates wait for the status client's token; a framework torn down meanwhile would
+    still get them, and the next framework's first offer waited behind them."""
+    from mesoskube.master.cache import format_time
+
+    class ManualPool:
+        def __init__(self) -> None:
+            self.work: list = []
+
+        def submit(self, fn, *args):
+            self.work.append((fn, args))
+
+        def run_all(self) -> None:
+            work, self.work = self.work, []
+            for fn, args in work:
+                fn(*args)
+
+    rig = Rig()
+    for n in ("n1", "n2"):
+        rig.node(n)
+    pool = ManualPool()
+    rig.engine.allocation.offer_pool = pool
+    rig.framework()  # its offers decided and assumed; their creates wait in the pool
+    assert len(pool.work) == 2 and not rig.api.objects["offers"]
+    rig.api.patch("frameworks", "ns", "fw", {"metadata": {"deletionTimestamp": format_time(rig.clock())}})
+    rig.watch()
+    rig.step()  # TEARDOWN
+    rig.api.calls.clear()
+    pool.run_all()
+    assert "create:offers" not in [c[0] for c in rig.api.calls]
+    assert not rig.api.objects["offers"] and not rig.cache.offers
+    rig.framework("fw2")
+    rig.settle(advance=1.0)
+    pool.run_all()
+    rig.watch()
+    assert {o["spec"]["agent"] for o in rig.offers("fw2").values()} == {"n1", "n2"}
+
+
+def test_a_teardown_writes_nothing_per_task_on_the_loop_and_its_tasks_are_killed_by_their_sync() -> None:
+    """TEARDOWN patched spec.kill on every task, on the engine's loop (40 s at QPS 50 for 2,000
+    tasks, every framework's allocation stalled). The kill is now read from the Framework being
+    deleted: the framework step only hands the tasks to the task queue."""
+    from mesoskube.master.cache import format_time
+
+    rig = Rig()
+    rig.node("n1", cpus=8)
+    rig.framework()
+    tasks = [f"t{i}" for i in range(4)]
+    rig.step(advance=1)
+    rig.accept(rig.offer_on("n1"), *[task_info(t) for t in tasks])
+    rig.settle()
+    for t in tasks:
+        rig.run_pod(f"ns/{t}")
+    rig.watch()
+    rig.settle()
+    assert all(rig.state(f"ns/{t}") == "TASK_RUNNING" for t in tasks)
+    rig.api.patch("frameworks", "ns", "fw", {"metadata": {"deletionTimestamp": format_time(rig.clock())}})
+    rig.watch()
+    rig.api.calls.clear()
+    rig.engine.reconcile_frameworks(rig.clock())  # the framework step alone
+    assert not [c for c in rig.api.calls if c[0] in ("patch:tasks", "delete:pods")]
+    assert all(f"ns/{t}" in rig.engine.task_queue for t in tasks)
+    rig.engine.sync_tasks(rig.clock())
+    assert all(rig.api.get("pods", f"ns/{t}") is None for t in tasks)
+
+
+def test_a_master_taking_over_kills_the_tasks_of_a_torn_down_framework() -> None:
+    """The failover timeout's TORN_DOWN is the record: a master that takes over before every
+    task was killed kills the rest from it."""
+    leader = Rig()
+    leader.node("n1")
+    leader.framework(failoverTimeoutSeconds=0)
+    t = running_task(leader, "t1", "fw", "n1")
+    leader.api.patch_status("frameworks", "ns", "fw", {"status": {"phase": "TornDown"}})
+    standby = Rig(api=leader.api)
+    standby.node("n1")
+    standby.watch()
+    standby.engine.mark_all()
+    standby.settle()
+    assert leader.api.get("pods", t) is None
+    standby.settle()
+    assert standby.state(t) == "TASK_KILLED"

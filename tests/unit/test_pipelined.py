@@ -180,7 +180,7 @@ def test_a_teardown_waits_for_the_frameworks_accept_in_flight_and_kills_what_it_
     assert rig.task("ns/t1") is not None
     rig.step(advance=rig.engine.framework_queue.backoff(0))
     pool.run_all()
-    assert rig.task("ns/t1")["spec"]["kill"] is True
+    assert rig.state("ns/t1") == "TASK_KILLED" and rig.api.get("pods", "ns/t1") is None
     assert FINALIZER not in (rig.api.get("frameworks", "ns/fw")["metadata"].get("finalizers") or [])
 
 

@@ -37,6 +37,7 @@ from mesoskube.master.answers import AnswerHandling
 from mesoskube.master.cache import Cache
 from mesoskube.master.contract import Provenance, made_by_master
 from mesoskube.master.events import EventRecorder
+from mesoskube.master.fairqueue import FairQueue
 from mesoskube.master.health import AgentHealth
 from mesoskube.master.lifecycle import FrameworkLifecycle
 from mesoskube.master.liveness import LeaseLiveness
@@ -106,11 +107,9 @@ class Engine:
 
     def __post_init__(self) -> None:
         self.pool = ThreadPoolExecutor(max(1, self.workers), thread_name_prefix="mesoskube-write")
-        self.offer_pool = (
-            ThreadPoolExecutor(max(1, self.workers // 2), thread_name_prefix="mesoskube-offer")
-            if self.workers
-            else None
-        )
+        # Offer creates, round-robin by framework (fairqueue.py): a framework's first offer does not
+        # wait behind another's hundreds.
+        self.offer_pool = FairQueue(max(1, self.workers // 2), "mesoskube-offer") if self.workers else None
         # Task status patches, off the step (statuswrites.py): launches never wait behind them.
         self.status_pool = (
             ThreadPoolExecutor(max(1, self.workers // 2), thread_name_prefix="mesoskube-status")
@@ -231,7 +230,8 @@ class Engine:
             self.framework_queue,
             self.filters,
             self.rescind_offers,
-            self.tasks.kill,
+            self.offers.remove_framework_offers,
+            lambda keys: [self.task_queue.add(k) for k in keys],
             self.request_allocation,
             self._run_all,
             self.liveness,

@@ -43,7 +43,9 @@ class FrameworkLifecycle:
     queue: WorkQueue
     filters: dict  # the allocation part's refusal filters, shared
     rescind_offers: Callable[..., int]
-    kill: Callable[[dict], None]
+    # TEARDOWN's offers: (namespace, framework, why) -> how many went (offers.py)
+    remove_framework_offers: Callable[[str, str, str], int]
+    resync_tasks: Callable[[Iterable[str]], None]  # the task queue: their sync kills them (tasksync.py)
     request_allocation: Callable[..., None]  # (agents=None, prompt=False)
     run_all: Callable[[Callable, Iterable], list]
     liveness: LeaseLiveness  # framework heartbeats, judged by the master's observed time
@@ -226,8 +228,12 @@ class FrameworkLifecycle:
                 return
             since = parse_time(status.get("disconnectedAt")) or now
             if now - since >= float(spec.get("failoverTimeoutSeconds") or 0):
-                self.teardown(key, fw, "failover timeout expired")
+                if self.accepts_in_flight(key):
+                    raise TeardownDeferred(key)
+                # TORN_DOWN first: it is the record the kills are read from (before the tasks
+                # are synced, and by a master that takes over before they are all killed).
                 self._patch_fw_status(key, {"phase": FrameworkPhase.TORN_DOWN.value})
+                self.teardown(key, fw, "failover timeout expired")
                 self.events.warning(
                     fw, "TornDown", "failover timeout expired: tasks killed, offers rescinded"
                 )
@@ -281,18 +287,16 @@ class FrameworkLifecycle:
         if self.accepts_in_flight(key):
             raise TeardownDeferred(key)
         ns, name = ns_name(key)
-        self.rescind_offers(
-            lambda o: o["spec"]["framework"] == name and o["metadata"]["namespace"] == ns,
-            "REASON_FRAMEWORK_REMOVED",
-            why,
-        )
+        self.remove_framework_offers(ns, name, why)
         with self.cache.lock:
             tasks = [
-                t
+                k
                 for k, t in self.cache.tasks.items()
                 if k.startswith(ns + "/") and t["spec"]["framework"] == name and not is_terminal(t)
             ]
-        self.run_all(self.kill, tasks)
+        # Killed by their sync, off this thread: a framework removed (deleted, or TORN_DOWN) is
+        # read from the stored Framework (TaskSync.kill_wanted), so nothing is written per task here.
+        self.resync_tasks(tasks)
         for k in [k for k in self.filters if k[0] == key]:
             del self.filters[k]
 

@@ -17,7 +17,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from mesoskube import metrics
-from mesoskube.api.models import TERMINAL_TASK_STATES, TaskState
+from mesoskube.api.models import TERMINAL_TASK_STATES, FrameworkPhase, TaskState
 from mesoskube.master import LABEL_REFUSED, trace
 from mesoskube.master.adoption import PodAdoption
 from mesoskube.master.builders import pod_manifest
@@ -205,14 +205,15 @@ class TaskSync:
             )
             self._set_state(key, task, update, now)
             return
+        kill = self.kill_wanted(task)
         if pod is not None and pod.get("metadata", {}).get("deletionTimestamp") is None:
-            if spec.get("kill") and key not in self.killing:
+            if kill and key not in self.killing:
                 self.killing.add(key)
                 delete_pod_quietly(self.writer, ns, name)
                 return
             update = from_pod(pod)
-            if update.state in TERMINAL_TASK_STATES and spec.get("kill"):
-                update = TaskUpdate(TaskState.KILLED, "REASON_TASK_KILLED", "killed on request (spec.kill)")
+            if update.state in TERMINAL_TASK_STATES and kill:
+                update = TaskUpdate(TaskState.KILLED, "REASON_TASK_KILLED", self._killed_because(task))
             self._set_state(key, task, update, now)
             return
         if pod is not None:  # being deleted
@@ -220,11 +221,14 @@ class TaskSync:
                 self._set_state(key, task, from_pod(pod), now)
             return
         if status.get("podName") or seen:
-            self._set_state(key, task, for_missing_pod(bool(spec.get("kill")), agent_present), now)
+            update = for_missing_pod(kill, agent_present)
+            if kill:
+                update = TaskUpdate(update.state, update.reason, self._killed_because(task))
+            self._set_state(key, task, update, now)
             return
         if key in self.launched:
             return  # created a moment ago; the watch will show the pod
-        if spec.get("kill"):
+        if kill:
             self._set_state(
                 key,
                 task,
@@ -328,10 +332,26 @@ class TaskSync:
 
         self.status_writes.write(key, update.state.value, patch, after)
 
-    def kill(self, task: dict) -> None:
-        ns, name = task["metadata"]["namespace"], task["metadata"]["name"]
-        try:
-            self.writer.patch("tasks", ns, name, {"spec": {"kill": True}})
-        except ApiError as e:
-            if e.status != 404:
-                raise
+    def kill_wanted(self, task: dict) -> bool:
+        """Killed on request (spec.kill), or because its framework was removed: being deleted, or
+        TORN_DOWN after its failover timeout. Read from what is stored, so a TEARDOWN writes
+        nothing per task (it was a spec.kill patch each, on the engine's loop: 40 s of a stalled
+        loop for a framework of 2,000 tasks at QPS 50), and a master taking over mid-teardown
+        goes on killing. A Framework not in the cache kills nothing: its Task may show first."""
+        if task["spec"].get("kill"):
+            return True
+        with self.cache.lock:
+            fw = self.cache.frameworks.get(
+                framework_key(task["metadata"]["namespace"], task["spec"]["framework"])
+            )
+        if fw is None:
+            return False
+        return bool(fw["metadata"].get("deletionTimestamp")) or (
+            (fw.get("status") or {}).get("phase") == FrameworkPhase.TORN_DOWN.value
+        )
+
+    @staticmethod
+    def _killed_because(task: dict) -> str:
+        if task["spec"].get("kill"):
+            return "killed on request (spec.kill)"
+        return "killed: its framework was removed (TEARDOWN)"
