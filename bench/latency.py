@@ -30,10 +30,10 @@ from pathlib import Path
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
+from bench.cpu import process_cpu_s
 from bench.run import (
     RESULTS,
     TOLERATION,
-    cpu_seconds,
     delete_namespace,
     ensure_namespace,
     free_port,
@@ -264,7 +264,7 @@ def master_steady(
                  "--output", str(RESULTS / f"profile-steady-{size}-{label}.txt")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
-        cpu0 = {"master": cpu_seconds(master.pid)}
+        cpu0 = {"master": process_cpu_s(master.pid)}
         load0 = os.getloadavg()
         t0 = time.time()
         n = 0
@@ -296,7 +296,7 @@ def master_steady(
                     n += k
             time.sleep(CADENCE)
         pods.wait(list(stamps), timeout=90)
-        cpu1 = {"master": cpu_seconds(master.pid)}
+        cpu1 = {"master": process_cpu_s(master.pid)}
         if spy is not None:
             spy.send_signal(signal.SIGINT)  # py-spy writes its samples on SIGINT
             with contextlib.suppress(subprocess.TimeoutExpired):

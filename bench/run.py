@@ -43,6 +43,8 @@ from pathlib import Path
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
+from bench.cpu import CpuWindow, process_cpu_s
+from bench.cpu import table as cpu_table
 from bench.synthetic import time_cycle, time_event_cycle, time_status
 from mesoskube.allocator import allocate
 from mesoskube.allocator.snapshot import Agent, FrameworkView, Snapshot
@@ -61,6 +63,9 @@ from mesoskube.settings import Settings
 
 RESULTS = Path(os.environ.get("BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
 SHAPE = "cpu=32,memory=256Gi,pods=110"
+# This process: the pod creator in kube-scheduler's bursts, the framework in mesoskube's; both with
+# the watches that time them.
+DRIVER = "bench driver"
 TOLERATION = {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}
 
 
@@ -160,20 +165,18 @@ class RunningWatcher:
         self.stop.set()
 
 
-def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU seconds a process has used so far (all its threads)."""
-    if not pid:
-        return float("nan")
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def bench_kube_scheduler(
-    kube: Kube, kubeconfig: str, qps: float, pods: int, size: int, scheduler_pid: int | None = None
+    kube: Kube,
+    kubeconfig: str,
+    qps: float,
+    pods: int,
+    size: int,
+    scheduler_pid: int | None = None,
+    processes: dict[str, int | None] | None = None,
 ) -> dict:
+    """`processes`: the cluster's components by name, whose CPU is measured over the burst."""
+    processes = {**(processes or {}), DRIVER: os.getpid()}
+    scheduler_pid = scheduler_pid or processes.get("kube-scheduler")
     ns = f"bench-ks-{size}"
     ensure_namespace(kube, ns)
     creator = Kube.connect(kubeconfig, qps=qps, burst=int(qps * 2))
@@ -201,11 +204,13 @@ def bench_kube_scheduler(
         creator.core.create_namespaced_pod(ns, body)
 
     t0 = time.monotonic()
-    cpu0 = cpu_seconds(scheduler_pid)
+    cpu0 = process_cpu_s(scheduler_pid)
+    window = CpuWindow(processes)
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(create, range(pods)))
     ok = watcher.wait(pods, timeout=max(120, pods / 5))
-    cpu1 = cpu_seconds(scheduler_pid)
+    cpu1 = process_cpu_s(scheduler_pid)
+    cpu = window.stop(len(watcher.running))
     watcher.close()
     lat = [watcher.running[n] - created[n] for n in watcher.running if n in created]
     last = max(watcher.running.values()) if watcher.running else time.monotonic()
@@ -222,6 +227,7 @@ def bench_kube_scheduler(
         "latency_definition": "pod create request sent -> pod observed Running",
         "client_qps": qps,
         "scheduler_cpu_s_per_1000": (cpu1 - cpu0) / max(1, len(watcher.running)) * 1000,
+        "cpu": cpu,
     }
     log(
         f"kube-scheduler {size} nodes: {result['throughput_pods_per_s']:.1f} pods/s, "
@@ -304,6 +310,7 @@ def bench_mesoskube(
     tag: str = "",
     master_env: dict[str, str] | None = None,
     by_name: bool | None = None,
+    processes: dict[str, int | None] | None = None,
 ) -> dict:
     """One burst of `pods` tasks; `extra_args` go to the master, `profile_to` records its CPU
     samples (py-spy) while it launches. `by_name`: the framework creates its Tasks from its own
@@ -453,7 +460,8 @@ def bench_mesoskube(
                     time.sleep(0.1)
 
         rss_idle = rss_mb(master.pid)
-        cpu0 = cpu_seconds(master.pid)
+        cpu0 = process_cpu_s(master.pid)
+        window = CpuWindow({**(processes or {}), "master": master.pid, DRIVER: os.getpid()})
         spy = None
         if profile_to is not None:
             spy = subprocess.Popen(
@@ -476,7 +484,8 @@ def bench_mesoskube(
         thread = threading.Thread(target=accept_loop, daemon=True)
         thread.start()
         ok = watcher.wait(pods, timeout=max(180, pods / 2))
-        cpu1 = cpu_seconds(master.pid)
+        cpu1 = process_cpu_s(master.pid)
+        cpu = window.stop(len(watcher.running))
         if spy is not None:
             spy.send_signal(signal.SIGINT)  # py-spy writes its samples on SIGINT
             try:
@@ -568,6 +577,7 @@ def bench_mesoskube(
             "client_qps": qps,
             "master_rss_idle_mb": rss_idle,
             "master_cpu_s_per_1000": (cpu1 - cpu0) / max(1, len(watcher.running)) * 1000,
+            "cpu": cpu,
             "writes_by_kind_per_task": {
                 k: v / max(1, len(watcher.running)) for k, v in writes_by_kind(before, after).items()
             },
@@ -1064,6 +1074,35 @@ def stages_section(data: dict) -> list[str]:
     return lines
 
 
+def cpu_section(data: dict) -> list[str]:
+    """Who had the cores in each burst (bench/cpu.py): the machine's busy share and each process's
+    CPU seconds per 1,000 tasks, kube-scheduler's burst and mesoskube's on the same cluster."""
+    rows = []
+    for s in data["sizes"]:
+        for key, label in (
+            ("kube_scheduler", "kube-scheduler"),
+            ("mesoskube", "mesoskube inline"),
+            ("mesoskube_by_name", "mesoskube by name"),
+        ):
+            cpu = (s.get(key) or {}).get("cpu")
+            if cpu:
+                rows.append((f"{s['nodes']} nodes, {label}", cpu))
+    if not rows:
+        return []
+    return [
+        "",
+        "## Who had the cores",
+        "",
+        "CPU seconds per 1,000 tasks of every process on the machine, from each burst's first create "
+        "(or accept) until its last pod was Running, read from /proc; 'machine busy' is the share of "
+        "the cores' time that was not idle over the same window. Near 100%, the cores were the "
+        "limit, not a client's QPS. The bench driver is the pod creator in kube-scheduler's bursts and "
+        "the framework in mesoskube's, each with the watches that time the burst.",
+        "",
+        *cpu_table(rows),
+    ]
+
+
 def report(data: dict) -> str:
     lines = [
         "# mesoskube vs kube-scheduler on kwok nodes",
@@ -1127,6 +1166,7 @@ def report(data: dict) -> str:
         ]
     lines += by_name_section(data)
     lines += stages_section(data)
+    lines += cpu_section(data)
     lines += [
         "",
         "## Allocation cycle: the engine's snapshot + the pure allocator",
@@ -1238,14 +1278,24 @@ def main() -> int:
                 break
             have = n
             log(f"{n} nodes Ready in {time.monotonic() - t0:.1f}s ({ready_fake_nodes(kube)[0]} Ready)")
+            processes = cluster.state()["pids"]
             entry["kube_scheduler"] = bench_kube_scheduler(
-                kube, str(cluster.kubeconfig), qps, entry["pods"], n
+                kube, str(cluster.kubeconfig), qps, entry["pods"], n, processes=processes
             )
-            entry["mesoskube"] = bench_mesoskube(kube, str(cluster.kubeconfig), qps, entry["pods"], n)
+            entry["mesoskube"] = bench_mesoskube(
+                kube, str(cluster.kubeconfig), qps, entry["pods"], n, processes=processes
+            )
             if ACCEPT == "both":
                 (RESULTS / "bench.json").write_text(json.dumps(data, indent=2))
                 entry["mesoskube_by_name"] = bench_mesoskube(
-                    kube, str(cluster.kubeconfig), qps, entry["pods"], n, tag="-by-name", by_name=True
+                    kube,
+                    str(cluster.kubeconfig),
+                    qps,
+                    entry["pods"],
+                    n,
+                    tag="-by-name",
+                    by_name=True,
+                    processes=processes,
                 )
             (RESULTS / "bench.json").write_text(json.dumps(data, indent=2))
     finally:

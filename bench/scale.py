@@ -37,6 +37,7 @@ from pathlib import Path
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
+from bench.cpu import process_cpu_s
 from bench.run import (
     BY_NAME,
     RESULTS,
@@ -296,14 +297,12 @@ def run_pair(
 ) -> dict:
     pid = restart_scheduler(cluster, qps)
     api_pid = cluster.state()["pids"]["kube-apiserver"]
-    from bench.run import cpu_seconds
-
-    a0 = cpu_seconds(api_pid)
+    a0 = process_cpu_s(api_pid)
     ks = bench_kube_scheduler(kube, str(cluster.kubeconfig), qps, PODS, n, scheduler_pid=pid)
-    a1 = cpu_seconds(api_pid)
+    a1 = process_cpu_s(api_pid)
     ks["apiserver_cpu_s_per_1000"] = (a1 - a0) / max(1, ks["placed"]) * 1000
     mk = bench_mesoskube(kube, str(cluster.kubeconfig), qps, PODS, n, profile_to=profile, tag=tag)
-    a2 = cpu_seconds(api_pid)
+    a2 = process_cpu_s(api_pid)
     mk["apiserver_cpu_s_incl_teardown_per_1000"] = (a2 - a1) / max(1, mk["placed"]) * 1000
     if profile is not None:
         mk["profile"] = profile_summary(profile)
