@@ -298,10 +298,15 @@ def run_pair(
     pid = restart_scheduler(cluster, qps)
     api_pid = cluster.state()["pids"]["kube-apiserver"]
     a0 = process_cpu_s(api_pid)
-    ks = bench_kube_scheduler(kube, str(cluster.kubeconfig), qps, PODS, n, scheduler_pid=pid)
+    processes = cluster.state()["pids"]
+    ks = bench_kube_scheduler(
+        kube, str(cluster.kubeconfig), qps, PODS, n, scheduler_pid=pid, processes=processes
+    )
     a1 = process_cpu_s(api_pid)
     ks["apiserver_cpu_s_per_1000"] = (a1 - a0) / max(1, ks["placed"]) * 1000
-    mk = bench_mesoskube(kube, str(cluster.kubeconfig), qps, PODS, n, profile_to=profile, tag=tag)
+    mk = bench_mesoskube(
+        kube, str(cluster.kubeconfig), qps, PODS, n, profile_to=profile, tag=tag, processes=processes
+    )
     a2 = process_cpu_s(api_pid)
     mk["apiserver_cpu_s_incl_teardown_per_1000"] = (a2 - a1) / max(1, mk["placed"]) * 1000
     if profile is not None:
