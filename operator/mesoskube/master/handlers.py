@@ -135,3 +135,7 @@ def register(
     kopf.on.event("pods", registry=registry, id="pods")(on("pods"))
     for kind in ("frameworks", "offers", "tasks", "mesosroles"):
         kopf.on.event(API_GROUP, kind, registry=registry, id=f"mirror-{kind}")(on(kind))
+    # The master keeps no kopf diff-base (runner.NoDiffBase: it cost a deep copy per event), which
+    # on.create/update/resume handlers and daemons would read.
+    if registry._changing.get_all_handlers() or registry._spawning.get_all_handlers():
+        raise RuntimeError("the master registers on-event handlers only: kopf keeps no diff-base for it")
