@@ -871,9 +871,38 @@ def analysis(data: dict) -> list[str]:
             "the status client (deferrable, since 763af42), so they trail the pods; what remains on the "
             "status client is the status patch (1 per task, gone if TASK_RUNNING is read from the pod) "
             f"and the Offers ({bn['framework_answers'].get('Decline', 0)} declines against "
-            f"{bn['framework_answers'].get('Accept', 0)} accepts)." + stage_limit(bn.get("stages") or [])
+            f"{bn['framework_answers'].get('Accept', 0)} accepts)."
+            + stage_limit(bn.get("stages") or [])
+            + cpu_limit(bn, s.get("kube_scheduler") or {})
         )
     return out
+
+
+def cpu_limit(run: dict, peer: dict) -> str:
+    """The cores as the limit, from the burst's CPU window (bench/cpu.py): every process's CPU per
+    task gives the most tasks/s these cores could carry, against kube-scheduler's burst."""
+    cpu, ks = run.get("cpu"), peer.get("cpu")
+    if not cpu or not ks:
+        return ""
+
+    def per_1000(c: dict) -> float:
+        return c["machine_busy_s"] / max(1, c["tasks"]) * 1000
+
+    def of(c: dict, name: str) -> float:
+        return c["process_cpu_s"].get(name, 0.0) / max(1, c["tasks"]) * 1000
+
+    mk_s, ks_s = per_1000(cpu), per_1000(ks)
+    cores = cpu["cores"] or 1
+    return (
+        f" The machine was busy {cpu['machine_busy_fraction'] * 100:.0f}% of this burst "
+        f"(kube-scheduler's: {ks['machine_busy_fraction'] * 100:.0f}%): every process together used "
+        f"{mk_s:.1f} CPU seconds per 1,000 tasks against {ks_s:.1f} per 1,000 of kube-scheduler's "
+        f"pods, so these {cores} cores carry at most {cores * 1000 / mk_s:.1f} tasks/s "
+        f"({cores * 1000 / ks_s:.1f} pods/s). Of the difference, the master against kube-scheduler "
+        f"{of(cpu, 'master'):.1f} vs {of(ks, 'kube-scheduler'):.1f}, the API server "
+        f"{of(cpu, 'kube-apiserver'):.1f} vs {of(ks, 'kube-apiserver'):.1f} (the Task create and "
+        "status patch are CRD writes on top of the pod's)."
+    )
 
 
 BEFORE = RESULTS / "bench-before-offer-cap.json"
@@ -1159,10 +1188,11 @@ def report(data: dict) -> str:
             "",
             "First offer: the burst's framework, created on an idle master; then 5 probes, frameworks "
             "created one after another once the previous one was torn down (the bench framework "
-            "suppressed and its offers declined first). Why the probes wait seconds is not measured "
-            "yet; the likely cause is the status client's backlog at QPS 50: each probe is offered up "
-            "to the 256-offer cap, and its teardown rescinds and deletes them on the same client the "
-            "next probe's subscription and first Offer use.",
+            "suppressed and its offers declined first). Each probe is offered up to the 256-offer "
+            "cap on the status client (QPS 50) and torn down after its first offer. Probes waited "
+            "seconds (medians 1.5 s and 6.4 s on 2026-12-07 15:54) until a torn-down framework's "
+            "queued Offer creates were dropped, its offers deleted with one request, and Offer "
+            "creates taken round-robin by framework (3bfc18b).",
         ]
     lines += by_name_section(data)
     lines += stages_section(data)
