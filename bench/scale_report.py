@@ -147,11 +147,18 @@ def before_after(data: dict) -> list[str]:
     report = _load("bench.json")  # what REPORT.md shows
     if report:
         old = {s["nodes"]: s for s in report["sizes"]}
+        # Compare like with like: REPORT.md's burst with the same kind of accept as this run's.
+        by_name = any(
+            str((e.get("qps50") or {}).get("mesoskube", {}).get("accept", "")).startswith("by name")
+            for e in data["sizes"]
+        )
+        key = "mesoskube_by_name" if by_name else "mesoskube"
         lines += [
             "",
             "## Before / after against REPORT.md (`make bench`, client QPS 50)",
             "",
-            f"Before: REPORT.md's run ({report['date']}, an earlier engine). After: this run, QPS 50.",
+            f"Before: REPORT.md's run ({report['date']}, its {'by-name' if by_name else 'inline'} "
+            "burst, against its own kube-scheduler run). After: this run, QPS 50.",
             "",
             "| nodes | tasks/s before | after | ratio before | after | writes/task before | after "
             "| mk p50 s before | after | mk p99 s before | after | master RSS MB before | after |",
@@ -159,9 +166,9 @@ def before_after(data: dict) -> list[str]:
         ]
         for e in data["sizes"] + data.get("larger", []):
             was, r = old.get(e["nodes"]), e.get("qps50")
-            if not was or not r or not was.get("mesoskube"):
+            if not was or not r or not was.get(key):
                 continue
-            wm, wk, mk = was["mesoskube"], was["kube_scheduler"], r["mesoskube"]
+            wm, wk, mk = was[key], was["kube_scheduler"], r["mesoskube"]
             lines.append(
                 f"| {e['nodes']} | {wm['throughput_pods_per_s']:.1f} | {mk['throughput_pods_per_s']:.1f} "
                 f"| {wm['throughput_pods_per_s'] / wk['throughput_pods_per_s']:.2f} | {r['ratio']:.2f} "
@@ -347,9 +354,13 @@ def cycle_lines(after: dict, before: dict) -> list[str]:
 
     out += [
         "snapshot + allocator, ms: wall time, median of several cycles (the CPU time of the benchmark's own "
-        "process beside it: on this shared machine the wall time also holds the waits for a core). "
-        f"Before: {before.get('code', 'the code before')}, load average {load(before)}; after: "
-        f"{after.get('code', 'this tree')}, load average {load(after)}; run back to back.",
+        "process beside it: on a shared machine the wall time also holds the waits for a core). "
+        + (
+            f"Before: {before.get('code', 'the code before')}, load average {load(before)}; after: "
+            f"{after.get('code', 'this tree')}, load average {load(after)}; run back to back."
+            if before
+            else f"This tree, load average {load(after)} (no before run: BENCH_BEFORE_CODE unset)."
+        ),
         "",
         "| cycle | before, wall | after, wall | after, CPU | offers (after) |",
         "|---|---|---|---|---|",
