@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -198,6 +199,7 @@ def steady_load(kubeconfig: str, kube: Kube, qps: float, size: int, rate: float,
             time.sleep(0.05)
         accepted_at: dict[str, float] = {}
         waits: list[float] = []  # arrival -> accept sent (the framework's own queue)
+        creates = ThreadPoolExecutor(8)
         t0 = time.monotonic()
         arrived = n = 0
         while time.monotonic() - t0 < duration:
@@ -221,12 +223,13 @@ def steady_load(kubeconfig: str, kube: Kube, qps: float, size: int, rate: float,
                     sent = time.monotonic()
                     if BY_NAME:  # the framework creates the Tasks, then answers with their names
                         agent, role = agents.get(pick, ("", "steady"))
+                        manifests = [
+                            task_manifest(TaskInfo.model_validate(t), "steady", fw_uid, role, agent, pick)
+                            for t in ans.pop("tasks")
+                        ]
+                        # Side by side, as the SDK's driver creates an accept's Tasks.
                         with contextlib.suppress(ApiException):
-                            for t in ans.pop("tasks"):
-                                m = task_manifest(
-                                    TaskInfo.model_validate(t), "steady", fw_uid, role, agent, pick
-                                )
-                                fwk.create("tasks", ns, m)
+                            list(creates.map(lambda m: fwk.create("tasks", ns, m), manifests))
                         ans["taskNames"] = names
                     try:
                         fwk.patch("offers", ns, pick, {"spec": {"answer": ans}})
@@ -239,6 +242,7 @@ def steady_load(kubeconfig: str, kube: Kube, qps: float, size: int, rate: float,
             time.sleep(0.25)
         watcher.wait(n, timeout=60)
         stop.set()
+        creates.shutdown(wait=False)
         watcher.close()
         after = scrape(port)
         lat = [watcher.running[t] - accepted_at[t] for t in watcher.running if t in accepted_at]
