@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help venv binaries deps images install crds check-crds test test-unit test-cluster \
         test-existing-cluster test-e2e-installed lint demo demo-down bench compare-modes \
-        bench-mesos-http bench-scale chaos clean fuzz
+        bench-mesos-http bench-scale bench-steady chaos clean fuzz
 
 help:
 	@echo "make demo    local control plane + master + Spark frameworks, live"
@@ -23,6 +23,7 @@ help:
 	@echo "make crds    regenerate crds/ (and the chart's copy) from the pydantic models"
 	@echo "make bench   mesoskube vs kube-scheduler on kwok nodes (writes bench/results/)"
 	@echo "make bench-scale  issue 14: QPS 50 and unthrottled at 1,000/5,000 nodes, steady load, 50k-agent cycle (bench/results/SCALE.md)"
+	@echo "make bench-steady  issue 14: the steady-load latency at 1,000 nodes, 3 samples beside kube-scheduler's"
 	@echo "make bench-mesos-http  the same tasks through the CR path and the Mesos HTTP API (pymesos)"
 	@echo "make chaos   leader kills, apiserver/etcd restarts, node loss under load (bench/results/chaos.md)"
 
@@ -128,6 +129,9 @@ compare-modes: venv binaries
 # Fake nodes get a 300 s heartbeat grace: on 2 shared cores kwok renews thousands of Leases late.
 bench-scale: venv binaries
 	MESOSKUBE_NODE_GRACE_SECONDS=$${MESOSKUBE_NODE_GRACE_SECONDS:-300} $(PY) -m bench.scale
+
+bench-steady: venv binaries
+	MESOSKUBE_NODE_GRACE_SECONDS=$${MESOSKUBE_NODE_GRACE_SECONDS:-300} $(PY) -m bench.steady_repeats
 
 bench-mesos-http: venv binaries
 	$(PY) -m bench.mesos_http
