@@ -43,6 +43,7 @@ from bench.run import (
     BY_NAME,
     RESULTS,
     SHAPE,
+    STAMPS,
     RunningWatcher,
     bench_kube_scheduler,
     bench_mesoskube,
@@ -116,6 +117,9 @@ def steady_load(kubeconfig: str, kube: Kube, qps: float, size: int, rate: float,
     ns = f"bench-steady-{size}"
     ensure_namespace(kube, ns)
     port = free_port()
+    STAMPS.mkdir(parents=True, exist_ok=True)
+    trace_file = STAMPS / f"trace-steady-{size}.log"  # the master's stamps (MESOSKUBE_TRACE)
+    trace_file.unlink(missing_ok=True)
     log_file = open(RESULTS / f"master-steady-{size}.log", "w")  # noqa: SIM115
     master = subprocess.Popen(
         [
@@ -146,6 +150,7 @@ def steady_load(kubeconfig: str, kube: Kube, qps: float, size: int, rate: float,
         stdout=log_file,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        env={**os.environ, "MESOSKUBE_TRACE": str(trace_file)},
     )
     fwk = Kube.connect(kubeconfig, qps=qps, burst=int(qps * 2))
     try:
@@ -198,6 +203,7 @@ def steady_load(kubeconfig: str, kube: Kube, qps: float, size: int, rate: float,
                     break
             time.sleep(0.05)
         accepted_at: dict[str, float] = {}
+        answer_sent: dict[str, tuple[float, float, str]] = {}  # task -> (PATCH sent, answered, offer)
         waits: list[float] = []  # arrival -> accept sent (the framework's own queue)
         creates = ThreadPoolExecutor(8)
         t0 = time.monotonic()
@@ -231,12 +237,15 @@ def steady_load(kubeconfig: str, kube: Kube, qps: float, size: int, rate: float,
                         with contextlib.suppress(ApiException):
                             list(creates.map(lambda m: fwk.create("tasks", ns, m), manifests))
                         ans["taskNames"] = names
+                    patch_sent = time.monotonic()
                     try:
                         fwk.patch("offers", ns, pick, {"spec": {"answer": ans}})
                     except ApiException:
                         continue
+                    answered = time.monotonic()
                     for i, t in enumerate(names):
                         accepted_at[t] = sent
+                        answer_sent[t] = (patch_sent, answered, pick)
                         waits.append(sent - (t0 + (n + i + 1) / rate))
                     n += k
             time.sleep(0.25)
@@ -246,7 +255,32 @@ def steady_load(kubeconfig: str, kube: Kube, qps: float, size: int, rate: float,
         watcher.close()
         after = scrape(port)
         lat = [watcher.running[t] - accepted_at[t] for t in watcher.running if t in accepted_at]
+        from bench.stages import stage_rows, tail_rows  # here: bench.stages imports bench.run
+
+        wall = time.time() - time.monotonic()  # the trace's clock is the wall clock
+        stamps_file = STAMPS / f"stamps-steady-{size}.json"
+        stamps_file.write_text(
+            json.dumps(
+                {
+                    "trace": str(trace_file),
+                    "tasks": {
+                        t: {
+                            "offer": f"{ns}/{answer_sent[t][2]}",
+                            "accept-start": accepted_at[t] + wall,
+                            "answer-sent": answer_sent[t][0] + wall,
+                            "answer-stored": answer_sent[t][1] + wall,
+                            "pod-bound-seen": watcher.bound.get(t, float("nan")) + wall,
+                            "running-seen": watcher.running.get(t, float("nan")) + wall,
+                        }
+                        for t in accepted_at
+                    },
+                }
+            )
+        )
         result = {
+            "stages": stage_rows(stamps_file),
+            # Where the slowest 1% waited (their median per stage): what p99 is made of.
+            "tail_stages": tail_rows(stamps_file, 99),
             "accept": "by name" if BY_NAME else "inline tasks",
             "rate_per_s": rate,
             "duration_s": duration,

@@ -75,6 +75,25 @@ def stage_rows(path: Path) -> list[dict]:
     return out
 
 
+def tail_rows(path: Path, percentile: float = 99) -> list[dict]:
+    """The slowest tasks (accept start -> Running at or above the percentile): per stage, the
+    median seconds they spent in it. Where a tail waited, not where the typical task did."""
+    rows = stamps_of(path)
+    total = {t: r["running-seen"] - r["accept-start"] for t, r in rows.items() if "running-seen" in r}
+    total = {t: d for t, d in total.items() if not math.isnan(d)}
+    if not total:
+        return []
+    cut = summary(list(total.values()))[f"p{percentile:g}"] if percentile in (50, 90, 99) else None
+    if cut is None:
+        raise ValueError(f"percentile {percentile}: 50, 90 or 99")
+    slow = [rows[t] for t, d in total.items() if d >= cut]
+    out = []
+    for name, a, b in STAGES:
+        d = [r[b] - r[a] for r in slow if a in r and b in r and not math.isnan(r[b] - r[a])]
+        out.append({"stage": name, "tasks": len(slow), "median_s": summary(d)["p50"] if d else float("nan")})
+    return out
+
+
 def table(rows: list[dict]) -> list[str]:
     lines = [
         "| stage | p50 s | p90 s | max s | last task by, s | tasks/s |",

@@ -52,6 +52,23 @@ def markdown(out: dict) -> str:
             f"| {mk['latency_p99_s']:.2f} | {mk['latency_max_s']:.2f} | {ks['n']} | {ks['p50']:.2f} "
             f"| {ks['p99']:.2f} | {r['load_avg'][0]:.1f} |"
         )
+    tails = [r["mesoskube"].get("tail_stages") or [] for r in out["runs"]]
+    if any(tails):
+        lines += [
+            "",
+            "Where mesoskube's slowest 1% waited (tasks at or above the sample's p99), the median "
+            "seconds per stage (bench/stages.py; the master's stamps from MESOSKUBE_TRACE):",
+            "",
+            "| stage | " + " | ".join(f"sample {i}" for i in range(1, len(tails) + 1)) + " |",
+            "|---|" + "---|" * len(tails),
+        ]
+        names = [row["stage"] for row in next(t for t in tails if t)]
+        for name in names:
+            cells = []
+            for tail in tails:
+                v = next((row["median_s"] for row in tail if row["stage"] == name), float("nan"))
+                cells.append("-" if v != v else f"{v:.2f}")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
