@@ -131,7 +131,8 @@ bench-scale: venv binaries
 	MESOSKUBE_NODE_GRACE_SECONDS=$${MESOSKUBE_NODE_GRACE_SECONDS:-300} $(PY) -m bench.scale
 
 bench-steady: venv binaries
-	MESOSKUBE_NODE_GRACE_SECONDS=$${MESOSKUBE_NODE_GRACE_SECONDS:-300} $(PY) -m bench.steady_repeats
+	BENCH_ACCEPT=$${BENCH_ACCEPT:-by-name} MESOSKUBE_NODE_GRACE_SECONDS=$${MESOSKUBE_NODE_GRACE_SECONDS:-300} \
+		$(PY) -m bench.steady_repeats
 
 bench-mesos-http: venv binaries
 	$(PY) -m bench.mesos_http
