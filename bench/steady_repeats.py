@@ -6,9 +6,10 @@ On a cluster of its own (BENCH_CLUSTER, default bench-steady), one 1,000-node kw
 samples: per sample, tasks arrive at the rate for 60 s through a mesoskube framework
 (`bench.scale.steady_load`: accept -> pod Running; `make bench-steady` accepts by name, the SDK's
 default, unless BENCH_ACCEPT=inline), then the same rate of plain pods through kube-scheduler
-(`bench.latency.plain_pods_steady`: create sent -> Running). One sample of a tail percentile is not a result: this repeats both and keeps
-each sample. The rate defaults to half the QPS-50 capacity of the last `make bench-scale` at 1,000
-nodes (scale.json). Results: bench/results/steady-repeats.json and .md (BENCH_STEADY_OUT to rename).
+(`bench.latency.plain_pods_steady`: create sent -> Running). One sample of a tail percentile is not
+a result: this repeats both and keeps each sample. The rate defaults to half the QPS-50 capacity of
+the last `make bench-scale` at 1,000 nodes (scale.json). Results: bench/results/steady-repeats.json
+and .md (BENCH_STEADY_OUT to rename).
 """
 
 from __future__ import annotations
