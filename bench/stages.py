@@ -75,10 +75,11 @@ def stage_rows(path: Path) -> list[dict]:
     return out
 
 
-def tail_rows(path: Path, percentile: float = 99) -> list[dict]:
-    """The slowest tasks (accept start -> Running at or above the percentile): per stage, the
-    median seconds they spent in it. Where a tail waited, not where the typical task did."""
-    rows = stamps_of(path)
+def tail_rows(path: Path, percentile: float = 99, since: float = float("-inf")) -> list[dict]:
+    """The slowest tasks (accept start -> Running at or above the percentile) of those accepted at
+    or after `since` (wall clock): per stage, the median seconds they spent in it. Where a tail
+    waited, not where the typical task did."""
+    rows = {t: r for t, r in stamps_of(path).items() if r.get("accept-start", since) >= since}
     total = {t: r["running-seen"] - r["accept-start"] for t, r in rows.items() if "running-seen" in r}
     total = {t: d for t, d in total.items() if not math.isnan(d)}
     if not total:

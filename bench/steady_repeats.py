@@ -40,17 +40,21 @@ def markdown(out: dict) -> str:
         f"Run {out['date']}: {out['rate_per_s']:.1f} tasks/s for {out['duration_s']:.0f} s per sample, "
         f"client QPS {out['client_qps']:g}; mesoskube from the framework's first Task create of an accept "
         "(or its accept PATCH, inline) to the pod seen Running, kube-scheduler from the pod create "
-        "sent to the pod seen Running, the same rate right after on the same cluster.",
+        "sent to the pod seen Running, the same rate right after on the same cluster. Each sample "
+        "starts a fresh master; its percentiles leave out the tasks accepted in the first "
+        f"{out['runs'][0]['mesoskube'].get('warmup_s', 0) if out['runs'] else 0:g} s (its start-up), "
+        "the column 'warm-up included' keeps them.",
         "",
-        "| sample | mesoskube tasks | p50 s | p90 s | p99 s | max s | kube-scheduler pods | p50 s | p99 s "
-        "| load avg after |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| sample | mesoskube tasks | p50 s | p90 s | p99 s | max s | p99 s, warm-up included "
+        "| kube-scheduler pods | p50 s | p99 s | load avg after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for i, r in enumerate(out["runs"], 1):
         mk, ks = r["mesoskube"], r["kube_scheduler"]["create_sent_to_running"]
         lines.append(
             f"| {i} | {mk['running']} | {mk['latency_p50_s']:.2f} | {mk['latency_p90_s']:.2f} "
-            f"| {mk['latency_p99_s']:.2f} | {mk['latency_max_s']:.2f} | {ks['n']} | {ks['p50']:.2f} "
+            f"| {mk['latency_p99_s']:.2f} | {mk['latency_max_s']:.2f} "
+            f"| {mk.get('latency_all_p99_s', mk['latency_p99_s']):.2f} | {ks['n']} | {ks['p50']:.2f} "
             f"| {ks['p99']:.2f} | {r['load_avg'][0]:.1f} |"
         )
     tails = [r["mesoskube"].get("tail_stages") or [] for r in out["runs"]]
