@@ -85,3 +85,21 @@ def table(rows: list[tuple[str, dict]]) -> list[str]:
         other = f"{cpu['other_cpu_s'] * per:.1f}"
         lines.append(f"| {label} | {cpu['wall_s']:.1f} | {busy} | {' | '.join(cells)} | {other} |")
     return lines
+
+
+def section(rows: list[tuple[str, dict]]) -> list[str]:
+    """REPORT.md's and SCALE.md's "Who had the cores": the explanation, then `table(rows)`."""
+    if not rows:
+        return []
+    return [
+        "",
+        "## Who had the cores",
+        "",
+        "CPU seconds per 1,000 tasks of every process on the machine, from each burst's first create "
+        "(or accept) until its last pod was Running, read from /proc; 'machine busy' is the share of "
+        "the cores' time that was not idle over the same window. Near 100%, the cores were the "
+        "limit, not a client's QPS. The bench driver is the pod creator in kube-scheduler's bursts and "
+        "the framework in mesoskube's, each with the watches that time the burst.",
+        "",
+        *table(rows),
+    ]

@@ -44,7 +44,7 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from bench.cpu import CpuWindow, process_cpu_s
-from bench.cpu import table as cpu_table
+from bench.cpu import section as cpu_section_lines
 from bench.synthetic import time_cycle, time_event_cycle, time_status
 from mesoskube.allocator import allocate
 from mesoskube.allocator.snapshot import Agent, FrameworkView, Snapshot
@@ -163,6 +163,32 @@ class RunningWatcher:
 
     def close(self) -> None:
         self.stop.set()
+
+
+def write_stamps(
+    path: Path,
+    trace_file: Path,
+    ns: str,
+    accepted_at: dict[str, float],
+    answer_sent: dict[str, tuple[float, float, str]],
+    watcher: RunningWatcher,
+) -> Path:
+    """Each task's stamps on the wall clock (the master's trace is on it), for bench/stages.py:
+    `accepted_at` and `answer_sent` (PATCH sent, answered, offer) are the framework's monotonic times."""
+    wall = time.time() - time.monotonic()
+    tasks = {
+        t: {
+            "offer": f"{ns}/{answer_sent[t][2]}",
+            "accept-start": accepted_at[t] + wall,
+            "answer-sent": answer_sent[t][0] + wall,
+            "answer-stored": answer_sent[t][1] + wall,
+            "pod-bound-seen": watcher.bound.get(t, float("nan")) + wall,
+            "running-seen": watcher.running.get(t, float("nan")) + wall,
+        }
+        for t in accepted_at
+    }
+    path.write_text(json.dumps({"trace": str(trace_file), "tasks": tasks}))
+    return path
 
 
 def bench_kube_scheduler(
@@ -497,25 +523,8 @@ def bench_mesoskube(
         lat = [watcher.running[t] - accepted_at[t] for t in watcher.running if t in accepted_at]
         from bench.stages import stage_rows  # here: bench.stages imports this module
 
-        wall = time.time() - time.monotonic()  # the trace's clock is the wall clock
-        stamps_file = STAMPS / f"stamps-{size}{tag}.json"
-        stamps_file.write_text(
-            json.dumps(
-                {
-                    "trace": str(trace_file),
-                    "tasks": {
-                        t: {
-                            "offer": f"{ns}/{answer_sent[t][2]}",
-                            "accept-start": accepted_at[t] + wall,
-                            "answer-sent": answer_sent[t][0] + wall,
-                            "answer-stored": answer_sent[t][1] + wall,
-                            "pod-bound-seen": watcher.bound.get(t, float("nan")) + wall,
-                            "running-seen": watcher.running.get(t, float("nan")) + wall,
-                        }
-                        for t in accepted_at
-                    },
-                }
-            )
+        stamps_file = write_stamps(
+            STAMPS / f"stamps-{size}{tag}.json", trace_file, ns, accepted_at, answer_sent, watcher
         )
         first_accept = min(accepted_at.values()) if accepted_at else created_at
         last = max(watcher.running.values()) if watcher.running else time.monotonic()
@@ -1116,20 +1125,7 @@ def cpu_section(data: dict) -> list[str]:
             cpu = (s.get(key) or {}).get("cpu")
             if cpu:
                 rows.append((f"{s['nodes']} nodes, {label}", cpu))
-    if not rows:
-        return []
-    return [
-        "",
-        "## Who had the cores",
-        "",
-        "CPU seconds per 1,000 tasks of every process on the machine, from each burst's first create "
-        "(or accept) until its last pod was Running, read from /proc; 'machine busy' is the share of "
-        "the cores' time that was not idle over the same window. Near 100%, the cores were the "
-        "limit, not a client's QPS. The bench driver is the pod creator in kube-scheduler's bursts and "
-        "the framework in mesoskube's, each with the watches that time the burst.",
-        "",
-        *cpu_table(rows),
-    ]
+    return cpu_section_lines(rows)
 
 
 def report(data: dict) -> str:

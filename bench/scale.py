@@ -55,6 +55,7 @@ from bench.run import (
     pct,
     rss_mb,
     scrape,
+    write_stamps,
     writes_by_kind,
 )
 from bench.synthetic import time_cycle, time_event_cycle
@@ -266,25 +267,9 @@ def steady_load(
         ]
         from bench.stages import stage_rows, tail_rows  # here: bench.stages imports bench.run
 
-        wall = time.time() - time.monotonic()  # the trace's clock is the wall clock
-        stamps_file = STAMPS / f"stamps-steady-{size}.json"
-        stamps_file.write_text(
-            json.dumps(
-                {
-                    "trace": str(trace_file),
-                    "tasks": {
-                        t: {
-                            "offer": f"{ns}/{answer_sent[t][2]}",
-                            "accept-start": accepted_at[t] + wall,
-                            "answer-sent": answer_sent[t][0] + wall,
-                            "answer-stored": answer_sent[t][1] + wall,
-                            "pod-bound-seen": watcher.bound.get(t, float("nan")) + wall,
-                            "running-seen": watcher.running.get(t, float("nan")) + wall,
-                        }
-                        for t in accepted_at
-                    },
-                }
-            )
+        wall = time.time() - time.monotonic()  # the stamps' clock
+        stamps_file = write_stamps(
+            STAMPS / f"stamps-steady-{size}.json", trace_file, ns, accepted_at, answer_sent, watcher
         )
         result = {
             "stages": stage_rows(stamps_file),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import sys
 
-from bench.cpu import table as cpu_table
+from bench.cpu import section as cpu_section_lines
 from bench.run import RESULTS
 
 LAUNCH_KINDS = ("create tasks", "create pods", "create offers", "delete offers", "deletecollection offers")
@@ -402,19 +402,7 @@ def cpu_lines(data: dict) -> list[str]:
                 cpu = (run.get(key) or {}).get("cpu")
                 if cpu:
                     rows.append((f"{e['nodes']} nodes, {q}, {label}", cpu))
-    if not rows:
-        return []
-    return [
-        "",
-        "## Who had the cores",
-        "",
-        "CPU seconds per 1,000 tasks of every process, from each burst's first create (or accept) "
-        "until its last pod was Running (/proc); 'machine busy' is the share of the cores' time that "
-        "was not idle. The bench driver is the pod creator in kube-scheduler's bursts and the "
-        "framework in mesoskube's, with the watches that time them.",
-        "",
-        *cpu_table(rows),
-    ]
+    return cpu_section_lines(rows)
 
 
 def write_report(data: dict) -> str:
