@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from functools import cached_property
 from urllib.parse import urlsplit
 
 from kubernetes import client, config
+from kubernetes.watch.watch import iter_resp_lines
 
 from mesoskube import API_GROUP, API_VERSION, metrics
 
@@ -116,8 +118,10 @@ class RateLimiter:
         return delay
 
 
-def _verb(method: str, path: str) -> str:
+def _verb(method: str, path: str, query: str = "") -> str:
     m = method.upper()
+    if m == "GET" and "watch=true" in query.split("&"):
+        return "watch"
     if m == "GET":
         return "get" if _resource_of(path) != path.rstrip("/").rsplit("/", 1)[-1] else "list"
     if m == "DELETE" and _resource_of(path) == path.rstrip("/").rsplit("/", 1)[-1]:
@@ -141,8 +145,10 @@ class CountingApiClient(client.ApiClient):
     def call_api(self, method, url, *args, **kwargs):  # type: ignore[override]
         if self.limiter is not None and (waited := self.limiter.wait()):
             metrics.api_throttle.inc(waited)
-        path = urlsplit(url).path
-        metrics.api_requests.labels(verb=_verb(method, path), resource=_resource_of(path)).inc()
+        parts = urlsplit(url)
+        metrics.api_requests.labels(
+            verb=_verb(method, parts.path, parts.query), resource=_resource_of(parts.path)
+        ).inc()
         return super().call_api(method, url, *args, **kwargs)
 
 
@@ -167,6 +173,30 @@ def api_client(
     return api
 
 
+class WatchStream:
+    """The events of one WATCH (dicts, as the API server sent them) until the server ends it, an
+    error, or `close()` from another thread."""
+
+    def __init__(self, response) -> None:  # urllib3's response, unread
+        self.response = response
+
+    def __iter__(self) -> Iterator[dict]:
+        try:
+            for line in iter_resp_lines(self.response):
+                if line:
+                    yield json.loads(line)
+        finally:
+            self.response.release_conn()
+
+    def close(self) -> None:
+        """Unblock the reading thread: shut the socket down (closing it from here could wait on
+        the SSL lock that thread holds while it reads, as the client's Watch.stop notes)."""
+        sock = getattr(getattr(self.response, "connection", None), "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
 @dataclass
 class Kube:
     """Typed API groups over one ApiClient."""
@@ -176,6 +206,12 @@ class Kube:
     @classmethod
     def connect(cls, kubeconfig: str | None = None, qps: float = 0, burst: int = 0) -> Kube:
         return cls(api_client(kubeconfig, qps=qps, burst=burst))
+
+    def sibling(self) -> Kube:
+        """Another client over the same configuration (server, credentials, the token refresh
+        hook), with connections of its own and no rate limiter: for long-running watches, which
+        would otherwise hold connections of the writers' pool."""
+        return Kube(CountingApiClient(self.api.configuration))
 
     @cached_property
     def core(self) -> client.CoreV1Api:
@@ -273,6 +309,46 @@ class Kube:
                 key = f"{m['namespace']}/{m['name']}" if m.get("namespace") else m["name"]
                 versions[key] = m.get("resourceVersion", "")
         return list_rv, versions
+
+    def list_all(self, path: str) -> tuple[str, list[dict]]:
+        """(the list's resourceVersion, every object at `path`), in pages of one snapshot: where a
+        WATCH of `path` resumes without missing or repeating an event."""
+        list_rv, items = "", []
+        for got in self.list_pages(path):
+            list_rv = list_rv or (got.get("metadata") or {}).get("resourceVersion", "")
+            items += got.get("items") or []
+        return list_rv, items
+
+    def watch(self, path: str, resource_version: str, timeout_seconds: int) -> WatchStream:
+        """A WATCH of `path` from `resource_version`, with bookmarks, which the API server ends
+        after `timeout_seconds`; the connection is dropped if nothing (not even a bookmark, sent
+        about once a minute) arrives for `timeout_seconds` + 60 s."""
+        query = [
+            ("watch", "true"),
+            ("resourceVersion", resource_version),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", timeout_seconds),
+        ]
+        method, url, headers, body, post = self.api.param_serialize(
+            "GET",
+            path,
+            query_params=query,
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        resp = self.api.call_api(
+            method,
+            url,
+            header_params=headers,
+            body=body,
+            post_params=post,
+            _request_timeout=(10, timeout_seconds + 60),
+        )
+        if not 200 <= resp.status < 300:
+            error = client.ApiException(status=resp.status, reason=resp.reason)
+            error.body = resp.read().decode(errors="replace")
+            raise error
+        return WatchStream(resp.response)
 
     def patch(self, plural: str, namespace: str, name: str, body: dict) -> dict:
         return self.custom.patch_namespaced_custom_object(

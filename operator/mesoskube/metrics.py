@@ -52,6 +52,16 @@ relist_ghosts = Counter(
     "Objects found deleted by the LIST that follows a re-list of a watch (their DELETED was missed).",
     ["kind"],
 )
+watch_lists = Counter(
+    "mesoskube_watch_lists_total",
+    "LISTs by the master's reflectors (nodes, pods): the first one, and each after a 410 Gone.",
+    ["kind"],
+)
+watch_failures = Counter(
+    "mesoskube_watch_failures_total",
+    "Failed LISTs and WATCHes of the master's reflectors, each retried after a backoff.",
+    ["kind"],
+)
 api_throttle = Counter(
     "mesoskube_api_throttle_seconds",
     "Seconds requests waited for the client's rate limiter (QPS/burst) before being sent.",

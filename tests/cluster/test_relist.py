@@ -12,7 +12,7 @@ import urllib.request
 
 from mesoskube import API_GROUP, metrics
 from tests.cluster.identity import wait_param_policies_resolve
-from tests.cluster.mesos import RawFramework
+from tests.cluster.mesos import RawFramework, task
 from tests.helpers import eventually
 
 
@@ -54,3 +54,30 @@ def test_an_offer_deleted_while_the_watch_was_away_is_swept_and_its_agent_offere
     # By the sweep: had the watch shown the deletion after all, this test would prove nothing.
     assert swept._value.get() == before + 1
     assert offers[n2]["metadata"]["name"] in {o["metadata"]["name"] for o in fw.offers()}
+
+
+def test_a_pod_deleted_while_the_watch_was_away_ends_its_task_through_the_pods_reflector(
+    kube, namespace, fake_nodes, own_master, local_cluster
+):
+    """Pods come through the master's own reflector (reflector.py), not kopf: after the restart its
+    WATCH resumes from a version the new watch cache does not have (410), it LISTs again, and the
+    listing replaces the cache: the task whose pod is gone ends REASON_POD_DELETED."""
+    (n1,) = fake_nodes(1, "cpu=2,memory=4Gi")
+    m = own_master()
+    (pods,) = [r for r in m.reflectors if r.kind == "pods"]
+    assert pods.lists == 1  # the start: one LIST of pods, the seed lists none
+    fw = RawFramework.subscribe(kube, namespace, "fw")
+    (offer,) = fw.wait_offers(1, agent=n1)
+    fw.accept(offer, [task("t1", 1, 64)])
+    fw.wait_task_state("t1", "TASK_RUNNING", timeout=60)
+    port = local_cluster.state()["ports"]["etcd"]
+    deleted: list[int] = []
+    local_cluster.restart_component(
+        "kube-apiserver",
+        while_stopped=lambda: deleted.append(delete_from_etcd(port, f"/registry/pods/{namespace}/t1")),
+    )
+    assert deleted == [1]
+    wait_param_policies_resolve(kube, namespace)
+    ended = fw.wait_task_state("t1", "TASK_KILLED", timeout=60)
+    assert ended["status"]["reason"] == "REASON_POD_DELETED"
+    assert pods.lists == 2 and pods.ghosts == 1

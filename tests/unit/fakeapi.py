@@ -173,9 +173,11 @@ class FakeApi:
 
     # The seed's reads (Engine.seed)
     def list_nodes(self) -> list[dict]:
+        self._check("list:nodes")
         return [copy.deepcopy(o) for o in self.objects["nodes"].values()]
 
     def list_pods(self) -> list[dict]:
+        self._check("list:pods")
         return [copy.deepcopy(o) for o in self.objects["pods"].values()]
 
     def list(self, plural: str, namespace: str | None) -> list[dict]:

@@ -60,10 +60,22 @@ def test_the_seed_waits_for_the_api_server_and_is_retried_until_it_succeeds():
         m.engine.ready.set()
 
     m.engine.seed = seed
+    for r in m.reflectors:  # their first LISTs done (the next test: the seed waits for them)
+        r.synced.set()
     assert m._seed() is True
     assert len(attempts) == 2 and m.engine.ready.is_set()
     assert len(m.engine.stopping.waits) == 3  # two discovery failures, one failed seed
     assert m.engine.stopping.waits[1] > m.engine.stopping.waits[0]
+    m.engine.pool.shutdown()
+
+
+def test_the_seed_waits_for_the_reflectors_first_lists_of_nodes_and_pods():
+    m = master()
+    assert [r.kind for r in m.reflectors] == ["nodes", "pods"] and m.engine.reflected == {"nodes", "pods"}
+    m.engine.seed = lambda: (_ for _ in ()).throw(AssertionError("seeded before nodes and pods were listed"))
+    m.reflectors[0].synced.set()
+    m.engine.stopping.set()  # pods never listed: the start gives up only when the master stops
+    assert m._seed() is False
     m.engine.pool.shutdown()
 
 

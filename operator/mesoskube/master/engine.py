@@ -60,7 +60,8 @@ MIN_ALLOCATION_GAP = 0.05
 # (bench/results/latency.md): ~1,000 steps a minute, and the master at 0.30 of a core against 0.20
 # before the pipelining, on a machine whose API server and kwok wait for CPU.
 PIPELINED_SWEEP_GAP = 0.2
-WATCHED_KINDS = ("nodes", "pods", "frameworks", "offers", "tasks", "mesosroles")  # handlers.register
+# Watched by the runner's reflectors (nodes, pods) and kopf (handlers.register, the rest).
+WATCHED_KINDS = ("nodes", "pods", "frameworks", "offers", "tasks", "mesosroles")
 
 
 @dataclass
@@ -90,6 +91,9 @@ class Engine:
     # (pymesos saw TASK_FINISHED without TASK_RUNNING; a UI test's task never RUNNING): a pod event
     # seen while the task's accept was still launching it was dropped (TaskSync.end_launch).
     pipelined: bool = True
+    # Kinds the runner's reflectors fill (reflector.py: nodes, pods), synced before `seed` runs:
+    # the seed does not LIST them again. Empty (unit tests): the seed lists every kind.
+    reflected: frozenset[str] = frozenset()
 
     last_sweep: float = float("-inf")  # agent health and offer housekeeping, last run (pipelined)
     wake: threading.Event = field(default_factory=threading.Event)
@@ -322,10 +326,12 @@ class Engine:
         resources that are already offered or launched."""
         ns = self.settings.namespace or None
         w = self.writer
-        for node in w.list_nodes():  # type: ignore[attr-defined]
-            self.cache.upsert_node(node)
-        for pod in w.list_pods():  # type: ignore[attr-defined]
-            self.cache.upsert_pod(pod, ours=is_task_pod(pod, self.settings.schedulerName))
+        if "nodes" not in self.reflected:
+            for node in w.list_nodes():  # type: ignore[attr-defined]
+                self.cache.upsert_node(node)
+        if "pods" not in self.reflected:
+            for pod in w.list_pods():  # type: ignore[attr-defined]
+                self.cache.upsert_pod(pod, ours=is_task_pod(pod, self.settings.schedulerName))
         for store in ("frameworks", "offers", "tasks"):
             for obj in w.list(store, ns):  # type: ignore[attr-defined]
                 self.cache.upsert(store, obj)
@@ -333,7 +339,7 @@ class Engine:
                     self.provenance.made(obj)  # an earlier master's
         for obj in w.list_roles():  # type: ignore[attr-defined]
             self.cache.upsert("roles", obj)
-        self.ghosts.after_seed(WATCHED_KINDS)
+        self.ghosts.after_seed(k for k in WATCHED_KINDS if k not in self.reflected)
         self.mark_all()
         self.poll_leases(force=True)
         self.ready.set()

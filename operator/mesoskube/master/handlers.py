@@ -1,6 +1,7 @@
-"""kopf handlers: translate watch events into cache updates and work-queue keys; no API calls and
-no decisions here. Allocation requests name the agents whose resources changed (candidates);
-a node's heartbeat, which changes nothing the master reads, requests nothing.
+"""Watch handlers (kopf's for the custom resources, the reflectors' for nodes and pods): translate
+watch events into cache updates and work-queue keys; no API calls and no decisions here. Allocation
+requests name the agents whose resources changed (candidates); a node's heartbeat, which changes
+nothing the master reads, requests nothing.
 
 `Handlers` is plain code (the engine's unit tests feed it events); `register` wires it to kopf.
 """
@@ -95,6 +96,14 @@ class Handlers:
             trace.mark("answer-seen", key)
             self.engine.mark_answered(key)
 
+    def reflected(self, kind: str, event_type: str, body: dict) -> None:
+        """An event from a reflector (reflector.py: nodes, pods). It knows where its listings
+        begin and end, so none of kopf's re-list guessing (`_note`) applies."""
+        if kind == "nodes":
+            self.node(event_type, body)
+        else:
+            self.pod(event_type, body)
+
     def event(self, kind: str, event_type: str, body: dict) -> None:
         """`event_type` "" is a listing event (kopf's type None)."""
         # kopf watches every namespace (runner.py): a master confined to one namespace still sees
@@ -118,7 +127,7 @@ def register(
     cache: Cache,
     engine: Engine,
     connection: Callable[[], kopf.ConnectionInfo],
-) -> None:
+) -> Handlers:
     handlers = Handlers(cache, engine)
 
     @kopf.on.login(registry=registry)
@@ -131,11 +140,11 @@ def register(
 
         return handler
 
-    kopf.on.event("nodes", registry=registry, id="nodes")(on("nodes"))
-    kopf.on.event("pods", registry=registry, id="pods")(on("pods"))
+    # Nodes and pods come from the master's reflectors (reflector.py), not from kopf.
     for kind in ("frameworks", "offers", "tasks", "mesosroles"):
         kopf.on.event(API_GROUP, kind, registry=registry, id=f"mirror-{kind}")(on(kind))
     # The master keeps no kopf diff-base (runner.NoDiffBase: it cost a deep copy per event), which
     # on.create/update/resume handlers and daemons would read.
     if registry._changing.get_all_handlers() or registry._spawning.get_all_handlers():
         raise RuntimeError("the master registers on-event handlers only: kopf keeps no diff-base for it")
+    return handlers

@@ -1,14 +1,16 @@
 """Ghosts after a re-list: objects deleted while a watch was away.
 
-kopf resumes a broken watch from its last resourceVersion, but after a 410 Gone (a compacted
-version, or a kube-apiserver restarted with a fresh watch cache) it LISTs the kind again and
-replays what exists as events of type None; what was deleted meanwhile is never reported, and
-kopf's handlers never see where a listing ends. client-go's informer replaces its store with the
-listing (Replace); this is our equivalent. The handlers take a listing event for an object kopf
-has already shown them as a re-list of that kind (the first listing shows only objects they have
-not seen); once those events have been quiet for RELIST_QUIET, one metadata-only LIST of the kind
-is compared with the cache, and what the cache holds that the LIST lacks, untouched by any event
-newer than the LIST, is delivered to the handlers as DELETED (Cache.ghosts).
+For the custom resources, which kopf watches (nodes and pods come through reflector.py, which knows
+where its listings end and calls `settle` after each). kopf resumes a broken watch from its last
+resourceVersion, but after a 410 Gone (a compacted version, or a kube-apiserver restarted with a
+fresh watch cache) it LISTs the kind again and replays what exists as events of type None; what was
+deleted meanwhile is never reported, and kopf's handlers never see where a listing ends. client-go's
+informer replaces its store with the listing (Replace); this is our equivalent. The handlers take a
+listing event for an object kopf has already shown them as a re-list of that kind (the first listing
+shows only objects they have not seen); once those events have been quiet for RELIST_QUIET, one
+metadata-only LIST of the kind is compared with the cache, and what the cache holds that the LIST
+lacks, untouched by any event newer than the LIST, is delivered to the handlers as DELETED
+(Cache.ghosts).
 
 The same sweep runs once per kind after the seed LIST, when kopf's first listing has gone quiet:
 the seed and that listing are two snapshots, and an object deleted between them would stay.
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
@@ -103,11 +105,17 @@ class GhostSweep:
 
     def _sweep(self, kind: str) -> None:
         list_rv, listed = self.writer.list_versions(kind, self.namespace)
+        self.settle(kind, list_rv, listed)
+
+    def settle(self, kind: str, list_rv: str, listed: Mapping[str, str]) -> int:
+        """Deliver as DELETED what the cache holds of `kind` that a LIST at `list_rv` (`listed`:
+        {key: resourceVersion}) lacks and no newer event touched; how many. The sweep's own LIST,
+        or a reflector's listing (reflector.py) for the kinds it watches."""
         found = self.cache.ghosts(kind, list_rv, listed)
         gone = []
         for body in found:
             key = _name(body)
-            # Re-checked and delivered under the cache's lock: kopf's thread may have shown a newer
+            # Re-checked and delivered under the cache's lock: the watch may have shown a newer
             # object of that name meanwhile, which must not be deleted; events no newer than the
             # LIST are older than the deletion afterwards (a tombstone).
             with self.cache.lock:
@@ -126,6 +134,7 @@ class GhostSweep:
             len(gone),
             f" ({names})" if gone else "",
         )
+        return len(gone)
 
 
 def _name(body: dict) -> str:

@@ -23,11 +23,14 @@ from mesoskube.master.election import LeaderElector
 from mesoskube.master.engine import Engine
 from mesoskube.master.handlers import register
 from mesoskube.master.probes import HealthServer, Probe, liveness, readiness
+from mesoskube.master.reflector import Reflector
+from mesoskube.master.reflector import start as start_reflectors
 from mesoskube.master.writer import KubeWriter
 from mesoskube.settings import Settings
 
 log = logging.getLogger("mesoskube.master")
 SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+REFLECTED = ("nodes", "pods")  # the rest (our custom resources) through kopf
 
 
 def connection_info(kube: Kube) -> kopf.ConnectionInfo:
@@ -125,10 +128,11 @@ def _short(e: BaseException) -> str:
 
 @dataclass
 class Master:
-    """One master replica. Without leader election it leads from the start. With it, the replica
-    seeds its cache and keeps it warm through kopf's watches (reads only) until it holds the Lease;
-    then the engine and status threads start writing. A leader that loses the Lease stops at once
-    (`lost` is set; in the foreground the process exits 1 and is restarted, as kube-scheduler is)."""
+    """One master replica. Without leader election it leads from the start. With it, the replica seeds
+    its cache and keeps it warm through its reflectors and kopf's watches (reads only) until it
+    holds the Lease; then the engine and status threads start writing. A leader that loses the Lease
+    stops at once (`lost` is set; in the foreground the process exits 1 and is restarted, as
+    kube-scheduler is)."""
 
     kube: Kube
     settings: Settings
@@ -146,7 +150,13 @@ class Master:
             status_off_step=self.status_off_step,
         )
         self.registry = kopf.OperatorRegistry()
-        register(self.registry, self.cache, self.engine, lambda: connection_info(self.kube))
+        handlers = register(self.registry, self.cache, self.engine, lambda: connection_info(self.kube))
+        # Nodes and pods through reflectors of our own (reflector.py), on a client of their own.
+        source = KubeWriter(self.kube.sibling())
+        self.reflectors = [
+            Reflector(kind, source, handlers.reflected, self.engine.ghosts.settle) for kind in REFLECTED
+        ]
+        self.engine.reflected = frozenset(REFLECTED)
         self._stop_flag: threading.Event = threading.Event()
         self._threads: list[threading.Thread] = []
         # The Mesos HTTP API (mesoskube.mesosapi), when httpPort is set: it serves on the leader; on a
@@ -309,6 +319,10 @@ class Master:
         """The first LIST, retried until it succeeds: a master started while the API server is away
         (or not yet serving our CRDs) waits for it instead of running without an engine."""
         delay = 0.2
+        for r in self.reflectors:  # their first LISTs fill nodes and pods; each retries its own
+            while not r.synced.wait(0.05):
+                if self.engine.stopping.is_set():
+                    return False
         while not self.engine.stopping.is_set():
             try:
                 wait_for_resources(self.kube, self.engine.stopping)
@@ -326,6 +340,7 @@ class Master:
         if self.elector is None:
             metrics.leader.set(1)
         self._start_http_standby()
+        self._threads += start_reflectors(self.reflectors)
         self._engine_thread = threading.Thread(target=self._engine_main, name="mesoskube-engine", daemon=True)
         self._engine_thread.start()
 
@@ -420,6 +435,8 @@ class Master:
         self.engine.pool.shutdown(wait=False)  # a standby that never led never ended the engine loop
         metrics.leader.set(0)
         self._stop_flag.set()
+        for r in self.reflectors:
+            r.stop()
         for t in self._threads:
             t.join(timeout)
         if self.health is not None:

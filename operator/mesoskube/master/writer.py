@@ -15,7 +15,7 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from mesoskube import API_GROUP, API_VERSION
-from mesoskube.kube import Kube, deferrable, not_ready
+from mesoskube.kube import Kube, WatchStream, deferrable, not_ready
 from mesoskube.master import LABEL_FRAMEWORK
 
 # Statuses worth retrying: the request may succeed later unchanged. Others (400, 403, 409, 422) will not.
@@ -230,6 +230,15 @@ class KubeWriter:
         """(the list's resourceVersion, {key: resourceVersion}) of a watched kind, metadata only:
         the sweep after a re-list (relist.py). Pods and nodes cluster-wide, as the seed lists them."""
         return self.kube.list_versions(self._path(kind, namespace))
+
+    # ---- the reflectors' reads (reflector.py): on a client of their own, never rate-limited
+    @_translate
+    def list_kind(self, kind: str) -> tuple[str, list[dict]]:
+        return self.kube.list_all(self._path(kind))
+
+    @_translate
+    def watch_kind(self, kind: str, resource_version: str, timeout_seconds: int) -> WatchStream:
+        return self.kube.watch(self._path(kind), resource_version, timeout_seconds)
 
     @_translate
     def list_roles(self) -> list[dict]:
