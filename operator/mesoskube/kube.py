@@ -179,18 +179,21 @@ class WatchStream:
 
     def __init__(self, response) -> None:  # urllib3's response, unread
         self.response = response
+        self.ended = False  # read to its end: the connection went back to the pool
 
     def __iter__(self) -> Iterator[dict]:
-        try:
-            for line in iter_resp_lines(self.response):
-                if line:
-                    yield json.loads(line)
-        finally:
-            self.response.release_conn()
+        for line in iter_resp_lines(self.response):
+            if line:
+                yield json.loads(line)
+        self.ended = True
+        self.response.release_conn()
 
     def close(self) -> None:
         """Unblock the reading thread: shut the socket down (closing it from here could wait on
-        the SSL lock that thread holds while it reads, as the client's Watch.stop notes)."""
+        the SSL lock that thread holds while it reads, as the client's Watch.stop notes); the pool
+        opens a new connection in its place."""
+        if self.ended:
+            return
         sock = getattr(getattr(self.response, "connection", None), "sock", None)
         if sock is not None:
             with contextlib.suppress(OSError):

@@ -39,6 +39,7 @@ log = logging.getLogger("mesoskube.master")
 # what it offers (a kube-apiserver restarted after 12 s is seen again within about 5 s).
 WATCH_TIMEOUT = (300, 600)
 BACKOFF_FIRST, BACKOFF_MAX = 0.8, 5.0
+REMIND_EVERY = 12
 
 
 class Stream(Protocol):
@@ -105,9 +106,10 @@ class Reflector:
             self.failures += 1
             metrics.watch_failures.labels(kind=self.kind).inc()
             delay = self.backoff()
-            # One line when an outage starts, none while it lasts (issue 11: not one per try).
+            # One line when an outage starts, then one a minute or so while it lasts (issue 11:
+            # not one per try); a master that cannot list at all (RBAC) keeps saying why.
             log.log(
-                logging.WARNING if self.failures == 1 else logging.DEBUG,
+                logging.WARNING if self.failures % REMIND_EVERY == 1 else logging.DEBUG,
                 "%s of %s failed (%s); retrying in %.1fs",
                 "LIST" if not self.resource_version else "WATCH",
                 self.kind,
