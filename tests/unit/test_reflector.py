@@ -125,10 +125,14 @@ def test_after_410_gone_a_new_list_replaces_the_cache_and_what_went_meanwhile_is
 def test_a_relist_keeps_an_object_newer_than_the_list() -> None:
     """What a newer event showed (here: created after the LIST's snapshot) is not a ghost."""
     rig = Rig()
-    rig.handlers.reflected("nodes", "ADDED", node("n3", 50))
-    source = Source(lists=[("40", [node("n2", 10)])], watches=[])
-    reflector(rig, source).step()
-    assert set(rig.cache.nodes) == {"n2", "n3"}
+    gone = Stream([{"type": "ERROR", "object": {"code": 410}}])
+    source = Source(lists=[("10", [node("n2", 10)]), ("40", [node("n2", 10)])], watches=[gone])
+    r = reflector(rig, source)
+    r.step()
+    r.step()
+    rig.handlers.reflected("nodes", "ADDED", node("n3", 50))  # between the 410 and the new LIST
+    r.step()
+    assert set(rig.cache.nodes) == {"n2", "n3"} and r.lists == 2 and r.ghosts == 0
 
 
 def test_failures_back_off_exponentially_with_jitter_capped_and_reset_by_a_success() -> None:

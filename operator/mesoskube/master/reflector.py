@@ -137,7 +137,8 @@ class Reflector:
         for body in items:
             listed[key_of(body)] = (body.get("metadata") or {}).get("resourceVersion", "")
             self.deliver(self.kind, "", body)
-        self.ghosts += self.settle(self.kind, list_rv, listed)
+        if self.lists > 1:  # the first LIST has nothing before it to replace
+            self.ghosts += self.settle(self.kind, list_rv, listed)
         self.resource_version = list_rv
         self.synced.set()
 
