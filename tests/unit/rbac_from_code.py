@@ -5,7 +5,8 @@ What counts as a call:
 - `kube.create/get/list/patch/patch_status/delete/delete_collection("<plural>", ...)` (mesoskube.Kube);
 - `kube.core.*`, `kube.coordination.*` and `kube.custom.*` generated client methods, read by name
   (`create_namespaced_pod` -> pods create, `list_lease_for_all_namespaces` -> leases list);
-- `kopf.on.event(...)` handlers: list + watch of the resource;
+- `kopf.on.event(...)` handlers and the master's `Reflector("<plural>", ...)`s (core kinds): list +
+  watch of the resource;
 - `owner_ref("<Kind>", ...)` in builders: blockOwnerDeletion needs update on <kinds>/finalizers;
 - `writer.create/patch/patch_status/delete/delete_collection/list("<plural>", ...)` and the
   Writer's named methods (`create_pod`, `bind_pod`, `list_framework_leases`, ...), the engine's
@@ -181,6 +182,9 @@ class _Scanner(ast.NodeVisitor):
             for group in groups:
                 for plural in plurals:
                     self.grants |= {(group, plural, "list"), (group, plural, "watch")}
+        elif chain and chain[-1] == "Reflector" and node.args:
+            for plural in self._strings(node.args[0], node):
+                self.grants |= {("", plural, "list"), ("", plural, "watch")}
         elif chain and chain[-1] == "owner_ref" and node.args and isinstance(node.args[0], ast.Constant):
             self.grants.add((API_GROUP, f"{node.args[0].value.lower()}s/finalizers", "update"))
         self.generic_visit(node)

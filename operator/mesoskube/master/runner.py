@@ -30,7 +30,6 @@ from mesoskube.settings import Settings
 
 log = logging.getLogger("mesoskube.master")
 SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
-REFLECTED = ("nodes", "pods")  # the rest (our custom resources) through kopf
 
 
 def connection_info(kube: Kube) -> kopf.ConnectionInfo:
@@ -153,10 +152,12 @@ class Master:
         handlers = register(self.registry, self.cache, self.engine, lambda: connection_info(self.kube))
         # Nodes and pods through reflectors of our own (reflector.py), on a client of their own.
         source = KubeWriter(self.kube.sibling())
+        settle = self.engine.ghosts.settle
         self.reflectors = [
-            Reflector(kind, source, handlers.reflected, self.engine.ghosts.settle) for kind in REFLECTED
+            Reflector("nodes", source, handlers.reflected, settle),
+            Reflector("pods", source, handlers.reflected, settle),
         ]
-        self.engine.reflected = frozenset(REFLECTED)
+        self.engine.reflected = frozenset(r.kind for r in self.reflectors)  # the rest through kopf
         self._stop_flag: threading.Event = threading.Event()
         self._threads: list[threading.Thread] = []
         # The Mesos HTTP API (mesoskube.mesosapi), when httpPort is set: it serves on the leader; on a
