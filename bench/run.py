@@ -43,7 +43,7 @@ from pathlib import Path
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from bench.cpu import CpuWindow, process_cpu_s
+from bench.cpu import CpuWindow, process_cpu_s, processor
 from bench.cpu import section as cpu_section_lines
 from bench.synthetic import time_cycle, time_event_cycle, time_status
 from mesoskube.allocator import allocate
@@ -1275,7 +1275,7 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     data: dict = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores ({processor()}), "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB",
         "versions": versions(),
         "qps": qps,

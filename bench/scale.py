@@ -38,7 +38,7 @@ from pathlib import Path
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
-from bench.cpu import process_cpu_s
+from bench.cpu import process_cpu_s, processor
 from bench.run import (
     BY_NAME,
     RESULTS,
@@ -450,7 +450,7 @@ def main() -> int:
     out = RESULTS / os.environ.get("BENCH_SCALE_OUT", "scale.json")
     data: dict = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores ({processor()})",
         "versions": versions(),
         "pods": PODS,
         "load_avg_start": os.getloadavg(),
