@@ -973,18 +973,18 @@ def plots(data: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sizes = [s["nodes"] for s in data["sizes"] if s.get("mesoskube")]
+    # Sizes with both bursts: one whose nodes never got Ready has neither (make bench at 23:37 on
+    # 2026-12-07 crashed here on its 5,000-node entry, after every burst had run).
+    ran = [s for s in data["sizes"] if s.get("mesoskube") and s.get("kube_scheduler")]
+    sizes = [s["nodes"] for s in ran]
+    lines = [("kube_scheduler", "o-", "kube-scheduler"), ("mesoskube", "s-", "mesoskube")]
+    if all(s.get("mesoskube_by_name") for s in ran):
+        lines.append(("mesoskube_by_name", "^-", "mesoskube, accepts by name"))
     if sizes:
         fig, ax = plt.subplots(1, 2, figsize=(10, 4))
-        ax[0].plot(
-            sizes,
-            [s["kube_scheduler"]["throughput_pods_per_s"] for s in data["sizes"]],
-            "o-",
-            label="kube-scheduler",
-        )
-        ax[0].plot(
-            sizes, [s["mesoskube"]["throughput_pods_per_s"] for s in data["sizes"]], "s-", label="mesoskube"
-        )
+        for key, style, label in lines:
+            ax[0].plot(sizes, [s[key]["throughput_pods_per_s"] for s in ran], style, label=label)
+            ax[1].plot(sizes, [s[key]["latency_p99_s"] for s in ran], style, label=f"{label} p99")
         ax[0].set(
             xscale="log",
             xlabel="kwok nodes",
@@ -992,15 +992,6 @@ def plots(data: dict) -> None:
             title=f"throughput at client QPS {data['qps']:g}",
         )
         ax[0].legend()
-        ax[1].plot(
-            sizes,
-            [s["kube_scheduler"]["latency_p99_s"] for s in data["sizes"]],
-            "o-",
-            label="kube-scheduler p99",
-        )
-        ax[1].plot(
-            sizes, [s["mesoskube"]["latency_p99_s"] for s in data["sizes"]], "s-", label="mesoskube p99"
-        )
         ax[1].set(xscale="log", xlabel="kwok nodes", ylabel="seconds", title="per-pod latency p99")
         ax[1].legend()
         fig.tight_layout()
@@ -1326,10 +1317,12 @@ def main() -> int:
             (RESULTS / "bench.json").write_text(json.dumps(data, indent=2))
     finally:
         (RESULTS / "bench.json").write_text(json.dumps(data, indent=2))
-        plots(data)
-        (RESULTS / "REPORT.md").write_text(report(data))
-        if not os.environ.get("BENCH_KEEP_CLUSTER"):
-            cluster.down()
+        try:  # a report or plot that fails must not leave the cluster up (it did once, on 5,000 nodes)
+            (RESULTS / "REPORT.md").write_text(report(data))
+            plots(data)
+        finally:
+            if not os.environ.get("BENCH_KEEP_CLUSTER"):
+                cluster.down()
     log(f"wrote {RESULTS / 'REPORT.md'}")
     return 0
 
