@@ -24,6 +24,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
+from bench.cpu import processor
 from bench.run import RESULTS, SHAPE, ensure_namespace, log, pct, scrape
 from mesoskube.api.install import install_crds
 from mesoskube.api.models import TaskState
@@ -179,7 +180,7 @@ def main() -> int:
     )
     data: dict = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores ({processor()})",
         "nodes": nodes,
         "tasks": tasks,
         "qps": 50,
