@@ -275,26 +275,31 @@ class Kube:
         token = None
         while True:
             query = [("limit", page)] + ([("continue", token)] if token else [])
-            method, url, headers, body, post = self.api.param_serialize(
-                "GET",
-                path,
-                query_params=query,
-                header_params={"Accept": accept},
-                auth_settings=["BearerToken"],
-            )
-            resp = self.api.call_api(
-                method, url, header_params=headers, body=body, post_params=post, _request_timeout=(10, 120)
-            )
-            data = resp.read()
-            if not 200 <= resp.status < 300:
-                error = client.ApiException(status=resp.status, reason=resp.reason)
-                error.body = data.decode(errors="replace")  # the server's Status: its message, why
-                raise error
-            got = json.loads(data)
+            got = json.loads(self._get(path, query, accept, read_timeout=120).read())
             yield got
             token = (got.get("metadata") or {}).get("continue")
             if not token:
                 return
+
+    def _get(self, path: str, query: list, accept: str, read_timeout: float):
+        """A raw GET (the response unread, the client's models skipped); a non-2xx answer raises
+        ApiException with the server's Status as its body (its message says why)."""
+        method, url, headers, body, post = self.api.param_serialize(
+            "GET", path, query_params=query, header_params={"Accept": accept}, auth_settings=["BearerToken"]
+        )
+        resp = self.api.call_api(
+            method,
+            url,
+            header_params=headers,
+            body=body,
+            post_params=post,
+            _request_timeout=(10, read_timeout),
+        )
+        if not 200 <= resp.status < 300:
+            error = client.ApiException(status=resp.status, reason=resp.reason)
+            error.body = resp.read().decode(errors="replace")
+            raise error
+        return resp
 
     def list_raw(self, path: str) -> list[dict]:
         """Every object at `path`, as plain dicts (list_pages)."""
@@ -332,25 +337,7 @@ class Kube:
             ("allowWatchBookmarks", "true"),
             ("timeoutSeconds", timeout_seconds),
         ]
-        method, url, headers, body, post = self.api.param_serialize(
-            "GET",
-            path,
-            query_params=query,
-            header_params={"Accept": "application/json"},
-            auth_settings=["BearerToken"],
-        )
-        resp = self.api.call_api(
-            method,
-            url,
-            header_params=headers,
-            body=body,
-            post_params=post,
-            _request_timeout=(10, timeout_seconds + 60),
-        )
-        if not 200 <= resp.status < 300:
-            error = client.ApiException(status=resp.status, reason=resp.reason)
-            error.body = resp.read().decode(errors="replace")
-            raise error
+        resp = self._get(path, query, "application/json", read_timeout=timeout_seconds + 60)
         return WatchStream(resp.response)
 
     def patch(self, plural: str, namespace: str, name: str, body: dict) -> dict:
